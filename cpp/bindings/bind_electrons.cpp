@@ -1,0 +1,46 @@
+#include <pybind11/stl.h>
+
+#include "bindings/bindings.hpp"
+#include "electrons/ed.hpp"
+#include "electrons/sd_model.hpp"
+
+namespace spinforce {
+
+void bind_electrons(py::module_& m) {
+  py::class_<FieldResult>(m, "FieldResult")
+      .def_readonly("energy", &FieldResult::energy)
+      .def_readonly("fields", &FieldResult::fields)
+      .def_readonly("density", &FieldResult::density)
+      .def_readonly("mu", &FieldResult::mu)
+      .def_readonly("eigenvalues", &FieldResult::eigenvalues);
+
+  py::class_<FieldProvider, std::shared_ptr<FieldProvider>>(m, "FieldProvider")
+      .def_property_readonly("num_sites", &FieldProvider::num_sites)
+      .def_property_readonly("name", &FieldProvider::name)
+      .def("_compute", &FieldProvider::compute, py::arg("spins"), py::call_guard<py::gil_scoped_release>());
+
+  py::class_<SDModel, std::shared_ptr<SDModel>>(m, "SDModel", py::dynamic_attr())
+      .def(py::init([](std::shared_ptr<Lattice> lattice, double t, double J, std::optional<double> mu,
+                       std::optional<double> filling, double kT, double t2, double t3) {
+             return std::make_shared<SDModel>(std::move(lattice), t, J, mu, filling, kT, t2, t3);
+           }),
+           py::arg("lattice"), py::kw_only(), py::arg("t") = 1.0, py::arg("J"), py::arg("mu") = py::none(),
+           py::arg("filling") = py::none(), py::arg("kT") = 0.0, py::arg("t2") = 0.0, py::arg("t3") = 0.0)
+      .def_property_readonly("lattice", [](const SDModel& s) { return std::const_pointer_cast<Lattice>(s.lattice_ptr()); })
+      .def_property_readonly("t", &SDModel::t)
+      .def_property_readonly("t2", &SDModel::t2)
+      .def_property_readonly("t3", &SDModel::t3)
+      .def_property_readonly("J", &SDModel::J)
+      .def_property_readonly("kT", &SDModel::kT)
+      .def_property_readonly("mu", &SDModel::mu)
+      .def_property_readonly("filling", &SDModel::filling)
+      .def_property_readonly("num_sites", &SDModel::num_sites)
+      .def_property_readonly("spectral_bound", &SDModel::gershgorin_bound);
+
+  py::class_<ExactDiagonalization, FieldProvider, std::shared_ptr<ExactDiagonalization>>(m, "ExactDiagonalization")
+      .def(py::init([](std::shared_ptr<SDModel> model) { return std::make_shared<ExactDiagonalization>(std::move(model)); }),
+           py::arg("model"))
+      .def("_hamiltonian", &ExactDiagonalization::hamiltonian, py::arg("spins"));
+}
+
+}  // namespace spinforce

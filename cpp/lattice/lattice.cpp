@@ -1,0 +1,232 @@
+#include "lattice/lattice.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <sstream>
+
+#include "common/errors.hpp"
+
+namespace spinforce {
+namespace {
+
+constexpr double kDistanceTol = 1e-9;
+
+IntMatrix identity_matrix() {
+  IntMatrix m{};
+  for (int d = 0; d < 3; ++d) m[d][d] = 1;
+  return m;
+}
+
+IntMatrix multiply(const IntMatrix& a, const IntMatrix& b) {
+  IntMatrix c{};
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j)
+      for (int k = 0; k < 3; ++k) c[i][j] += a[i][k] * b[k][j];
+  return c;
+}
+
+// Closure of the generators under multiplication, identity first, in discovery order.
+std::vector<IntMatrix> generate_group(const std::vector<IntMatrix>& generators) {
+  std::vector<IntMatrix> group{identity_matrix()};
+  for (size_t head = 0; head < group.size(); ++head) {
+    for (const auto& g : generators) {
+      IntMatrix h = multiply(g, group[head]);
+      if (std::find(group.begin(), group.end(), h) == group.end()) group.push_back(h);
+    }
+  }
+  return group;
+}
+
+IntMatrix matrix2(int64_t a, int64_t b, int64_t c, int64_t d) {
+  IntMatrix m{};
+  m[0] = {a, b, 0};
+  m[1] = {c, d, 0};
+  m[2] = {0, 0, 1};
+  return m;
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t d = 0; d < shape.size(); ++d) os << (d ? ", " : "") << shape[d];
+  os << ")";
+  return os.str();
+}
+
+}  // namespace
+
+Lattice::Lattice(const std::string& kind, const std::vector<int64_t>& shape) : kind_(kind) {
+  const double s3 = std::sqrt(3.0);
+  if (kind == "square") {
+    dim_ = 2;
+    a_[0] = {1, 0, 0};
+    a_[1] = {0, 1, 0};
+    point_group_name_ = "D4";
+    // 90 degree rotation and the mirror y -> -y.
+    point_group_ = generate_group({matrix2(0, -1, 1, 0), matrix2(1, 0, 0, -1)});
+  } else if (kind == "triangular") {
+    dim_ = 2;
+    a_[0] = {1, 0, 0};
+    a_[1] = {0.5, s3 / 2, 0};
+    point_group_name_ = "C6v";
+    // 60 degree rotation: a1 -> a2, a2 -> a2 - a1; mirror y -> -y: a1 -> a1, a2 -> a1 - a2.
+    point_group_ = generate_group({matrix2(0, -1, 1, 1), matrix2(1, 1, 0, -1)});
+  } else if (kind == "cubic") {
+    dim_ = 3;
+    a_[0] = {1, 0, 0};
+    a_[1] = {0, 1, 0};
+    a_[2] = {0, 0, 1};
+    point_group_name_ = "Oh";
+    IntMatrix c4z{}, c3{}, inv{};
+    c4z[0] = {0, -1, 0};
+    c4z[1] = {1, 0, 0};
+    c4z[2] = {0, 0, 1};
+    c3[0] = {0, 0, 1};
+    c3[1] = {1, 0, 0};
+    c3[2] = {0, 1, 0};
+    inv[0] = {-1, 0, 0};
+    inv[1] = {0, -1, 0};
+    inv[2] = {0, 0, -1};
+    point_group_ = generate_group({c4z, c3, inv});
+  } else {
+    value_error("lattice kind must be one of 'square', 'triangular', 'cubic', got '", kind, "'");
+  }
+  require(static_cast<int>(shape.size()) == dim_, "shape of a ", kind, " lattice must have ", dim_,
+          " entries, got ", shape.size());
+  shape_ = shape;
+  num_sites_ = 1;
+  for (int64_t L : shape) {
+    require(L >= 1, "shape entries must be >= 1, got ", shape_string(shape));
+    num_sites_ *= L;
+  }
+}
+
+Offset Lattice::coords(int64_t site) const {
+  require(site >= 0 && site < num_sites_, "site must lie in [0, ", num_sites_, "), got ", site);
+  Offset c{0, 0, 0};
+  for (int d = 0; d < dim_; ++d) {
+    c[d] = site % shape_[d];
+    site /= shape_[d];
+  }
+  return c;
+}
+
+int64_t Lattice::site_index(const Offset& c) const {
+  int64_t index = 0, stride = 1;
+  for (int d = 0; d < dim_; ++d) {
+    const int64_t L = shape_[d];
+    index += (((c[d] % L) + L) % L) * stride;
+    stride *= L;
+  }
+  return index;
+}
+
+std::array<double, 3> Lattice::cartesian(const Offset& n) const {
+  std::array<double, 3> r{0, 0, 0};
+  for (int d = 0; d < dim_; ++d)
+    for (int k = 0; k < 3; ++k) r[k] += static_cast<double>(n[d]) * a_[d][k];
+  return r;
+}
+
+double Lattice::length(const Offset& n) const {
+  const auto r = cartesian(n);
+  return std::sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]);
+}
+
+std::vector<std::pair<double, Offset>> Lattice::sorted_offsets(double radius) const {
+  // The box |n_d| <= K contains the ball of radius K*sqrt(3)/2 for all three lattices.
+  const int64_t K = static_cast<int64_t>(std::ceil(radius / (std::sqrt(3.0) / 2.0))) + 1;
+  std::vector<std::pair<double, Offset>> out;
+  const int64_t kz = dim_ == 3 ? K : 0;
+  for (int64_t z = -kz; z <= kz; ++z)
+    for (int64_t y = -K; y <= K; ++y)
+      for (int64_t x = -K; x <= K; ++x) {
+        Offset n{x, y, z};
+        const double d = length(n);
+        if (d > kDistanceTol && d <= radius + kDistanceTol) out.emplace_back(d, n);
+      }
+  auto key = [this](const std::pair<double, Offset>& p) {
+    const auto r = cartesian(p.second);
+    double angle = std::atan2(r[1], r[0]);
+    if (angle < -kDistanceTol) angle += 2 * M_PI;
+    return std::make_tuple(std::round(p.first / kDistanceTol), r[2], std::round(angle * 1e9));
+  };
+  std::sort(out.begin(), out.end(), [&](const auto& p, const auto& q) { return key(p) < key(q); });
+  return out;
+}
+
+double Lattice::shell_distance(int k) const {
+  require(k >= 1, "neighbour shell index k must be >= 1, got ", k);
+  for (double radius = k + 1.0;; radius *= 2) {
+    auto offs = sorted_offsets(radius);
+    std::vector<double> distances;
+    for (const auto& p : offs)
+      if (distances.empty() || p.first > distances.back() + kDistanceTol) distances.push_back(p.first);
+    if (static_cast<int>(distances.size()) >= k) return distances[k - 1];
+  }
+}
+
+std::vector<Offset> Lattice::shell_offsets(int k) const {
+  const double d = shell_distance(k);
+  std::vector<Offset> out;
+  for (const auto& p : sorted_offsets(d))
+    if (std::abs(p.first - d) <= kDistanceTol) out.push_back(p.second);
+  return out;
+}
+
+std::vector<Offset> Lattice::offsets_within(double radius) const {
+  require(radius > 0 && std::isfinite(radius), "cutoff radius must be > 0, got ", radius);
+  std::vector<Offset> out;
+  for (const auto& p : sorted_offsets(radius)) out.push_back(p.second);
+  return out;
+}
+
+at::Tensor Lattice::neighbor_table(const std::vector<Offset>& offsets) const {
+  const int64_t m = static_cast<int64_t>(offsets.size());
+  // Translation invariance: distinctness at site 0 holds everywhere.
+  std::set<int64_t> reached{0};
+  double max_length = 0;
+  for (const auto& n : offsets) max_length = std::max(max_length, length(n));
+  for (const auto& n : offsets) {
+    if (!reached.insert(site_index(n)).second) {
+      value_error("lattice shape ", shape_string(shape_), " is too small: neighbour offsets up to distance ",
+                  max_length, " wrap around onto the same site; every side must exceed twice that distance");
+    }
+  }
+  at::Tensor table = at::empty({num_sites_, m}, at::kLong);
+  auto t = table.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < num_sites_; ++i) {
+    const Offset c = coords(i);
+    for (int64_t a = 0; a < m; ++a) {
+      Offset n{c[0] + offsets[a][0], c[1] + offsets[a][1], c[2] + offsets[a][2]};
+      t[i][a] = site_index(n);
+    }
+  }
+  return table;
+}
+
+Offset Lattice::apply(const IntMatrix& g, const Offset& n) const {
+  Offset out{0, 0, 0};
+  for (int i = 0; i < 3; ++i)
+    for (int k = 0; k < 3; ++k) out[i] += g[i][k] * n[k];
+  return out;
+}
+
+std::vector<std::vector<int64_t>> Lattice::permutations(const std::vector<Offset>& offsets) const {
+  std::vector<std::vector<int64_t>> perms;
+  for (const auto& g : point_group_) {
+    std::vector<int64_t> p(offsets.size());
+    for (size_t a = 0; a < offsets.size(); ++a) {
+      const Offset image = apply(g, offsets[a]);
+      auto it = std::find(offsets.begin(), offsets.end(), image);
+      require(it != offsets.end(), "offsets are not closed under the point group ", point_group_name_,
+              ": the image of an offset is missing (use a full set of neighbour shells)");
+      p[a] = it - offsets.begin();
+    }
+    perms.push_back(std::move(p));
+  }
+  return perms;
+}
+
+}  // namespace spinforce

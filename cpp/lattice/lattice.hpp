@@ -1,0 +1,61 @@
+#pragma once
+// Periodic Bravais lattices: geometry, neighbour shells and the on-site point group.
+// Site index i = x + Lx*y (+ Lx*Ly*z). Offsets are integer coordinates in the basis of the
+// primitive vectors; unused dimensions are zero.
+#include <ATen/ATen.h>
+
+#include <array>
+#include <string>
+#include <vector>
+
+namespace spinforce {
+
+using Offset = std::array<int64_t, 3>;
+using IntMatrix = std::array<std::array<int64_t, 3>, 3>;  // acts on offsets: n' = g n
+
+class Lattice {
+ public:
+  // kind: "square", "triangular" (a1=(1,0), a2=(1/2, sqrt3/2)) or "cubic".
+  Lattice(const std::string& kind, const std::vector<int64_t>& shape);
+
+  const std::string& kind() const { return kind_; }
+  int dim() const { return dim_; }
+  const std::vector<int64_t>& shape() const { return shape_; }
+  int64_t num_sites() const { return num_sites_; }
+  // Primitive vectors as rows (dim x dim used).
+  const std::array<std::array<double, 3>, 3>& primitive_vectors() const { return a_; }
+
+  Offset coords(int64_t site) const;
+  int64_t site_index(const Offset& coords) const;  // periodic wrap
+  std::array<double, 3> cartesian(const Offset& n) const;
+  double length(const Offset& n) const;
+
+  // Neighbour shells by distance, k = 1 nearest. Offsets of a shell are sorted by angle.
+  std::vector<Offset> shell_offsets(int k) const;
+  double shell_distance(int k) const;
+  // All offsets with 0 < |r| <= radius (+1e-9), sorted by distance then angle.
+  std::vector<Offset> offsets_within(double radius) const;
+  // (N, m) int64 table: site of i + offsets[a]. Raises ValueError when the periodic lattice is
+  // too small for the offsets to reach distinct sites other than i itself.
+  at::Tensor neighbor_table(const std::vector<Offset>& offsets) const;
+
+  // Point group of the site (D4, C6v, Oh) as integer matrices on offsets, identity first.
+  const std::string& point_group_name() const { return point_group_name_; }
+  const std::vector<IntMatrix>& point_group() const { return point_group_; }
+  Offset apply(const IntMatrix& g, const Offset& n) const;
+  // (|G|, m): perm[g][a] = b with offsets[b] = g offsets[a]; ValueError if not closed under G.
+  std::vector<std::vector<int64_t>> permutations(const std::vector<Offset>& offsets) const;
+
+ private:
+  std::vector<std::pair<double, Offset>> sorted_offsets(double radius) const;
+
+  std::string kind_;
+  int dim_ = 0;
+  std::vector<int64_t> shape_;
+  int64_t num_sites_ = 0;
+  std::array<std::array<double, 3>, 3> a_{};
+  std::string point_group_name_;
+  std::vector<IntMatrix> point_group_;
+};
+
+}  // namespace spinforce

@@ -1,0 +1,29 @@
+#pragma once
+// A field provider maps spins (N,3) to an energy and local fields H_i = -dE/dS_i (N,3).
+// Exact diagonalisation, KPM, classical spin models and trained ML models all implement it,
+// and the LLG integrator takes any of them.
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <string>
+
+namespace spinforce {
+
+struct FieldResult {
+  double energy = 0.0;      // the potential whose negative gradient is `fields`
+  at::Tensor fields;        // (N,3) float64
+  at::Tensor density;       // (N,) electrons per site; undefined for spin-only models
+  double mu = std::nan(""); // chemical potential used; NaN for spin-only models
+  at::Tensor eigenvalues;   // single-particle levels (ED only)
+};
+
+class FieldProvider {
+ public:
+  virtual ~FieldProvider() = default;
+  virtual int64_t num_sites() const = 0;
+  virtual std::string name() const = 0;
+  // spins: (N,3) unit vectors (validated by the caller-facing wrappers).
+  virtual FieldResult compute(const at::Tensor& spins) = 0;
+};
+
+}  // namespace spinforce

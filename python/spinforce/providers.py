@@ -1,0 +1,70 @@
+"""The field-provider interface shared by every engine (ED, KPM, classical spins, ML)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["FieldResult", "as_spin_tensor", "ProviderMixin"]
+
+
+@dataclass
+class FieldResult:
+    """What a provider returns for one spin configuration.
+
+    energy: the potential whose negative gradient is `fields` (Omega at fixed mu,
+    F = Omega + mu N_e at fixed filling, the classical energy for spin models).
+    fields: (N, 3), H_i = -dE/dS_i.  density: (N,) electrons per site (electron models).
+    mu: chemical potential used.  eigenvalues: single-particle levels (ED only).
+    Arrays are numpy when the spins were numpy, torch tensors when they were torch.
+    """
+
+    energy: float
+    fields: Any
+    density: Any = None
+    mu: float = float("nan")
+    eigenvalues: Any = None
+
+    @property
+    def torques(self):
+        """Not available without the spins; use ``spinforce.torques(spins, fields)``."""
+        raise AttributeError("torques need the spins: spinforce.torques(spins, result.fields)")
+
+
+def as_spin_tensor(spins) -> tuple[torch.Tensor, bool]:
+    """(tensor, was_numpy). Shape and unit-length checks happen in the C++ core."""
+    if isinstance(spins, torch.Tensor):
+        return spins, False
+    try:
+        array = np.asarray(spins, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"spins must be a numeric (N, 3) array, got {type(spins).__name__}") from None
+    return torch.from_numpy(np.ascontiguousarray(array)), True
+
+
+def _out(tensor, numpy: bool):
+    if tensor is None or (isinstance(tensor, torch.Tensor) and not tensor.numel() and tensor.dim() == 0):
+        return None
+    if not isinstance(tensor, torch.Tensor):
+        return tensor
+    return tensor.detach().cpu().numpy() if numpy else tensor
+
+
+class ProviderMixin:
+    """Adds ``compute(spins)`` with numpy/torch in and out to a core provider class."""
+
+    def compute(self, spins) -> FieldResult:
+        tensor, was_numpy = as_spin_tensor(spins)
+        raw = self._compute(tensor)
+        return FieldResult(
+            energy=float(raw.energy),
+            fields=_out(raw.fields, was_numpy),
+            density=_out(raw.density, was_numpy),
+            mu=float(raw.mu),
+            eigenvalues=_out(raw.eigenvalues, was_numpy),
+        )
+
+    def __call__(self, spins) -> FieldResult:
+        return self.compute(spins)
