@@ -1,0 +1,192 @@
+"""Training-snapshot files (HDF5): schema, chunked writer with resume, and reader.
+
+Schema, format "spinforce-dataset" version 1
+--------------------------------------------
+Root attributes
+    format            "spinforce-dataset"
+    format_version    1
+    spinforce_version version that wrote the file
+    lattice_kind      "square" | "triangular" | "cubic"
+    lattice_shape     int array, e.g. [12, 12]
+    method            the field provider, e.g. "ed", "kpm", "heisenberg"
+    model             JSON: model parameters (t, t2, t3, J, mu, filling, kT, ...)
+    method_settings   JSON: accuracy settings of the method (moments, probing distance, ...)
+    seed              int
+    provenance        JSON: anything else needed to regenerate the file (the run config, ...)
+Datasets (M snapshots of N sites, chunked and extendable along M)
+    spins   (M, N, 3) float64   unit spins
+    fields  (M, N, 3) float64   H_i = -dE/dS_i
+    energy  (M,)      float64   total energy (the potential whose gradient gives the fields)
+    time    (M,)      float64   simulation time of the frame (NaN for independent samples)
+    step    (M,)      int64     integrator step of the frame (-1 for independent samples)
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "DatasetWriter", "Dataset", "read_dataset"]
+
+FORMAT = "spinforce-dataset"
+FORMAT_VERSION = 1
+_FRAME_ARRAYS = ("spins", "fields", "energy", "time", "step")
+
+
+def _version() -> str:
+    from ._version import __version__
+    return __version__
+
+
+@dataclass
+class Dataset:
+    """A dataset read into memory."""
+
+    spins: np.ndarray
+    fields: np.ndarray
+    energy: np.ndarray
+    time: np.ndarray
+    step: np.ndarray
+    lattice_kind: str
+    lattice_shape: tuple
+    method: str
+    model: dict
+    method_settings: dict
+    seed: int
+    provenance: dict = field(default_factory=dict)
+    spinforce_version: str = ""
+    path: str = ""
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.spins.shape[0])
+
+    @property
+    def num_sites(self) -> int:
+        return int(self.spins.shape[1])
+
+    def lattice(self):
+        from .lattice import Lattice
+        return Lattice(self.lattice_kind, self.lattice_shape)
+
+
+def _check_format(f: h5py.File, path) -> None:
+    fmt = f.attrs.get("format")
+    if fmt != FORMAT:
+        raise ValueError(f"{path} is not a spinforce dataset (format attribute {fmt!r}, expected {FORMAT!r})")
+    version = int(f.attrs.get("format_version", -1))
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path} has dataset format_version {version}; this spinforce reads version {FORMAT_VERSION}")
+
+
+def read_dataset(path, frames: slice | None = None) -> Dataset:
+    """Read a dataset file (optionally a slice of its frames)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset file {path} does not exist")
+    sel = frames if frames is not None else slice(None)
+    with h5py.File(path, "r") as f:
+        _check_format(f, path)
+        a = f.attrs
+        return Dataset(
+            spins=f["spins"][sel], fields=f["fields"][sel], energy=f["energy"][sel],
+            time=f["time"][sel], step=f["step"][sel],
+            lattice_kind=str(a["lattice_kind"]), lattice_shape=tuple(int(x) for x in a["lattice_shape"]),
+            method=str(a["method"]), model=json.loads(a["model"]),
+            method_settings=json.loads(a["method_settings"]), seed=int(a["seed"]),
+            provenance=json.loads(a.get("provenance", "{}")),
+            spinforce_version=str(a.get("spinforce_version", "")), path=str(path),
+        )
+
+
+class DatasetWriter:
+    """Appends frames to a dataset file in chunks.
+
+    A new file is created with the given metadata. An existing file is never overwritten
+    unless ``overwrite=True``; with ``resume=True`` it is reopened for appending after its
+    metadata is checked against the given one, and ``num_frames`` tells where it stopped.
+    Each ``append`` is flushed, so an interrupted run loses at most the frame being written.
+    """
+
+    def __init__(self, path, *, lattice_kind: str, lattice_shape, num_sites: int, method: str,
+                 model: dict, method_settings: dict | None = None, seed: int = 0,
+                 provenance: dict | None = None, overwrite: bool = False, resume: bool = False,
+                 chunk_frames: int = 16):
+        self.path = Path(path)
+        meta = {
+            "lattice_kind": lattice_kind, "lattice_shape": list(int(x) for x in lattice_shape),
+            "method": method, "model": json.dumps(model, sort_keys=True),
+            "method_settings": json.dumps(method_settings or {}, sort_keys=True), "seed": int(seed),
+        }
+        if self.path.exists() and not overwrite:
+            if not resume:
+                raise FileExistsError(
+                    f"{self.path} exists; pass overwrite=True to replace it or resume=True to continue it")
+            self._file = h5py.File(self.path, "a")
+            _check_format(self._file, self.path)
+            for key, value in meta.items():
+                stored = self._file.attrs[key]
+                stored = list(int(x) for x in stored) if key == "lattice_shape" else stored
+                if (int(stored) if key == "seed" else stored) != value:
+                    self._file.close()
+                    raise ValueError(f"cannot resume {self.path}: its {key} is {stored!r}, the run has {value!r}")
+            self._truncate_partial_frame()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(self.path.suffix + ".partial")
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["spinforce_version"] = _version()
+            f.attrs["provenance"] = json.dumps(provenance or {}, sort_keys=True, default=str)
+            for key, value in meta.items():
+                f.attrs[key] = value
+            n = int(num_sites)
+            for name, shape, dtype in (("spins", (n, 3), "f8"), ("fields", (n, 3), "f8"), ("energy", (), "f8"),
+                                       ("time", (), "f8"), ("step", (), "i8")):
+                f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+                                 chunks=(chunk_frames, *shape))
+        os.replace(tmp, self.path)
+        self._file = h5py.File(self.path, "a")
+
+    def _truncate_partial_frame(self) -> None:
+        # A crash between dataset resizes can leave the arrays with different lengths.
+        n = min(self._file[name].shape[0] for name in _FRAME_ARRAYS)
+        for name in _FRAME_ARRAYS:
+            self._file[name].resize(n, axis=0)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self._file["energy"].shape[0])
+
+    def last_frame(self) -> dict:
+        """The last stored frame (spins, fields, energy, time, step), for resuming a run."""
+        if self.num_frames == 0:
+            raise ValueError(f"{self.path} holds no frames to resume from")
+        return {name: self._file[name][-1] for name in _FRAME_ARRAYS}
+
+    def append(self, spins, fields, energy: float, time: float = float("nan"), step: int = -1) -> None:
+        values = {"spins": np.asarray(spins, dtype=np.float64), "fields": np.asarray(fields, dtype=np.float64),
+                  "energy": float(energy), "time": float(time), "step": int(step)}
+        n = self.num_frames
+        # energy is resized last: num_frames counts only complete frames.
+        for name in ("spins", "fields", "time", "step", "energy"):
+            ds = self._file[name]
+            ds.resize(n + 1, axis=0)
+            ds[n] = values[name]
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
