@@ -1,6 +1,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings/bindings.hpp"
+#include "common/spins.hpp"
 #include "electrons/ed.hpp"
 #include "electrons/sd_model.hpp"
 
@@ -17,7 +18,15 @@ void bind_electrons(py::module_& m) {
   py::class_<FieldProvider, std::shared_ptr<FieldProvider>>(m, "FieldProvider")
       .def_property_readonly("num_sites", &FieldProvider::num_sites)
       .def_property_readonly("name", &FieldProvider::name)
-      .def("_compute", &FieldProvider::compute, py::arg("spins"), py::call_guard<py::gil_scoped_release>());
+      // The user-facing entry validates; FieldProvider::compute itself trusts its input so that
+      // integrator stages pay no checks.
+      .def("_compute",
+           [](FieldProvider& p, const at::Tensor& spins) {
+             at::Tensor s = checked_spins(spins, p.num_sites());
+             py::gil_scoped_release release;
+             return p.compute(s);
+           },
+           py::arg("spins"));
 
   py::class_<SDModel, std::shared_ptr<SDModel>>(m, "SDModel", py::dynamic_attr())
       .def(py::init([](std::shared_ptr<Lattice> lattice, double t, double J, std::optional<double> mu,
@@ -40,7 +49,11 @@ void bind_electrons(py::module_& m) {
   py::class_<ExactDiagonalization, FieldProvider, std::shared_ptr<ExactDiagonalization>>(m, "ExactDiagonalization")
       .def(py::init([](std::shared_ptr<SDModel> model) { return std::make_shared<ExactDiagonalization>(std::move(model)); }),
            py::arg("model"))
-      .def("_hamiltonian", &ExactDiagonalization::hamiltonian, py::arg("spins"));
+      .def("_hamiltonian",
+           [](ExactDiagonalization& ed, const at::Tensor& spins) {
+             return ed.hamiltonian(checked_spins(spins, ed.num_sites()));
+           },
+           py::arg("spins"));
 }
 
 }  // namespace spinforce

@@ -1,6 +1,5 @@
 #include "electrons/ed.hpp"
 
-#include "common/spins.hpp"
 #include "electrons/occupation.hpp"
 
 namespace spinforce {
@@ -22,9 +21,8 @@ const at::Tensor& ExactDiagonalization::hopping_matrix(const at::Device& device)
   return hopping_cache_.emplace(device.str(), h.to(device)).first->second;
 }
 
-at::Tensor ExactDiagonalization::hamiltonian(const at::Tensor& spins_in) {
+at::Tensor ExactDiagonalization::hamiltonian(const at::Tensor& s) {
   const int64_t N = model_->num_sites();
-  at::Tensor s = checked_spins(spins_in, N);
   at::Tensor h = hopping_matrix(s.device()).clone();
   // On-site block -J [[Sz, Sx - i Sy], [Sx + i Sy, -Sz]], written through a (N, 2, N, 2) view.
   const double J = model_->J();

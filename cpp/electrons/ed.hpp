@@ -17,7 +17,7 @@ class ExactDiagonalization : public FieldProvider {
 
   int64_t num_sites() const override { return model_->num_sites(); }
   std::string name() const override { return "ExactDiagonalization"; }
-  // spins on CPU or CUDA; the work runs on the spins' device.
+  // spins: validated (N,3) float64 on CPU or CUDA; the work runs on the spins' device.
   FieldResult compute(const at::Tensor& spins) override;
   // Dense (2N, 2N) complex128 Hamiltonian for these spins, orbital index 2*i + s.
   at::Tensor hamiltonian(const at::Tensor& spins);

@@ -22,7 +22,8 @@ class FieldProvider {
   virtual ~FieldProvider() = default;
   virtual int64_t num_sites() const = 0;
   virtual std::string name() const = 0;
-  // spins: (N,3) unit vectors (validated by the caller-facing wrappers).
+  // spins: (N,3) contiguous float64 unit vectors, already validated by the user-facing entry
+  // (common/spins.hpp); the hot path does no checks.
   virtual FieldResult compute(const at::Tensor& spins) = 0;
 };
 
