@@ -1,0 +1,16 @@
+"""Analysis of spin configurations and trajectories: local order fields, structure factors,
+coarsening length scales, ferromagnetic clusters, plots. See docs/analysis.md."""
+from .fields import (TETRAHEDRAL_CHIRALITY, bond_average, bond_products, magnetization,
+                     plaquette_chirality, scalar_chirality, site_chirality, triangles)
+from .structure import (correlation_function, distance_to_peaks, peak_wavevectors, q_grid,
+                        radial_correlation, reciprocal_vectors, structure_factor)
+from .coarsening import (PowerLawFit, cluster_statistics, connected_components, correlation_length,
+                         ferromagnetic_clusters, fit_power_law, structure_factor_length)
+
+__all__ = [
+    "TETRAHEDRAL_CHIRALITY", "bond_average", "bond_products", "magnetization", "plaquette_chirality",
+    "scalar_chirality", "site_chirality", "triangles", "correlation_function", "distance_to_peaks",
+    "peak_wavevectors", "q_grid", "radial_correlation", "reciprocal_vectors", "structure_factor",
+    "PowerLawFit", "cluster_statistics", "connected_components", "correlation_length",
+    "ferromagnetic_clusters", "fit_power_law", "structure_factor_length",
+]

@@ -1,0 +1,268 @@
+"""Whole-trajectory analysis: every observable over the frames of a run file, CSV/JSON + PNGs.
+
+Python API of ``spinforce analyze``:
+
+    result = analyze_run("run.h5", out="run_analysis", threshold=0.9, fit_window=(10, 1000))
+    result.timeseries["L_chirality_sf"], result.fits["L_chirality_sf"].exponent
+
+Length measures (columns of timeseries.csv, all in lattice constants; see coarsening.py):
+    L_spin_sf          inverse first moment of the spin S(q) about its peak star
+    L_chirality_sf     same for the plaquette chirality (2D lattices), about q = 0
+    L_chirality_corr   1/e crossing of the chirality correlation C(r)/C(0) (2D lattices)
+    L_bond_corr        1/e crossing of the correlation of b_i - <b> (bond-average fluctuations)
+    L_cluster          <s>^(1/d), <s> the mean ferromagnetic-cluster size
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data import read_dataset
+from . import plots
+from .coarsening import (cluster_statistics, correlation_length, ferromagnetic_clusters,
+                         fit_power_law, structure_factor_length)
+from .fields import bond_average, check_spins, magnetization, plaquette_chirality, scalar_chirality
+from .structure import radial_correlation, structure_factor
+
+__all__ = ["FrameAnalyzer", "RunAnalysis", "analyze_run", "frame_times", "default_fit_window",
+           "mean_radial_correlation"]
+
+LENGTHS = ("L_spin_sf", "L_chirality_sf", "L_chirality_corr", "L_bond_corr", "L_cluster")
+OUTPUT_FILES = ("timeseries.csv", "summary.json", "correlation.csv", "cluster_sizes.csv")
+
+
+class FrameAnalyzer:
+    """Observables of single frames on one lattice."""
+
+    def __init__(self, lattice, threshold: float = 0.9):
+        if not -1.0 <= threshold < 1.0:
+            raise ValueError(f"threshold must be in [-1, 1), got {threshold!r}")
+        self.lattice = lattice
+        self.threshold = float(threshold)
+        self.planar = lattice.kind in ("triangular", "square")
+
+    def __call__(self, spins) -> tuple[dict, np.ndarray]:
+        """(row of scalar observables, cluster sizes) of one frame (N, 3)."""
+        lat = self.lattice
+        s = check_spins(spins, lat)
+        if s.ndim != 2:
+            raise ValueError(f"spins must be one frame (N, 3), got shape {s.shape}")
+        row = {}
+        m = magnetization(s)
+        row.update(m_x=m[0], m_y=m[1], m_z=m[2], m_abs=float(np.linalg.norm(m)))
+        b = bond_average(s, lat)
+        row["bond_mean"] = float(b.mean())
+        sq = structure_factor(s, lat)
+        row["L_spin_sf"] = structure_factor_length(sq, lat)
+        if self.planar:
+            chi = plaquette_chirality(s, lat)
+            row["chirality_mean"] = float(chi.mean())
+            row["chirality_abs_mean"] = float(np.abs(chi).mean())
+            row["L_chirality_sf"] = structure_factor_length(structure_factor(chi, lat), lat, peaks=np.zeros((1, lat.dim)))
+            row["L_chirality_corr"] = _corr_length(chi, lat)
+        else:
+            row.update(chirality_mean=np.nan, chirality_abs_mean=np.nan, L_chirality_sf=np.nan,
+                       L_chirality_corr=np.nan)
+        row["L_bond_corr"] = _corr_length(b - b.mean(), lat)
+        _, sizes = ferromagnetic_clusters(s, lat, self.threshold)
+        stats = cluster_statistics(sizes, lat.dim)
+        row.update(clusters=stats["count"], cluster_mean_size=stats["mean_size"],
+                   cluster_weighted_size=stats["weighted_mean_size"], cluster_largest=stats["largest"],
+                   L_cluster=stats["length"] if stats["count"] else np.nan)
+        return row, sizes
+
+
+def _corr_length(values, lattice) -> float:
+    if not np.any(values):
+        return float("nan")
+    r, c = radial_correlation(values, lattice)
+    return correlation_length(r, c)
+
+
+def frame_times(time, step) -> np.ndarray:
+    """Simulation time of each frame; the step number where times are missing (NaN)."""
+    time = np.asarray(time, dtype=float)
+    step = np.asarray(step, dtype=float)
+    return np.where(np.isfinite(time), time, np.where(step >= 0, step, np.arange(time.size)))
+
+
+def default_fit_window(t) -> tuple[float, float]:
+    """The last decade of times, t_end/10 .. t_end, if it holds >= 3 frames; else all t > 0."""
+    t = np.asarray(t, dtype=float)
+    positive = t[t > 0]
+    if positive.size == 0:
+        return (0.0, 0.0)
+    end = positive.max()
+    if (positive >= end / 10).sum() >= 3:
+        return (end / 10, end)
+    return (positive.min(), end)
+
+
+def mean_radial_correlation(spins_frames, lattice):
+    """Spin-spin C(r) averaged over the given frames (M, N, 3)."""
+    curves = [radial_correlation(s, lattice, normalize=False) for s in spins_frames]
+    return curves[0][0], np.mean([c for _, c in curves], axis=0)
+
+
+@dataclass
+class RunAnalysis:
+    """What analyze_run computed. timeseries: column -> array over frames."""
+
+    path: str
+    timeseries: dict
+    fits: dict = field(default_factory=dict)
+    fit_window: tuple = (0.0, 0.0)
+    correlation: tuple = ()
+    files: list = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def _num_frames(path) -> int:
+    with h5py.File(path, "r") as f:
+        return int(f["energy"].shape[0])
+
+
+def _frame(path, k):
+    return read_dataset(path, frames=slice(k, k + 1))
+
+
+def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, every: int = 1,
+                compare=None, compare_labels=("this run", "other run"), snapshot_side: int = 128,
+                overwrite: bool = False, progress: bool = True) -> RunAnalysis:
+    """Analyse every `every`-th frame of the run file `path`; write results into `out` if given.
+
+    fit_window: (t_min, t_max) for the growth exponents (default: `default_fit_window`).
+    compare: a second run file on the same lattice; its last-frame spin correlation is plotted
+    against this run's (for instance ML-LLG against ED-LLG).
+    """
+    path = Path(path)
+    if int(every) != every or every < 1:
+        raise ValueError(f"every must be an integer >= 1, got {every!r}")
+    meta = read_dataset(path, frames=slice(0, 0))
+    lattice = meta.lattice()
+    total = _num_frames(path)
+    if total == 0:
+        raise ValueError(f"{path} holds no frames to analyse")
+    if out is not None:
+        out = Path(out)
+        existing = [name for name in OUTPUT_FILES if (out / name).exists()]
+        if existing and not overwrite:
+            raise FileExistsError(f"{out} already holds analysis results ({', '.join(existing)}); "
+                                  "pass overwrite=True (--overwrite) to replace them")
+    analyzer = FrameAnalyzer(lattice, threshold)
+    indices = list(range(0, total, int(every)))
+    if indices[-1] != total - 1:
+        indices.append(total - 1)
+    rows, all_sizes, times = [], [], []
+    for k in tqdm(indices, desc=f"analyse {path.name}", unit="frame", disable=not progress):
+        frame = _frame(path, k)
+        row, sizes = analyzer(frame.spins[0])
+        t = float(frame_times(frame.time, frame.step)[0])
+        rows.append({"frame": k, "step": int(frame.step[0]), "time": t, "energy": float(frame.energy[0]), **row})
+        all_sizes.append(sizes)
+        times.append(t)
+    series = {key: np.array([r[key] for r in rows]) for key in rows[0]}
+    times = np.asarray(times)
+    window = tuple(fit_window) if fit_window is not None else default_fit_window(times)
+    fits = {}
+    for name in LENGTHS:
+        try:
+            fits[name] = fit_power_law(times, series[name], *window)
+        except ValueError:
+            continue  # too few usable points for this measure (e.g. no clusters yet)
+    last = _frame(path, total - 1)
+    correlation = radial_correlation(last.spins[0], lattice, normalize=False)
+    result = RunAnalysis(path=str(path), timeseries=series, fits=fits, fit_window=window, correlation=correlation)
+    result.summary = {
+        "run": str(path), "lattice": {"kind": lattice.kind, "shape": list(lattice.shape)},
+        "method": meta.method, "model": meta.model, "frames_analysed": len(rows), "cluster_threshold": threshold,
+        "fit_window": list(window), "growth_exponents": {k: v.to_dict() for k, v in fits.items()},
+        "final": {key: _plain(series[key][-1]) for key in series},
+    }
+    if out is not None:
+        result.files = _write_outputs(out, result, lattice, last.spins[0], all_sizes, threshold,
+                                      compare, compare_labels, snapshot_side)
+    return result
+
+
+def _plain(x):
+    x = np.asarray(x).item()
+    return None if isinstance(x, float) and not np.isfinite(x) else x
+
+
+def _write_outputs(out: Path, result: RunAnalysis, lattice, spins, all_sizes, threshold, compare,
+                   compare_labels, snapshot_side) -> list:
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    series = result.timeseries
+    columns = list(series)
+    with open(out / "timeseries.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for k in range(len(series["time"])):
+            w.writerow([series[c][k] for c in columns])
+    r, c = result.correlation
+    with open(out / "correlation.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["r", "C_spin"])
+        w.writerows(zip(r, c))
+    with open(out / "cluster_sizes.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["frame", "time", "size", "count"])
+        for frame, t, sizes in zip(series["frame"], series["time"], all_sizes):
+            values, counts = np.unique(sizes, return_counts=True)
+            w.writerows((int(frame), float(t), int(v), int(n)) for v, n in zip(values, counts))
+    files += [out / "timeseries.csv", out / "correlation.csv", out / "cluster_sizes.csv"]
+
+    t = series["time"]
+    lengths = {name: series[name] for name in LENGTHS if np.isfinite(series[name]).any()}
+    files.append(plots.plot_length_scales(t, lengths, result.fits, out / "length_scales.png"))
+    stats = [{"count": series["clusters"][k], "mean_size": series["cluster_mean_size"][k],
+              "weighted_mean_size": series["cluster_weighted_size"][k]} for k in range(len(t))]
+    picks = sorted(set(np.linspace(0, len(t) - 1, min(4, len(t))).astype(int)))
+    files.append(plots.plot_cluster_statistics(t, stats, [(t[k], all_sizes[k]) for k in picks],
+                                               out / "clusters.png", threshold))
+    if lattice.kind in ("triangular", "square"):
+        lo, hi = plots.chirality_limits()
+        files.append(plots.plot_snapshot(lattice, out / "chirality_snapshot.png",
+                                         cell_values=_cell_chirality(spins, lattice), vmin=lo, vmax=hi,
+                                         title=f"scalar chirality, t = {t[-1]:g}", label="χ",
+                                         max_side=snapshot_side))
+        files.append(plots.plot_snapshot(lattice, out / "bond_snapshot.png", site_values=bond_average(spins, lattice),
+                                         vmin=-1, vmax=1, cmap="coolwarm", title=f"bond average b_i, t = {t[-1]:g}",
+                                         label="b_i", max_side=snapshot_side))
+    curves = {compare_labels[0]: (r, c)}
+    if compare is not None:
+        other = read_dataset(compare, frames=slice(_num_frames(compare) - 1, None))
+        if (other.lattice_kind, tuple(other.lattice_shape)) != (lattice.kind, tuple(lattice.shape)):
+            raise ValueError(f"compare run {compare} is on {other.lattice_kind} {other.lattice_shape}, "
+                             f"this run on {lattice.kind} {lattice.shape}; compare runs on the same lattice")
+        curves[compare_labels[1]] = radial_correlation(other.spins[0], lattice, normalize=False)
+        result.summary["compare"] = {"run": str(compare), "time": _plain(frame_times(other.time, other.step)[0]),
+                                     "max_abs_difference_C": float(np.max(np.abs(curves[compare_labels[1]][1] - c)))}
+        with open(out / "correlation_compare.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["r", f"C_{compare_labels[0]}", f"C_{compare_labels[1]}"])
+            w.writerows(zip(r, c, curves[compare_labels[1]][1]))
+        files.append(out / "correlation_compare.csv")
+    files.append(plots.plot_correlation_comparison(curves, out / "correlation.png",
+                                                   title=f"spin-spin correlation, t = {t[-1]:g}"))
+    with open(out / "summary.json", "w") as f:
+        json.dump(result.summary, f, indent=2, default=_plain)
+    files.append(out / "summary.json")
+    return [str(p) for p in files]
+
+
+def _cell_chirality(spins, lattice) -> np.ndarray:
+    """(N, 2) up/down triangle chirality (triangular) or the plaquette chirality twice (square)."""
+    if lattice.kind == "triangular":
+        chi = scalar_chirality(spins, lattice)
+        return chi.reshape(2, -1).T
+    return np.repeat(plaquette_chirality(spins, lattice)[:, None], 2, axis=1)
+
