@@ -77,6 +77,16 @@ def _minimum_image_distance(lattice) -> np.ndarray:
     return best
 
 
+@functools.lru_cache(maxsize=8)
+def _distance_shells(kind, shape, r_max):
+    """(r, keep, inverse, counts): distinct distances <= r_max and which displacements have each."""
+    from ..lattice import Lattice
+    dist = _minimum_image_distance(Lattice(kind, shape))
+    keep = dist <= r_max + 1e-9
+    r, inverse = np.unique(np.round(dist[keep], 6), return_inverse=True)
+    return r, keep, inverse, np.bincount(inverse)
+
+
 def radial_correlation(field, lattice, normalize: bool = True, r_max: float | None = None):
     """Correlation vs distance: (r, C(r)) averaged over displacements of equal length.
 
@@ -84,20 +94,17 @@ def radial_correlation(field, lattice, normalize: bool = True, r_max: float | No
     side, where periodic images do not yet interfere). With normalize, C(0) = 1.
     """
     C = correlation_function(field, lattice)
-    dist = _minimum_image_distance(lattice)
     if r_max is None:
         r_max = 0.5 * min(lattice.shape)
     if not r_max > 0:
         raise ValueError(f"r_max must be > 0, got {r_max!r}")
-    keep = dist <= r_max + 1e-9
-    key = np.round(dist[keep], 6)
-    r, inverse = np.unique(key, return_inverse=True)
-    c = np.bincount(inverse, weights=C[keep]) / np.bincount(inverse)
+    r, keep, inverse, counts = _distance_shells(lattice.kind, tuple(lattice.shape), float(r_max))
+    c = np.bincount(inverse, weights=C[keep]) / counts
     if normalize:
         if c[0] <= 0:
             raise ValueError("the field vanishes identically; its correlation cannot be normalised")
         c = c / c[0]
-    return r, c
+    return r.copy(), c
 
 
 def peak_wavevectors(sq: np.ndarray, lattice, tolerance: float = 1e-6) -> np.ndarray:
