@@ -29,7 +29,7 @@ class Lattice(_core.Lattice):
             shape = (int(shape),) * _DIMENSIONS[kind]
         try:
             shape = tuple(int(L) for L in shape)
-        except TypeError:
+        except (TypeError, ValueError):
             raise ValueError(f"shape must be an integer or a tuple of integers, got {shape!r}") from None
         super().__init__(kind, list(shape))
 

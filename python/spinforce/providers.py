@@ -27,11 +27,6 @@ class FieldResult:
     mu: float = float("nan")
     eigenvalues: Any = None
 
-    @property
-    def torques(self):
-        """Not available without the spins; use ``spinforce.torques(spins, fields)``."""
-        raise AttributeError("torques need the spins: spinforce.torques(spins, result.fields)")
-
 
 def as_spin_tensor(spins) -> tuple[torch.Tensor, bool]:
     """(tensor, was_numpy). Shape and unit-length checks happen in the C++ core."""
