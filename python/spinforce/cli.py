@@ -7,6 +7,7 @@ import sys
 
 # subcommand module -> it defines register(subparsers), whose parser sets func(args) -> exit code
 COMMANDS = [
+    "spinforce.simulate",
     "spinforce.analysis.cli",
 ]
 

@@ -1,0 +1,114 @@
+"""spinforce simulate: config checks, frames, checkpoint/resume, OVF export."""
+import numpy as np
+import pytest
+
+import spinforce as sf
+from spinforce.data import read_dataset
+from spinforce.ovf import read_ovf, write_ovf
+from spinforce.simulate import load_config, simulate
+
+
+def _config(tmp_path, **changes):
+    cfg = {
+        "lattice": {"kind": "triangular", "shape": [12, 12]},
+        "provider": {"kind": "heisenberg", "J1": -1.0, "anisotropy": 0.1},
+        "llg": {"dt": 0.05, "alpha": 0.1, "kT": 0.05, "seed": 3, "steps": 40},
+        "initial": {"state": "random", "seed": 1},
+        "output": {"path": str(tmp_path / "run.h5"), "every": 10, "checkpoint_every": 15},
+    }
+    for key, value in changes.items():
+        section, name = key.split("__")
+        cfg[section][name] = value
+    return cfg
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    whole = simulate(_config(tmp_path / "a"), progress=False)
+    assert whole.frames == 5  # steps 0, 10, 20, 30, 40
+    cfg = _config(tmp_path / "b")
+    part = simulate(cfg, steps=27, progress=False)  # stops between frames: the checkpoint holds step 27
+    assert part.frames == 3
+    rest = simulate(cfg, resume=True, progress=False)
+    assert rest.resumed_from == 27 and rest.frames == 5
+    a = read_dataset(tmp_path / "a" / "run.h5")
+    b = read_dataset(tmp_path / "b" / "run.h5")
+    np.testing.assert_array_equal(a.step, [0, 10, 20, 30, 40])
+    np.testing.assert_array_equal(b.step, a.step)
+    np.testing.assert_allclose(a.time, 0.05 * a.step, rtol=1e-14)
+    # the noise of step n depends only on (seed, n, site): bit-identical continuation
+    np.testing.assert_array_equal(b.spins, a.spins)
+    np.testing.assert_array_equal(b.energy, a.energy)
+    np.testing.assert_array_equal(rest.spins, whole.spins)
+    assert np.allclose(np.linalg.norm(a.spins, axis=-1), 1.0, atol=1e-12)
+    # an unchanged run file is never replaced without asking
+    with pytest.raises(FileExistsError):
+        simulate(cfg, progress=False)
+
+
+def test_zero_temperature_quench_lowers_the_energy_and_writes_ovf(tmp_path):
+    cfg = _config(tmp_path, llg__kT=0.0, llg__steps=30, output__ovf=True, output__checkpoint_every=0)
+    result = simulate(cfg, progress=False)
+    data = read_dataset(result.path)
+    assert np.all(np.diff(data.energy) < 0)  # Gilbert damping only dissipates at kT = 0
+    # the stored fields are the provider's fields of the stored spins
+    lat = sf.Lattice("triangular", (12, 12))
+    ref = sf.Heisenberg(lat, J1=-1.0, anisotropy=0.1).compute(data.spins[-1])
+    np.testing.assert_allclose(data.fields[-1], ref.fields, atol=1e-12)
+    files = sorted((tmp_path / "run_ovf").glob("*.ovf"))
+    assert [f.name for f in files] == [f"frame_{k:09d}.ovf" for k in (0, 10, 20, 30)]
+    values, header = read_ovf(files[-1])
+    np.testing.assert_array_equal(values, data.spins[-1])
+    assert header["xnodes"] == "12" and header["valuedim"] == "3"
+
+
+def test_ovf_roundtrip_and_no_overwrite(tmp_path):
+    lat = sf.Lattice("cubic", (3, 2, 2))
+    spins = lat.random_spins(4)
+    path = write_ovf(tmp_path / "f.ovf", spins, lat, time=1.5)
+    values, header = read_ovf(path)
+    np.testing.assert_array_equal(values, spins)
+    assert (header["xnodes"], header["ynodes"], header["znodes"]) == ("3", "2", "2")
+    assert path.read_text().startswith("# OOMMF OVF 2.0\n")
+    with pytest.raises(FileExistsError):
+        write_ovf(path, spins, lat)
+    with pytest.raises(ValueError, match="shape"):
+        write_ovf(tmp_path / "g.ovf", spins[:-1], lat)
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config(_config(tmp_path, llg__dtt=0.1))
+    with pytest.raises(ValueError, match="provider.kind"):
+        load_config(_config(tmp_path, provider__kind="dft"))
+    cfg = _config(tmp_path)
+    del cfg["llg"]["dt"]
+    with pytest.raises(ValueError, match=r"\[llg\] needs the key\(s\) \['dt'\]"):
+        load_config(cfg)
+    with pytest.raises(ValueError, match="output.every"):
+        load_config(_config(tmp_path, output__every=0))
+    with pytest.raises(ValueError, match="initial.state"):
+        load_config(_config(tmp_path, initial__state="spiral"))
+    ed = _config(tmp_path)
+    ed["provider"] = {"kind": "ed", "J": 2.0}
+    with pytest.raises(ValueError, match="exactly one of mu and filling"):
+        load_config(ed)
+    with pytest.raises(ValueError, match="alpha"):
+        simulate(_config(tmp_path, llg__alpha=-1.0), progress=False)
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_simulate_and_analyze_commands(tmp_path, capsys):
+    from spinforce.cli import main
+    (tmp_path / "quench.toml").write_text(
+        '[lattice]\nkind = "square"\nshape = [16, 16]\n'
+        '[provider]\nkind = "heisenberg"\nJ1 = -1.0\n'
+        '[llg]\ndt = 0.05\nalpha = 0.2\nkT = 0.02\nsteps = 40\n'
+        '[output]\npath = "quench.h5"\nevery = 10\ncheckpoint_every = 20\n')
+    assert main(["simulate", str(tmp_path / "quench.toml"), "--quiet"]) == 0
+    assert "spin-steps/s" in capsys.readouterr().out
+    assert main(["simulate", str(tmp_path / "quench.toml"), "--quiet"]) == 2  # exists: no silent overwrite
+    assert main(["simulate", str(tmp_path / "quench.toml"), "--resume", "--steps", "60", "--quiet"]) == 0
+    assert read_dataset(tmp_path / "quench.h5").num_frames == 7
+    assert main(["analyze", str(tmp_path / "quench.h5"), "--quiet"]) == 0
+    assert (tmp_path / "quench_analysis" / "length_scales.png").exists()
