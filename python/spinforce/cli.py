@@ -1,26 +1,45 @@
-"""The `spinforce` command: one subcommand per module, each registering its own parser."""
+"""The ``spinforce`` command: ``spinforce <command> [options]``.
+
+Each command is a module with ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``; adding a command is one line in COMMANDS.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
 
-# subcommand module -> it defines register(subparsers), whose parser sets func(args) -> exit code
-COMMANDS = [
-    "spinforce.simulate",
-    "spinforce.analysis.cli",
-]
+COMMANDS = {
+    "simulate": "spinforce.simulate",
+    "analyze": "spinforce.analysis.cli",
+}
+
+# Errors a user can fix from the command line: printed as one line, exit status 2.
+_USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, IsADirectoryError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spinforce", description=(
+        "Machine-learning force fields for LLG dynamics of itinerant magnets."))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="spinforce", description="ML force fields for LLG spin dynamics")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for module in COMMANDS:
-        importlib.import_module(module).register(sub)
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
     try:
-        return args.func(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        return int(args._run(args) or 0)
+    except _USER_ERRORS as err:
         print(f"spinforce {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -27,7 +27,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["DEFAULTS", "load_config", "build_lattice", "build_provider", "initial_spins", "simulate",
-           "SimulationResult", "register", "run"]
+           "SimulationResult", "HELP", "add_arguments", "run"]
 
 # Every accepted key with its default; None means required (or optional without default).
 DEFAULTS = {
@@ -281,18 +281,16 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
 
 
 # --- command line -------------------------------------------------------------------------
-def register(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("simulate", help="thermal-quench LLG run from a TOML config",
-                              description="LLG dynamics with any field provider; frames to HDF5, checkpoints, resume. "
-                                          "See docs/simulate.md for the config keys.")
+HELP = "thermal-quench LLG run with any field provider (ML model, Heisenberg, ED, KPM) from a TOML config"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", type=Path, help="TOML config file")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run file from its last checkpoint/frame")
     group.add_argument("--overwrite", action="store_true", help="replace an existing run file")
     p.add_argument("--steps", type=int, default=None, help="total number of steps (overrides llg.steps)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
-    return p
 
 
 def run(args) -> int:

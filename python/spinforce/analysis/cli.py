@@ -1,17 +1,21 @@
-"""`spinforce analyze RUN.h5`: every analysis observable over the frames of a run."""
+"""Analyse the frames of a spinforce run or dataset file.
+
+    spinforce analyze RUN.h5 [--out DIR] [--compare OTHER.h5] [--fit-window TMIN TMAX]
+
+Writes timeseries.csv, summary.json (fitted growth exponents with standard errors),
+correlation.csv, cluster_sizes.csv and PNG plots (docs/analysis.md).
+"""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-__all__ = ["register", "run"]
+__all__ = ["HELP", "add_arguments", "run"]
+
+HELP = "chirality, bond averages, structure factors, domain growth and clusters of a run (HDF5)"
 
 
-def register(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "analyze", help="chirality, bond averages, structure factors, domain growth and clusters of a run",
-        description="Analyse the frames of a spinforce run/dataset file: writes timeseries.csv, "
-                    "summary.json (fitted growth exponents), correlation.csv, cluster_sizes.csv and PNG plots.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", type=Path, help="HDF5 run or dataset file (spinforce-dataset format)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_analysis beside the file)")
     p.add_argument("--threshold", type=float, default=0.9,
@@ -26,8 +30,6 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--snapshot-side", type=int, default=128, help="snapshots show at most this many sites per side")
     p.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
-    return p
 
 
 def run(args) -> int:
