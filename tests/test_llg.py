@@ -9,6 +9,15 @@ from spinforce.data import DatasetWriter, read_dataset
 INTEGRATORS = ["sib", "heun"]
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    # These systems are small: extra threads add only overhead and contention.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def single_spin(field=(0.0, 0.0, 1.0)):
     return sf.Heisenberg(sf.Lattice("square", (1, 1)), J1=0.0, field=field)
 

@@ -94,7 +94,8 @@ class LLG(_core.LLG):
             spinforce.data.DatasetWriter) and/or ``callback(step, spins, result)``.
         start_step: the step counter of `spins` (default: where this integrator stopped, 0
             for a new one); it keys the thermal noise, so restarts are bit-identical.
-        progress: show a tqdm progress bar (a string sets its description).
+        progress: True (or a description string) shows a tqdm progress bar of this run; a
+            tqdm bar passed here is advanced to the absolute step count instead.
         The loop runs in C++; Python is entered only for frames and a progress refresh a few
         times per second. Ctrl-C stops the run between steps.
         """
@@ -120,14 +121,17 @@ class LLG(_core.LLG):
                 callback(step, s_np if was_numpy else s,
                          FieldResult(energy=float(result.energy), fields=fields if was_numpy else result.fields))
 
-        bar = None
-        if progress:
+        bar, own_bar, offset = None, False, 0
+        if hasattr(progress, "refresh"):  # a caller's tqdm bar counting absolute steps
+            bar = progress
+        elif progress:
             from tqdm.auto import tqdm
             bar = tqdm(total=int(steps), unit="step", desc=progress if isinstance(progress, str) else "LLG",
                        dynamic_ncols=True)
+            own_bar, offset = True, int(start_step)
 
         def on_progress(step):
-            bar.n = step - start_step
+            bar.n = step - offset
             bar.refresh()
 
         try:
@@ -135,7 +139,7 @@ class LLG(_core.LLG):
                             frame if (writer is not None or callback is not None) else None,
                             on_progress if bar is not None else None)
         finally:
-            if bar is not None:
+            if own_bar:
                 bar.close()
         self.step = int(start_step) + int(steps)
         return out.cpu().numpy() if was_numpy else out
