@@ -1,21 +1,13 @@
 """`spinforce generate`: ED-LLG training data from shipped configs, resume and overwrite rules."""
 import numpy as np
 import pytest
-import torch
 
 import spinforce as sf
 from spinforce import cli
 from spinforce import generate as gen
 from spinforce.data import DatasetWriter, read_dataset
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    # These systems are small: extra threads add only overhead and contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 # The shipped ED example shrunk to seconds: 4x4 lattice, 40 steps, frames every 10, 2 + 2 samples.
 SMALL = ["--set", "lattice.shape=[4, 4]", "--set", "dynamics.steps=40", "--set", "dynamics.save_every=10",

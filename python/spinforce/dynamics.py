@@ -78,7 +78,6 @@ class LLG(_core.LLG):
             raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
         super().__init__(provider, dt=float(dt), alpha=float(alpha), kT=float(kT), gamma=float(gamma),
                          integrator=integrator, seed=int(seed))
-        self.provider_object = provider  # the Python object (compute() with numpy in/out)
         self.step = 0
 
     @property
