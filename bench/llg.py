@@ -5,19 +5,15 @@ integrator, same number of steps):
   * spinforce.LLG + spinforce.Heisenberg (the C++ loop)
   * Spirit (PyPI package `spirit`, its SIB solver), if it is installed
   * a plain-numpy implementation of the same SIB step (always; the floor any user could write)
-Median of --repeats runs each; prints the ratios and writes bench/results/llg.json and .png.
+Median of --repeats interleaved runs each; prints the ratios and writes bench/results/llg.json and .png.
 
     python bench/llg.py [--sizes 10000 100000 1000000] [--threads 1] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,7 +22,6 @@ parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_
 parser.add_argument("--threads", type=int, default=1, help="OpenMP threads for every engine")
 parser.add_argument("--repeats", type=int, default=3)
 parser.add_argument("--spin-steps", type=float, default=4e6, help="work per timed run (spins x steps)")
-parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "llg.json"))
 args = parser.parse_args()
 os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch / Spirit load their OpenMP
 
@@ -34,26 +29,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import spinforce as sf  # noqa: E402
+from _common import RESULTS, interleaved_medians, write_json  # noqa: E402
 
 torch.set_num_threads(args.threads)
 DT, ALPHA, KT, J = 0.01, 0.1, 0.5, 1.0
-
-
-def median_time(fn, repeats):
-    fn(warmup=True)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn(warmup=False)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), times
 
 
 def spinforce_runner(L, steps):
     lat = sf.Lattice("square", (L, L))
     llg = sf.LLG(sf.Heisenberg(lat, J1=J), dt=DT, alpha=ALPHA, kT=KT, integrator="sib", seed=1)
     spins = torch.from_numpy(lat.random_spins(0))
-    return lambda warmup: llg.run(spins, 2 if warmup else steps)
+    return lambda: llg.run(spins, steps)
 
 
 def numpy_runner(L, steps):
@@ -74,9 +60,9 @@ def numpy_runner(L, steps):
     def A(S, H):
         return pref * (H + ALPHA * np.cross(S, H))
 
-    def run(warmup):
+    def run():
         S = S0.copy()
-        for _ in range(2 if warmup else steps):
+        for _ in range(steps):
             xi = sigma * rng.normal(size=S.shape)
             pred = cayley(0.5 * DT * A(S, fields(S) + xi), S)
             mid = S + pred
@@ -104,17 +90,16 @@ def spirit_runner(L, steps, workdir):
     p = st.__enter__()
     configuration.random(p)
 
-    def run(warmup):
-        simulation.start(p, simulation.METHOD_LLG, simulation.SOLVER_SIB, n_iterations=2 if warmup else steps)
+    def run():
+        simulation.start(p, simulation.METHOD_LLG, simulation.SOLVER_SIB, n_iterations=steps)
 
     run.close = lambda: st.__exit__(None, None, None)
     return run
 
 
-results = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-           "threads": args.threads, "repeats": args.repeats, "integrator": "sib",
+results = {"cpu_count": os.cpu_count(), "threads": args.threads, "repeats": args.repeats, "integrator": "sib",
            "model": f"square lattice, nearest-neighbour Heisenberg J={J}, alpha={ALPHA}, kT={KT} (Langevin)",
-           "torch": torch.__version__, "spinforce": sf.__version__, "sizes": []}
+           "spinforce": sf.__version__, "sizes": []}
 try:
     import spirit.version
     results["spirit"] = spirit.version.version
@@ -129,11 +114,11 @@ with tempfile.TemporaryDirectory() as workdir:
         row = {"num_spins": N, "steps": steps}
         engines = {"spinforce": spinforce_runner(L, steps), "numpy": numpy_runner(L, steps),
                    "spirit": spirit_runner(L, steps, workdir)}
+        engines = {name: fn for name, fn in engines.items() if fn is not None}
+        # Interleaved repeats: load from elsewhere on the machine hits every engine alike.
+        medians = interleaved_medians(engines, args.repeats)
         for name, fn in engines.items():
-            if fn is None:
-                continue
-            t, all_t = median_time(fn, args.repeats)
-            row[name] = {"seconds_median": t, "seconds": all_t, "spin_steps_per_second": N * steps / t}
+            row[name] = {"seconds_median": medians[name], "spin_steps_per_second": N * steps / medians[name]}
             if hasattr(fn, "close"):
                 fn.close()
         base = row["spinforce"]["spin_steps_per_second"]
@@ -146,9 +131,7 @@ with tempfile.TemporaryDirectory() as workdir:
         print(line, flush=True)
         results["sizes"].append(row)
 
-out = Path(args.out)
-out.parent.mkdir(parents=True, exist_ok=True)
-out.write_text(json.dumps(results, indent=2))
+out = write_json("llg", results)
 
 import matplotlib  # noqa: E402
 matplotlib.use("Agg")
@@ -164,5 +147,5 @@ ax.set_ylabel("spin-steps per second")
 ax.set_title(f"SIB LLG, Heisenberg, {args.threads} thread(s)")
 ax.legend()
 fig.tight_layout()
-fig.savefig(out.with_suffix(".png"), dpi=120)
-print(f"wrote {out} and {out.with_suffix('.png')}")
+fig.savefig(RESULTS / "llg.png", dpi=120)
+print(f"wrote {RESULTS / 'llg.png'}")

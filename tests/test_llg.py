@@ -237,6 +237,17 @@ def test_paramagnet_langevin_function(integrator, h, kT):
     assert np.mean(samples) == pytest.approx(expected, rel=0.02)
 
 
+@pytest.mark.parametrize("integrator", INTEGRATORS)
+def test_gamma_rescales_time_including_the_noise(integrator):
+    # gamma enters only through gamma*t: with the same seed, (gamma, dt) and (2 gamma, dt/2)
+    # give the same trajectory, thermal field (variance 2 alpha kT/(gamma dt)) included.
+    lat, model = heisenberg_lattice((8, 8))
+    S0 = lat.random_spins(3)
+    a = sf.LLG(model, dt=0.02, alpha=0.3, kT=0.7, gamma=1.0, integrator=integrator, seed=4).run(S0, 100)
+    b = sf.LLG(model, dt=0.01, alpha=0.3, kT=0.7, gamma=2.0, integrator=integrator, seed=4).run(S0, 100)
+    assert np.max(np.abs(a - b)) < 1e-12
+
+
 def test_spin_temperature_matches_bath():
     lat, model = heisenberg_lattice((16, 16))
     kT = 0.4
