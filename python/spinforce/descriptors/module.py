@@ -82,85 +82,89 @@ class Descriptor(torch.nn.Module):
 
     # --- construction -------------------------------------------------------------------------
     def _build_plan(self) -> None:
-        """Coefficient matrix W, reference matrix, and index lists of every invariant."""
+        """Coefficient matrix and index lists of every invariant (all stored as buffers).
+
+        Coefficients c = W v are ordered with the bond identity-IR copies first, then every other
+        copy (family, orbit, irrep, r) as d consecutive entries; W's last rows give the
+        reference vectors rho^(F,G) = sum_r f^(F,G)_r of every (family, irrep), evaluated on
+        block-averaged variables. Their smooth norms |rho|_floor = sqrt(|rho|^2 + floor^2)
+        normalise phases and bispectrum components. The bispectrum component
+        sum_ijk C_ijk f_i rho^(F,G)_j rho^(bond,G')_k is evaluated as f . kappa with the coupled
+        reference kappa_i = sum_jk C_ijk rho_j rho'_k / (|rho|_floor |rho'|_floor).
+        """
         env, group = self.environment, self.group
         nv = env.num_variables
         identity = group.identity_irrep
-        W_rows, copies = [], []  # copies: (family, orbit index, irrep, coefficient indices)
+        copies = []  # (family, orbit index, irrep, (d, nv) rows)
         for o, orbit in enumerate(env.orbits):
             for irrep, rows in orbit.copies:
                 full = np.zeros((rows.shape[0], nv))
                 full[:, orbit.variables] = rows
-                start = sum(len(r) for r in W_rows)
-                W_rows.append(full)
-                copies.append((orbit.family, o, irrep, list(range(start, start + len(rows)))))
-        W = np.vstack(W_rows)
-        # Reference vectors: per (family, irrep) the sum of all copies, from coarse-grained variables.
-        ref_rows, ref_index, norm_of = [], {}, []
+                copies.append((orbit.family, o, irrep, full))
+        first = [c for c in copies if c[0] == "bond" and c[2] == identity]
+        rest = [c for c in copies if not (c[0] == "bond" and c[2] == identity)]
+        ref_rows, ref_at = [], {}  # (family, irrep) -> (first reference entry, norm index)
         for family in ("bond", "chirality"):
-            for irrep, D in group.irreps.items():
-                members = [c for c in copies if c[0] == family and c[2] == irrep]
-                if not members:
-                    continue
-                group_index = len(ref_index)
-                ref_index[(family, irrep)] = (len(ref_rows), group_index)
-                for k in range(D.shape[1]):
-                    ref_rows.append(sum(W[c[3][k]] for c in members))
-                norm_of.extend([group_index] * D.shape[1])
-        Wref = np.vstack(ref_rows)
+            for irrep in group.irreps:
+                members = [c[3] for c in copies if c[0] == family and c[2] == irrep]
+                if members:
+                    ref_at[(family, irrep)] = (len(ref_rows), len(ref_at))
+                    ref_rows.extend(sum(members))
+        norm_of = [n for (family, irrep), (_, n) in ref_at.items() for _ in range(group.irreps[irrep].shape[1])]
 
         names = {k: [] for k in _KINDS}
-        a1 = [c[3][0] for c in copies if c[0] == "bond" and c[2] == identity]
-        names["a1"] = [f"a1[{c[1]}]" for c in copies if c[0] == "bond" and c[2] == identity]
-        power_of, power_src = [], []
-        phase_of, phase_c, phase_r, phase_norm = [], [], [], []
-        bis_of, bis_c, bis_r1, bis_r2, bis_coef, bis_n1, bis_n2 = [], [], [], [], [], [], []
-        for family, o, irrep, idx in copies:
+        names["a1"] = [f"a1[{c[1]}]" for c in first]
+        entry_of, phase_r, phase_norm = [], [], []
+        kappa_at, kappa = {}, {"r1": [], "r2": [], "n1": [], "n2": [], "coef": [], "of": []}
+        bis_c, bis_k, bis_of = [], [], []
+        entry = num_kappa = 0
+        for family, o, irrep, rows in rest:
+            d = rows.shape[0]
             label = f"{family}[{o}].{irrep}"
-            if not (family == "bond" and irrep == identity):
-                power_of += [len(names["power"])] * len(idx)
-                power_src += idx
-                names["power"].append(f"|{label}|^2")
-                r0, n0 = ref_index[(family, irrep)]
-                phase_of += [len(names["phase"])] * len(idx)
-                phase_c += idx
-                phase_r += list(range(r0, r0 + len(idx)))
-                phase_norm.append(n0)
-                names["phase"].append(f"{label}.ref")
-            if len(idx) < 2:
-                continue
-            for other in group.irreps:
-                if other == identity or ("bond", other) not in ref_index:
+            r1, n1 = ref_at[(family, irrep)]
+            entry_of += [len(names["power"])] * d
+            phase_r += list(range(r1, r1 + d))
+            phase_norm.append(n1)
+            names["power"].append(f"|{label}|^2")
+            names["phase"].append(f"{label}.ref")
+            for other in group.irreps if d >= 2 else ():
+                if other == identity or ("bond", other) not in ref_at:
                     continue
-                r2, n2 = ref_index[("bond", other)]
+                r2, n2 = ref_at[("bond", other)]
                 for t, C in enumerate(invariant_tensors(group, irrep, irrep, other)):
-                    r1, n1 = ref_index[(family, irrep)]
-                    for (i, j, k), value in np.ndenumerate(C):
-                        if abs(value) > 1e-12:
-                            bis_of.append(len(names["bispectrum"]))
-                            bis_c.append(idx[i])
-                            bis_r1.append(r1 + j)
-                            bis_r2.append(r2 + k)
-                            bis_coef.append(value)
-                    bis_n1.append(n1)
-                    bis_n2.append(n2)
+                    key = (family, irrep, other, t)
+                    if key not in kappa_at:
+                        kappa_at[key] = start = num_kappa
+                        num_kappa += d
+                        for (i, j, k), value in np.ndenumerate(C):
+                            if abs(value) > 1e-12:
+                                kappa["r1"].append(r1 + j)
+                                kappa["r2"].append(r2 + k)
+                                kappa["n1"].append(n1)
+                                kappa["n2"].append(n2)
+                                kappa["coef"].append(value)
+                                kappa["of"].append(start + i)
+                    bis_c += list(range(entry, entry + d))
+                    bis_k += [kappa_at[key] + i for i in range(d)]
+                    bis_of += [len(names["bispectrum"])] * d
                     names["bispectrum"].append(f"C{t}({label}, ref.{irrep}, ref.bond.{other})")
+            entry += d
         self.feature_names = [n for k in _KINDS for n in names[k]]
         self.feature_counts = {k: len(names[k]) for k in _KINDS}
         self.num_features: int = len(self.feature_names)
+        self.num_a1: int = len(first)
         self.num_power: int = self.feature_counts["power"]
-        self.num_phase: int = self.feature_counts["phase"]
         self.num_bispectrum: int = self.feature_counts["bispectrum"]
+        self.num_coefficients: int = nv
+        self.num_kappa: int = num_kappa
+        self.num_norms: int = len(ref_at)
         self._copies = copies
-        buffers = dict(W=torch.as_tensor(W), W_ref=torch.as_tensor(Wref), norm_of=_long(norm_of),
-                       a1_index=_long(a1), power_of=_long(power_of), power_src=_long(power_src),
-                       phase_of=_long(phase_of), phase_c=_long(phase_c), phase_r=_long(phase_r),
-                       phase_norm=_long(phase_norm), bis_of=_long(bis_of), bis_c=_long(bis_c),
-                       bis_r1=_long(bis_r1), bis_r2=_long(bis_r2), bis_coef=torch.as_tensor(bis_coef, dtype=torch.float64),
-                       bis_n1=_long(bis_n1), bis_n2=_long(bis_n2))
-        self.num_norms: int = len(ref_index)
+        self.register_buffer("W", torch.as_tensor(np.vstack([c[3] for c in first + rest] + [np.array(ref_rows)])))
+        self.register_buffer("kappa_coef", torch.as_tensor(kappa.pop("coef"), dtype=torch.float64))
+        buffers = dict(norm_of=norm_of, entry_of=entry_of, phase_r=phase_r, phase_norm=phase_norm, bis_c=bis_c,
+                       bis_k=bis_k, bis_of=bis_of, **{f"kappa_{k}": v for k, v in kappa.items()})
         for name, value in buffers.items():
-            self.register_buffer(name, value)
+            self.register_buffer(name, _long(value))
 
     # --- evaluation ---------------------------------------------------------------------------
     def forward(self, spins: torch.Tensor) -> torch.Tensor:
@@ -181,7 +185,10 @@ class Descriptor(torch.nn.Module):
                              + str(list(neighbors.shape)))
         if neighbors.dtype != torch.long:
             raise ValueError("neighbors must be an int64 tensor")
-        patch = torch.cat([spins.unsqueeze(1), spins[neighbors]], dim=1)
+        n = spins.size(0)
+        # index_select rather than advanced indexing: its backward (index_add) is much cheaper.
+        around = spins.index_select(0, neighbors.reshape(-1)).view(n, m, 3)
+        patch = torch.cat([spins.unsqueeze(1), around], dim=1)
         if self.use_op:
             v = torch.ops.spinforce.local_spin_variables(patch, self.pairs, self.triangles)
         else:
@@ -190,23 +197,29 @@ class Descriptor(torch.nn.Module):
 
     def invariants(self, v: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         """Local variables (N, nv) of every site -> (N, F) invariants."""
-        dtype = v.dtype
-        block = v[neighbors[:, self.block_columns]]
-        v_bar = (v + block.sum(1)) / float(self.block_columns.size(0) + 1)
-        c = v @ self.W.to(dtype).t()
-        ref = v_bar @ self.W_ref.to(dtype).t()
-        n = v.size(0)
-        norm = torch.sqrt(torch.zeros(n, self.num_norms, dtype=dtype, device=v.device)
-                          .index_add(1, self.norm_of, ref * ref) + self.floor_sq)
-        a1 = c[:, self.a1_index]
-        power = torch.zeros(n, self.num_power, dtype=dtype, device=v.device).index_add(
-            1, self.power_of, c[:, self.power_src] * c[:, self.power_src])
-        phase = torch.zeros(n, self.num_phase, dtype=dtype, device=v.device).index_add(
-            1, self.phase_of, c[:, self.phase_c] * ref[:, self.phase_r]) / norm[:, self.phase_norm]
-        terms = c[:, self.bis_c] * ref[:, self.bis_r1] * ref[:, self.bis_r2] * self.bis_coef.to(dtype)
-        bispectrum = torch.zeros(n, self.num_bispectrum, dtype=dtype, device=v.device).index_add(
-            1, self.bis_of, terms) / (norm[:, self.bis_n1] * norm[:, self.bis_n2])
+        n, dtype = v.size(0), v.dtype
+        cr = v @ self.W.to(dtype).t()
+        c = cr[:, : self.num_coefficients]
+        # Reference vectors of the block average = block average of the per-site reference vectors.
+        r = cr[:, self.num_coefficients:]
+        nb = self.block_columns.size(0)
+        block = r.index_select(0, neighbors.index_select(1, self.block_columns).reshape(-1)).view(n, nb, r.size(1))
+        rho = (r + block.sum(1)) / float(nb + 1)
+        norm = torch.sqrt(self._zeros(n, self.num_norms, v).index_add(1, self.norm_of, rho * rho) + self.floor_sq)
+        a1 = c[:, : self.num_a1]
+        rest = c[:, self.num_a1:]
+        power = self._zeros(n, self.num_power, v).index_add(1, self.entry_of, rest * rest)
+        phase = self._zeros(n, self.num_power, v).index_add(
+            1, self.entry_of, rest * rho.index_select(1, self.phase_r)) / norm.index_select(1, self.phase_norm)
+        terms = (rho.index_select(1, self.kappa_r1) * rho.index_select(1, self.kappa_r2) * self.kappa_coef.to(dtype)
+                 / (norm.index_select(1, self.kappa_n1) * norm.index_select(1, self.kappa_n2)))
+        kappa = self._zeros(n, self.num_kappa, v).index_add(1, self.kappa_of, terms)
+        bispectrum = self._zeros(n, self.num_bispectrum, v).index_add(
+            1, self.bis_of, rest.index_select(1, self.bis_c) * kappa.index_select(1, self.bis_k))
         return torch.cat([a1, power, phase, bispectrum], dim=1)
+
+    def _zeros(self, n: int, k: int, like: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(n, k, dtype=like.dtype, device=like.device)
 
     # --- inspection and persistence -------------------------------------------------------------
     @torch.jit.unused
