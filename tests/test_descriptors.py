@@ -177,6 +177,30 @@ def test_descriptor_gradcheck_and_gradgradcheck():
     assert torch.autograd.gradgradcheck(energy, (spins,), fast_mode=True)
 
 
+def test_meta_kernels_give_shapes():
+    patch = torch.empty(7, 5, 3, device="meta")
+    pairs, triangles = torch.tensor([[0, 1], [2, 3]], device="meta"), torch.tensor([[0, 1, 2]], device="meta")
+    assert torch.ops.spinforce.local_spin_variables(patch, pairs, triangles).shape == (7, 3)
+
+
+@pytest.mark.gpu
+def test_cuda_op_matches_cpu():
+    lattice = Lattice("triangular", (8, 8))
+    desc = Descriptor(lattice)
+    spins = torch.as_tensor(lattice.random_spins(seed=13)).requires_grad_(True)
+    f_cpu = desc(spins)
+    (g_cpu,) = torch.autograd.grad(f_cpu.sum(), spins, create_graph=True)
+    (h_cpu,) = torch.autograd.grad((g_cpu**2).sum(), spins)
+    cuda = desc.to("cuda")
+    s = spins.detach().cuda().requires_grad_(True)
+    f = cuda(s)
+    (g,) = torch.autograd.grad(f.sum(), s, create_graph=True)
+    (h,) = torch.autograd.grad((g**2).sum(), s)
+    assert torch.allclose(f.cpu(), f_cpu, atol=1e-12)
+    assert torch.allclose(g.cpu(), g_cpu, atol=1e-10)
+    assert torch.allclose(h.cpu(), h_cpu, atol=1e-8 * float(h_cpu.abs().max()))
+
+
 # --- physics: what is equal and what differs ------------------------------------------------------
 def test_tetrahedral_chiralities_have_identical_features():
     lattice = Lattice("triangular", (6, 6))

@@ -121,6 +121,21 @@ std::tuple<at::Tensor, at::Tensor> variables_double_backward_cpu(const at::Tenso
   return {jvp, hvp};
 }
 
+// Shape-only kernels (meta tensors: torch.export, fake-tensor tracing).
+at::Tensor variables_meta(const at::Tensor& patch, const at::Tensor& pairs, const at::Tensor& triangles) {
+  return at::empty({patch.size(0), pairs.size(0) + triangles.size(0)}, patch.options());
+}
+
+at::Tensor variables_backward_meta(const at::Tensor&, const at::Tensor& patch, const at::Tensor&, const at::Tensor&) {
+  return at::empty_like(patch);
+}
+
+std::tuple<at::Tensor, at::Tensor> variables_double_backward_meta(const at::Tensor&, const at::Tensor& grad,
+                                                                  const at::Tensor& patch, const at::Tensor&,
+                                                                  const at::Tensor&) {
+  return {at::empty_like(grad), at::empty_like(patch)};
+}
+
 }  // namespace
 }  // namespace descriptors
 }  // namespace spinforce
@@ -139,4 +154,10 @@ TORCH_LIBRARY_IMPL(spinforce, CPU, m) {
   m.impl("local_spin_variables", &spinforce::descriptors::variables_cpu);
   m.impl("local_spin_variables_backward", &spinforce::descriptors::variables_backward_cpu);
   m.impl("local_spin_variables_double_backward", &spinforce::descriptors::variables_double_backward_cpu);
+}
+
+TORCH_LIBRARY_IMPL(spinforce, Meta, m) {
+  m.impl("local_spin_variables", &spinforce::descriptors::variables_meta);
+  m.impl("local_spin_variables_backward", &spinforce::descriptors::variables_backward_meta);
+  m.impl("local_spin_variables_double_backward", &spinforce::descriptors::variables_double_backward_meta);
 }
