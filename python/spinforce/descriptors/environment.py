@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .groups import PointGroup
+from .groups import PointGroup, projector_range
 
 __all__ = ["Environment", "Orbit", "build_environment", "default_triangle_cutoff"]
 
@@ -137,8 +137,7 @@ def decompose(group: PointGroup, R: np.ndarray) -> list:
     for name, D in group.irreps.items():
         d = D.shape[1]
         P = [(d / group.order) * np.einsum("g,gij->ij", D[:, k, 0], R) for k in range(d)]  # P_k1
-        w, V = np.linalg.eigh((P[0] + P[0].T) / 2)
-        for v in V[:, w > 0.5].T:
+        for v in projector_range((P[0] + P[0].T) / 2):
             copies.append((name, np.stack([Pk @ v for Pk in P])))
     rows = np.vstack([c for _, c in copies]) if copies else np.zeros((0, n))
     if rows.shape[0] != n or not np.allclose(rows @ rows.T, np.eye(n), atol=1e-10):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["PointGroup", "point_group", "invariant_tensors"]
+__all__ = ["PointGroup", "point_group", "invariant_tensors", "projector_range"]
 
 _S3 = np.sqrt(3.0)
 
@@ -139,6 +139,24 @@ def point_group(lattice) -> PointGroup:
     return group
 
 
+def projector_range(P: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (rows) of the range of an orthogonal projector P, chosen canonically:
+    Gram-Schmidt on P's columns in order, so that the basis (and with it every feature's
+    definition) does not depend on the eigensolver or the platform."""
+    rank = int(round(np.trace(P)))
+    basis = []
+    for column in P.T:
+        x = column - sum((b @ column) * b for b in basis)
+        norm = np.linalg.norm(x)
+        if norm > 1e-6:
+            basis.append(x / norm)
+            if len(basis) == rank:
+                break
+    if len(basis) != rank:  # pragma: no cover - P is a projector by construction
+        raise RuntimeError("projector of non-integer trace")
+    return np.array(basis).reshape(rank, P.shape[0])
+
+
 def invariant_tensors(group: PointGroup, a: str, b: str, c: str) -> list[np.ndarray]:
     """Orthonormal invariant tensors C (da, db, dc): sum C_ijk x_i y_j z_k is invariant for
     x, y, z transforming by the irreps a, b, c (the Clebsch-Gordan coupling to the identity)."""
@@ -146,5 +164,4 @@ def invariant_tensors(group: PointGroup, a: str, b: str, c: str) -> list[np.ndar
     P = np.einsum("gil,gjm,gkn->ijklmn", Da, Db, Dc) / group.order
     shape = (Da.shape[1], Db.shape[1], Dc.shape[1])
     n = int(np.prod(shape))
-    w, V = np.linalg.eigh(P.reshape(n, n))
-    return [np.where(np.abs(v) < 1e-13, 0.0, v).reshape(shape) for v in V[:, w > 0.5].T]
+    return [np.where(np.abs(v) < 1e-13, 0.0, v).reshape(shape) for v in projector_range(P.reshape(n, n))]
