@@ -5,7 +5,7 @@ local bond and chirality variables and their derivatives are evaluated. Each tim
 median of several repeats of energy = sum(features * w), grad w.r.t. spins (the work of one
 force evaluation). Writes bench/results/descriptors.json.
 
-    python bench/descriptors.py [--sizes 48] [--repeats 7] [--threads N]
+    python bench/descriptors.py [--size 64] [--repeats 9] [--threads N]
 """
 from __future__ import annotations
 
@@ -22,33 +22,37 @@ import torch
 from spinforce import Descriptor, Lattice
 
 
-def time_forward_backward(desc, spins, weights, repeats):
-    times = []
-    for _ in range(repeats + 1):  # first call warms up
-        s = spins.detach().requires_grad_(True)
-        t0 = time.perf_counter()
-        energy = (desc(s) * weights).sum()
-        (grad,) = torch.autograd.grad(energy, s)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times[1:]))
-
-
-def time_variables(variables, patch, pairs, triangles, repeats):
-    """The op alone vs the reference alone: local variables forward + backward."""
-    times = []
+def interleaved_medians(calls, repeats):
+    """Median seconds of each call, alternating the calls so that load drift on a shared
+    machine affects all of them alike; the first round warms up."""
+    times = [[] for _ in calls]
     for _ in range(repeats + 1):
+        for k, call in enumerate(calls):
+            t0 = time.perf_counter()
+            call()
+            times[k].append(time.perf_counter() - t0)
+    return [float(np.median(t[1:])) for t in times]
+
+
+def forward_backward(desc, spins, weights):
+    """Energy sum(features * w) and its gradient w.r.t. the spins: the work of one force call."""
+    def call():
+        s = spins.detach().requires_grad_(True)
+        torch.autograd.grad((desc(s) * weights).sum(), s)
+    return call
+
+
+def variables_forward_backward(variables, patch, pairs, triangles):
+    def call():
         p = patch.detach().requires_grad_(True)
-        t0 = time.perf_counter()
-        v = variables(p, pairs, triangles)
-        (grad,) = torch.autograd.grad(v.sum(), p)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times[1:]))
+        torch.autograd.grad(variables(p, pairs, triangles).sum(), p)
+    return call
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=64, help="linear lattice size L (L x L sites)")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads (default: torch's)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "descriptors.json"))
     args = parser.parse_args()
@@ -64,11 +68,13 @@ def main():
         ref = Descriptor(lattice, implementation="reference")
         spins = torch.as_tensor(lattice.random_spins(seed=0), dtype=torch.float64)
         weights = torch.randn(op.num_features, dtype=torch.float64)
-        t_op = time_forward_backward(op, spins, weights, args.repeats)
-        t_ref = time_forward_backward(ref, spins, weights, args.repeats)
         patch = torch.cat([spins[:, None], spins[op.neighbors]], dim=1)
-        v_op = time_variables(torch.ops.spinforce.local_spin_variables, patch, op.pairs, op.triangles, args.repeats)
-        v_ref = time_variables(reference_variables, patch, op.pairs, op.triangles, args.repeats)
+        t_op, t_ref, v_op, v_ref = interleaved_medians([
+            forward_backward(op, spins, weights),
+            forward_backward(ref, spins, weights),
+            variables_forward_backward(torch.ops.spinforce.local_spin_variables, patch, op.pairs, op.triangles),
+            variables_forward_backward(reference_variables, patch, op.pairs, op.triangles),
+        ], args.repeats)
         N = lattice.num_sites
         row = {
             "num_sites": N, "num_features": op.num_features, "feature_counts": op.feature_counts,
