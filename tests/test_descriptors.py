@@ -312,9 +312,27 @@ def test_torchscript_roundtrip_and_any_lattice_size(tmp_path):
     s = spins.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(-model(s, table), s)
     assert torch.allclose(forces(spins, table), expected, atol=1e-12)
+    # A scripted Descriptor exposes features and features_batch (callable from C++ via run_method).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted_desc = torch.jit.script(desc)
+    batch = torch.stack([spins, -spins])
+    assert torch.allclose(scripted_desc.features_batch(batch, table)[1], desc.features(spins, table), atol=1e-12)
     rebuilt = Descriptor.from_settings(big, json.loads(json.dumps(desc.settings())))
     assert torch.allclose(rebuilt(spins), desc.features(spins, table), atol=1e-13)
     assert rebuilt.num_features == desc.num_features
+
+
+def test_batch_equals_one_by_one():
+    lattice = Lattice("triangular", (6, 6))
+    desc = Descriptor(lattice)
+    batch = torch.stack([torch.as_tensor(lattice.random_spins(seed=k)) for k in range(3)])
+    out = desc.features_batch(batch, desc.neighbors)
+    assert out.shape == (3, lattice.num_sites, desc.num_features)
+    for k in range(3):
+        assert torch.allclose(out[k], desc(batch[k]), atol=1e-14)
+    with pytest.raises(ValueError, match="spins"):
+        desc.features_batch(batch[0], desc.neighbors)
 
 
 def test_float32_matches_float64():

@@ -171,6 +171,7 @@ class Descriptor(torch.nn.Module):
         """(N, 3) spins of the lattice given at construction -> (N, F) features."""
         return self.features(spins, self.neighbors)
 
+    @torch.jit.export
     def features(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         """(N, 3) spins and the (N, m) table lattice.neighbor_table(self.neighbor_offsets) of any
         lattice of the same kind -> (N, F) features."""
@@ -194,6 +195,17 @@ class Descriptor(torch.nn.Module):
         else:
             v = reference_variables(patch, self.pairs, self.triangles)
         return self.invariants(v, neighbors)
+
+    @torch.jit.export
+    def features_batch(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
+        """(B, N, 3) configurations of one lattice and its (N, m) table -> (B, N, F): the batch is
+        evaluated as one block-diagonal lattice of B*N sites."""
+        if spins.dim() != 3 or spins.size(2) != 3:
+            raise ValueError("spins must have shape (B, N, 3), got " + str(list(spins.shape)))
+        b, n = spins.size(0), spins.size(1)
+        shift = (torch.arange(b, device=neighbors.device) * n).view(b, 1, 1)
+        table = (neighbors.unsqueeze(0) + shift).reshape(b * n, neighbors.size(-1))
+        return self.features(spins.reshape(b * n, 3), table).view(b, n, -1)
 
     def invariants(self, v: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         """Local variables (N, nv) of every site -> (N, F) invariants."""
