@@ -4,6 +4,7 @@
 // the torch-free compile check (cuda/CMakeLists.txt) builds the kernels and launchers alone.
 #include <cstdint>
 
+#include "descriptors/invariants.hpp"
 #include "descriptors/spin_variables.hpp"
 
 namespace spinforce {
@@ -71,6 +72,49 @@ template void launch_second<float>(const float*, int64_t, int64_t, const int64_t
 template void launch_second<double>(const double*, int64_t, int64_t, const int64_t*, int64_t, const int64_t*, int64_t,
                                     const double*, const double*, double*, double*, cudaStream_t);
 
+// Descriptor invariants: one thread per site, per-site scratch rows of a global buffer.
+template <class T>
+__global__ void invariants_kernel(InvariantPlan p, const double* coef, T floor_sq, const T* c, const T* rho, T* out,
+                                  T* scratch, int64_t N) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < N)
+    site_invariants(p, coef, floor_sq, c + p.E * i, rho + p.R * i, out + p.num_outputs() * i,
+                    scratch + p.num_scratch() * i);
+}
+
+template <class T>
+__global__ void invariants_vjp_kernel(InvariantPlan p, const double* coef, T floor_sq, const T* c, const T* rho,
+                                      const T* grad, T* grad_c, T* grad_rho, T* scratch, int64_t N) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < N)
+    site_invariants_vjp(p, coef, floor_sq, c + p.E * i, rho + p.R * i, grad + p.num_outputs() * i, grad_c + p.E * i,
+                        grad_rho + p.R * i, scratch + p.num_scratch() * i);
+}
+
+// scratch: N * p.num_scratch() values.
+template <class T>
+void launch_invariants(const InvariantPlan& p, const double* coef, T floor_sq, const T* c, const T* rho, T* out,
+                       T* scratch, int64_t N, cudaStream_t stream) {
+  if (N > 0) invariants_kernel<T><<<blocks_for(N), kThreads, 0, stream>>>(p, coef, floor_sq, c, rho, out, scratch, N);
+}
+
+template <class T>
+void launch_invariants_vjp(const InvariantPlan& p, const double* coef, T floor_sq, const T* c, const T* rho,
+                           const T* grad, T* grad_c, T* grad_rho, T* scratch, int64_t N, cudaStream_t stream) {
+  if (N > 0)
+    invariants_vjp_kernel<T>
+        <<<blocks_for(N), kThreads, 0, stream>>>(p, coef, floor_sq, c, rho, grad, grad_c, grad_rho, scratch, N);
+}
+
+template void launch_invariants<float>(const InvariantPlan&, const double*, float, const float*, const float*, float*,
+                                       float*, int64_t, cudaStream_t);
+template void launch_invariants<double>(const InvariantPlan&, const double*, double, const double*, const double*,
+                                        double*, double*, int64_t, cudaStream_t);
+template void launch_invariants_vjp<float>(const InvariantPlan&, const double*, float, const float*, const float*,
+                                           const float*, float*, float*, float*, int64_t, cudaStream_t);
+template void launch_invariants_vjp<double>(const InvariantPlan&, const double*, double, const double*, const double*,
+                                            const double*, double*, double*, double*, int64_t, cudaStream_t);
+
 }  // namespace cuda
 }  // namespace descriptors
 }  // namespace spinforce
@@ -82,6 +126,7 @@ template void launch_second<double>(const double*, int64_t, int64_t, const int64
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "descriptors/invariants_ops.hpp"
 #include "descriptors/spin_variables_ops.hpp"
 
 namespace spinforce {
@@ -144,11 +189,54 @@ std::tuple<at::Tensor, at::Tensor> variables_double_backward_cuda(const at::Tens
   return {jvp, hvp};
 }
 
+at::Tensor invariants_cuda(const at::Tensor& c_in, const at::Tensor& rho_in, at::TensorList plan,
+                           at::IntArrayRef sizes, double floor_sq) {
+  std::vector<at::Tensor> hold;
+  const InvariantPlan p = make_invariant_plan(c_in, rho_in, plan, sizes, hold);
+  const c10::cuda::CUDAGuard guard(c_in.device());
+  const at::Tensor c = c_in.contiguous(), rho = rho_in.contiguous();
+  const int64_t N = c.size(0);
+  at::Tensor out = at::empty({N, p.num_outputs()}, c.options());
+  at::Tensor scratch = at::empty({N, p.num_scratch()}, c.options());
+  AT_DISPATCH_FLOATING_TYPES(c.scalar_type(), "descriptor_invariants_cuda", [&] {
+    cuda::launch_invariants<scalar_t>(p, hold[12].data_ptr<double>(), static_cast<scalar_t>(floor_sq),
+                                      c.data_ptr<scalar_t>(), rho.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                      scratch.data_ptr<scalar_t>(), N, at::cuda::getCurrentCUDAStream());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> invariants_backward_cuda(const at::Tensor& grad_in, const at::Tensor& c_in,
+                                                            const at::Tensor& rho_in, at::TensorList plan,
+                                                            at::IntArrayRef sizes, double floor_sq) {
+  std::vector<at::Tensor> hold;
+  const InvariantPlan p = make_invariant_plan(c_in, rho_in, plan, sizes, hold);
+  TORCH_CHECK_VALUE(grad_in.dim() == 2 && grad_in.size(0) == c_in.size(0) && grad_in.size(1) == p.num_outputs() &&
+                        grad_in.scalar_type() == c_in.scalar_type() && grad_in.device() == c_in.device(),
+                    "grad must have shape (", c_in.size(0), ", ", p.num_outputs(), ") and the dtype and device of c");
+  const c10::cuda::CUDAGuard guard(c_in.device());
+  const at::Tensor c = c_in.contiguous(), rho = rho_in.contiguous(), grad = grad_in.contiguous();
+  const int64_t N = c.size(0);
+  at::Tensor grad_c = at::empty_like(c), grad_rho = at::empty_like(rho);
+  at::Tensor scratch = at::empty({N, p.num_scratch()}, c.options());
+  AT_DISPATCH_FLOATING_TYPES(c.scalar_type(), "descriptor_invariants_backward_cuda", [&] {
+    cuda::launch_invariants_vjp<scalar_t>(p, hold[12].data_ptr<double>(), static_cast<scalar_t>(floor_sq),
+                                          c.data_ptr<scalar_t>(), rho.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(),
+                                          grad_c.data_ptr<scalar_t>(), grad_rho.data_ptr<scalar_t>(),
+                                          scratch.data_ptr<scalar_t>(), N, at::cuda::getCurrentCUDAStream());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {grad_c, grad_rho};
+}
+
 }  // namespace
 }  // namespace descriptors
 }  // namespace spinforce
 
 TORCH_LIBRARY_IMPL(spinforce, CUDA, m) {
+  m.impl("descriptor_invariants", &spinforce::descriptors::invariants_cuda);
+  m.impl("descriptor_invariants_backward", &spinforce::descriptors::invariants_backward_cuda);
   m.impl("local_spin_variables", &spinforce::descriptors::variables_cuda);
   m.impl("local_spin_variables_backward", &spinforce::descriptors::variables_backward_cuda);
   m.impl("local_spin_variables_double_backward", &spinforce::descriptors::variables_double_backward_cuda);

@@ -167,6 +167,28 @@ def test_op_gradcheck_and_gradgradcheck():
     assert torch.autograd.gradgradcheck(op, (patch,))
 
 
+def _invariant_args(desc):
+    plan = [desc.norm_of, desc.entry_of, desc.phase_r, desc.phase_norm, desc.kappa_r1, desc.kappa_r2, desc.kappa_n1,
+            desc.kappa_n2, desc.kappa_of, desc.bis_c, desc.bis_k, desc.bis_of, desc.kappa_coef]
+    return plan, [desc.num_norms, desc.num_power, desc.num_kappa, desc.num_bispectrum], desc.floor_sq
+
+
+def test_invariants_op_gradcheck_and_gradgradcheck():
+    desc = Descriptor(Lattice("square", (5, 5)))
+    plan, sizes, floor_sq = _invariant_args(desc)
+    torch.manual_seed(1)
+    E = desc.num_coefficients - desc.num_a1
+    c = torch.randn(2, E, requires_grad=True)
+    rho = (0.3 * torch.randn(2, desc.W.size(0) - desc.num_coefficients)).requires_grad_(True)
+    op = lambda c, rho: torch.ops.spinforce.descriptor_invariants(c, rho, plan, sizes, floor_sq)  # noqa: E731
+    assert torch.autograd.gradcheck(op, (c, rho))
+    assert torch.autograd.gradgradcheck(op, (c, rho))
+    with pytest.raises(ValueError, match="plan"):
+        torch.ops.spinforce.descriptor_invariants(c, rho, plan[:-1], sizes, floor_sq)
+    with pytest.raises(ValueError, match="plan"):
+        torch.ops.spinforce.descriptor_invariants(c, rho, plan, [sizes[0] - 1] + sizes[1:], floor_sq)
+
+
 def test_descriptor_gradcheck_and_gradgradcheck():
     lattice = Lattice("square", (5, 5))
     desc = Descriptor(lattice)

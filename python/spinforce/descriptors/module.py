@@ -217,9 +217,16 @@ class Descriptor(torch.nn.Module):
         nb = self.block_columns.size(0)
         block = r.index_select(0, neighbors.index_select(1, self.block_columns).reshape(-1)).view(n, nb, r.size(1))
         rho = (r + block.sum(1)) / float(nb + 1)
-        norm = torch.sqrt(self._zeros(n, self.num_norms, v).index_add(1, self.norm_of, rho * rho) + self.floor_sq)
         a1 = c[:, : self.num_a1]
         rest = c[:, self.num_a1:]
+        if self.use_op:
+            plan = [self.norm_of, self.entry_of, self.phase_r, self.phase_norm, self.kappa_r1, self.kappa_r2,
+                    self.kappa_n1, self.kappa_n2, self.kappa_of, self.bis_c, self.bis_k, self.bis_of, self.kappa_coef]
+            sizes = [self.num_norms, self.num_power, self.num_kappa, self.num_bispectrum]
+            rest_invariants = torch.ops.spinforce.descriptor_invariants(rest.contiguous(), rho, plan, sizes,
+                                                                        self.floor_sq)
+            return torch.cat([a1, rest_invariants], dim=1)
+        norm = torch.sqrt(self._zeros(n, self.num_norms, v).index_add(1, self.norm_of, rho * rho) + self.floor_sq)
         power = self._zeros(n, self.num_power, v).index_add(1, self.entry_of, rest * rest)
         phase = self._zeros(n, self.num_power, v).index_add(
             1, self.entry_of, rest * rho.index_select(1, self.phase_r)) / norm.index_select(1, self.phase_norm)
