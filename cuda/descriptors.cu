@@ -212,9 +212,7 @@ std::tuple<at::Tensor, at::Tensor> invariants_backward_cuda(const at::Tensor& gr
                                                             at::IntArrayRef sizes, double floor_sq) {
   std::vector<at::Tensor> hold;
   const InvariantPlan p = make_invariant_plan(c_in, rho_in, plan, sizes, hold);
-  TORCH_CHECK_VALUE(grad_in.dim() == 2 && grad_in.size(0) == c_in.size(0) && grad_in.size(1) == p.num_outputs() &&
-                        grad_in.scalar_type() == c_in.scalar_type() && grad_in.device() == c_in.device(),
-                    "grad must have shape (", c_in.size(0), ", ", p.num_outputs(), ") and the dtype and device of c");
+  check_same(grad_in, c_in, "grad", p.num_outputs(), "c");
   const c10::cuda::CUDAGuard guard(c_in.device());
   const at::Tensor c = c_in.contiguous(), rho = rho_in.contiguous(), grad = grad_in.contiguous();
   const int64_t N = c.size(0);

@@ -6,6 +6,7 @@
 
 #include "descriptors/invariants.hpp"
 #include "descriptors/invariants_ops.hpp"
+#include "descriptors/spin_variables_ops.hpp"
 
 namespace spinforce {
 namespace descriptors {
@@ -113,9 +114,7 @@ std::tuple<at::Tensor, at::Tensor> invariants_backward_cpu(const at::Tensor& gra
                                                            at::IntArrayRef sizes, double floor_sq) {
   std::vector<at::Tensor> hold;
   const InvariantPlan p = make_invariant_plan(c_in, rho_in, plan, sizes, hold);
-  TORCH_CHECK_VALUE(grad_in.dim() == 2 && grad_in.size(0) == c_in.size(0) && grad_in.size(1) == p.num_outputs() &&
-                        grad_in.scalar_type() == c_in.scalar_type(),
-                    "grad must have shape (", c_in.size(0), ", ", p.num_outputs(), ") and the dtype of c");
+  check_same(grad_in, c_in, "grad", p.num_outputs(), "c");
   const at::Tensor c = c_in.contiguous(), rho = rho_in.contiguous(), grad = grad_in.contiguous();
   const int64_t N = c.size(0);
   at::Tensor grad_c = at::empty_like(c), grad_rho = at::empty_like(rho);

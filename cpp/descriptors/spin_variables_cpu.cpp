@@ -35,15 +35,16 @@ void check_variables_args(const at::Tensor& patch, const at::Tensor& pairs, cons
   }
 }
 
-void check_same(const at::Tensor& t, const at::Tensor& patch, const char* name, int64_t last_dim) {
-  TORCH_CHECK_VALUE(t.scalar_type() == patch.scalar_type() && t.device() == patch.device(), name,
-                    " must have the dtype and device of patch");
+void check_same(const at::Tensor& t, const at::Tensor& like, const char* name, int64_t last_dim,
+                const char* like_name) {
+  TORCH_CHECK_VALUE(t.scalar_type() == like.scalar_type() && t.device() == like.device(), name,
+                    " must have the dtype and device of ", like_name);
   if (last_dim >= 0) {
-    TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == patch.size(0) && t.size(1) == last_dim, name,
-                      " must have shape (", patch.size(0), ", ", last_dim, "), got ", t.sizes());
+    TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == like.size(0) && t.size(1) == last_dim, name,
+                      " must have shape (", like.size(0), ", ", last_dim, "), got ", t.sizes());
   } else {
-    TORCH_CHECK_VALUE(t.sizes() == patch.sizes(), name, " must have the shape of patch ", patch.sizes(), ", got ",
-                      t.sizes());
+    TORCH_CHECK_VALUE(t.sizes() == like.sizes(), name, " must have the shape of ", like_name, " ", like.sizes(),
+                      ", got ", t.sizes());
   }
 }
 

@@ -14,7 +14,10 @@ namespace descriptors {
 // Raises ValueError (c10::ValueError) on wrong shapes, dtypes or devices. With check_indices
 // (CPU tensors) also the index ranges are checked; on CUDA that would need a device sync.
 void check_variables_args(const at::Tensor& patch, const at::Tensor& pairs, const at::Tensor& triangles);
-void check_same(const at::Tensor& t, const at::Tensor& patch, const char* name, int64_t last_dim);
+// t must have the dtype and device of `like` and shape (like.size(0), last_dim), or like's shape
+// when last_dim < 0.
+void check_same(const at::Tensor& t, const at::Tensor& like, const char* name, int64_t last_dim,
+                const char* like_name = "patch");
 
 }  // namespace descriptors
 }  // namespace spinforce
