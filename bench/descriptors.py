@@ -1,9 +1,11 @@
-"""Forward + backward time per site of the descriptors: custom op vs pure-torch reference.
+"""Forward + backward time per site of the descriptors: custom ops vs pure-torch reference.
 
-Both paths compute identical features (tests/test_descriptors.py); they differ only in how the
-local bond and chirality variables and their derivatives are evaluated. Each timing is the
-median of several repeats of energy = sum(features * w), grad w.r.t. spins (the work of one
-force evaluation). Writes bench/results/descriptors.json.
+Both paths compute identical features (tests/test_descriptors.py). The op path evaluates the
+local bond/chirality variables (torch.ops.spinforce.local_spin_variables) and the invariants
+(torch.ops.spinforce.descriptor_invariants) in C++; the reference does both in torch. Each timing
+is the median of several interleaved repeats of energy = sum(features * w) and its gradient
+w.r.t. the spins (the work of one force evaluation); the local-variable op alone is timed
+against its reference too. Writes bench/results/descriptors.json.
 
     python bench/descriptors.py [--size 64] [--repeats 9] [--threads N]
 """

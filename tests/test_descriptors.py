@@ -1,4 +1,5 @@
 """Symmetry-invariant descriptors: group tables, invariances, custom op vs reference, derivatives."""
+import copy
 import json
 import warnings
 
@@ -362,6 +363,9 @@ def test_float32_matches_float64():
     desc = Descriptor(lattice)
     spins = torch.as_tensor(lattice.random_spins(seed=11))
     assert torch.allclose(desc(spins.float()).double(), desc(spins), atol=1e-4)
+    # A model cast with .float() casts the descriptor's tables too; it still runs.
+    single = copy.deepcopy(desc).float()
+    assert torch.allclose(single(spins.float()).double(), desc(spins), atol=1e-4)
 
 
 # --- bad input --------------------------------------------------------------------------------------

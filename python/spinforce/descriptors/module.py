@@ -221,7 +221,8 @@ class Descriptor(torch.nn.Module):
         rest = c[:, self.num_a1:]
         if self.use_op:
             plan = [self.norm_of, self.entry_of, self.phase_r, self.phase_norm, self.kappa_r1, self.kappa_r2,
-                    self.kappa_n1, self.kappa_n2, self.kappa_of, self.bis_c, self.bis_k, self.bis_of, self.kappa_coef]
+                    self.kappa_n1, self.kappa_n2, self.kappa_of, self.bis_c, self.bis_k, self.bis_of,
+                    self.kappa_coef.to(torch.float64)]  # float64 even after module.float()
             sizes = [self.num_norms, self.num_power, self.num_kappa, self.num_bispectrum]
             rest_invariants = torch.ops.spinforce.descriptor_invariants(rest.contiguous(), rho, plan, sizes,
                                                                         self.floor_sq)
