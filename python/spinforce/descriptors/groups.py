@@ -96,8 +96,11 @@ class PointGroup:
         return {
             "name": self.name,
             "order": self.order,
-            "irreps": {n: {"dim": int(D.shape[1]), "characters": np.round(self.characters[n], 12).tolist()}
+            "irreps": {n: {"dim": int(D.shape[1]), "characters": np.round(self.characters[n], 12).tolist(),
+                           "matrices": np.round(D, 15).tolist()}
                        for n, D in self.irreps.items()},
+            "operations": self.matrices.tolist(),
+            "det": self.det.tolist(),
         }
 
 
