@@ -256,6 +256,26 @@ def test_unrelated_environments_differ(setup):
         assert (features(desc, spiral) - features(desc, other)).abs().max(dim=1).values.min() > 1e-3
 
 
+@pytest.mark.parametrize("kind", ["square", "triangular"])
+def test_features_determine_the_neighbourhood_locally(kind):
+    """Completeness check: with the spins outside the cutoff held fixed, the Jacobian of one site's
+    features with respect to the 2M tangent directions of its M neighbourhood spins has rank at
+    least 2M - 3 (everything but a global rotation) at a generic configuration."""
+    lattice = Lattice(kind, (8, 8))
+    desc = Descriptor(lattice)
+    spins = torch.as_tensor(lattice.random_spins(seed=14))
+    jac = torch.autograd.functional.jacobian(lambda s: desc(s)[0], spins)  # (F, N, 3)
+    hood = [0] + desc.neighbors[0].tolist()
+    columns = []
+    for j in hood:
+        n = spins[j].numpy()
+        a = np.cross(n, [1.0, 0.0, 0.0] if abs(n[0]) < 0.9 else [0.0, 1.0, 0.0])
+        a /= np.linalg.norm(a)
+        columns += [jac[:, j].numpy() @ a, jac[:, j].numpy() @ np.cross(n, a)]
+    sv = np.linalg.svd(np.array(columns).T, compute_uv=False)
+    assert (sv > 1e-6 * sv[0]).sum() >= 2 * len(hood) - 3
+
+
 def test_chirality_sensitive_but_time_reversal_even():
     """A non-coplanar state and its coplanar projection differ: chirality enters through even terms."""
     lattice = Lattice("triangular", (6, 6))
