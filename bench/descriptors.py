@@ -12,28 +12,11 @@ against its reference too. Writes bench/results/descriptors.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import time
-from pathlib import Path
 
-import numpy as np
 import torch
 
+from _common import interleaved_medians, write_json
 from spinforce import Descriptor, Lattice
-
-
-def interleaved_medians(calls, repeats):
-    """Median seconds of each call, alternating the calls so that load drift on a shared
-    machine affects all of them alike; the first round warms up."""
-    times = [[] for _ in calls]
-    for _ in range(repeats + 1):
-        for k, call in enumerate(calls):
-            t0 = time.perf_counter()
-            call()
-            times[k].append(time.perf_counter() - t0)
-    return [float(np.median(t[1:])) for t in times]
 
 
 def forward_backward(desc, spins, weights):
@@ -56,14 +39,12 @@ def main():
     parser.add_argument("--size", type=int, default=64, help="linear lattice size L (L x L sites)")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads (default: torch's)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "descriptors.json"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from spinforce.descriptors import local_spin_variables as reference_variables
 
-    results = {"size": args.size, "repeats": args.repeats, "threads": torch.get_num_threads(),
-               "dtype": "float64", "machine": platform.processor() or platform.machine(), "lattices": {}}
+    results = {"size": args.size, "repeats": args.repeats, "dtype": "float64", "lattices": {}}
     for kind in ("square", "triangular"):
         lattice = Lattice(kind, (args.size, args.size))
         op = Descriptor(lattice)
@@ -71,12 +52,14 @@ def main():
         spins = torch.as_tensor(lattice.random_spins(seed=0), dtype=torch.float64)
         weights = torch.randn(op.num_features, dtype=torch.float64)
         patch = torch.cat([spins[:, None], spins[op.neighbors]], dim=1)
-        t_op, t_ref, v_op, v_ref = interleaved_medians([
-            forward_backward(op, spins, weights),
-            forward_backward(ref, spins, weights),
-            variables_forward_backward(torch.ops.spinforce.local_spin_variables, patch, op.pairs, op.triangles),
-            variables_forward_backward(reference_variables, patch, op.pairs, op.triangles),
-        ], args.repeats)
+        medians = interleaved_medians({
+            "op": forward_backward(op, spins, weights),
+            "reference": forward_backward(ref, spins, weights),
+            "variables_op": variables_forward_backward(torch.ops.spinforce.local_spin_variables, patch, op.pairs,
+                                                       op.triangles),
+            "variables_reference": variables_forward_backward(reference_variables, patch, op.pairs, op.triangles),
+        }, args.repeats)
+        t_op, t_ref, v_op, v_ref = (medians[k] for k in ("op", "reference", "variables_op", "variables_reference"))
         N = lattice.num_sites
         row = {
             "num_sites": N, "num_features": op.num_features, "feature_counts": op.feature_counts,
@@ -92,10 +75,7 @@ def main():
               f"ratio reference/op = {row['descriptor_speedup']:.2f}; local variables alone: "
               f"op {row['variables_op_us_per_site']:.2f} us, reference {row['variables_reference_us_per_site']:.2f} us, "
               f"ratio {row['variables_speedup']:.2f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_json("descriptors", results)
 
 
 if __name__ == "__main__":
