@@ -8,7 +8,8 @@ from .lattice import Lattice  # noqa: E402
 from .electrons import SDModel, ExactDiagonalization  # noqa: E402
 from .providers import FieldResult  # noqa: E402
 from .dynamics import Heisenberg, LLG, spin_temperature  # noqa: E402
+from .descriptors import Descriptor  # noqa: E402
 from ._version import __version__  # noqa: E402
 
 __all__ = ["Lattice", "SDModel", "ExactDiagonalization", "FieldResult", "Heisenberg", "LLG", "spin_temperature",
-           "__version__"]
+           "Descriptor", "__version__"]
