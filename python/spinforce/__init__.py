@@ -7,6 +7,7 @@ from . import _core  # noqa: E402
 from .lattice import Lattice  # noqa: E402
 from .electrons import SDModel, ExactDiagonalization  # noqa: E402
 from .providers import FieldResult  # noqa: E402
+from .kpm import KPM  # noqa: E402
 from ._version import __version__  # noqa: E402
 
-__all__ = ["Lattice", "SDModel", "ExactDiagonalization", "FieldResult", "__version__"]
+__all__ = ["Lattice", "SDModel", "ExactDiagonalization", "KPM", "FieldResult", "__version__"]

@@ -1,0 +1,462 @@
+#include "electrons/kpm.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <set>
+
+#include "common/errors.hpp"
+#include "electrons/kpm_cuda.hpp"
+#include "electrons/kpm_stencil.hpp"
+#include "electrons/occupation.hpp"
+
+namespace spinforce {
+
+using kpm::Cx;
+using kpm::Stencil;
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+// The bounds below are exact; the margin keeps round-off (complex64 included) inside [-1, 1].
+constexpr double kBoundsMargin = 1.01;
+// Below this many vector elements per step an OpenMP team costs more than it saves.
+constexpr int64_t kParallelThreshold = 8192;
+
+// Exact spectral bounds for every spin configuration: H = T - J S.sigma with ||J S_i.sigma|| = |J|
+// on every site, so by Weyl's inequality spec(H) lies in [min eps(k) - |J|, max eps(k) + |J|],
+// with eps(k) the hopping band on the lattice's own periodic k grid. Ferromagnetic spins reach
+// both ends, so the bounds are also tight.
+std::pair<double, double> spectral_bounds(const SDModel& model) {
+  const Lattice& lattice = model.lattice();
+  const int64_t N = lattice.num_sites();
+  double lo = 0.0, hi = 0.0;
+  for (int64_t n = 0; n < N; ++n) {
+    const Offset q = lattice.coords(n);  // k = 2 pi q_d / L_d along each reciprocal vector
+    double eps = 0.0;
+    for (const auto& shell : model.hopping_shells())
+      for (const Offset& o : shell.offsets) {
+        double phase = 0.0;
+        for (int d = 0; d < lattice.dim(); ++d)
+          phase += 2.0 * kPi * static_cast<double>(q[d] * o[d]) / static_cast<double>(lattice.shape()[d]);
+        eps -= shell.amplitude * std::cos(phase);
+      }
+    lo = n == 0 ? eps : std::min(lo, eps);
+    hi = n == 0 ? eps : std::max(hi, eps);
+  }
+  return {lo - std::abs(model.J()), hi + std::abs(model.J())};
+}
+
+// Reproducible per-(seed, orbital) random numbers in [0, 1): splitmix64.
+double uniform_hash(uint64_t seed, uint64_t index) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ULL + index + 0x632BE59BD9B4E019ULL;
+  for (int round = 0; round < 2; ++round) {
+    z += 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+  }
+  return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+// Greedy colouring in site order: sites of one colour lie farther apart than `distance`
+// (minimum image on the periodic lattice). No distance: every site its own colour.
+std::vector<int32_t> probing_colours(const Lattice& lattice, std::optional<double> distance) {
+  const int64_t N = lattice.num_sites();
+  std::vector<int32_t> colour(N);
+  if (!distance) {
+    for (int64_t i = 0; i < N; ++i) colour[i] = static_cast<int32_t>(i);
+    return colour;
+  }
+  // Distinct wrapped displacements within the distance, found once at site 0 (translation
+  // invariance); at most N - 1 of them however large the distance.
+  std::set<int64_t> targets;
+  std::vector<Offset> displacements;
+  for (const Offset& o : lattice.offsets_within(*distance)) {
+    const int64_t j = lattice.site_index(o);
+    if (j != 0 && targets.insert(j).second) displacements.push_back(lattice.coords(j));
+  }
+  std::vector<int64_t> used_by(N + 1, -1);  // used_by[c] == i: colour c taken near site i
+  for (int64_t i = 0; i < N; ++i) {
+    const Offset c = lattice.coords(i);
+    for (const Offset& o : displacements) {
+      const int64_t j = lattice.site_index({c[0] + o[0], c[1] + o[1], c[2] + o[2]});
+      if (j < i) used_by[colour[j]] = i;
+    }
+    int32_t k = 0;
+    while (used_by[k] == i) ++k;
+    colour[i] = k;
+  }
+  return colour;
+}
+
+// T_m(x~_k) sums over the Chebyshev nodes x~_k = cos(pi (k + 1/2)/Mq), by the three-term
+// recurrence. analysis: out_m = sum_k f_k T_m(x~_k). synthesis: out_k = sum_m f_m T_m(x~_k).
+std::vector<double> chebyshev_analysis(const std::vector<double>& f, int64_t M) {
+  const int64_t Mq = static_cast<int64_t>(f.size());
+  std::vector<double> out(M, 0.0);
+  for (int64_t k = 0; k < Mq; ++k) {
+    const double x = std::cos(kPi * (k + 0.5) / Mq);
+    double t0 = 1.0, t1 = x;
+    out[0] += f[k];
+    if (M > 1) out[1] += f[k] * x;
+    for (int64_t m = 2; m < M; ++m) {
+      const double t2 = 2.0 * x * t1 - t0;
+      out[m] += f[k] * t2;
+      t0 = t1;
+      t1 = t2;
+    }
+  }
+  return out;
+}
+
+std::vector<double> chebyshev_synthesis(const std::vector<double>& f, int64_t Mq) {
+  const int64_t M = static_cast<int64_t>(f.size());
+  std::vector<double> out(Mq, 0.0);
+  for (int64_t k = 0; k < Mq; ++k) {
+    const double x = std::cos(kPi * (k + 0.5) / Mq);
+    double t0 = 1.0, t1 = x, sum = f[0] + (M > 1 ? f[1] * x : 0.0);
+    for (int64_t m = 2; m < M; ++m) {
+      const double t2 = 2.0 * x * t1 - t0;
+      sum += f[m] * t2;
+      t0 = t1;
+      t1 = t2;
+    }
+    out[k] = sum;
+  }
+  return out;
+}
+
+int64_t quadrature_points(int64_t M) { return std::max<int64_t>(4 * M, 1024); }
+
+// The spectral measure of the moments on the Chebyshev nodes: Tr h(H) ~ sum_k w_k h(x_k) for
+// any smooth h, with the Jackson kernel applied (Weisse et al. 2006, Sec. II.C).
+std::vector<double> node_weights(const std::vector<double>& moments, const std::vector<double>& jackson) {
+  const int64_t M = static_cast<int64_t>(moments.size()), Mq = quadrature_points(M);
+  std::vector<double> damped(M);
+  for (int64_t m = 0; m < M; ++m) damped[m] = (m == 0 ? 1.0 : 2.0) * jackson[m] * moments[m] / Mq;
+  return chebyshev_synthesis(damped, Mq);
+}
+
+// Chemical potential with sum_k w_k f(x_k - mu) = Ne, by bisection (the count is monotone).
+double solve_mu(const std::vector<double>& w, double center, double half_width, double kT, double Ne) {
+  const int64_t Mq = static_cast<int64_t>(w.size());
+  auto count = [&](double mu) {
+    double n = 0.0;
+    for (int64_t k = 0; k < Mq; ++k) n += w[k] * fermi(center + half_width * std::cos(kPi * (k + 0.5) / Mq), mu, kT);
+    return n;
+  };
+  double lo = center - half_width - 40.0 * kT - 1.0, hi = center + half_width + 40.0 * kT + 1.0;
+  for (int it = 0; it < 100 && hi - lo > 1e-14 * (1.0 + std::abs(lo) + std::abs(hi)); ++it) {
+    const double mid = 0.5 * (lo + hi);
+    (count(mid) < Ne ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+// Jackson-damped Chebyshev coefficients c_m of the grand-potential density at mu.
+std::vector<double> grand_potential_coefficients(int64_t M, const std::vector<double>& jackson, double center,
+                                                 double half_width, double mu, double kT) {
+  const int64_t Mq = quadrature_points(M);
+  std::vector<double> g(Mq);
+  for (int64_t k = 0; k < Mq; ++k)
+    g[k] = grand_potential_density(center + half_width * std::cos(kPi * (k + 0.5) / Mq), mu, kT);
+  std::vector<double> c = chebyshev_analysis(g, M);
+  for (int64_t m = 0; m < M; ++m) c[m] *= (m == 0 ? 1.0 : 2.0) * jackson[m] / Mq;
+  return c;
+}
+
+template <class T>
+Cx<T>* cx(const at::Tensor& t) {
+  return reinterpret_cast<Cx<T>*>(t.data_ptr());
+}
+
+template <class T>
+Stencil<T> make_stencil(const at::Tensor& neighbors, const at::Tensor& hopping, const at::Tensor& onsite,
+                        const at::Tensor& colour, const at::Tensor& phase, int64_t R) {
+  Stencil<T> st;
+  st.neighbors = neighbors.data_ptr<int64_t>();
+  st.hopping = hopping.data_ptr<T>();
+  st.onsite = cx<T>(onsite);
+  st.colour = colour.data_ptr<int32_t>();
+  st.phase = cx<T>(phase);
+  st.num_sites = neighbors.size(0);
+  st.K = static_cast<int>(neighbors.size(1));
+  st.R = static_cast<int>(R);
+  return st;
+}
+
+// *dot += Re <Rprobe, y> with y = scale H~ x + zcoef z + src Rprobe (dot in the device's memory).
+template <class T>
+void chebyshev_step(bool cuda, const Stencil<T>& st, const Cx<T>* x, const Cx<T>* z, Cx<T>* y, T scale, T zcoef,
+                    T src, double* dot) {
+  if (cuda) {
+#ifdef SPINFORCE_WITH_CUDA
+    kpm::cuda_chebyshev_step(st, x, z, y, scale, zcoef, src, dot);
+    return;
+#else
+    value_error("spins are on a CUDA device but this build of spinforce has no CUDA kernels");
+#endif
+  }
+  const int64_t N = st.num_sites;
+  const int R = st.R;
+  double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum) schedule(static) if (N * R >= kParallelThreshold)
+  for (int64_t i = 0; i < N; ++i)
+    for (int r = 0; r < R; ++r) sum += kpm::chebyshev_element(st, i, r, x, z, y, scale, zcoef, src);
+  *dot += sum;
+}
+
+template <class T>
+void reverse_step(bool cuda, const Stencil<T>& st, const Cx<T>* alpha_prev, Cx<T>* alpha_cur, const Cx<T>* beta_cur,
+                  Cx<T>* beta_next, double weight, T c, bool update, double* G) {
+  if (cuda) {
+#ifdef SPINFORCE_WITH_CUDA
+    kpm::cuda_reverse_step(st, alpha_prev, alpha_cur, beta_cur, beta_next, weight, c, update, G);
+    return;
+#else
+    value_error("spins are on a CUDA device but this build of spinforce has no CUDA kernels");
+#endif
+  }
+  const int64_t N = st.num_sites;
+  const int R = st.R;
+#pragma omp parallel for schedule(static) if (N * R >= kParallelThreshold)
+  for (int64_t i = 0; i < N; ++i) {
+    double g[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int r = 0; r < R; ++r) kpm::accumulate_onsite(i, r, R, alpha_prev, beta_cur, g);
+    for (int k = 0; k < 8; ++k) G[8 * i + k] += weight * g[k];
+    if (!update) continue;
+    for (int r = 0; r < R; ++r) {
+      kpm::chebyshev_element(st, i, r, alpha_prev, alpha_cur, alpha_cur, T(2), T(-1), T(0));
+      kpm::chebyshev_element(st, i, r, beta_cur, beta_next, beta_next, T(2), T(-1), c);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<double> jackson_kernel(int64_t M) {
+  std::vector<double> g(M);
+  const double q = kPi / static_cast<double>(M + 1);
+  for (int64_t m = 0; m < M; ++m)
+    g[m] = ((M + 1 - m) * std::cos(q * m) + std::sin(q * m) * std::cos(q) / std::sin(q)) / static_cast<double>(M + 1);
+  return g;
+}
+
+at::Tensor kpm_density_of_states(const at::Tensor& moments_in, double center, double half_width,
+                                 const at::Tensor& energies_in) {
+  require(moments_in.dim() == 1 && moments_in.numel() >= 2, "moments must be a 1-d array of at least 2 moments");
+  require(std::isfinite(half_width) && half_width > 0, "half_width must be > 0, got ", half_width);
+  at::Tensor moments = moments_in.to(at::kCPU, at::kDouble).contiguous();
+  at::Tensor energies = energies_in.to(at::kCPU, at::kDouble).contiguous();
+  const int64_t M = moments.numel();
+  const std::vector<double> g = jackson_kernel(M);
+  const double* mu = moments.data_ptr<double>();
+  at::Tensor out = at::zeros_like(energies);
+  const double* e = energies.data_ptr<double>();
+  double* rho = out.data_ptr<double>();
+  for (int64_t n = 0; n < energies.numel(); ++n) {
+    const double x = (e[n] - center) / half_width;
+    if (!(std::abs(x) < 1.0)) continue;
+    double t0 = 1.0, t1 = x, sum = g[0] * mu[0] + 2.0 * g[1] * mu[1] * x;
+    for (int64_t m = 2; m < M; ++m) {
+      const double t2 = 2.0 * x * t1 - t0;
+      sum += 2.0 * g[m] * mu[m] * t2;
+      t0 = t1;
+      t1 = t2;
+    }
+    rho[n] = sum / (kPi * half_width * std::sqrt(1.0 - x * x));
+  }
+  return out;
+}
+
+KPM::KPM(std::shared_ptr<const SDModel> model, KPMSettings settings)
+    : model_(std::move(model)), settings_(std::move(settings)) {
+  require(model_ != nullptr, "model must be a spinforce.SDModel");
+  require(settings_.moments >= 2 && settings_.moments <= 1000000,
+          "moments (number of Chebyshev moments) must lie in [2, 1000000], got ", settings_.moments);
+  if (settings_.probing_distance) {
+    const double d = *settings_.probing_distance;
+    require(std::isfinite(d) && d > 0, "probing_distance must be > 0 (lattice constants), or None for exact traces, got ", d);
+  }
+  if (settings_.dtype == "complex128") {
+    complex_type_ = at::kComplexDouble;
+    real_type_ = at::kDouble;
+  } else if (settings_.dtype == "complex64") {
+    complex_type_ = at::kComplexFloat;
+    real_type_ = at::kFloat;
+  } else {
+    value_error("dtype must be 'complex128' or 'complex64', got '", settings_.dtype, "'");
+  }
+  if (settings_.bounds) {
+    const auto [lo, hi] = *settings_.bounds;
+    require(std::isfinite(lo) && std::isfinite(hi) && lo < hi,
+            "bounds must be finite (lower, upper) with lower < upper, got (", lo, ", ", hi, ")");
+    center_ = 0.5 * (lo + hi);
+    half_width_ = 0.5 * (hi - lo);
+  } else {
+    const auto [lo, hi] = spectral_bounds(*model_);
+    center_ = 0.5 * (lo + hi);
+    half_width_ = std::max(kBoundsMargin * 0.5 * (hi - lo), 1e-3);
+  }
+  colour_ = probing_colours(model_->lattice(), settings_.probing_distance);
+  num_colours_ = 1 + *std::max_element(colour_.begin(), colour_.end());
+}
+
+at::Tensor KPM::colours() const {
+  at::Tensor c = at::empty({num_sites()}, at::kLong);
+  std::copy(colour_.begin(), colour_.end(), c.data_ptr<int64_t>());
+  return c;
+}
+
+const KPM::DeviceData& KPM::device_data(const at::Device& device) {
+  auto it = device_cache_.find(device.str());
+  if (it != device_cache_.end()) return it->second;
+  const int64_t N = num_sites(), R = num_probes();
+  DeviceData d;
+  std::vector<at::Tensor> tables;
+  std::vector<double> amplitudes;
+  for (const auto& shell : model_->hopping_shells()) {
+    tables.push_back(shell.neighbors);
+    for (size_t a = 0; a < shell.offsets.size(); ++a) amplitudes.push_back(-shell.amplitude / half_width_);
+  }
+  d.neighbors = tables.empty() ? at::empty({N, 0}, at::kLong) : at::cat(tables, 1).contiguous();
+  d.hopping = at::tensor(amplitudes.empty() ? std::vector<double>{0.0} : amplitudes, at::kDouble).to(real_type_);
+  d.colour = at::empty({N}, at::kInt);
+  std::copy(colour_.begin(), colour_.end(), d.colour.data_ptr<int32_t>());
+  // Exact traces need no phases; probing uses a random phase on every (site, spin).
+  at::Tensor theta = at::zeros({N, 2}, at::kDouble);
+  if (settings_.probing_distance) {
+    double* th = theta.data_ptr<double>();
+    for (int64_t k = 0; k < 2 * N; ++k) th[k] = 2.0 * kPi * uniform_hash(settings_.seed, static_cast<uint64_t>(k));
+  }
+  d.phase = at::polar(at::ones_like(theta), theta).to(complex_type_);
+  d.probes = at::zeros({N, 2, R}, complex_type_);
+  at::Tensor rows = at::arange(N, at::kLong), cols = 2 * d.colour.to(at::kLong);
+  for (int s = 0; s < 2; ++s) d.probes.select(1, s).index_put_({rows, cols + s}, d.phase.select(1, s));
+  for (at::Tensor* t : {&d.neighbors, &d.hopping, &d.colour, &d.phase, &d.probes}) *t = t->to(device).contiguous();
+  return device_cache_.emplace(device.str(), std::move(d)).first->second;
+}
+
+at::Tensor KPM::onsite_block(const at::Tensor& s) const {
+  // (h - a)/b with h = -J [[Sz, Sx - i Sy], [Sx + i Sy, -Sz]], rows h00 h01 h10 h11.
+  const double J = model_->J(), a = center_, b = half_width_;
+  at::Tensor sx = s.select(1, 0), sy = s.select(1, 1), sz = s.select(1, 2);
+  at::Tensor zero = at::zeros_like(sx);
+  at::Tensor block = at::stack({at::complex((-J * sz - a) / b, zero), at::complex(-J * sx / b, J * sy / b),
+                                at::complex(-J * sx / b, -J * sy / b), at::complex((J * sz - a) / b, zero)},
+                               1);
+  return block.to(complex_type_).contiguous();
+}
+
+KPM::Forward KPM::forward(const at::Tensor& spins, const at::Tensor& onsite, bool keep_vectors) {
+  const int64_t M = settings_.moments, R = num_probes();
+  const DeviceData& d = device_data(spins.device());
+  const bool cuda = spins.is_cuda();
+  at::Tensor a = d.probes.clone(), b = at::zeros_like(a);
+  at::Tensor mom = at::zeros({M}, spins.options().dtype(at::kDouble));
+  double* mp = mom.data_ptr<double>();
+  AT_DISPATCH_FLOATING_TYPES(real_type_, "kpm_forward", [&] {
+    const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, d.colour, d.phase, R);
+    // alpha_0 = R (moment mu_0 below); alpha_1 = H~ R; alpha_{m+1} = 2 H~ alpha_m - alpha_{m-1}.
+    chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(a), cx<scalar_t>(b), cx<scalar_t>(b), 1, 0, 0, mp + 1);
+    for (int64_t m = 1; m + 1 < M; ++m) {
+      chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(b), cx<scalar_t>(a), cx<scalar_t>(a), 2, -1, 0, mp + m + 1);
+      std::swap(a, b);
+    }
+  });
+  Forward f;
+  at::Tensor host = mom.cpu();
+  f.moments.assign(host.data_ptr<double>(), host.data_ptr<double>() + M);
+  f.moments[0] = at::real(d.probes.conj() * d.probes).sum().item<double>();
+  if (keep_vectors) {
+    f.alpha_prev = a;
+    f.alpha_cur = b;
+  }
+  return f;
+}
+
+at::Tensor KPM::moments(const at::Tensor& spins) {
+  Forward f = forward(spins, onsite_block(spins), false);
+  return at::tensor(f.moments, at::kDouble);
+}
+
+FieldResult KPM::compute(const at::Tensor& spins) {
+  const int64_t N = num_sites(), M = settings_.moments, R = num_probes();
+  const bool cuda = spins.is_cuda();
+  at::Tensor onsite = onsite_block(spins);
+  Forward f = forward(spins, onsite, true);
+
+  const std::vector<double> jackson = jackson_kernel(M);
+  const double kT = model_->kT();
+  double mu;
+  if (model_->fixed_mu()) {
+    mu = *model_->mu();
+  } else {
+    mu = solve_mu(node_weights(f.moments, jackson), center_, half_width_, kT, model_->num_electrons());
+  }
+  const std::vector<double> c = grand_potential_coefficients(M, jackson, center_, half_width_, mu, kT);
+  double omega = 0.0;
+  for (int64_t m = 0; m < M; ++m) omega += c[m] * f.moments[m];
+
+  // Reverse mode (adjoint of the Chebyshev recursion): beta_m = c_m R + 2 H~ beta_{m+1} - beta_{m+2},
+  // G = alpha_0 beta_1^+ + 2 sum_{m>=2} alpha_{m-1} beta_m^+ (on-site blocks only).
+  const DeviceData& d = device_data(spins.device());
+  at::Tensor alpha_prev = f.alpha_prev, alpha_cur = f.alpha_cur;
+  at::Tensor beta_cur = d.probes * c[M - 1], beta_next = at::zeros_like(beta_cur);
+  at::Tensor G = at::zeros({N, 8}, spins.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(real_type_, "kpm_reverse", [&] {
+    const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, d.colour, d.phase, R);
+    for (int64_t m = M - 1; m >= 1; --m) {
+      const bool update = m >= 2;
+      reverse_step<scalar_t>(cuda, st, cx<scalar_t>(alpha_prev), cx<scalar_t>(alpha_cur), cx<scalar_t>(beta_cur),
+                             cx<scalar_t>(beta_next), m == 1 ? 1.0 : 2.0,
+                             static_cast<scalar_t>(update ? c[m - 1] : 0.0), update, G.data_ptr<double>());
+      if (update) {  // the overwritten buffers now hold alpha_{m-2} and beta_{m-1}
+        std::swap(alpha_prev, alpha_cur);
+        std::swap(beta_cur, beta_next);
+      }
+    }
+  });
+
+  // D = (G + G^+)/(2b) approximates dOmega/dH^T = f(H); fields H_i = J Tr[sigma D_ii].
+  at::Tensor Gc = at::view_as_complex(G.view({N, 2, 2, 2}));
+  at::Tensor D = (Gc + Gc.conj().transpose(1, 2)) / (2.0 * half_width_);
+  at::Tensor d01 = D.select(1, 0).select(1, 1);
+  at::Tensor d00 = at::real(D.select(1, 0).select(1, 0)), d11 = at::real(D.select(1, 1).select(1, 1));
+  const double J = model_->J();
+  FieldResult result;
+  result.fields = at::stack({2.0 * J * at::real(d01), -2.0 * J * at::imag(d01), J * (d00 - d11)}, 1).contiguous();
+  result.density = (d00 + d11).contiguous();
+  result.mu = mu;
+  result.energy = model_->fixed_mu() ? omega : omega + mu * model_->num_electrons();
+  return result;
+}
+
+double KPM::chebyshev_step_seconds(const at::Tensor& spins, int64_t steps) {
+  require(steps >= 1, "steps must be >= 1, got ", steps);
+  const int64_t R = num_probes();
+  const DeviceData& d = device_data(spins.device());
+  at::Tensor onsite = onsite_block(spins);
+  const bool cuda = spins.is_cuda();
+  at::Tensor a = d.probes.clone(), b = d.probes.clone();
+  at::Tensor dot = at::zeros({1}, spins.options().dtype(at::kDouble));
+  double seconds = 0.0;
+  AT_DISPATCH_FLOATING_TYPES(real_type_, "kpm_step_timing", [&] {
+    const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, d.colour, d.phase, R);
+    auto step = [&] {
+      chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(b), cx<scalar_t>(a), cx<scalar_t>(a), 2, -1, 0,
+                               dot.data_ptr<double>());
+      std::swap(a, b);
+    };
+    step();
+    dot.sum().item<double>();  // synchronises a CUDA device
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t n = 0; n < steps; ++n) step();
+    dot.sum().item<double>();
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / steps;
+  });
+  return seconds;
+}
+
+}  // namespace spinforce
