@@ -32,7 +32,7 @@ __global__ void chebyshev_step_kernel(Stencil<T> st, const Cx<T>* x, const Cx<T>
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp;
   double partial = 0.0;
   for (int64_t i = first; i < st.num_sites; i += stride)
-    for (int r = lane; r < st.R; r += kWarp) partial += chebyshev_element(st, i, r, x, z, y, scale, zcoef, src);
+    for (int r = lane; r < st.R; r += kWarp) partial += chebyshev_chunk<1>(st, i, r, x, z, y, scale, zcoef, src);
   partial = warp_sum(partial);
   if (lane == 0 && partial != 0.0) atomicAdd(dot, partial);
 }
@@ -46,10 +46,10 @@ __global__ void reverse_step_kernel(Stencil<T> st, const Cx<T>* alpha_prev, Cx<T
   for (int64_t i = first; i < st.num_sites; i += stride) {
     double g[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int r = lane; r < st.R; r += kWarp) {
-      accumulate_onsite(i, r, st.R, alpha_prev, beta_cur, g);
+      accumulate_onsite<1>(i, r, st.R, alpha_prev, beta_cur, g);
       if (update) {
-        chebyshev_element(st, i, r, alpha_prev, alpha_cur, alpha_cur, T(2), T(-1), T(0));
-        chebyshev_element(st, i, r, beta_cur, beta_next, beta_next, T(2), T(-1), c);
+        chebyshev_chunk<1>(st, i, r, alpha_prev, alpha_cur, alpha_cur, T(2), T(-1), T(0));
+        chebyshev_chunk<1>(st, i, r, beta_cur, beta_next, beta_next, T(2), T(-1), c);
       }
     }
     for (int k = 0; k < 8; ++k) {

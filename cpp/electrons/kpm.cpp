@@ -22,6 +22,9 @@ constexpr double kPi = 3.14159265358979323846;
 constexpr double kBoundsMargin = 1.01;
 // Below this many vector elements per step an OpenMP team costs more than it saves.
 constexpr int64_t kParallelThreshold = 8192;
+// Probe columns per CPU inner loop (kpm_stencil.hpp): long enough to vectorise, short enough
+// that the partial sums stay in registers.
+constexpr int kChunk = 4;
 
 // Exact spectral bounds for every spin configuration: H = T - J S.sigma with ||J S_i.sigma|| = |J|
 // on every site, so by Weyl's inequality spec(H) lies in [min eps(k) - |J|, max eps(k) + |J|],
@@ -200,10 +203,13 @@ void chebyshev_step(bool cuda, const Stencil<T>& st, const Cx<T>* x, const Cx<T>
   }
   const int64_t N = st.num_sites;
   const int R = st.R;
+  const int body = R - R % kChunk;
   double sum = 0.0;
 #pragma omp parallel for reduction(+ : sum) schedule(static) if (N * R >= kParallelThreshold)
-  for (int64_t i = 0; i < N; ++i)
-    for (int r = 0; r < R; ++r) sum += kpm::chebyshev_element(st, i, r, x, z, y, scale, zcoef, src);
+  for (int64_t i = 0; i < N; ++i) {
+    for (int r = 0; r < body; r += kChunk) sum += kpm::chebyshev_chunk<kChunk>(st, i, r, x, z, y, scale, zcoef, src);
+    for (int r = body; r < R; ++r) sum += kpm::chebyshev_chunk<1>(st, i, r, x, z, y, scale, zcoef, src);
+  }
   *dot += sum;
 }
 
@@ -220,15 +226,21 @@ void reverse_step(bool cuda, const Stencil<T>& st, const Cx<T>* alpha_prev, Cx<T
   }
   const int64_t N = st.num_sites;
   const int R = st.R;
+  const int body = R - R % kChunk;
 #pragma omp parallel for schedule(static) if (N * R >= kParallelThreshold)
   for (int64_t i = 0; i < N; ++i) {
     double g[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int r = 0; r < R; ++r) kpm::accumulate_onsite(i, r, R, alpha_prev, beta_cur, g);
+    for (int r = 0; r < body; r += kChunk) kpm::accumulate_onsite<kChunk>(i, r, R, alpha_prev, beta_cur, g);
+    for (int r = body; r < R; ++r) kpm::accumulate_onsite<1>(i, r, R, alpha_prev, beta_cur, g);
     for (int k = 0; k < 8; ++k) G[8 * i + k] += weight * g[k];
     if (!update) continue;
-    for (int r = 0; r < R; ++r) {
-      kpm::chebyshev_element(st, i, r, alpha_prev, alpha_cur, alpha_cur, T(2), T(-1), T(0));
-      kpm::chebyshev_element(st, i, r, beta_cur, beta_next, beta_next, T(2), T(-1), c);
+    for (int r = 0; r < body; r += kChunk) {
+      kpm::chebyshev_chunk<kChunk>(st, i, r, alpha_prev, alpha_cur, alpha_cur, T(2), T(-1), T(0));
+      kpm::chebyshev_chunk<kChunk>(st, i, r, beta_cur, beta_next, beta_next, T(2), T(-1), c);
+    }
+    for (int r = body; r < R; ++r) {
+      kpm::chebyshev_chunk<1>(st, i, r, alpha_prev, alpha_cur, alpha_cur, T(2), T(-1), T(0));
+      kpm::chebyshev_chunk<1>(st, i, r, beta_cur, beta_next, beta_next, T(2), T(-1), c);
     }
   }
 }

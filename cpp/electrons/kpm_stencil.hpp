@@ -32,69 +32,78 @@ struct Stencil {
   int R;
 };
 
-// y(i,:,r) = scale * (H~ x)(i,:,r) + zcoef * z(i,:,r) + src * Rprobe(i,:,r), both spins.
-// y may alias z (each element reads z only at its own index). Returns the contribution of
-// this element to Re <Rprobe, y>, so that moments accumulate during the sweep.
-template <class T>
-SPINFORCE_HD double chebyshev_element(const Stencil<T>& st, int64_t i, int r, const Cx<T>* x, const Cx<T>* z,
-                                      Cx<T>* y, T scale, T zcoef, T src) {
+// y(i,:,r) = scale * (H~ x)(i,:,r) + zcoef * z(i,:,r) + src * Rprobe(i,:,r), both spins, for the
+// W columns r .. r+W-1 (W = 1 per CUDA thread; a larger W on the CPU so that the loops over
+// the chunk vectorise). y may alias z (each element reads z only at its own index). Returns the
+// contribution of these elements to Re <Rprobe, y>, so that moments accumulate in the sweep.
+template <int W, class T>
+SPINFORCE_HD double chebyshev_chunk(const Stencil<T>& st, int64_t i, int r, const Cx<T>* x, const Cx<T>* z,
+                                    Cx<T>* y, T scale, T zcoef, T src) {
   const int64_t R = st.R;
-  T hr0 = 0, hi0 = 0, hr1 = 0, hi1 = 0;  // hopping part of (H~ x)(i, s, r)
+  // Interleaved (re, im) views of the chunk of site i, spin up (0) and spin down (1).
+  const T* x0 = reinterpret_cast<const T*>(x + 2 * i * R + r);
+  const T* x1 = x0 + 2 * R;
+  const Cx<T>* h = st.onsite + 4 * i;
+  T a0[2 * W], a1[2 * W];  // (H~ x)(i, s, r + w)
+  for (int w = 0; w < W; ++w) {
+    const T u_re = x0[2 * w], u_im = x0[2 * w + 1], d_re = x1[2 * w], d_im = x1[2 * w + 1];
+    a0[2 * w] = h[0].re * u_re - h[0].im * u_im + h[1].re * d_re - h[1].im * d_im;
+    a0[2 * w + 1] = h[0].re * u_im + h[0].im * u_re + h[1].re * d_im + h[1].im * d_re;
+    a1[2 * w] = h[2].re * u_re - h[2].im * u_im + h[3].re * d_re - h[3].im * d_im;
+    a1[2 * w + 1] = h[2].re * u_im + h[2].im * u_re + h[3].re * d_im + h[3].im * d_re;
+  }
+  // Hopping is real and spin diagonal: an axpy on the interleaved reals of each neighbour.
   const int64_t* nb = st.neighbors + i * st.K;
   for (int a = 0; a < st.K; ++a) {
-    const Cx<T>* xj = x + 2 * nb[a] * R + r;
+    const T* xj = reinterpret_cast<const T*>(x + 2 * nb[a] * R + r);
     const T t = st.hopping[a];
-    hr0 += t * xj[0].re;
-    hi0 += t * xj[0].im;
-    hr1 += t * xj[R].re;
-    hi1 += t * xj[R].im;
+    for (int q = 0; q < 2 * W; ++q) {
+      a0[q] += t * xj[q];
+      a1[q] += t * xj[2 * R + q];
+    }
   }
-  const Cx<T>* h = st.onsite + 4 * i;
-  const Cx<T> x0 = x[2 * i * R + r], x1 = x[(2 * i + 1) * R + r];
-  hr0 += h[0].re * x0.re - h[0].im * x0.im + h[1].re * x1.re - h[1].im * x1.im;
-  hi0 += h[0].re * x0.im + h[0].im * x0.re + h[1].re * x1.im + h[1].im * x1.re;
-  hr1 += h[2].re * x0.re - h[2].im * x0.im + h[3].re * x1.re - h[3].im * x1.im;
-  hi1 += h[2].re * x0.im + h[2].im * x0.re + h[3].re * x1.im + h[3].im * x1.re;
-
-  const int64_t k0 = 2 * i * R + r, k1 = k0 + R;
-  const Cx<T> z0 = z[k0], z1 = z[k1];
-  Cx<T> y0{scale * hr0 + zcoef * z0.re, scale * hi0 + zcoef * z0.im};
-  Cx<T> y1{scale * hr1 + zcoef * z1.re, scale * hi1 + zcoef * z1.im};
-  // The probe vectors are non-zero at (i, s) only in column r = 2 colour(i) + s.
-  const int rc = 2 * st.colour[i];
+  const T* z0 = reinterpret_cast<const T*>(z + 2 * i * R + r);
+  const T* z1 = z0 + 2 * R;
+  for (int q = 0; q < 2 * W; ++q) {
+    a0[q] = scale * a0[q] + zcoef * z0[q];
+    a1[q] = scale * a1[q] + zcoef * z1[q];
+  }
+  // The probe vectors are non-zero at (i, s) only in column 2 colour(i) + s.
   double dot = 0.0;
-  if (r == rc) {
-    const Cx<T> p = st.phase[2 * i];
-    y0.re += src * p.re;
-    y0.im += src * p.im;
-    dot += static_cast<double>(p.re) * y0.re + static_cast<double>(p.im) * y0.im;
-  } else if (r == rc + 1) {
-    const Cx<T> p = st.phase[2 * i + 1];
-    y1.re += src * p.re;
-    y1.im += src * p.im;
-    dot += static_cast<double>(p.re) * y1.re + static_cast<double>(p.im) * y1.im;
+  for (int s = 0; s < 2; ++s) {
+    const int w = 2 * st.colour[i] + s - r;
+    if (w < 0 || w >= W) continue;
+    T* a = s == 0 ? a0 : a1;
+    const Cx<T> p = st.phase[2 * i + s];
+    a[2 * w] += src * p.re;
+    a[2 * w + 1] += src * p.im;
+    dot += static_cast<double>(p.re) * a[2 * w] + static_cast<double>(p.im) * a[2 * w + 1];
   }
-  y[k0] = y0;
-  y[k1] = y1;
+  T* y0 = reinterpret_cast<T*>(y + 2 * i * R + r);
+  T* y1 = y0 + 2 * R;
+  for (int q = 0; q < 2 * W; ++q) {
+    y0[q] = a0[q];
+    y1[q] = a1[q];
+  }
   return dot;
 }
 
-// g[0..7] += on-site outer product a(i,s,r) conj(b(i,s',r)) for s, s' in {0, 1}, stored as
-// (re, im) of the entries 00, 01, 10, 11.
-template <class T>
+// g[0..7] += sum over the W columns r .. r+W-1 of a(i,s,r) conj(b(i,s',r)) for s, s' in {0, 1},
+// stored as (re, im) of the on-site entries 00, 01, 10, 11.
+template <int W, class T>
 SPINFORCE_HD void accumulate_onsite(int64_t i, int r, int64_t R, const Cx<T>* a, const Cx<T>* b, double* g) {
-  const Cx<T> a0 = a[2 * i * R + r], a1 = a[(2 * i + 1) * R + r];
-  const Cx<T> b0 = b[2 * i * R + r], b1 = b[(2 * i + 1) * R + r];
-  const double a0r = a0.re, a0i = a0.im, a1r = a1.re, a1i = a1.im;
-  const double b0r = b0.re, b0i = b0.im, b1r = b1.re, b1i = b1.im;
-  g[0] += a0r * b0r + a0i * b0i;  // 00
-  g[1] += a0i * b0r - a0r * b0i;
-  g[2] += a0r * b1r + a0i * b1i;  // 01
-  g[3] += a0i * b1r - a0r * b1i;
-  g[4] += a1r * b0r + a1i * b0i;  // 10
-  g[5] += a1i * b0r - a1r * b0i;
-  g[6] += a1r * b1r + a1i * b1i;  // 11
-  g[7] += a1i * b1r - a1r * b1i;
+  const Cx<T>* as[2] = {a + 2 * i * R + r, a + (2 * i + 1) * R + r};
+  const Cx<T>* bs[2] = {b + 2 * i * R + r, b + (2 * i + 1) * R + r};
+  for (int s = 0; s < 2; ++s)
+    for (int t = 0; t < 2; ++t) {
+      T re = 0, im = 0;  // partial sums over a short chunk in the working precision
+      for (int w = 0; w < W; ++w) {
+        re += as[s][w].re * bs[t][w].re + as[s][w].im * bs[t][w].im;
+        im += as[s][w].im * bs[t][w].re - as[s][w].re * bs[t][w].im;
+      }
+      g[2 * (2 * s + t)] += re;
+      g[2 * (2 * s + t) + 1] += im;
+    }
 }
 
 }  // namespace kpm
