@@ -289,7 +289,8 @@ KPM::KPM(std::shared_ptr<const SDModel> model, KPMSettings settings)
           "moments (number of Chebyshev moments) must lie in [2, 1000000], got ", settings_.moments);
   if (settings_.probing_distance) {
     const double d = *settings_.probing_distance;
-    require(std::isfinite(d) && d > 0, "probing_distance must be > 0 (lattice constants), or None for exact traces, got ", d);
+    require(std::isfinite(d) && d > 0,
+            "probing_distance must be > 0 (lattice constants), or None for exact traces, got ", d);
   }
   if (settings_.dtype == "complex128") {
     complex_type_ = at::kComplexDouble;

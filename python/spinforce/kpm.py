@@ -33,8 +33,9 @@ class KPM(ProviderMixin, _core.KPM):
     lie farther apart than ``probing_distance`` (lattice constants), with random phases drawn
     from ``seed``; ``probing_distance=None`` probes every site separately (exact traces,
     R = 2N, O(N^2) cost: for checks on small lattices). ``dtype`` is "complex128" or
-    "complex64". ``bounds=(lower, upper)`` overrides the spectral bounds (default: the
-    exact spectral bounds of the model, [band minimum - |J|, band maximum + |J|], widened by 1%); they must contain the whole spectrum.
+    "complex64". ``bounds=(lower, upper)`` overrides the spectral bounds (default: the exact
+    bounds of the model, [band minimum - |J|, band maximum + |J|], widened by 1%); bounds
+    given here must contain the spectrum for every spin configuration.
 
     ``compute(spins)`` returns energy (Omega at fixed mu, F = Omega + mu N_e at fixed
     filling), fields (N, 3), density (N,) and mu; work runs on the device of the spins.
@@ -48,7 +49,8 @@ class KPM(ProviderMixin, _core.KPM):
             raise ValueError(f"moments must be an integer >= 2, got {moments!r}")
         if probing_distance is not None:
             if isinstance(probing_distance, bool) or not isinstance(probing_distance, numbers.Real):
-                raise ValueError(f"probing_distance must be a number > 0 or None (exact traces), got {probing_distance!r}")
+                raise ValueError("probing_distance must be a number > 0 or None (exact traces), "
+                                 f"got {probing_distance!r}")
             probing_distance = float(probing_distance)
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
             raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
