@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <set>
+#include <type_traits>
 
 #include "common/errors.hpp"
 #include "electrons/kpm_cuda.hpp"
@@ -93,40 +94,37 @@ std::vector<int32_t> probing_colours(const Lattice& lattice, std::optional<doubl
   return colour;
 }
 
-// T_m(x~_k) sums over the Chebyshev nodes x~_k = cos(pi (k + 1/2)/Mq), by the three-term
-// recurrence. analysis: out_m = sum_k f_k T_m(x~_k). synthesis: out_k = sum_m f_m T_m(x~_k).
+// Calls visit(m, T_m(x)) for m = 0..M-1 by the three-term recurrence (stable for |x| <= 1).
+template <class Visit>
+void for_each_chebyshev(double x, int64_t M, Visit visit) {
+  double t0 = 1.0, t1 = x;
+  visit(0, t0);
+  if (M > 1) visit(1, t1);
+  for (int64_t m = 2; m < M; ++m) {
+    const double t2 = 2.0 * x * t1 - t0;
+    visit(m, t2);
+    t0 = t1;
+    t1 = t2;
+  }
+}
+
+double chebyshev_node(int64_t k, int64_t Mq) { return std::cos(kPi * (k + 0.5) / Mq); }
+
+// Sums over the Chebyshev nodes x~_k = cos(pi (k + 1/2)/Mq):
+// analysis out_m = sum_k f_k T_m(x~_k); synthesis out_k = sum_m f_m T_m(x~_k).
 std::vector<double> chebyshev_analysis(const std::vector<double>& f, int64_t M) {
   const int64_t Mq = static_cast<int64_t>(f.size());
   std::vector<double> out(M, 0.0);
-  for (int64_t k = 0; k < Mq; ++k) {
-    const double x = std::cos(kPi * (k + 0.5) / Mq);
-    double t0 = 1.0, t1 = x;
-    out[0] += f[k];
-    if (M > 1) out[1] += f[k] * x;
-    for (int64_t m = 2; m < M; ++m) {
-      const double t2 = 2.0 * x * t1 - t0;
-      out[m] += f[k] * t2;
-      t0 = t1;
-      t1 = t2;
-    }
-  }
+  for (int64_t k = 0; k < Mq; ++k)
+    for_each_chebyshev(chebyshev_node(k, Mq), M, [&](int64_t m, double t) { out[m] += f[k] * t; });
   return out;
 }
 
 std::vector<double> chebyshev_synthesis(const std::vector<double>& f, int64_t Mq) {
   const int64_t M = static_cast<int64_t>(f.size());
   std::vector<double> out(Mq, 0.0);
-  for (int64_t k = 0; k < Mq; ++k) {
-    const double x = std::cos(kPi * (k + 0.5) / Mq);
-    double t0 = 1.0, t1 = x, sum = f[0] + (M > 1 ? f[1] * x : 0.0);
-    for (int64_t m = 2; m < M; ++m) {
-      const double t2 = 2.0 * x * t1 - t0;
-      sum += f[m] * t2;
-      t0 = t1;
-      t1 = t2;
-    }
-    out[k] = sum;
-  }
+  for (int64_t k = 0; k < Mq; ++k)
+    for_each_chebyshev(chebyshev_node(k, Mq), M, [&](int64_t m, double t) { out[k] += f[m] * t; });
   return out;
 }
 
@@ -146,7 +144,7 @@ double solve_mu(const std::vector<double>& w, double center, double half_width, 
   const int64_t Mq = static_cast<int64_t>(w.size());
   auto count = [&](double mu) {
     double n = 0.0;
-    for (int64_t k = 0; k < Mq; ++k) n += w[k] * fermi(center + half_width * std::cos(kPi * (k + 0.5) / Mq), mu, kT);
+    for (int64_t k = 0; k < Mq; ++k) n += w[k] * fermi(center + half_width * chebyshev_node(k, Mq), mu, kT);
     return n;
   };
   double lo = center - half_width - 40.0 * kT - 1.0, hi = center + half_width + 40.0 * kT + 1.0;
@@ -163,7 +161,7 @@ std::vector<double> grand_potential_coefficients(int64_t M, const std::vector<do
   const int64_t Mq = quadrature_points(M);
   std::vector<double> g(Mq);
   for (int64_t k = 0; k < Mq; ++k)
-    g[k] = grand_potential_density(center + half_width * std::cos(kPi * (k + 0.5) / Mq), mu, kT);
+    g[k] = grand_potential_density(center + half_width * chebyshev_node(k, Mq), mu, kT);
   std::vector<double> c = chebyshev_analysis(g, M);
   for (int64_t m = 0; m < M; ++m) c[m] *= (m == 0 ? 1.0 : 2.0) * jackson[m] / Mq;
   return c;
@@ -189,59 +187,61 @@ Stencil<T> make_stencil(const at::Tensor& neighbors, const at::Tensor& hopping, 
   return st;
 }
 
+// Calls visit(std::integral_constant<int, W>{}, r) for the chunks of W columns starting at r that
+// cover 0..R-1: W = kChunk, then single columns for the remainder.
+template <class Visit>
+void for_each_chunk(int R, Visit visit) {
+  const int body = R - R % kChunk;
+  for (int r = 0; r < body; r += kChunk) visit(std::integral_constant<int, kChunk>{}, r);
+  for (int r = body; r < R; ++r) visit(std::integral_constant<int, 1>{}, r);
+}
+
+[[noreturn]] void no_cuda_kernels() {
+  value_error("spins are on a CUDA device but this build of spinforce has no CUDA kernels");
+}
+
 // *dot += Re <Rprobe, y> with y = scale H~ x + zcoef z + src Rprobe (dot in the device's memory).
 template <class T>
 void chebyshev_step(bool cuda, const Stencil<T>& st, const Cx<T>* x, const Cx<T>* z, Cx<T>* y, T scale, T zcoef,
                     T src, double* dot) {
-  if (cuda) {
 #ifdef SPINFORCE_WITH_CUDA
-    kpm::cuda_chebyshev_step(st, x, z, y, scale, zcoef, src, dot);
-    return;
+  if (cuda) return kpm::cuda_chebyshev_step(st, x, z, y, scale, zcoef, src, dot);
 #else
-    value_error("spins are on a CUDA device but this build of spinforce has no CUDA kernels");
+  if (cuda) no_cuda_kernels();
 #endif
-  }
   const int64_t N = st.num_sites;
-  const int R = st.R;
-  const int body = R - R % kChunk;
   double sum = 0.0;
-#pragma omp parallel for reduction(+ : sum) schedule(static) if (N * R >= kParallelThreshold)
-  for (int64_t i = 0; i < N; ++i) {
-    for (int r = 0; r < body; r += kChunk) sum += kpm::chebyshev_chunk<kChunk>(st, i, r, x, z, y, scale, zcoef, src);
-    for (int r = body; r < R; ++r) sum += kpm::chebyshev_chunk<1>(st, i, r, x, z, y, scale, zcoef, src);
-  }
+#pragma omp parallel for reduction(+ : sum) schedule(static) if (N * st.R >= kParallelThreshold)
+  for (int64_t i = 0; i < N; ++i)
+    for_each_chunk(st.R, [&](auto chunk, int r) {
+      sum += kpm::chebyshev_chunk<decltype(chunk)::value>(st, i, r, x, z, y, scale, zcoef, src);
+    });
   *dot += sum;
 }
 
+// G_i += weight alpha_{m-1} beta_m^+ on-site; when `update`, alpha_m <- 2 H~ alpha_{m-1} - alpha_m
+// and beta_{m+1} <- 2 H~ beta_m - beta_{m+1} + c Rprobe, in one sweep over the sites.
 template <class T>
 void reverse_step(bool cuda, const Stencil<T>& st, const Cx<T>* alpha_prev, Cx<T>* alpha_cur, const Cx<T>* beta_cur,
                   Cx<T>* beta_next, double weight, T c, bool update, double* G) {
-  if (cuda) {
 #ifdef SPINFORCE_WITH_CUDA
-    kpm::cuda_reverse_step(st, alpha_prev, alpha_cur, beta_cur, beta_next, weight, c, update, G);
-    return;
+  if (cuda) return kpm::cuda_reverse_step(st, alpha_prev, alpha_cur, beta_cur, beta_next, weight, c, update, G);
 #else
-    value_error("spins are on a CUDA device but this build of spinforce has no CUDA kernels");
+  if (cuda) no_cuda_kernels();
 #endif
-  }
   const int64_t N = st.num_sites;
   const int R = st.R;
-  const int body = R - R % kChunk;
 #pragma omp parallel for schedule(static) if (N * R >= kParallelThreshold)
   for (int64_t i = 0; i < N; ++i) {
     double g[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int r = 0; r < body; r += kChunk) kpm::accumulate_onsite<kChunk>(i, r, R, alpha_prev, beta_cur, g);
-    for (int r = body; r < R; ++r) kpm::accumulate_onsite<1>(i, r, R, alpha_prev, beta_cur, g);
+    for_each_chunk(R, [&](auto chunk, int r) {
+      constexpr int W = decltype(chunk)::value;
+      kpm::accumulate_onsite<W>(i, r, R, alpha_prev, beta_cur, g);
+      if (!update) return;
+      kpm::chebyshev_chunk<W>(st, i, r, alpha_prev, alpha_cur, alpha_cur, T(2), T(-1), T(0));
+      kpm::chebyshev_chunk<W>(st, i, r, beta_cur, beta_next, beta_next, T(2), T(-1), c);
+    });
     for (int k = 0; k < 8; ++k) G[8 * i + k] += weight * g[k];
-    if (!update) continue;
-    for (int r = 0; r < body; r += kChunk) {
-      kpm::chebyshev_chunk<kChunk>(st, i, r, alpha_prev, alpha_cur, alpha_cur, T(2), T(-1), T(0));
-      kpm::chebyshev_chunk<kChunk>(st, i, r, beta_cur, beta_next, beta_next, T(2), T(-1), c);
-    }
-    for (int r = body; r < R; ++r) {
-      kpm::chebyshev_chunk<1>(st, i, r, alpha_prev, alpha_cur, alpha_cur, T(2), T(-1), T(0));
-      kpm::chebyshev_chunk<1>(st, i, r, beta_cur, beta_next, beta_next, T(2), T(-1), c);
-    }
   }
 }
 
@@ -270,13 +270,8 @@ at::Tensor kpm_density_of_states(const at::Tensor& moments_in, double center, do
   for (int64_t n = 0; n < energies.numel(); ++n) {
     const double x = (e[n] - center) / half_width;
     if (!(std::abs(x) < 1.0)) continue;
-    double t0 = 1.0, t1 = x, sum = g[0] * mu[0] + 2.0 * g[1] * mu[1] * x;
-    for (int64_t m = 2; m < M; ++m) {
-      const double t2 = 2.0 * x * t1 - t0;
-      sum += 2.0 * g[m] * mu[m] * t2;
-      t0 = t1;
-      t1 = t2;
-    }
+    double sum = 0.0;
+    for_each_chebyshev(x, M, [&](int64_t m, double t) { sum += (m == 0 ? 1.0 : 2.0) * g[m] * mu[m] * t; });
     rho[n] = sum / (kPi * half_width * std::sqrt(1.0 - x * x));
   }
   return out;
