@@ -72,6 +72,25 @@ def test_exact_traces_converge_to_ed_at_fixed_filling():
     assert r800.density.sum() == pytest.approx(0.3 * 2 * N, abs=2e-3)
 
 
+@pytest.mark.parametrize("kind, shape, params", [
+    ("cubic", (4, 4, 4), dict(t2=0.3, t3=-0.1, J=1.5, mu=-1.0, kT=0.1)),
+    ("triangular", (6, 6), dict(t2=-0.2, t3=0.15, J=3.0, filling=0.25, kT=0.1)),
+])
+def test_further_neighbour_hopping_converges_to_ed(kind, shape, params):
+    lat = sf.Lattice(kind, shape)
+    model = sf.SDModel(lat, **params)
+    spins = lat.random_spins(2)
+    ed = sf.ExactDiagonalization(model).compute(spins)
+    errors = []
+    for M in (200, 400):
+        r = sf.KPM(model, moments=M).compute(spins)
+        errors.append(np.abs(r.fields - ed.fields).max())
+        energy_error = abs(r.energy - ed.energy) / lat.num_sites
+    assert errors[1] < errors[0] / 2.5
+    assert errors[1] < 6e-3       # measured 2.2e-3 (cubic), 4.5e-3 (triangular)
+    assert energy_error < 5e-4    # measured 2.2e-4, 3.5e-4
+
+
 @pytest.mark.parametrize("fixed", [{"mu": 0.5}, {"filling": 0.3}])
 def test_fields_are_minus_gradient_of_kpm_energy(fixed):
     # Exact traces make the KPM energy a deterministic smooth function of the spins; its fields
@@ -107,6 +126,15 @@ def test_probing_error_falls_with_distance():
     assert errors[1] < errors[0] / 3 and errors[2] < errors[1] / 2, errors
     assert errors[2] < 2e-2
     assert probes == sorted(probes) and probes[-1] < 2 * lat.num_sites
+
+
+def test_probe_phases_follow_the_seed():
+    lat = sf.Lattice("square", (8, 8))
+    model = sf.SDModel(lat, J=2.0, mu=0.0, kT=0.2)
+    spins = lat.random_spins(2)
+    a, b, c = (sf.KPM(model, moments=60, probing_distance=2, seed=seed).compute(spins) for seed in (7, 7, 8))
+    np.testing.assert_array_equal(a.fields, b.fields)
+    assert np.abs(a.fields - c.fields).max() > 1e-3
 
 
 def test_colouring_separates_sites_beyond_the_probing_distance():
