@@ -26,30 +26,41 @@ int num_blocks(int64_t num_sites) {
 
 template <class T>
 __global__ void chebyshev_step_kernel(Stencil<T> st, const Cx<T>* x, const Cx<T>* z, Cx<T>* y, T scale, T zcoef,
-                                      T src, double* dot) {
+                                      double* dots) {
   const int lane = threadIdx.x % kWarp;
   const int64_t first = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp;
-  double partial = 0.0;
+  const LocalTerms<T> none;
+  double yy = 0.0, yx = 0.0;
   for (int64_t i = first; i < st.num_sites; i += stride)
-    for (int r = lane; r < st.R; r += kWarp) partial += chebyshev_chunk<1>(st, i, r, x, z, y, scale, zcoef, src);
-  partial = warp_sum(partial);
-  if (lane == 0 && partial != 0.0) atomicAdd(dot, partial);
+    for (int r = lane; r < st.R; r += kWarp) {
+      const ChunkDots d = chebyshev_chunk<1>(st, i, r, x, z, y, scale, zcoef, none);
+      yy += d.yy;
+      yx += d.yx;
+    }
+  yy = warp_sum(yy);
+  yx = warp_sum(yx);
+  if (lane == 0) {
+    atomicAdd(dots, yy);
+    atomicAdd(dots + 1, yx);
+  }
 }
 
 template <class T>
-__global__ void reverse_step_kernel(Stencil<T> st, const Cx<T>* alpha_prev, Cx<T>* alpha_cur, const Cx<T>* beta_cur,
-                                    Cx<T>* beta_next, double weight, T c, bool update, double* G) {
+__global__ void reverse_step_kernel(Stencil<T> st, const Cx<T>* alpha_prev, const Cx<T>* alpha_cur, Cx<T>* alpha_free,
+                                    const Cx<T>* beta_cur, Cx<T>* beta_next, double weight, LocalTerms<T> sources,
+                                    bool update, double* G) {
   const int lane = threadIdx.x % kWarp;
   const int64_t first = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp;
+  const LocalTerms<T> none;
   for (int64_t i = first; i < st.num_sites; i += stride) {
     double g[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int r = lane; r < st.R; r += kWarp) {
       accumulate_onsite<1>(i, r, st.R, alpha_prev, beta_cur, g);
       if (update) {
-        chebyshev_chunk<1>(st, i, r, alpha_prev, alpha_cur, alpha_cur, T(2), T(-1), T(0));
-        chebyshev_chunk<1>(st, i, r, beta_cur, beta_next, beta_next, T(2), T(-1), c);
+        chebyshev_chunk<1>(st, i, r, alpha_prev, alpha_cur, alpha_free, T(2), T(-1), none);
+        chebyshev_chunk<1>(st, i, r, beta_cur, beta_next, beta_next, T(2), T(-1), sources);
       }
     }
     for (int k = 0; k < 8; ++k) {
@@ -62,28 +73,28 @@ __global__ void reverse_step_kernel(Stencil<T> st, const Cx<T>* alpha_prev, Cx<T
 }  // namespace
 
 template <class T>
-void cuda_chebyshev_step(const Stencil<T>& st, const Cx<T>* x, const Cx<T>* z, Cx<T>* y, T scale, T zcoef, T src,
-                         double* dot) {
+void cuda_chebyshev_step(const Stencil<T>& st, const Cx<T>* x, const Cx<T>* z, Cx<T>* y, T scale, T zcoef,
+                         double* dots) {
   if (st.num_sites == 0) return;
-  chebyshev_step_kernel<T><<<num_blocks(st.num_sites), kWarpsPerBlock * kWarp>>>(st, x, z, y, scale, zcoef, src, dot);
+  chebyshev_step_kernel<T><<<num_blocks(st.num_sites), kWarpsPerBlock * kWarp>>>(st, x, z, y, scale, zcoef, dots);
 }
 
 template <class T>
-void cuda_reverse_step(const Stencil<T>& st, const Cx<T>* alpha_prev, Cx<T>* alpha_cur, const Cx<T>* beta_cur,
-                       Cx<T>* beta_next, double weight, T c, bool update, double* G) {
+void cuda_reverse_step(const Stencil<T>& st, const Cx<T>* alpha_prev, const Cx<T>* alpha_cur, Cx<T>* alpha_free,
+                       const Cx<T>* beta_cur, Cx<T>* beta_next, double weight, const LocalTerms<T>& sources,
+                       bool update, double* G) {
   if (st.num_sites == 0) return;
-  reverse_step_kernel<T><<<num_blocks(st.num_sites), kWarpsPerBlock * kWarp>>>(st, alpha_prev, alpha_cur, beta_cur,
-                                                                               beta_next, weight, c, update, G);
+  reverse_step_kernel<T><<<num_blocks(st.num_sites), kWarpsPerBlock * kWarp>>>(
+      st, alpha_prev, alpha_cur, alpha_free, beta_cur, beta_next, weight, sources, update, G);
 }
 
-template void cuda_chebyshev_step<float>(const Stencil<float>&, const Cx<float>*, const Cx<float>*, Cx<float>*, float,
-                                         float, float, double*);
-template void cuda_chebyshev_step<double>(const Stencil<double>&, const Cx<double>*, const Cx<double>*, Cx<double>*,
-                                          double, double, double, double*);
-template void cuda_reverse_step<float>(const Stencil<float>&, const Cx<float>*, Cx<float>*, const Cx<float>*,
-                                       Cx<float>*, double, float, bool, double*);
-template void cuda_reverse_step<double>(const Stencil<double>&, const Cx<double>*, Cx<double>*, const Cx<double>*,
-                                        Cx<double>*, double, double, bool, double*);
+#define SPINFORCE_KPM_INSTANTIATE(T)                                                                              \
+  template void cuda_chebyshev_step<T>(const Stencil<T>&, const Cx<T>*, const Cx<T>*, Cx<T>*, T, T, double*);     \
+  template void cuda_reverse_step<T>(const Stencil<T>&, const Cx<T>*, const Cx<T>*, Cx<T>*, const Cx<T>*, Cx<T>*, \
+                                     double, const LocalTerms<T>&, bool, double*);
+SPINFORCE_KPM_INSTANTIATE(float)
+SPINFORCE_KPM_INSTANTIATE(double)
+#undef SPINFORCE_KPM_INSTANTIATE
 
 }  // namespace kpm
 }  // namespace spinforce

@@ -173,14 +173,11 @@ Cx<T>* cx(const at::Tensor& t) {
 }
 
 template <class T>
-Stencil<T> make_stencil(const at::Tensor& neighbors, const at::Tensor& hopping, const at::Tensor& onsite,
-                        const at::Tensor& colour, const at::Tensor& phase, int64_t R) {
+Stencil<T> make_stencil(const at::Tensor& neighbors, const at::Tensor& hopping, const at::Tensor& onsite, int64_t R) {
   Stencil<T> st;
   st.neighbors = neighbors.data_ptr<int64_t>();
   st.hopping = hopping.data_ptr<T>();
   st.onsite = cx<T>(onsite);
-  st.colour = colour.data_ptr<int32_t>();
-  st.phase = cx<T>(phase);
   st.num_sites = neighbors.size(0);
   st.K = static_cast<int>(neighbors.size(1));
   st.R = static_cast<int>(R);
@@ -200,37 +197,46 @@ void for_each_chunk(int R, Visit visit) {
   value_error("spins are on a CUDA device but this build of spinforce has no CUDA kernels");
 }
 
-// *dot += Re <Rprobe, y> with y = scale H~ x + zcoef z + src Rprobe (dot in the device's memory).
+// y = scale H~ x + zcoef z; dots[0] += <y, y>, dots[1] += Re <y, x> (dots in the device's memory).
 template <class T>
 void chebyshev_step(bool cuda, const Stencil<T>& st, const Cx<T>* x, const Cx<T>* z, Cx<T>* y, T scale, T zcoef,
-                    T src, double* dot) {
+                    double* dots) {
 #ifdef SPINFORCE_WITH_CUDA
-  if (cuda) return kpm::cuda_chebyshev_step(st, x, z, y, scale, zcoef, src, dot);
+  if (cuda) return kpm::cuda_chebyshev_step(st, x, z, y, scale, zcoef, dots);
 #else
   if (cuda) no_cuda_kernels();
 #endif
   const int64_t N = st.num_sites;
-  double sum = 0.0;
-#pragma omp parallel for reduction(+ : sum) schedule(static) if (N * st.R >= kParallelThreshold)
+  const kpm::LocalTerms<T> none;
+  double yy = 0.0, yx = 0.0;
+#pragma omp parallel for reduction(+ : yy, yx) schedule(static) if (N * st.R >= kParallelThreshold)
   for (int64_t i = 0; i < N; ++i)
     for_each_chunk(st.R, [&](auto chunk, int r) {
-      sum += kpm::chebyshev_chunk<decltype(chunk)::value>(st, i, r, x, z, y, scale, zcoef, src);
+      const kpm::ChunkDots d = kpm::chebyshev_chunk<decltype(chunk)::value>(st, i, r, x, z, y, scale, zcoef, none);
+      yy += d.yy;
+      yx += d.yx;
     });
-  *dot += sum;
+  dots[0] += yy;
+  dots[1] += yx;
 }
 
-// G_i += weight alpha_{m-1} beta_m^+ on-site; when `update`, alpha_m <- 2 H~ alpha_{m-1} - alpha_m
-// and beta_{m+1} <- 2 H~ beta_m - beta_{m+1} + c Rprobe, in one sweep over the sites.
+// One reverse-mode step at order n, in one sweep over the sites: G_i += weight alpha_{n-1} beta_n^+
+// on-site; when `update`, alpha_free <- alpha_{n-2} = 2 H~ alpha_{n-1} - alpha_n and
+// beta_{n+1} <- beta_{n-1} = 2 H~ beta_n - beta_{n+1} + sources.v . sources.coef, where the
+// sources are alpha_{n-1}, alpha_n and alpha_{n-2} (read back at the same site).
 template <class T>
-void reverse_step(bool cuda, const Stencil<T>& st, const Cx<T>* alpha_prev, Cx<T>* alpha_cur, const Cx<T>* beta_cur,
-                  Cx<T>* beta_next, double weight, T c, bool update, double* G) {
+void reverse_step(bool cuda, const Stencil<T>& st, const Cx<T>* alpha_prev, const Cx<T>* alpha_cur, Cx<T>* alpha_free,
+                  const Cx<T>* beta_cur, Cx<T>* beta_next, double weight, const kpm::LocalTerms<T>& sources,
+                  bool update, double* G) {
 #ifdef SPINFORCE_WITH_CUDA
-  if (cuda) return kpm::cuda_reverse_step(st, alpha_prev, alpha_cur, beta_cur, beta_next, weight, c, update, G);
+  if (cuda)
+    return kpm::cuda_reverse_step(st, alpha_prev, alpha_cur, alpha_free, beta_cur, beta_next, weight, sources, update, G);
 #else
   if (cuda) no_cuda_kernels();
 #endif
   const int64_t N = st.num_sites;
   const int R = st.R;
+  const kpm::LocalTerms<T> none;
 #pragma omp parallel for schedule(static) if (N * R >= kParallelThreshold)
   for (int64_t i = 0; i < N; ++i) {
     double g[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -238,8 +244,8 @@ void reverse_step(bool cuda, const Stencil<T>& st, const Cx<T>* alpha_prev, Cx<T
       constexpr int W = decltype(chunk)::value;
       kpm::accumulate_onsite<W>(i, r, R, alpha_prev, beta_cur, g);
       if (!update) return;
-      kpm::chebyshev_chunk<W>(st, i, r, alpha_prev, alpha_cur, alpha_cur, T(2), T(-1), T(0));
-      kpm::chebyshev_chunk<W>(st, i, r, beta_cur, beta_next, beta_next, T(2), T(-1), c);
+      kpm::chebyshev_chunk<W>(st, i, r, alpha_prev, alpha_cur, alpha_free, T(2), T(-1), none);
+      kpm::chebyshev_chunk<W>(st, i, r, beta_cur, beta_next, beta_next, T(2), T(-1), sources);
     });
     for (int k = 0; k < 8; ++k) G[8 * i + k] += weight * g[k];
   }
@@ -330,19 +336,17 @@ const KPM::DeviceData& KPM::device_data(const at::Device& device) {
   }
   d.neighbors = tables.empty() ? at::empty({N, 0}, at::kLong) : at::cat(tables, 1).contiguous();
   d.hopping = at::tensor(amplitudes.empty() ? std::vector<double>{0.0} : amplitudes, at::kDouble).to(real_type_);
-  d.colour = at::empty({N}, at::kInt);
-  std::copy(colour_.begin(), colour_.end(), d.colour.data_ptr<int32_t>());
-  // Exact traces need no phases; probing uses a random phase on every (site, spin).
+  // Probe vector 2c + s: random phases on the sites of colour c, spin s (exact traces: ones).
   at::Tensor theta = at::zeros({N, 2}, at::kDouble);
   if (settings_.probing_distance) {
     double* th = theta.data_ptr<double>();
     for (int64_t k = 0; k < 2 * N; ++k) th[k] = 2.0 * kPi * uniform_hash(settings_.seed, static_cast<uint64_t>(k));
   }
-  d.phase = at::polar(at::ones_like(theta), theta).to(complex_type_);
+  at::Tensor phase = at::polar(at::ones_like(theta), theta).to(complex_type_);
+  at::Tensor rows = at::arange(N, at::kLong), cols = 2 * colours();
   d.probes = at::zeros({N, 2, R}, complex_type_);
-  at::Tensor rows = at::arange(N, at::kLong), cols = 2 * d.colour.to(at::kLong);
-  for (int s = 0; s < 2; ++s) d.probes.select(1, s).index_put_({rows, cols + s}, d.phase.select(1, s));
-  for (at::Tensor* t : {&d.neighbors, &d.hopping, &d.colour, &d.phase, &d.probes}) *t = t->to(device).contiguous();
+  for (int s = 0; s < 2; ++s) d.probes.select(1, s).index_put_({rows, cols + s}, phase.select(1, s));
+  for (at::Tensor* t : {&d.neighbors, &d.hopping, &d.probes}) *t = t->to(device).contiguous();
   return device_cache_.emplace(device.str(), std::move(d)).first->second;
 }
 
@@ -357,35 +361,40 @@ at::Tensor KPM::onsite_block(const at::Tensor& s) const {
   return block.to(complex_type_).contiguous();
 }
 
-KPM::Forward KPM::forward(const at::Tensor& spins, const at::Tensor& onsite, bool keep_vectors) {
-  const int64_t M = settings_.moments, R = num_probes();
+KPM::Forward KPM::forward(const at::Tensor& spins, const at::Tensor& onsite) {
+  // alpha_0 = R, alpha_1 = H~ R, alpha_{n+1} = 2 H~ alpha_n - alpha_{n-1} up to n + 1 = K = M/2;
+  // two moments per product: mu_{2n} = 2 <alpha_n, alpha_n> - mu_0,
+  // mu_{2n+1} = 2 Re <alpha_{n+1}, alpha_n> - mu_1.
+  const int64_t M = settings_.moments, K = M / 2, R = num_probes();
   const DeviceData& d = device_data(spins.device());
   const bool cuda = spins.is_cuda();
-  at::Tensor a = d.probes.clone(), b = at::zeros_like(a);
-  at::Tensor mom = at::zeros({M}, spins.options().dtype(at::kDouble));
-  double* mp = mom.data_ptr<double>();
+  at::Tensor prev = d.probes.clone(), cur = at::zeros_like(prev);
+  at::Tensor dots = at::zeros({K + 1, 2}, spins.options().dtype(at::kDouble));
+  double* dp = dots.data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES(real_type_, "kpm_forward", [&] {
-    const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, d.colour, d.phase, R);
-    // alpha_0 = R (moment mu_0 below); alpha_1 = H~ R; alpha_{m+1} = 2 H~ alpha_m - alpha_{m-1}.
-    chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(a), cx<scalar_t>(b), cx<scalar_t>(b), 1, 0, 0, mp + 1);
-    for (int64_t m = 1; m + 1 < M; ++m) {
-      chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(b), cx<scalar_t>(a), cx<scalar_t>(a), 2, -1, 0, mp + m + 1);
-      std::swap(a, b);
+    const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, R);
+    chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(prev), cx<scalar_t>(cur), cx<scalar_t>(cur), 1, 0, dp + 2);
+    for (int64_t n = 1; n < K; ++n) {
+      chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(cur), cx<scalar_t>(prev), cx<scalar_t>(prev), 2, -1,
+                               dp + 2 * (n + 1));
+      std::swap(prev, cur);
     }
   });
+  at::Tensor host = dots.cpu();
+  auto dot = host.accessor<double, 2>();
   Forward f;
-  at::Tensor host = mom.cpu();
-  f.moments.assign(host.data_ptr<double>(), host.data_ptr<double>() + M);
+  f.moments.assign(M, 0.0);
   f.moments[0] = at::real(d.probes.conj() * d.probes).sum().item<double>();
-  if (keep_vectors) {
-    f.alpha_prev = a;
-    f.alpha_cur = b;
-  }
+  f.moments[1] = dot[1][1];
+  for (int64_t n = 1; 2 * n < M; ++n) f.moments[2 * n] = 2.0 * dot[n][0] - f.moments[0];
+  for (int64_t n = 1; 2 * n + 1 < M; ++n) f.moments[2 * n + 1] = 2.0 * dot[n + 1][1] - f.moments[1];
+  f.alpha_prev = prev;
+  f.alpha_cur = cur;
   return f;
 }
 
 at::Tensor KPM::moments(const at::Tensor& spins) {
-  Forward f = forward(spins, onsite_block(spins), false);
+  Forward f = forward(spins, onsite_block(spins));
   return at::tensor(f.moments, at::kDouble);
 }
 
@@ -393,7 +402,7 @@ FieldResult KPM::compute(const at::Tensor& spins) {
   const int64_t N = num_sites(), M = settings_.moments, R = num_probes();
   const bool cuda = spins.is_cuda();
   at::Tensor onsite = onsite_block(spins);
-  Forward f = forward(spins, onsite, true);
+  Forward f = forward(spins, onsite);
 
   const std::vector<double> jackson = jackson_kernel(M);
   const double kT = model_->kT();
@@ -407,21 +416,44 @@ FieldResult KPM::compute(const at::Tensor& spins) {
   double omega = 0.0;
   for (int64_t m = 0; m < M; ++m) omega += c[m] * f.moments[m];
 
-  // Reverse mode (adjoint of the Chebyshev recursion): beta_m = c_m R + 2 H~ beta_{m+1} - beta_{m+2},
-  // G = alpha_0 beta_1^+ + 2 sum_{m>=2} alpha_{m-1} beta_m^+ (on-site blocks only).
+  // Reverse mode. With the moments written as Omega = const + sum_n d_n <alpha_n, alpha_n>
+  // + sum_n e_n Re <alpha_{n+1}, alpha_n>, the adjoint vectors obey
+  //   beta_n = s_n + 2 H~ beta_{n+1} - beta_{n+2},  s_n = 2 d_n alpha_n + e_n alpha_{n+1} + e_{n-1} alpha_{n-1},
+  // from beta_{K+1} = beta_{K+2} = 0, and G = alpha_0 beta_1^+ + 2 sum_{n>=2} alpha_{n-1} beta_n^+
+  // (on-site blocks only). alpha runs backwards by the same recursion, so memory stays O(N R).
+  const int64_t K = M / 2;
+  std::vector<double> dn(K + 2, 0.0), en(K + 2, 0.0);
+  en[0] = c[1];
+  for (int64_t n = 1; 2 * n < M; ++n) dn[n] = 2.0 * c[2 * n];
+  for (int64_t n = 1; 2 * n + 1 < M; ++n) {
+    en[n] = 2.0 * c[2 * n + 1];
+    en[0] -= c[2 * n + 1];
+  }
   const DeviceData& d = device_data(spins.device());
-  at::Tensor alpha_prev = f.alpha_prev, alpha_cur = f.alpha_cur;
-  at::Tensor beta_cur = d.probes * c[M - 1], beta_next = at::zeros_like(beta_cur);
+  at::Tensor alpha_prev = f.alpha_prev, alpha_cur = f.alpha_cur, alpha_free = at::empty_like(alpha_cur);
+  at::Tensor beta_cur = 2.0 * dn[K] * alpha_cur + en[K - 1] * alpha_prev, beta_next = at::zeros_like(beta_cur);
   at::Tensor G = at::zeros({N, 8}, spins.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(real_type_, "kpm_reverse", [&] {
-    const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, d.colour, d.phase, R);
-    for (int64_t m = M - 1; m >= 1; --m) {
-      const bool update = m >= 2;
-      reverse_step<scalar_t>(cuda, st, cx<scalar_t>(alpha_prev), cx<scalar_t>(alpha_cur), cx<scalar_t>(beta_cur),
-                             cx<scalar_t>(beta_next), m == 1 ? 1.0 : 2.0,
-                             static_cast<scalar_t>(update ? c[m - 1] : 0.0), update, G.data_ptr<double>());
-      if (update) {  // the overwritten buffers now hold alpha_{m-2} and beta_{m-1}
-        std::swap(alpha_prev, alpha_cur);
+    const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, R);
+    for (int64_t n = K; n >= 1; --n) {
+      const bool update = n >= 2;
+      kpm::LocalTerms<scalar_t> sources;  // s_{n-1} = 2 d_{n-1} alpha_{n-1} + e_{n-1} alpha_n + e_{n-2} alpha_{n-2}
+      if (update) {
+        sources.v[0] = cx<scalar_t>(alpha_prev);
+        sources.v[1] = cx<scalar_t>(alpha_cur);
+        sources.v[2] = cx<scalar_t>(alpha_free);
+        sources.coef[0] = static_cast<scalar_t>(2.0 * dn[n - 1]);
+        sources.coef[1] = static_cast<scalar_t>(en[n - 1]);
+        sources.coef[2] = static_cast<scalar_t>(en[n - 2]);
+      }
+      reverse_step<scalar_t>(cuda, st, cx<scalar_t>(alpha_prev), cx<scalar_t>(alpha_cur), cx<scalar_t>(alpha_free),
+                             cx<scalar_t>(beta_cur), cx<scalar_t>(beta_next), n == 1 ? 1.0 : 2.0, sources, update,
+                             G.data_ptr<double>());
+      if (update) {  // alpha_free holds alpha_{n-2}, beta_next holds beta_{n-1}
+        at::Tensor spent = alpha_cur;
+        alpha_cur = alpha_prev;
+        alpha_prev = alpha_free;
+        alpha_free = spent;
         std::swap(beta_cur, beta_next);
       }
     }
@@ -448,12 +480,12 @@ double KPM::chebyshev_step_seconds(const at::Tensor& spins, int64_t steps) {
   at::Tensor onsite = onsite_block(spins);
   const bool cuda = spins.is_cuda();
   at::Tensor a = d.probes.clone(), b = d.probes.clone();
-  at::Tensor dot = at::zeros({1}, spins.options().dtype(at::kDouble));
+  at::Tensor dot = at::zeros({2}, spins.options().dtype(at::kDouble));
   double seconds = 0.0;
   AT_DISPATCH_FLOATING_TYPES(real_type_, "kpm_step_timing", [&] {
-    const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, d.colour, d.phase, R);
+    const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, R);
     auto step = [&] {
-      chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(b), cx<scalar_t>(a), cx<scalar_t>(a), 2, -1, 0,
+      chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(b), cx<scalar_t>(a), cx<scalar_t>(a), 2, -1,
                                dot.data_ptr<double>());
       std::swap(a, b);
     };

@@ -6,9 +6,10 @@
 // The grand potential Omega = Tr g(H), g(e) = -kT ln(1 + exp(-(e - mu)/kT)), is expanded in
 // Chebyshev polynomials of H~ = (H - a)/b with the Jackson kernel. Traces are estimated with
 // probe vectors from a distance-d colouring of the lattice (one vector per colour and spin,
-// random phases). The fields come from the on-site 2x2 blocks of dOmega/dH, accumulated in
-// reverse mode through the Chebyshev recursion with the vectors regenerated backwards, so the
-// memory is O(N R) for R probe vectors, independent of the number of moments.
+// random phases). Two moments come from each product (T_2n = 2 T_n^2 - 1,
+// T_2n+1 = 2 T_n+1 T_n - T_1). The fields come from the on-site 2x2 blocks of dOmega/dH,
+// accumulated in reverse mode through the Chebyshev recursion with the vectors regenerated
+// backwards, so the memory is O(N R) for R probe vectors, independent of the number of moments.
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -66,15 +67,15 @@ class KPM : public FieldProvider {
 
  private:
   struct DeviceData {
-    at::Tensor neighbors, hopping, colour, phase, probes;  // probes: dense (N, 2, R)
+    at::Tensor neighbors, hopping, probes;  // probes: dense (N, 2, R)
   };
   struct Forward {
-    at::Tensor alpha_prev, alpha_cur;  // alpha_{M-2}, alpha_{M-1}
+    at::Tensor alpha_prev, alpha_cur;  // alpha_{K-1}, alpha_{K}, K = M/2
     std::vector<double> moments;
   };
   const DeviceData& device_data(const at::Device& device);
   at::Tensor onsite_block(const at::Tensor& spins) const;
-  Forward forward(const at::Tensor& spins, const at::Tensor& onsite, bool keep_vectors);
+  Forward forward(const at::Tensor& spins, const at::Tensor& onsite);
 
   std::shared_ptr<const SDModel> model_;
   KPMSettings settings_;

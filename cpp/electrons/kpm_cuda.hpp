@@ -6,16 +6,18 @@
 namespace spinforce {
 namespace kpm {
 
-// One Chebyshev step y = scale H~ x + zcoef z + src Rprobe on every site; *dot += Re <Rprobe, y>.
+// One Chebyshev step y = scale H~ x + zcoef z on every site; dots[0] += <y, y>, dots[1] += Re <y, x>.
 template <class T>
-void cuda_chebyshev_step(const Stencil<T>& st, const Cx<T>* x, const Cx<T>* z, Cx<T>* y, T scale, T zcoef, T src,
-                         double* dot);
+void cuda_chebyshev_step(const Stencil<T>& st, const Cx<T>* x, const Cx<T>* z, Cx<T>* y, T scale, T zcoef,
+                         double* dots);
 
-// One reverse-mode step at order m: G_i += weight alpha_{m-1} beta_m^+ on-site; when `update`,
-// alpha_m <- 2 H~ alpha_{m-1} - alpha_m and beta_{m+1} <- 2 H~ beta_m - beta_{m+1} + c Rprobe.
+// One reverse-mode step at order n (see KPM::compute): G_i += weight alpha_{n-1} beta_n^+ on-site;
+// when `update`, alpha_free <- 2 H~ alpha_{n-1} - alpha_n and
+// beta_next <- 2 H~ beta_cur - beta_next + sum_j sources.coef[j] sources.v[j].
 template <class T>
-void cuda_reverse_step(const Stencil<T>& st, const Cx<T>* alpha_prev, Cx<T>* alpha_cur, const Cx<T>* beta_cur,
-                       Cx<T>* beta_next, double weight, T c, bool update, double* G);
+void cuda_reverse_step(const Stencil<T>& st, const Cx<T>* alpha_prev, const Cx<T>* alpha_cur, Cx<T>* alpha_free,
+                       const Cx<T>* beta_cur, Cx<T>* beta_next, double weight, const LocalTerms<T>& sources,
+                       bool update, double* G);
 
 }  // namespace kpm
 }  // namespace spinforce

@@ -4,8 +4,7 @@
 // compile-only check includes this file.
 //
 // A block of R vectors is stored as (N, 2, R) complex, element (i, s, r) at (2 i + s) R + r,
-// so the R columns of one spin orbital are contiguous. Probe vector r has its non-zeros on
-// the sites of one colour c and one spin s with r = 2 c + s, value phase(i, s).
+// so the R columns of one spin orbital are contiguous.
 #include <cstdint>
 
 #include "common/hd.hpp"
@@ -25,23 +24,34 @@ struct Stencil {
   const int64_t* neighbors;  // (N, K) site of each hopping partner
   const T* hopping;          // (K,) matrix element (-t_k)/b of each column, spin diagonal
   const Cx<T>* onsite;       // (N, 4) on-site block (h - a)/b, row major: h00 h01 h10 h11
-  const int32_t* colour;     // (N,) probing colour of each site
-  const Cx<T>* phase;        // (N, 2) probe-vector entry of (i, s)
   int64_t num_sites;
   int K;
   int R;
 };
 
-// y(i,:,r) = scale * (H~ x)(i,:,r) + zcoef * z(i,:,r) + src * Rprobe(i,:,r), both spins, for the
-// W columns r .. r+W-1 (W = 1 per CUDA thread; a larger W on the CPU so that the loops over
-// the chunk vectorise). y may alias z (each element reads z only at its own index). Returns the
-// contribution of these elements to Re <Rprobe, y>, so that moments accumulate in the sweep.
+// Up to three vectors added site by site, sum_j coef_j v_j (null v_j are skipped).
+template <class T>
+struct LocalTerms {
+  const Cx<T>* v[3] = {nullptr, nullptr, nullptr};
+  T coef[3] = {0, 0, 0};
+};
+
+// Partial inner products of a chunk: <y, y> and Re <y, x>.
+struct ChunkDots {
+  double yy = 0.0, yx = 0.0;
+};
+
+// y(i,:,r) = scale * (H~ x)(i,:,r) + zcoef * z(i,:,r) + sum_j coef_j v_j(i,:,r), both spins, for
+// the W columns r .. r+W-1 (W = 1 per CUDA thread; a larger W on the CPU so that the loops over
+// the chunk vectorise). y may alias z (each element reads z only at its own index). Returns
+// the chunk's <y, y> and Re <y, x>, from which the moments follow (two per product).
 template <int W, class T>
-SPINFORCE_HD double chebyshev_chunk(const Stencil<T>& st, int64_t i, int r, const Cx<T>* x, const Cx<T>* z,
-                                    Cx<T>* y, T scale, T zcoef, T src) {
+SPINFORCE_HD ChunkDots chebyshev_chunk(const Stencil<T>& st, int64_t i, int r, const Cx<T>* x, const Cx<T>* z,
+                                       Cx<T>* y, T scale, T zcoef, const LocalTerms<T>& terms) {
   const int64_t R = st.R;
+  const int64_t base = 2 * i * R + r;
   // Interleaved (re, im) views of the chunk of site i, spin up (0) and spin down (1).
-  const T* x0 = reinterpret_cast<const T*>(x + 2 * i * R + r);
+  const T* x0 = reinterpret_cast<const T*>(x + base);
   const T* x1 = x0 + 2 * R;
   const Cx<T>* h = st.onsite + 4 * i;
   T a0[2 * W], a1[2 * W];  // (H~ x)(i, s, r + w)
@@ -62,30 +72,32 @@ SPINFORCE_HD double chebyshev_chunk(const Stencil<T>& st, int64_t i, int r, cons
       a1[q] += t * xj[2 * R + q];
     }
   }
-  const T* z0 = reinterpret_cast<const T*>(z + 2 * i * R + r);
+  const T* z0 = reinterpret_cast<const T*>(z + base);
   const T* z1 = z0 + 2 * R;
   for (int q = 0; q < 2 * W; ++q) {
     a0[q] = scale * a0[q] + zcoef * z0[q];
     a1[q] = scale * a1[q] + zcoef * z1[q];
   }
-  // The probe vectors are non-zero at (i, s) only in column 2 colour(i) + s.
-  double dot = 0.0;
-  for (int s = 0; s < 2; ++s) {
-    const int w = 2 * st.colour[i] + s - r;
-    if (w < 0 || w >= W) continue;
-    T* a = s == 0 ? a0 : a1;
-    const Cx<T> p = st.phase[2 * i + s];
-    a[2 * w] += src * p.re;
-    a[2 * w + 1] += src * p.im;
-    dot += static_cast<double>(p.re) * a[2 * w] + static_cast<double>(p.im) * a[2 * w + 1];
+  for (int j = 0; j < 3; ++j) {
+    if (terms.v[j] == nullptr) continue;
+    const T* v0 = reinterpret_cast<const T*>(terms.v[j] + base);
+    const T* v1 = v0 + 2 * R;
+    const T c = terms.coef[j];
+    for (int q = 0; q < 2 * W; ++q) {
+      a0[q] += c * v0[q];
+      a1[q] += c * v1[q];
+    }
   }
-  T* y0 = reinterpret_cast<T*>(y + 2 * i * R + r);
+  ChunkDots dots;
+  T* y0 = reinterpret_cast<T*>(y + base);
   T* y1 = y0 + 2 * R;
   for (int q = 0; q < 2 * W; ++q) {
+    dots.yy += static_cast<double>(a0[q]) * a0[q] + static_cast<double>(a1[q]) * a1[q];
+    dots.yx += static_cast<double>(a0[q]) * x0[q] + static_cast<double>(a1[q]) * x1[q];
     y0[q] = a0[q];
     y1[q] = a1[q];
   }
-  return dot;
+  return dots;
 }
 
 // g[0..7] += sum over the W columns r .. r+W-1 of a(i,s,r) conj(b(i,s',r)) for s, s' in {0, 1},
