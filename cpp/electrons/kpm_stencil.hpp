@@ -88,14 +88,23 @@ SPINFORCE_HD ChunkDots chebyshev_chunk(const Stencil<T>& st, int64_t i, int r, c
       a1[q] += c * v1[q];
     }
   }
-  ChunkDots dots;
+  // Element-wise products first (this loop vectorises; a running sum would not without
+  // reassociation), then the short sum over the chunk, in double beyond it.
+  T yy[2 * W], yx[2 * W];
+  for (int q = 0; q < 2 * W; ++q) {
+    yy[q] = a0[q] * a0[q] + a1[q] * a1[q];
+    yx[q] = a0[q] * x0[q] + a1[q] * x1[q];
+  }
   T* y0 = reinterpret_cast<T*>(y + base);
   T* y1 = y0 + 2 * R;
-  for (int q = 0; q < 2 * W; ++q) {
-    dots.yy += static_cast<double>(a0[q]) * a0[q] + static_cast<double>(a1[q]) * a1[q];
-    dots.yx += static_cast<double>(a0[q]) * x0[q] + static_cast<double>(a1[q]) * x1[q];
+  for (int q = 0; q < 2 * W; ++q) {  // stores last: no aliasing question for the loops above
     y0[q] = a0[q];
     y1[q] = a1[q];
+  }
+  ChunkDots dots;
+  for (int q = 0; q < 2 * W; ++q) {
+    dots.yy += yy[q];
+    dots.yx += yx[q];
   }
   return dots;
 }
