@@ -24,8 +24,9 @@ constexpr double kBoundsMargin = 1.01;
 // Below this many vector elements per step an OpenMP team costs more than it saves.
 constexpr int64_t kParallelThreshold = 8192;
 // Probe columns per CPU inner loop (kpm_stencil.hpp): long enough to vectorise, short enough
-// that the partial sums stay in registers.
-constexpr int kChunk = 4;
+// that the partial sums stay in registers (8 complex64 or 4 complex128 = 64 bytes per spin).
+template <class T>
+constexpr int kChunk = 64 / (2 * sizeof(T));
 
 // Exact spectral bounds for every spin configuration: H = T - J S.sigma with ||J S_i.sigma|| = |J|
 // on every site, so by Weyl's inequality spec(H) lies in [min eps(k) - |J|, max eps(k) + |J|],
@@ -185,12 +186,12 @@ Stencil<T> make_stencil(const at::Tensor& neighbors, const at::Tensor& hopping, 
 }
 
 // Calls visit(std::integral_constant<int, W>{}, r) for the chunks of W columns starting at r that
-// cover 0..R-1: W = kChunk, then single columns for the remainder.
-template <class Visit>
-void for_each_chunk(int R, Visit visit) {
-  const int body = R - R % kChunk;
-  for (int r = 0; r < body; r += kChunk) visit(std::integral_constant<int, kChunk>{}, r);
-  for (int r = body; r < R; ++r) visit(std::integral_constant<int, 1>{}, r);
+// cover 0..R-1: W, then halves of it down to single columns for the remainder.
+template <int W, class Visit>
+void for_each_chunk(int R, Visit visit, int start = 0) {
+  const int end = start + (R - start) / W * W;
+  for (int r = start; r < end; r += W) visit(std::integral_constant<int, W>{}, r);
+  if constexpr (W > 1) for_each_chunk<W / 2>(R, visit, end);
 }
 
 [[noreturn]] void no_cuda_kernels() {
@@ -211,7 +212,7 @@ void chebyshev_step(bool cuda, const Stencil<T>& st, const Cx<T>* x, const Cx<T>
   double yy = 0.0, yx = 0.0;
 #pragma omp parallel for reduction(+ : yy, yx) schedule(static) if (N * st.R >= kParallelThreshold)
   for (int64_t i = 0; i < N; ++i)
-    for_each_chunk(st.R, [&](auto chunk, int r) {
+    for_each_chunk<kChunk<T>>(st.R, [&](auto chunk, int r) {
       const kpm::ChunkDots d = kpm::chebyshev_chunk<decltype(chunk)::value>(st, i, r, x, z, y, scale, zcoef, none);
       yy += d.yy;
       yx += d.yx;
@@ -240,7 +241,7 @@ void reverse_step(bool cuda, const Stencil<T>& st, const Cx<T>* alpha_prev, cons
 #pragma omp parallel for schedule(static) if (N * R >= kParallelThreshold)
   for (int64_t i = 0; i < N; ++i) {
     double g[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for_each_chunk(R, [&](auto chunk, int r) {
+    for_each_chunk<kChunk<T>>(R, [&](auto chunk, int r) {
       constexpr int W = decltype(chunk)::value;
       kpm::accumulate_onsite<W>(i, r, R, alpha_prev, beta_cur, g);
       if (!update) return;
