@@ -28,7 +28,7 @@ class KPM(ProviderMixin, _core.KPM):
 
     The grand potential is expanded in ``moments`` Chebyshev polynomials of the rescaled
     Hamiltonian (Jackson kernel); fields come from reverse-mode differentiation of the
-    expansion, so one evaluation costs about 3 M sparse products on R probe vectors and O(N R)
+    expansion, so one evaluation costs about 1.5 M sparse products on R probe vectors and O(N R)
     memory. Probe vectors come from a colouring of the lattice in which sites of one colour
     lie farther apart than ``probing_distance`` (lattice constants), with random phases drawn
     from ``seed``; ``probing_distance=None`` probes every site separately (exact traces,
