@@ -52,8 +52,8 @@ class KPM : public FieldProvider {
 
   // Chebyshev moments mu_m = Re sum_r R_r^+ T_m(H~) R_r (estimates of Tr T_m(H~)), (M,) float64 CPU.
   at::Tensor moments(const at::Tensor& spins);
-  // Seconds per forward Chebyshev step on the block of probe vectors (median-free mean over
-  // `steps` steps after one warm-up step); for bench/kpm.py.
+  // Mean seconds per forward Chebyshev step on the block of probe vectors over `steps` steps,
+  // after one warm-up step; for bench/kpm.py.
   double chebyshev_step_seconds(const at::Tensor& spins, int64_t steps);
 
   const SDModel& model() const { return *model_; }
