@@ -10,4 +10,6 @@ PYBIND11_MODULE(_core, m) {
 #endif
   spinforce::bind_lattice(m);
   spinforce::bind_electrons(m);
+  spinforce::bind_kpm(m);
+  spinforce::bind_dynamics(m);
 }

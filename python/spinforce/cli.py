@@ -10,6 +10,7 @@ import importlib
 import sys
 
 COMMANDS = {
+    "generate": "spinforce.generate",
     "simulate": "spinforce.simulate",
     "analyze": "spinforce.analysis.cli",
 }
@@ -19,8 +20,10 @@ _USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, IsADirectoryErro
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
     parser = argparse.ArgumentParser(prog="spinforce", description=(
         "Machine-learning force fields for LLG dynamics of itinerant magnets."))
+    parser.add_argument("--version", action="version", version=f"spinforce {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
@@ -42,6 +45,9 @@ def main(argv=None) -> int:
     except _USER_ERRORS as err:
         print(f"spinforce {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\nspinforce {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

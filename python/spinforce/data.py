@@ -167,7 +167,23 @@ class DatasetWriter:
         """The last stored frame (spins, fields, energy, time, step), for resuming a run."""
         if self.num_frames == 0:
             raise ValueError(f"{self.path} holds no frames to resume from")
-        return {name: self._file[name][-1] for name in _FRAME_ARRAYS}
+        return self.frame(self.num_frames - 1)
+
+    def frame(self, index: int) -> dict:
+        """Stored frame `index` (spins, fields, energy, time, step)."""
+        if not 0 <= index < self.num_frames:
+            raise ValueError(f"frame index must be in [0, {self.num_frames}), got {index}")
+        return {name: self._file[name][index] for name in _FRAME_ARRAYS}
+
+    @property
+    def provenance(self) -> dict:
+        """The provenance record stored when the file was created."""
+        return json.loads(self._file.attrs.get("provenance", "{}"))
+
+    @property
+    def steps(self) -> np.ndarray:
+        """The step column of the complete frames (-1 marks independent samples)."""
+        return self._file["step"][: self.num_frames]
 
     def append(self, spins, fields, energy: float, time: float = float("nan"), step: int = -1) -> None:
         values = {"spins": np.asarray(spins, dtype=np.float64), "fields": np.asarray(fields, dtype=np.float64),

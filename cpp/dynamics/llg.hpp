@@ -1,0 +1,60 @@
+#pragma once
+// Stochastic Landau-Lifshitz-Gilbert dynamics driven by any FieldProvider. The time loop runs
+// here; the caller is only called back when a frame is due (and, optionally, by a cheap poll
+// hook for progress and interrupts). The arithmetic of a step lives in dynamics/llg_update.hpp.
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "dynamics/llg_update.hpp"
+#include "providers/field_provider.hpp"
+
+namespace spinforce {
+
+class LLG {
+ public:
+  // frame(step, spins, result): spins after `step` steps and the provider's result for them.
+  using FrameCallback = std::function<void(int64_t, const at::Tensor&, const FieldResult&)>;
+  // poll(step) after every step, outside any parallel region; may throw to stop the run.
+  using PollCallback = std::function<void(int64_t)>;
+
+  // dt > 0, alpha >= 0, kT >= 0 (spin temperature, k_B = 1), gamma > 0,
+  // integrator "sib" (default) or "heun"; seed keys the Philox stream.
+  LLG(std::shared_ptr<FieldProvider> provider, double dt, double alpha, double kT, double gamma,
+      const std::string& integrator, uint64_t seed);
+
+  // Advances validated spins (N,3 float64 on CPU or CUDA) from step start_step by `steps` steps
+  // and returns the final spins. When every > 0, frame() is called after each step n with
+  // n % every == 0 (start_step < n <= start_step + steps). The noise of step n depends only on
+  // (seed, n, site), so run(S_k, start_step=k) continues a run bit-identically.
+  at::Tensor run(const at::Tensor& spins, int64_t steps, int64_t every, int64_t start_step,
+                 const FrameCallback& frame = nullptr, const PollCallback& poll = nullptr);
+
+  FieldProvider& provider() { return *provider_; }
+  std::shared_ptr<FieldProvider> provider_ptr() const { return provider_; }
+  double dt() const { return coeff_.dt; }
+  double alpha() const { return coeff_.alpha; }
+  double kT() const { return kT_; }
+  double gamma() const { return coeff_.gamma; }
+  uint64_t seed() const { return coeff_.seed; }
+  std::string integrator_name() const { return integrator_ == Integrator::SIB ? "sib" : "heun"; }
+
+ private:
+  struct Buffers {
+    at::Tensor work, aux, noise;  // see LLGArrays; aux and noise undefined where unused
+  };
+  void apply(LLGStage stage, at::Tensor& spins, const at::Tensor& fields, Buffers& buffers, int64_t step) const;
+
+  std::shared_ptr<FieldProvider> provider_;
+  LLGCoefficients coeff_;
+  double kT_;
+  Integrator integrator_;
+};
+
+// The CUDA launcher (cuda/llg.cu), compiled only with SPINFORCE_WITH_CUDA.
+void llg_stage_cuda(LLGStage stage, const LLGArrays& arrays, const LLGCoefficients& coeff, int64_t num_sites,
+                    uint64_t step);
+
+}  // namespace spinforce

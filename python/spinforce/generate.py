@@ -1,0 +1,300 @@
+"""Generate training snapshots: LLG dynamics driven by exact electron fields (ED or KPM).
+
+    spinforce generate CONFIG.toml [--set dynamics.steps=200 ...] [--output PATH]
+    spinforce generate --example ed_quench_square      (a config shipped with spinforce)
+    spinforce generate --list-examples
+
+The run starts from `dynamics.initial` (a quench when that is random spins), integrates
+`dynamics.steps` LLG steps at spin temperature `dynamics.kT`, and saves spins, fields, energy
+and time every `dynamics.save_every` steps (step 0 included); optional independent random or
+perturbed configurations follow the trajectory in the same file. The HDF5 schema is that of
+spinforce.data (read it with spinforce.data.read_dataset); the run config is stored in the
+file's provenance. Running the same command on an existing, unfinished output resumes it from
+its last frame, bit-identically; a finished one is left alone. An output written with a
+different config is never replaced unless --overwrite is given. docs/dynamics.md has the
+config schema.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HELP = "LLG runs with ED or KPM fields, saved as training snapshots (HDF5)"
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# Allowed keys per section with defaults (None: required). [method] also passes any further
+# keys to the method's constructor (KPM accuracy settings).
+SCHEMA = {
+    "output": None,
+    "lattice": {"kind": None, "shape": None},
+    "model": {"t": 1.0, "J": None, "mu": None, "filling": None, "kT": 0.0, "t2": 0.0, "t3": 0.0},
+    "method": {"name": "ed", "device": "cpu"},
+    "dynamics": {"dt": None, "alpha": None, "kT": 0.0, "gamma": 1.0, "integrator": "sib", "steps": None,
+                 "save_every": None, "initial": "random", "seed": 0},
+    "samples": {"random": 0, "perturbed": 0, "perturbation": 0.2},
+}
+_OPTIONAL = {("model", "mu"), ("model", "filling")}
+METHODS = ("ed", "kpm")
+INITIAL_STATES = ("random", "ferromagnetic", "neel", "tetrahedral")
+# Raising these extends an existing output rather than contradicting it (perturbed samples come
+# last, so more of them append cleanly).
+_EXTENSIBLE = {("dynamics", "steps"), ("samples", "perturbed"), ("output",)}
+
+
+# --- configs ---------------------------------------------------------------------------------------
+def examples() -> dict:
+    """Example configs shipped with spinforce: name -> path."""
+    folder = resources.files("spinforce") / "configs"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".toml")}
+
+
+def example_path(name: str) -> Path:
+    found = examples()
+    if name not in found:
+        raise ValueError(f"unknown example {name!r}; shipped examples: {', '.join(sorted(found))}")
+    return found[name]
+
+
+def _parse_override(text: str):
+    if "=" not in text:
+        raise ValueError(f"--set needs SECTION.KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # a bare word such as sib or random
+    return key.strip().split("."), parsed
+
+
+def load_config(path, overrides=()) -> dict:
+    """Read a TOML config, apply ``SECTION.KEY=VALUE`` overrides, fill defaults and check it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        cfg = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path} is not valid TOML: {err}") from None
+    for text in overrides:
+        keys, value = _parse_override(text)
+        node = cfg
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    return check_config(cfg, base=path.parent)
+
+
+def check_config(cfg: dict, base: Path | None = None) -> dict:
+    """Validate a config dict against SCHEMA; returns a completed copy (ValueError on problems)."""
+    cfg = copy.deepcopy(cfg)
+    for section in cfg:
+        if section not in SCHEMA:
+            raise ValueError(f"unknown config section or key {section!r}; allowed: {', '.join(SCHEMA)}")
+    if not isinstance(cfg.get("output"), str) or not cfg["output"]:
+        raise ValueError("output must be given: the path of the HDF5 file to write")
+    for section, keys in SCHEMA.items():
+        if keys is None:
+            continue
+        given = cfg.setdefault(section, {})
+        if not isinstance(given, dict):
+            raise ValueError(f"[{section}] must be a table")
+        if section != "method":
+            for k in given:
+                if k not in keys:
+                    raise ValueError(f"unknown key {k!r} in [{section}]; allowed: {', '.join(keys)}")
+        for k, default in keys.items():
+            if k not in given:
+                if default is None and (section, k) not in _OPTIONAL:
+                    raise ValueError(f"[{section}] needs {k!r}")
+                if default is not None:
+                    given[k] = default
+    m, d, s = cfg["method"], cfg["dynamics"], cfg["samples"]
+    if m["name"] not in METHODS:
+        raise ValueError(f"method.name must be one of {METHODS}, got {m['name']!r}")
+    if m["name"] == "ed" and set(m) - {"name", "device"}:
+        raise ValueError(f"method 'ed' takes no settings besides device, got {sorted(set(m) - {'name', 'device'})}")
+    if (cfg["model"].get("mu") is None) == (cfg["model"].get("filling") is None):
+        raise ValueError("[model] needs exactly one of mu (fixed chemical potential) and filling")
+    for k in ("steps", "save_every", "seed"):
+        if not isinstance(d[k], int) or isinstance(d[k], bool) or d[k] < (1 if k == "save_every" else 0):
+            raise ValueError(f"dynamics.{k} must be an integer >= {1 if k == 'save_every' else 0}, got {d[k]!r}")
+    if d["steps"] % d["save_every"]:
+        raise ValueError(f"dynamics.steps ({d['steps']}) must be a multiple of dynamics.save_every ({d['save_every']})")
+    for k in ("random", "perturbed"):
+        if not isinstance(s[k], int) or isinstance(s[k], bool) or s[k] < 0:
+            raise ValueError(f"samples.{k} must be an integer >= 0, got {s[k]!r}")
+    if not (isinstance(s["perturbation"], (int, float)) and s["perturbation"] > 0):
+        raise ValueError(f"samples.perturbation must be > 0, got {s['perturbation']!r}")
+    init = d["initial"]
+    if init not in INITIAL_STATES:
+        p = Path(init) if base is None or Path(init).is_absolute() else Path(base) / init
+        if p.suffix != ".npy":
+            raise ValueError(f"dynamics.initial must be one of {INITIAL_STATES} or a .npy file of spins, got {init!r}")
+        d["initial"] = str(p.resolve())
+    return cfg
+
+
+# --- building the run ------------------------------------------------------------------------------
+def build_provider(cfg: dict):
+    """(lattice, model, provider, method_settings) for a checked config."""
+    import spinforce
+    lattice = spinforce.Lattice(cfg["lattice"]["kind"], cfg["lattice"]["shape"])
+    model = spinforce.SDModel(lattice, **cfg["model"])
+    settings = {k: v for k, v in cfg["method"].items() if k not in ("name", "device")}
+    if cfg["method"]["name"] == "ed":
+        return lattice, model, spinforce.ExactDiagonalization(model), settings
+    KPM = getattr(spinforce, "KPM", None)
+    if KPM is None:
+        raise ValueError("method 'kpm' needs spinforce.KPM, which this installation of spinforce does not provide")
+    return lattice, model, KPM(model, **settings), settings
+
+
+def initial_spins(cfg: dict, lattice) -> np.ndarray:
+    init, seed = cfg["dynamics"]["initial"], cfg["dynamics"]["seed"]
+    if init == "random":
+        return lattice.random_spins(seed)
+    if init in ("ferromagnetic", "neel", "tetrahedral"):
+        return getattr(lattice, init)()
+    spins = np.load(init)
+    if spins.shape != (lattice.num_sites, 3):
+        raise ValueError(f"dynamics.initial {init} holds shape {spins.shape}, the lattice needs ({lattice.num_sites}, 3)")
+    return spins
+
+
+def independent_sample(cfg: dict, index: int, lattice, trajectory_spins) -> np.ndarray:
+    """Sample `index` after the trajectory: random spins, then perturbed trajectory frames.
+
+    Each sample has its own random stream keyed by (seed, index), so a resumed run draws the
+    same samples. `trajectory_spins(j)` returns trajectory frame j.
+    """
+    s = cfg["samples"]
+    rng = np.random.default_rng([cfg["dynamics"]["seed"], 0x5A4D, index])
+    if index < s["random"]:
+        spins = rng.normal(size=(lattice.num_sites, 3))
+    else:
+        n_traj = cfg["dynamics"]["steps"] // cfg["dynamics"]["save_every"] + 1
+        spins = trajectory_spins(int(rng.integers(n_traj))) + s["perturbation"] * rng.normal(size=(lattice.num_sites, 3))
+    return spins / np.linalg.norm(spins, axis=1, keepdims=True)
+
+
+def _comparable(cfg: dict) -> str:
+    c = copy.deepcopy(cfg)
+    for path in _EXTENSIBLE:
+        node = c
+        for k in path[:-1]:
+            node = node.get(k, {})
+        node.pop(path[-1], None)
+    return json.dumps(c, sort_keys=True)
+
+
+# --- the run -----------------------------------------------------------------------------------------
+def generate(cfg: dict, *, output=None, overwrite: bool = False, resume: bool = True,
+             progress: bool = True) -> dict:
+    """Run a checked config; returns a summary dict. See the module docstring."""
+    import spinforce
+    from .data import DatasetWriter
+    from tqdm.auto import tqdm
+
+    cfg = copy.deepcopy(cfg)
+    if output is not None:
+        cfg["output"] = str(output)
+    path = Path(cfg["output"])
+    device = torch.device(cfg["method"]["device"])
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("method.device is 'cuda' but no CUDA device is available")
+    lattice, model, provider, settings = build_provider(cfg)
+    d = cfg["dynamics"]
+    llg = spinforce.LLG(provider, dt=d["dt"], alpha=d["alpha"], kT=d["kT"], gamma=d["gamma"],
+                        integrator=d["integrator"], seed=d["seed"])
+    if path.exists() and not overwrite and not resume:
+        raise FileExistsError(f"{path} exists; use --overwrite to replace it or drop --no-resume to continue it")
+    provenance = {"config": cfg, "command": "spinforce generate", "torch": torch.__version__}
+    writer = DatasetWriter(path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
+                           method=cfg["method"]["name"], model=model.parameters(), method_settings=settings,
+                           seed=d["seed"], provenance=provenance, overwrite=overwrite, resume=resume)
+    with writer:
+        stored = writer.provenance.get("config")
+        if stored is not None and _comparable(stored) != _comparable(cfg):
+            raise ValueError(f"{path} was written with a different config; use --overwrite to replace it "
+                             "or another output path")
+        steps = writer.steps
+        n_traj_done = int(np.sum(steps >= 0))
+        n_traj = d["steps"] // d["save_every"] + 1
+        n_samples_done = int(np.sum(steps < 0))
+        if n_samples_done and n_traj_done < n_traj:
+            raise ValueError(f"{path} already holds independent samples after a trajectory of {n_traj_done} frames; "
+                             f"it cannot be extended to {n_traj} frames")
+        resumed_from = writer.num_frames
+
+        def to_device(spins):
+            return torch.as_tensor(np.asarray(spins, dtype=np.float64)).to(device)
+
+        def append(spins, result, step):
+            writer.append(spins, result.fields.detach().cpu().numpy(), result.energy,
+                          time=step * d["dt"] if step >= 0 else float("nan"), step=step)
+
+        if n_traj_done == 0:
+            spins0 = initial_spins(cfg, lattice)
+            append(spins0, provider.compute(to_device(spins0)), 0)
+            n_traj_done = 1
+        start = int(writer.frame(n_traj_done - 1)["step"])
+        if start < d["steps"]:
+            bar = tqdm(total=d["steps"], initial=start, unit="step", desc=f"LLG {path.name}", dynamic_ncols=True,
+                       disable=not progress)
+            try:
+                llg.run(to_device(writer.frame(n_traj_done - 1)["spins"]), d["steps"] - start, every=d["save_every"],
+                        writer=writer, start_step=start, progress=bar)
+            except KeyboardInterrupt:
+                bar.close()
+                print(f"\n{path}: stopped after {writer.num_frames} frames; run the same command to resume",
+                      file=sys.stderr)
+                raise
+            bar.close()
+        n_samples = cfg["samples"]["random"] + cfg["samples"]["perturbed"]
+        if n_samples_done < n_samples:
+            for i in tqdm(range(n_samples_done, n_samples), total=n_samples, initial=n_samples_done, unit="sample",
+                          desc=f"samples {path.name}", dynamic_ncols=True, disable=not progress):
+                spins = independent_sample(cfg, i, lattice, lambda j: writer.frame(j)["spins"])
+                append(spins, provider.compute(to_device(spins)), -1)
+        return {"path": str(path), "frames": writer.num_frames, "resumed_from": resumed_from,
+                "trajectory_frames": n_traj, "samples": n_samples}
+
+
+# --- command line ------------------------------------------------------------------------------------
+def add_arguments(p) -> None:
+    p.add_argument("config", nargs="?", help="TOML config file")
+    p.add_argument("--example", metavar="NAME", help="use a config shipped with spinforce (see --list-examples)")
+    p.add_argument("--list-examples", action="store_true", help="list the shipped example configs and exit")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set dynamics.steps=200 (repeatable)")
+    p.add_argument("--output", "-o", help="output file (overrides the config's output)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing output file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    if args.list_examples:
+        for name, path in sorted(examples().items()):
+            first = path.read_text().splitlines()[0].lstrip("# ")
+            print(f"{name:28s} {first}")
+        return 0
+    if (args.config is None) == (args.example is None):
+        raise ValueError("give exactly one of a CONFIG file and --example NAME")
+    source = example_path(args.example) if args.example else Path(args.config)
+    cfg = load_config(source, args.overrides)
+    summary = generate(cfg, output=args.output, overwrite=args.overwrite, resume=not args.no_resume,
+                       progress=not args.no_progress)
+    note = f" (resumed from frame {summary['resumed_from']})" if summary["resumed_from"] else ""
+    print(f"{summary['path']}: {summary['frames']} frames{note}")
+    return 0
