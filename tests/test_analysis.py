@@ -360,3 +360,32 @@ def test_analyze_command_with_comparison(tmp_path, capsys):
     _write_run(tmp_path / "c.h5", other, [other.random_spins(0)] * 3, [1.0, 2.0, 3.0])
     assert main(["analyze", str(tmp_path / "a.h5"), "--compare", str(tmp_path / "c.h5"), "--overwrite",
                  "--quiet"]) == 2
+
+
+def test_ensemble_analysis_averages_structure_factors(tmp_path):
+    lat = sf.Lattice("square", (16, 16))
+    times = [1.0, 2.0, 4.0, 8.0]
+    runs = {seed: _coarsening_frames(lat, times, seed=seed) for seed in (1, 2)}
+    for seed, frames in runs.items():
+        _write_run(tmp_path / f"r{seed}.h5", lat, frames, times)
+    ens = A.analyze_run([tmp_path / "r1.h5", tmp_path / "r2.h5"], progress=False)
+    last = [runs[1][-1], runs[2][-1]]
+    sq = (A.structure_factor(last[0], lat) + A.structure_factor(last[1], lat)) / 2
+    assert ens.timeseries["L_spin_sf"][-1] == pytest.approx(A.structure_factor_length(sq, lat), rel=1e-12)
+    chi = [A.plaquette_chirality(s, lat) for s in last]
+    r, c = A.mean_radial_correlation(chi, lat, normalize=True)
+    assert ens.timeseries["L_chirality_corr"][-1] == pytest.approx(A.correlation_length(r, c), rel=1e-12)
+    sizes = np.concatenate([A.ferromagnetic_clusters(s, lat)[1] for s in last])
+    assert ens.timeseries["clusters"][-1] == pytest.approx(len(sizes) / 2)
+    # an ensemble of identical runs is the run itself
+    single = A.analyze_run(tmp_path / "r1.h5", progress=False)
+    twice = A.analyze_run([tmp_path / "r1.h5", tmp_path / "r1.h5"], progress=False)
+    for key in ("L_spin_sf", "L_chirality_sf", "L_bond_corr", "bond_mean", "cluster_mean_size"):
+        np.testing.assert_allclose(twice.timeseries[key], single.timeseries[key], rtol=1e-12)
+    other = sf.Lattice("square", (8, 8))
+    _write_run(tmp_path / "small.h5", other, [other.random_spins(0)] * 4, times)
+    with pytest.raises(ValueError, match="share one lattice"):
+        A.analyze_run([tmp_path / "r1.h5", tmp_path / "small.h5"], progress=False)
+    _write_run(tmp_path / "late.h5", lat, runs[2], [2 * t for t in times])
+    with pytest.raises(ValueError, match="different times"):
+        A.analyze_run([tmp_path / "r1.h5", tmp_path / "late.h5"], progress=False)

@@ -10,15 +10,19 @@ from spinforce.simulate import load_config, simulate
 
 def _config(tmp_path, **changes):
     cfg = {
+        "output": str(tmp_path / "run.h5"),
         "lattice": {"kind": "triangular", "shape": [12, 12]},
-        "provider": {"kind": "heisenberg", "J1": -1.0, "anisotropy": 0.1},
-        "llg": {"dt": 0.05, "alpha": 0.1, "kT": 0.05, "seed": 3, "steps": 40},
-        "initial": {"state": "random", "seed": 1},
-        "output": {"path": str(tmp_path / "run.h5"), "every": 10, "checkpoint_every": 15},
+        "method": {"name": "heisenberg"},
+        "model": {"J1": -1.0, "anisotropy": 0.1},
+        "dynamics": {"dt": 0.05, "alpha": 0.1, "kT": 0.05, "seed": 3, "steps": 40, "save_every": 10,
+                     "checkpoint_every": 15},
     }
     for key, value in changes.items():
-        section, name = key.split("__")
-        cfg[section][name] = value
+        if "__" in key:
+            section, name = key.split("__")
+            cfg[section][name] = value
+        else:
+            cfg[key] = value
     return cfg
 
 
@@ -46,7 +50,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 
 def test_zero_temperature_quench_lowers_the_energy_and_writes_ovf(tmp_path):
-    cfg = _config(tmp_path, llg__kT=0.0, llg__steps=30, output__ovf=True, output__checkpoint_every=0)
+    cfg = _config(tmp_path, dynamics__kT=0.0, dynamics__steps=30, ovf=True, dynamics__checkpoint_every=0)
     result = simulate(cfg, progress=False)
     data = read_dataset(result.path)
     assert np.all(np.diff(data.energy) < 0)  # Gilbert damping only dissipates at kT = 0
@@ -77,23 +81,24 @@ def test_ovf_roundtrip_and_no_overwrite(tmp_path):
 
 def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown key"):
-        load_config(_config(tmp_path, llg__dtt=0.1))
-    with pytest.raises(ValueError, match="provider.kind"):
-        load_config(_config(tmp_path, provider__kind="dft"))
+        load_config(_config(tmp_path, dynamics__dtt=0.1))
+    with pytest.raises(ValueError, match="method.name"):
+        load_config(_config(tmp_path, method__name="dft"))
     cfg = _config(tmp_path)
-    del cfg["llg"]["dt"]
-    with pytest.raises(ValueError, match=r"\[llg\] needs the key\(s\) \['dt'\]"):
+    del cfg["dynamics"]["dt"]
+    with pytest.raises(ValueError, match=r"\[dynamics\] needs the key\(s\) \['dt'\]"):
         load_config(cfg)
-    with pytest.raises(ValueError, match="output.every"):
-        load_config(_config(tmp_path, output__every=0))
-    with pytest.raises(ValueError, match="initial.state"):
-        load_config(_config(tmp_path, initial__state="spiral"))
-    ed = _config(tmp_path)
-    ed["provider"] = {"kind": "ed", "J": 2.0}
+    with pytest.raises(ValueError, match="dynamics.save_every"):
+        load_config(_config(tmp_path, dynamics__save_every=0))
+    with pytest.raises(ValueError, match="dynamics.initial"):
+        load_config(_config(tmp_path, dynamics__initial="spiral"))
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config(_config(tmp_path, model__J=2.0))  # an electron-model key for the Heisenberg method
+    ed = _config(tmp_path, method={"name": "ed"}, model={"J": 2.0})
     with pytest.raises(ValueError, match="exactly one of mu and filling"):
         load_config(ed)
     with pytest.raises(ValueError, match="alpha"):
-        simulate(_config(tmp_path, llg__alpha=-1.0), progress=False)
+        simulate(_config(tmp_path, dynamics__alpha=-1.0), progress=False)
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "missing.toml")
 
@@ -101,14 +106,14 @@ def test_config_errors(tmp_path):
 def test_simulate_and_analyze_commands(tmp_path, capsys):
     from spinforce.cli import main
     (tmp_path / "quench.toml").write_text(
+        'output = "quench.h5"\n'
         '[lattice]\nkind = "square"\nshape = [16, 16]\n'
-        '[provider]\nkind = "heisenberg"\nJ1 = -1.0\n'
-        '[llg]\ndt = 0.05\nalpha = 0.2\nkT = 0.02\nsteps = 40\n'
-        '[output]\npath = "quench.h5"\nevery = 10\ncheckpoint_every = 20\n')
+        '[method]\nname = "heisenberg"\n[model]\nJ1 = -1.0\n'
+        '[dynamics]\ndt = 0.05\nalpha = 0.2\nkT = 0.02\nsteps = 40\nsave_every = 10\ncheckpoint_every = 20\n')
     assert main(["simulate", str(tmp_path / "quench.toml"), "--quiet"]) == 0
     assert "spin-steps/s" in capsys.readouterr().out
     assert main(["simulate", str(tmp_path / "quench.toml"), "--quiet"]) == 2  # exists: no silent overwrite
-    assert main(["simulate", str(tmp_path / "quench.toml"), "--resume", "--steps", "60", "--quiet"]) == 0
+    assert main(["simulate", str(tmp_path / "quench.toml"), "--resume", "--set", "dynamics.steps=60", "--quiet"]) == 0
     assert read_dataset(tmp_path / "quench.h5").num_frames == 7
     assert main(["analyze", str(tmp_path / "quench.h5"), "--quiet"]) == 0
     assert (tmp_path / "quench_analysis" / "length_scales.png").exists()

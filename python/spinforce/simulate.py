@@ -1,8 +1,8 @@
 """Thermal-quench LLG runs from a TOML config: `spinforce simulate CONFIG.toml`.
 
 A run integrates stochastic LLG with any field provider (a trained ML model, or the exact
-Heisenberg / ED / KPM providers for small systems), writes frames every `every` steps to an
-HDF5 run file (the spinforce dataset format, so `spinforce analyze` and training read it),
+Heisenberg / ED / KPM providers for small systems), writes frames to an
+HDF5 run file every `save_every` steps (the spinforce dataset format, so `spinforce analyze` and training read it),
 checkpoints the spins every `checkpoint_every` steps and resumes from the latest of checkpoint
 and last frame. The thermal noise of step n depends only on (seed, n, site), so a resumed run
 reproduces the uninterrupted one bit for bit. See docs/simulate.md for the config keys.
@@ -26,50 +26,45 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["DEFAULTS", "load_config", "build_lattice", "build_provider", "initial_spins", "simulate",
+from .generate import INITIAL_STATES, SCHEMA as GENERATE_SCHEMA, _parse_override, initial_spins
+from .generate import build_provider as build_electron_provider
+
+__all__ = ["load_config", "build_provider", "simulate",
            "SimulationResult", "HELP", "add_arguments", "run"]
 
-# Every accepted key with its default; None means required (or optional without default).
-DEFAULTS = {
-    "lattice": {"kind": None, "shape": None},
-    "provider": {"kind": None},
-    "llg": {"dt": None, "alpha": None, "kT": 0.0, "gamma": 1.0, "integrator": "sib", "seed": 0, "steps": None},
-    "initial": {"state": "random", "seed": 0, "chirality": 1},
-    "output": {"path": None, "every": 10, "checkpoint_every": 0, "ovf": False, "device": "cpu"},
-}
-PROVIDER_KEYS = {
-    "heisenberg": {"J1": None, "J2": 0.0, "field": [0.0, 0.0, 0.0], "anisotropy": 0.0, "axis": [0.0, 0.0, 1.0]},
-    "ed": {"t": 1.0, "J": None, "mu": None, "filling": None, "kT": 0.0, "t2": 0.0, "t3": 0.0},
-    "kpm": {"t": 1.0, "J": None, "mu": None, "filling": None, "kT": 0.0, "t2": 0.0, "t3": 0.0,
-            "moments": None, "probing_distance": None},
-    "ml": {"path": None},
-}
-INITIAL_STATES = ("random", "ferromagnetic", "neel", "tetrahedral")
+HEISENBERG_MODEL = {"J1": None, "J2": 0.0, "field": [0.0, 0.0, 0.0], "anisotropy": 0.0, "axis": [0.0, 0.0, 1.0]}
+# The config schema is that of `spinforce generate` (lattice, model, method, dynamics, output),
+# with more methods and two more keys. None: required.
+METHOD_MODELS = {"ed": GENERATE_SCHEMA["model"], "kpm": GENERATE_SCHEMA["model"], "heisenberg": HEISENBERG_MODEL,
+                 "ml": {}}
+DYNAMICS = {**GENERATE_SCHEMA["dynamics"], "checkpoint_every": 0}
+TOP_LEVEL = {"output": None, "ovf": False, "lattice": None, "model": None, "method": None, "dynamics": None}
 CHECKPOINT_FORMAT = "spinforce-checkpoint"
 
 
-def _fill(section: str, given: dict, defaults: dict) -> dict:
+def _fill(section: str, given, defaults: dict, optional=()) -> dict:
     if not isinstance(given, dict):
-        raise ValueError(f"[{section}] must be a table, got {type(given).__name__}")
+        raise ValueError(f"[{section}] must be a table, got {given!r}")
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in [{section}]; allowed: {sorted(defaults)}")
+        raise ValueError(f"unknown key(s) {unknown} in [{section}]; allowed: {', '.join(defaults) or 'none'}")
     out = {**defaults, **given}
-    missing = [k for k, v in out.items() if v is None and k not in ("mu", "filling", "moments", "probing_distance")]
+    missing = [k for k, v in out.items() if v is None and k not in optional]
     if missing:
         raise ValueError(f"[{section}] needs the key(s) {missing}")
     return out
 
 
-def load_config(config, base_dir=None) -> dict:
-    """A validated config dict with defaults filled in, from a TOML file path or a dict.
+def load_config(config, overrides=(), base_dir=None) -> dict:
+    """A checked config with defaults filled in, from a TOML file path or a dict.
 
-    Relative paths (output.path, provider.path) are resolved against the config file's folder
-    (or base_dir).
+    overrides: "SECTION.KEY=VALUE" strings as for `spinforce generate --set`. Relative paths
+    (output, method.path, a .npy dynamics.initial) are resolved against the config file's
+    folder (or base_dir).
     """
     if isinstance(config, (str, os.PathLike)):
         path = Path(config)
-        if not path.exists():
+        if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
         try:
             raw = tomllib.loads(path.read_text())
@@ -80,66 +75,60 @@ def load_config(config, base_dir=None) -> dict:
         raw = copy.deepcopy(config)
     else:
         raise ValueError(f"config must be a TOML file path or a dict, got {type(config).__name__}")
+    for text in overrides:
+        keys, value = _parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    unknown = sorted(set(raw) - set(DEFAULTS))
+    unknown = sorted(set(raw) - set(TOP_LEVEL))
     if unknown:
-        raise ValueError(f"unknown section(s) {unknown}; allowed: {sorted(DEFAULTS)}")
-    cfg = {name: _fill(name, raw.get(name, {}), DEFAULTS[name]) for name in DEFAULTS if name != "provider"}
-    prov = raw.get("provider", {})
-    kind = prov.get("kind") if isinstance(prov, dict) else None
-    if kind not in PROVIDER_KEYS:
-        raise ValueError(f"provider.kind must be one of {sorted(PROVIDER_KEYS)}, got {kind!r}")
-    cfg["provider"] = {"kind": kind, **_fill("provider", {k: v for k, v in prov.items() if k != "kind"},
-                                             PROVIDER_KEYS[kind])}
-    if kind in ("ed", "kpm") and (cfg["provider"]["mu"] is None) == (cfg["provider"]["filling"] is None):
-        raise ValueError("[provider] of an electron model needs exactly one of mu and filling")
-    if kind == "kpm" and (cfg["provider"]["moments"] is None or cfg["provider"]["probing_distance"] is None):
-        raise ValueError("[provider] kind 'kpm' needs moments and probing_distance")
-    if kind == "ml":
-        cfg["provider"]["path"] = str((base / cfg["provider"]["path"]).resolve())
-    cfg["output"]["path"] = str((base / cfg["output"]["path"]).resolve())
-    llg, out = cfg["llg"], cfg["output"]
-    for name, value, lo in (("llg.steps", llg["steps"], 0), ("output.every", out["every"], 1),
-                            ("output.checkpoint_every", out["checkpoint_every"], 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    if cfg["initial"]["state"] not in INITIAL_STATES:
-        raise ValueError(f"initial.state must be one of {INITIAL_STATES}, got {cfg['initial']['state']!r}")
+        raise ValueError(f"unknown section(s) or key(s) {unknown}; allowed: {', '.join(TOP_LEVEL)}")
+    if not isinstance(raw.get("output"), str) or not raw["output"]:
+        raise ValueError("output must be given: the path of the HDF5 run file to write")
+    method = raw.get("method", {})
+    name = method.get("name") if isinstance(method, dict) else None
+    if name not in METHOD_MODELS:
+        raise ValueError(f"method.name must be one of {sorted(METHOD_MODELS)}, got {name!r}")
+    method = {"device": "cpu", **method}
+    if name == "ml":
+        if set(method) != {"name", "device", "path"}:
+            raise ValueError(f"method 'ml' takes path (a TorchScript file) and device, got {sorted(method)}")
+        method["path"] = str((base / method["path"]).resolve())
+    elif name in ("ed", "heisenberg") and set(method) - {"name", "device"}:
+        raise ValueError(f"method {name!r} takes no settings besides device, got {sorted(set(method) - {'name', 'device'})}")
+    cfg = {"output": str((base / raw["output"]).resolve()), "ovf": bool(raw.get("ovf", False)),
+           "lattice": _fill("lattice", raw.get("lattice", {}), GENERATE_SCHEMA["lattice"]),
+           "method": method,
+           "model": _fill("model", raw.get("model", {}), METHOD_MODELS[name], optional=("mu", "filling")),
+           "dynamics": _fill("dynamics", raw.get("dynamics", {}), DYNAMICS)}
+    if name in ("ed", "kpm") and (cfg["model"]["mu"] is None) == (cfg["model"]["filling"] is None):
+        raise ValueError("[model] of an electron model needs exactly one of mu and filling")
+    d = cfg["dynamics"]
+    for key, lo in (("steps", 0), ("save_every", 1), ("checkpoint_every", 0), ("seed", 0)):
+        if isinstance(d[key], bool) or not isinstance(d[key], int) or d[key] < lo:
+            raise ValueError(f"dynamics.{key} must be an integer >= {lo}, got {d[key]!r}")
+    if d["initial"] not in INITIAL_STATES:
+        p = Path(d["initial"]) if Path(d["initial"]).is_absolute() else base / d["initial"]
+        if p.suffix != ".npy":
+            raise ValueError(f"dynamics.initial must be one of {INITIAL_STATES} or a .npy file of spins, "
+                             f"got {d['initial']!r}")
+        d["initial"] = str(p.resolve())
     return cfg
 
 
-def build_lattice(cfg: dict):
-    from .lattice import Lattice
-    return Lattice(cfg["lattice"]["kind"], cfg["lattice"]["shape"])
-
-
-def build_provider(cfg: dict, lattice):
-    """The field provider described by cfg["provider"] on `lattice`."""
+def build_provider(cfg: dict):
+    """(lattice, provider) described by a checked config."""
     import spinforce
-    p = {k: v for k, v in cfg["provider"].items() if k != "kind"}
-    kind = cfg["provider"]["kind"]
-    if kind == "heisenberg":
-        return spinforce.Heisenberg(lattice, **p)
-    if kind == "ml":
-        if not Path(p["path"]).exists():
-            raise FileNotFoundError(f"ML model file {p['path']} (provider.path) does not exist")
-        return spinforce.MLForceField(p["path"], lattice)
-    settings = {k: p.pop(k) for k in ("moments", "probing_distance") if k in p}
-    model = spinforce.SDModel(lattice, **p)
-    if kind == "ed":
-        return spinforce.ExactDiagonalization(model)
-    return spinforce.KPM(model, **settings)
-
-
-def initial_spins(cfg: dict, lattice) -> np.ndarray:
-    init = cfg["initial"]
-    if init["state"] == "random":
-        return lattice.random_spins(init["seed"])
-    if init["state"] == "ferromagnetic":
-        return lattice.ferromagnetic()
-    if init["state"] == "neel":
-        return lattice.neel()
-    return lattice.tetrahedral(init["chirality"])
+    name = cfg["method"]["name"]
+    if name in ("ed", "kpm"):
+        lattice, _, provider, _ = build_electron_provider(cfg)
+        return lattice, provider
+    lattice = spinforce.Lattice(cfg["lattice"]["kind"], cfg["lattice"]["shape"])
+    if name == "heisenberg":
+        return lattice, spinforce.Heisenberg(lattice, **cfg["model"])
+    return lattice, spinforce.MLForceField(cfg["method"]["path"], lattice, device=cfg["method"]["device"])
 
 
 @dataclass
@@ -181,10 +170,11 @@ def _read_checkpoint(path: Path, fingerprint: str):
 
 
 def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: int | None = None,
-             progress: bool = True, base_dir=None) -> SimulationResult:
+             overrides=(), progress: bool = True, base_dir=None) -> SimulationResult:
     """Run the quench described by `config` (TOML path or dict); see the module doc.
 
-    steps overrides llg.steps (the total number of steps of the run, counted from step 0).
+    steps overrides dynamics.steps (the total number of steps of the run, counted from step 0);
+    overrides are "SECTION.KEY=VALUE" strings.
     An existing run file is continued with resume=True, replaced with overwrite=True, and
     otherwise left alone (FileExistsError).
     """
@@ -195,33 +185,32 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
     from .dynamics import LLG
     from .ovf import write_ovf
 
-    cfg = load_config(config, base_dir)
+    cfg = load_config(config, overrides, base_dir)
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-        cfg["llg"]["steps"] = steps
+        cfg["dynamics"]["steps"] = steps
     if resume and overwrite:
         raise ValueError("give at most one of resume and overwrite")
-    lattice = build_lattice(cfg)
-    provider = build_provider(cfg, lattice)
-    llg_cfg, out = cfg["llg"], cfg["output"]
-    device = torch.device(out["device"])
-    llg = LLG(provider, dt=llg_cfg["dt"], alpha=llg_cfg["alpha"], kT=llg_cfg["kT"], gamma=llg_cfg["gamma"],
-              integrator=llg_cfg["integrator"], seed=llg_cfg["seed"])
-    run_path = Path(out["path"])
-    total = int(llg_cfg["steps"])
+    d = cfg["dynamics"]
+    device = torch.device(cfg["method"]["device"])
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("method.device is 'cuda' but no CUDA device is available")
+    lattice, provider = build_provider(cfg)
+    llg = LLG(provider, dt=d["dt"], alpha=d["alpha"], kT=d["kT"], gamma=d["gamma"], integrator=d["integrator"],
+              seed=d["seed"])
+    run_path = Path(cfg["output"])
+    total = int(d["steps"])
     n = lattice.num_sites
     # What must match for a file to be a continuation of this run (steps may grow).
-    settings = {k: v for k, v in llg_cfg.items() if k != "steps"}
-    settings.update(initial=cfg["initial"], every=out["every"])
-    fingerprint = json.dumps({"provider": cfg["provider"], "llg": settings, "lattice": cfg["lattice"]},
-                             sort_keys=True)
+    settings = {"method": cfg["method"], "dynamics": {k: v for k, v in d.items() if k != "steps"}}
+    fingerprint = json.dumps({**settings, "model": cfg["model"], "lattice": cfg["lattice"]}, sort_keys=True)
     ckpt_path = _checkpoint_path(run_path)
     if overwrite and ckpt_path.exists():
         ckpt_path.unlink()
     writer = DatasetWriter(run_path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=n,
-                           method=cfg["provider"]["kind"], model=cfg["provider"], method_settings=settings,
-                           seed=llg_cfg["seed"], provenance={"config": cfg, "command": "spinforce simulate"},
+                           method=cfg["method"]["name"], model=cfg["model"], method_settings=settings,
+                           seed=d["seed"], provenance={"config": cfg, "command": "spinforce simulate"},
                            overwrite=overwrite, resume=resume)
     ovf_dir = _ovf_dir(run_path)
 
@@ -229,13 +218,13 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
         return torch.from_numpy(np.ascontiguousarray(s)).to(device)
 
     def export_ovf(step, s):
-        if out["ovf"]:
+        if cfg["ovf"]:
             write_ovf(ovf_dir / f"frame_{step:09d}.ovf", np.asarray(s.cpu() if torch.is_tensor(s) else s), lattice,
                       title=f"spinforce step {step}", time=step * llg.dt, overwrite=True)
 
     with writer:
         if writer.num_frames == 0:  # a new run: the initial frame at t = 0
-            start, spins = 0, initial_spins(cfg, lattice)
+            start, spins = 0, np.asarray(initial_spins(cfg, lattice), dtype=np.float64)
             res = provider.compute(to_device(spins))
             writer.append(spins, res.fields.cpu().numpy() if torch.is_tensor(res.fields) else res.fields,
                           res.energy, time=0.0, step=0)
@@ -247,11 +236,11 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
             if ckpt is not None and ckpt[0] > start:
                 start, spins = ckpt
         if start > total:
-            raise ValueError(f"{run_path} already holds steps up to {start}; llg.steps = {total} is smaller")
+            raise ValueError(f"{run_path} already holds steps up to {start}; dynamics.steps = {total} is smaller")
         state = to_device(spins)
-        every, ckpt_every = out["every"], out["checkpoint_every"]
+        every, ckpt_every = d["save_every"], d["checkpoint_every"]
         bar = tqdm(total=total * n, initial=start * n, unit="spin-step", unit_scale=True, disable=not progress,
-                   desc=f"LLG {cfg['provider']['kind']} N={n}", dynamic_ncols=True)
+                   desc=f"LLG {cfg['method']['name']} N={n}", dynamic_ncols=True)
         chunk, step, began = 1, start, _time.perf_counter()
         try:
             while step < total:
@@ -260,7 +249,7 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
                     end = min(end, (step // ckpt_every + 1) * ckpt_every)
                 t0 = _time.perf_counter()
                 state = llg.run(state, end - step, every=every, writer=writer, start_step=step,
-                                callback=(lambda k, s, r: export_ovf(k, s)) if out["ovf"] else None)
+                                callback=(lambda k, s, r: export_ovf(k, s)) if cfg["ovf"] else None)
                 elapsed = _time.perf_counter() - t0
                 bar.update((end - step) * n)
                 bar.set_postfix(step=end, refresh=False)
@@ -289,13 +278,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run file from its last checkpoint/frame")
     group.add_argument("--overwrite", action="store_true", help="replace an existing run file")
-    p.add_argument("--steps", type=int, default=None, help="total number of steps (overrides llg.steps)")
+    p.add_argument("--steps", type=int, default=None, help="total number of steps (overrides dynamics.steps)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set dynamics.kT=0.01 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
     result = simulate(args.config, resume=args.resume, overwrite=args.overwrite, steps=args.steps,
-                      progress=not args.quiet)
+                      overrides=args.overrides, progress=not args.quiet)
     print(f"{result.path}: {result.frames} frames, step {result.steps}; "
           f"{result.spin_steps_per_second:.4g} spin-steps/s over {result.wall_seconds:.1f} s")
     return 0

@@ -6,7 +6,8 @@ from .structure import (correlation_function, distance_to_peaks, peak_wavevector
                         radial_correlation, reciprocal_vectors, structure_factor)
 from .coarsening import (PowerLawFit, cluster_statistics, connected_components, correlation_length,
                          ferromagnetic_clusters, fit_power_law, structure_factor_length)
-from .run import FrameAnalyzer, RunAnalysis, analyze_run, default_fit_window, frame_times
+from .run import (FrameAnalyzer, RunAnalysis, analyze_run, default_fit_window, frame_times,
+                  mean_radial_correlation)
 from .plots import (plot_cluster_statistics, plot_correlation_comparison, plot_length_scales,
                     plot_snapshot)
 
@@ -16,6 +17,6 @@ __all__ = [
     "peak_wavevectors", "q_grid", "radial_correlation", "reciprocal_vectors", "structure_factor",
     "PowerLawFit", "cluster_statistics", "connected_components", "correlation_length",
     "ferromagnetic_clusters", "fit_power_law", "structure_factor_length", "FrameAnalyzer", "RunAnalysis",
-    "analyze_run", "default_fit_window", "frame_times", "plot_cluster_statistics", "plot_correlation_comparison",
+    "analyze_run", "default_fit_window", "frame_times", "mean_radial_correlation", "plot_cluster_statistics", "plot_correlation_comparison",
     "plot_length_scales", "plot_snapshot",
 ]

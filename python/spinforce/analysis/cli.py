@@ -1,6 +1,6 @@
 """Analyse the frames of a spinforce run or dataset file.
 
-    spinforce analyze RUN.h5 [--out DIR] [--compare OTHER.h5] [--fit-window TMIN TMAX]
+    spinforce analyze RUN.h5 [MORE.h5 ...] [--out DIR] [--compare OTHER.h5] [--fit-window TMIN TMAX]
 
 Writes timeseries.csv, summary.json (fitted growth exponents with standard errors),
 correlation.csv, cluster_sizes.csv and PNG plots (docs/analysis.md).
@@ -16,7 +16,9 @@ HELP = "chirality, bond averages, structure factors, domain growth and clusters 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", type=Path, help="HDF5 run or dataset file (spinforce-dataset format)")
+    p.add_argument("run", type=Path, nargs="+",
+                   help="HDF5 run or dataset file (spinforce-dataset format); several runs of one ensemble "
+                        "(same lattice and frame times) are analysed together, with ensemble-averaged S(q) and C(r)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_analysis beside the file)")
     p.add_argument("--threshold", type=float, default=0.9,
                    help="a bond S_i.S_j above this is ferromagnetic (clusters), in [-1, 1) (default 0.9)")
@@ -34,11 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from .run import analyze_run
-    out = args.out if args.out is not None else args.run.with_name(args.run.stem + "_analysis")
+    first = args.run[0]
+    out = args.out if args.out is not None else first.with_name(first.stem + "_analysis")
     result = analyze_run(args.run, out, threshold=args.threshold, fit_window=args.fit_window, every=args.every,
                          compare=args.compare, compare_labels=tuple(args.labels), snapshot_side=args.snapshot_side,
                          overwrite=args.overwrite, progress=not args.quiet)
-    print(f"analysed {result.summary['frames_analysed']} frames of {args.run}; "
+    runs = str(first) if len(args.run) == 1 else f"{len(args.run)} runs"
+    print(f"analysed {result.summary['frames_analysed']} frames of {runs}; "
           f"fit window t = {result.fit_window[0]:g} .. {result.fit_window[1]:g}")
     for name, fit in result.fits.items():
         print(f"  {name:18s} L ~ t^n, n = {fit.exponent:.4f} +- {fit.stderr:.4f} ({fit.num_points} points)")

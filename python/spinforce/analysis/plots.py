@@ -96,7 +96,7 @@ def plot_length_scales(t, lengths: dict, fits: dict, path, title: str = "Domain 
             tt = np.geomspace(fit.t_min, fit.t_max, 50)
             ax.loglog(tt, fit(tt), "-", color=colour, lw=1.5,
                       label=f"fit: n = {fit.exponent:.3f} ± {fit.stderr:.3f}")
-    ax.set_xlabel("time t (ħ/t_hop)")
+    ax.set_xlabel("time t")
     ax.set_ylabel("L (lattice constants)")
     ax.set_title(title)
     ax.legend(fontsize=8)

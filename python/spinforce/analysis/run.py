@@ -38,7 +38,11 @@ OUTPUT_FILES = ("timeseries.csv", "summary.json", "correlation.csv", "cluster_si
 
 
 class FrameAnalyzer:
-    """Observables of single frames on one lattice."""
+    """Observables of one frame (N, 3), or of an ensemble of runs at the same time (R, N, 3).
+
+    For an ensemble, S(q) and C(r) are averaged over the runs before lengths are taken (the
+    ensemble-averaged structure factor), scalars are run averages, clusters are pooled.
+    """
 
     def __init__(self, lattice, threshold: float = 0.9):
         if not -1.0 <= threshold < 1.0:
@@ -48,40 +52,57 @@ class FrameAnalyzer:
         self.planar = lattice.kind in ("triangular", "square")
 
     def __call__(self, spins) -> tuple[dict, np.ndarray]:
-        """(row of scalar observables, cluster sizes) of one frame (N, 3)."""
+        """(row of scalar observables, pooled cluster sizes)."""
         lat = self.lattice
         s = check_spins(spins, lat)
-        if s.ndim != 2:
-            raise ValueError(f"spins must be one frame (N, 3), got shape {s.shape}")
+        if s.ndim == 2:
+            s = s[None]
         row = {}
         m = magnetization(s)
-        row.update(m_x=m[0], m_y=m[1], m_z=m[2], m_abs=float(np.linalg.norm(m)))
+        row.update(m_x=m[:, 0].mean(), m_y=m[:, 1].mean(), m_z=m[:, 2].mean(),
+                   m_abs=float(np.linalg.norm(m, axis=1).mean()))
         b = bond_average(s, lat)
         row["bond_mean"] = float(b.mean())
-        sq = structure_factor(s, lat)
-        row["L_spin_sf"] = structure_factor_length(sq, lat)
+        row["L_spin_sf"] = structure_factor_length(_mean_structure_factor(s, lat), lat)
         if self.planar:
             chi = plaquette_chirality(s, lat)
             row["chirality_mean"] = float(chi.mean())
             row["chirality_abs_mean"] = float(np.abs(chi).mean())
-            row["L_chirality_sf"] = structure_factor_length(structure_factor(chi, lat), lat, peaks=np.zeros((1, lat.dim)))
+            row["L_chirality_sf"] = structure_factor_length(_mean_structure_factor(chi, lat), lat,
+                                                            peaks=np.zeros((1, lat.dim)))
             row["L_chirality_corr"] = _corr_length(chi, lat)
         else:
             row.update(chirality_mean=np.nan, chirality_abs_mean=np.nan, L_chirality_sf=np.nan,
                        L_chirality_corr=np.nan)
-        row["L_bond_corr"] = _corr_length(b - b.mean(), lat)
-        _, sizes = ferromagnetic_clusters(s, lat, self.threshold)
+        row["L_bond_corr"] = _corr_length(b - b.mean(axis=1, keepdims=True), lat)
+        sizes = np.concatenate([ferromagnetic_clusters(x, lat, self.threshold)[1] for x in s])
         stats = cluster_statistics(sizes, lat.dim)
-        row.update(clusters=stats["count"], cluster_mean_size=stats["mean_size"],
+        row.update(clusters=stats["count"] / len(s), cluster_mean_size=stats["mean_size"],
                    cluster_weighted_size=stats["weighted_mean_size"], cluster_largest=stats["largest"],
                    L_cluster=stats["length"] if stats["count"] else np.nan)
         return row, sizes
 
 
-def _corr_length(values, lattice) -> float:
-    if not np.any(values):
+def _mean_structure_factor(fields, lattice) -> np.ndarray:
+    return np.mean([structure_factor(f, lattice) for f in fields], axis=0)
+
+
+def mean_radial_correlation(fields, lattice, normalize: bool = False):
+    """(r, C(r)) averaged over a stack of fields (R, N) or (R, N, c): runs or frames."""
+    curves = [radial_correlation(f, lattice, normalize=False) for f in fields]
+    c = np.mean([c for _, c in curves], axis=0)
+    if normalize:
+        if c[0] <= 0:
+            raise ValueError("the field vanishes identically; its correlation cannot be normalised")
+        c = c / c[0]
+    return curves[0][0], c
+
+
+def _corr_length(fields, lattice) -> float:
+    """1/e length of the run-averaged correlation of a stack (R, N); NaN for vanishing fields."""
+    if not np.any(fields):
         return float("nan")
-    r, c = radial_correlation(values, lattice)
+    r, c = mean_radial_correlation(fields, lattice, normalize=True)
     return correlation_length(r, c)
 
 
@@ -102,12 +123,6 @@ def default_fit_window(t) -> tuple[float, float]:
     if (positive >= end / 10).sum() >= 3:
         return (end / 10, end)
     return (positive.min(), end)
-
-
-def mean_radial_correlation(spins_frames, lattice):
-    """Spin-spin C(r) averaged over the given frames (M, N, 3)."""
-    curves = [radial_correlation(s, lattice, normalize=False) for s in spins_frames]
-    return curves[0][0], np.mean([c for _, c in curves], axis=0)
 
 
 @dataclass
@@ -137,18 +152,29 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
                 overwrite: bool = False, progress: bool = True) -> RunAnalysis:
     """Analyse every `every`-th frame of the run file `path`; write results into `out` if given.
 
+    path: one run file, or a list of runs of one ensemble (same lattice, same frame times, e.g.
+    different noise seeds): structure factors and correlations are then ensemble averages
+    (FrameAnalyzer), snapshots show the first run.
     fit_window: (t_min, t_max) for the growth exponents (default: `default_fit_window`).
-    compare: a second run file on the same lattice; its last-frame spin correlation is plotted
-    against this run's (for instance ML-LLG against ED-LLG).
+    compare: a run file on the same lattice; its last-frame spin correlation is plotted
+    against this one's (for instance ML-LLG against ED-LLG).
     """
-    path = Path(path)
-    if int(every) != every or every < 1:
+    paths = [Path(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
+    if not paths:
+        raise ValueError("path must name at least one run file")
+    if isinstance(every, bool) or int(every) != every or every < 1:
         raise ValueError(f"every must be an integer >= 1, got {every!r}")
-    meta = read_dataset(path, frames=slice(0, 0))
+    meta = read_dataset(paths[0], frames=slice(0, 0))
     lattice = meta.lattice()
-    total = _num_frames(path)
+    total = _num_frames(paths[0])
     if total == 0:
-        raise ValueError(f"{path} holds no frames to analyse")
+        raise ValueError(f"{paths[0]} holds no frames to analyse")
+    for other in paths[1:]:
+        m = read_dataset(other, frames=slice(0, 0))
+        if (m.lattice_kind, tuple(m.lattice_shape)) != (lattice.kind, tuple(lattice.shape)):
+            raise ValueError(f"ensemble runs must share one lattice: {other} is on {m.lattice_kind} "
+                             f"{m.lattice_shape}, {paths[0]} on {lattice.kind} {lattice.shape}")
+        total = min(total, _num_frames(other))  # analyse the frames all runs have reached
     if out is not None:
         out = Path(out)
         existing = [name for name in OUTPUT_FILES if (out / name).exists()]
@@ -159,16 +185,19 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
     indices = list(range(0, total, int(every)))
     if indices[-1] != total - 1:
         indices.append(total - 1)
-    rows, all_sizes, times = [], [], []
-    for k in tqdm(indices, desc=f"analyse {path.name}", unit="frame", disable=not progress):
-        frame = _frame(path, k)
-        row, sizes = analyzer(frame.spins[0])
-        t = float(frame_times(frame.time, frame.step)[0])
-        rows.append({"frame": k, "step": int(frame.step[0]), "time": t, "energy": float(frame.energy[0]), **row})
+    rows, all_sizes = [], []
+    label = paths[0].name if len(paths) == 1 else f"{len(paths)} runs"
+    for k in tqdm(indices, desc=f"analyse {label}", unit="frame", disable=not progress):
+        frames = [_frame(p, k) for p in paths]
+        times = [float(frame_times(f.time, f.step)[0]) for f in frames]
+        if not np.allclose(times, times[0], rtol=1e-9, atol=0):
+            raise ValueError(f"ensemble runs have different times at frame {k}: {times}")
+        row, sizes = analyzer(np.stack([f.spins[0] for f in frames]))
+        rows.append({"frame": k, "step": int(frames[0].step[0]), "time": times[0],
+                     "energy": float(np.mean([f.energy[0] for f in frames])), **row})
         all_sizes.append(sizes)
-        times.append(t)
     series = {key: np.array([r[key] for r in rows]) for key in rows[0]}
-    times = np.asarray(times)
+    times = series["time"]
     window = tuple(fit_window) if fit_window is not None else default_fit_window(times)
     fits = {}
     for name in LENGTHS:
@@ -176,17 +205,17 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
             fits[name] = fit_power_law(times, series[name], *window)
         except ValueError:
             continue  # too few usable points for this measure (e.g. no clusters yet)
-    last = _frame(path, total - 1)
-    correlation = radial_correlation(last.spins[0], lattice, normalize=False)
-    result = RunAnalysis(path=str(path), timeseries=series, fits=fits, fit_window=window, correlation=correlation)
+    last = [_frame(p, total - 1).spins[0] for p in paths]
+    correlation = mean_radial_correlation(last, lattice)
+    result = RunAnalysis(path=str(paths[0]), timeseries=series, fits=fits, fit_window=window, correlation=correlation)
     result.summary = {
-        "run": str(path), "lattice": {"kind": lattice.kind, "shape": list(lattice.shape)},
+        "runs": [str(p) for p in paths], "lattice": {"kind": lattice.kind, "shape": list(lattice.shape)},
         "method": meta.method, "model": meta.model, "frames_analysed": len(rows), "cluster_threshold": threshold,
         "fit_window": list(window), "growth_exponents": {k: v.to_dict() for k, v in fits.items()},
         "final": {key: _plain(series[key][-1]) for key in series},
     }
     if out is not None:
-        result.files = _write_outputs(out, result, lattice, last.spins[0], all_sizes, threshold,
+        result.files = _write_outputs(out, result, lattice, last[0], all_sizes, threshold,
                                       compare, compare_labels, snapshot_side)
     return result
 
