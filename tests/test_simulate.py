@@ -117,3 +117,18 @@ def test_simulate_and_analyze_commands(tmp_path, capsys):
     assert read_dataset(tmp_path / "quench.h5").num_frames == 7
     assert main(["analyze", str(tmp_path / "quench.h5"), "--quiet"]) == 0
     assert (tmp_path / "quench_analysis" / "length_scales.png").exists()
+
+
+def test_simulate_with_exact_diagonalisation_fields(tmp_path):
+    cfg = _config(tmp_path, lattice={"kind": "triangular", "shape": [4, 4]}, method={"name": "ed"},
+                  model={"J": 2.0, "filling": 0.25, "kT": 0.05},
+                  dynamics={"dt": 0.05, "alpha": 0.3, "kT": 0.002, "steps": 10, "save_every": 5, "seed": 2})
+    result = simulate(cfg, progress=False)
+    data = read_dataset(result.path)
+    assert data.method == "ed" and data.num_frames == 3
+    lat = sf.Lattice("triangular", (4, 4))
+    ref = sf.ExactDiagonalization(sf.SDModel(lat, J=2.0, filling=0.25, kT=0.05)).compute(data.spins[-1])
+    np.testing.assert_allclose(data.fields[-1], ref.fields, atol=1e-10)
+    assert data.energy[-1] == pytest.approx(ref.energy, abs=1e-10)
+    # the random start is that of `spinforce generate` with the same seed
+    np.testing.assert_array_equal(data.spins[0], lat.random_spins(2))

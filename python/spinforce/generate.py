@@ -76,8 +76,8 @@ def _parse_override(text: str):
     return key.strip().split("."), parsed
 
 
-def load_config(path, overrides=()) -> dict:
-    """Read a TOML config, apply ``SECTION.KEY=VALUE`` overrides, fill defaults and check it."""
+def read_config(path, overrides=()) -> dict:
+    """Read a TOML config and apply ``SECTION.KEY=VALUE`` overrides (not yet checked)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
@@ -85,13 +85,23 @@ def load_config(path, overrides=()) -> dict:
         cfg = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path} is not valid TOML: {err}") from None
+    apply_overrides(cfg, overrides)
+    return cfg
+
+
+def apply_overrides(cfg: dict, overrides=()) -> None:
+    """Set ``SECTION.KEY=VALUE`` overrides in a config dict, in place."""
     for text in overrides:
         keys, value = _parse_override(text)
         node = cfg
         for k in keys[:-1]:
             node = node.setdefault(k, {})
         node[keys[-1]] = value
-    return check_config(cfg, base=path.parent)
+
+
+def load_config(path, overrides=()) -> dict:
+    """Read a TOML config, apply ``SECTION.KEY=VALUE`` overrides, fill defaults and check it."""
+    return check_config(read_config(path, overrides), base=Path(path).parent)
 
 
 def check_config(cfg: dict, base: Path | None = None) -> dict:

@@ -13,7 +13,6 @@ import argparse
 import copy
 import json
 import os
-import sys
 import time as _time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-from .generate import INITIAL_STATES, SCHEMA as GENERATE_SCHEMA, _parse_override, initial_spins
+from .generate import INITIAL_STATES, SCHEMA as GENERATE_SCHEMA, apply_overrides, initial_spins, read_config
 from .generate import build_provider as build_electron_provider
 
 __all__ = ["load_config", "build_provider", "simulate",
@@ -63,24 +57,13 @@ def load_config(config, overrides=(), base_dir=None) -> dict:
     folder (or base_dir).
     """
     if isinstance(config, (str, os.PathLike)):
-        path = Path(config)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"{path} is not valid TOML: {err}") from None
-        base_dir = path.parent if base_dir is None else base_dir
+        raw = read_config(config, overrides)
+        base_dir = Path(config).parent if base_dir is None else base_dir
     elif isinstance(config, dict):
         raw = copy.deepcopy(config)
+        apply_overrides(raw, overrides)
     else:
         raise ValueError(f"config must be a TOML file path or a dict, got {type(config).__name__}")
-    for text in overrides:
-        keys, value = _parse_override(text)
-        node = raw
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        node[keys[-1]] = value
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     unknown = sorted(set(raw) - set(TOP_LEVEL))
     if unknown:
