@@ -30,7 +30,7 @@ from .coarsening import (cluster_statistics, correlation_length, ferromagnetic_c
 from .fields import bond_average, check_spins, magnetization, plaquette_chirality, scalar_chirality
 from .structure import radial_correlation, structure_factor
 
-__all__ = ["FrameAnalyzer", "RunAnalysis", "analyze_run", "frame_times", "default_fit_window",
+__all__ = ["FrameAnalyzer", "RunAnalysis", "analyze_run", "count_frames", "frame_times", "default_fit_window",
            "mean_radial_correlation"]
 
 LENGTHS = ("L_spin_sf", "L_chirality_sf", "L_chirality_corr", "L_bond_corr", "L_cluster")
@@ -138,7 +138,8 @@ class RunAnalysis:
     summary: dict = field(default_factory=dict)
 
 
-def _num_frames(path) -> int:
+def count_frames(path) -> int:
+    """Number of complete frames in a run or dataset file."""
     with h5py.File(path, "r") as f:
         return int(f["energy"].shape[0])
 
@@ -166,7 +167,7 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
         raise ValueError(f"every must be an integer >= 1, got {every!r}")
     meta = read_dataset(paths[0], frames=slice(0, 0))
     lattice = meta.lattice()
-    total = _num_frames(paths[0])
+    total = count_frames(paths[0])
     if total == 0:
         raise ValueError(f"{paths[0]} holds no frames to analyse")
     for other in paths[1:]:
@@ -174,7 +175,7 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
         if (m.lattice_kind, tuple(m.lattice_shape)) != (lattice.kind, tuple(lattice.shape)):
             raise ValueError(f"ensemble runs must share one lattice: {other} is on {m.lattice_kind} "
                              f"{m.lattice_shape}, {paths[0]} on {lattice.kind} {lattice.shape}")
-        total = min(total, _num_frames(other))  # analyse the frames all runs have reached
+        total = min(total, count_frames(other))  # analyse the frames all runs have reached
     if out is not None:
         out = Path(out)
         existing = [name for name in OUTPUT_FILES if (out / name).exists()]
@@ -268,7 +269,7 @@ def _write_outputs(out: Path, result: RunAnalysis, lattice, spins, all_sizes, th
                                          label="b_i", max_side=snapshot_side))
     curves = {compare_labels[0]: (r, c)}
     if compare is not None:
-        other = read_dataset(compare, frames=slice(_num_frames(compare) - 1, None))
+        other = read_dataset(compare, frames=slice(count_frames(compare) - 1, None))
         if (other.lattice_kind, tuple(other.lattice_shape)) != (lattice.kind, tuple(lattice.shape)):
             raise ValueError(f"compare run {compare} is on {other.lattice_kind} {other.lattice_shape}, "
                              f"this run on {lattice.kind} {lattice.shape}; compare runs on the same lattice")
