@@ -194,7 +194,9 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
     writer = DatasetWriter(run_path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=n,
                            method=cfg["method"]["name"], model=cfg["model"], method_settings=settings,
                            seed=d["seed"], provenance={"config": cfg, "command": "spinforce simulate"},
-                           overwrite=overwrite, resume=resume)
+                           overwrite=overwrite, resume=resume,
+                           # HDF5 allocates whole chunks: keep them near 4 MiB, one frame for big lattices
+                           chunk_frames=max(1, min(16, (4 << 20) // (24 * n))))
     ovf_dir = _ovf_dir(run_path)
 
     def to_device(s):
