@@ -132,3 +132,15 @@ def test_simulate_with_exact_diagonalisation_fields(tmp_path):
     assert data.energy[-1] == pytest.approx(ref.energy, abs=1e-10)
     # the random start is that of `spinforce generate` with the same seed
     np.testing.assert_array_equal(data.spins[0], lat.random_spins(2))
+
+
+def test_simulate_with_kpm_fields(tmp_path):
+    cfg = _config(tmp_path, lattice={"kind": "triangular", "shape": [6, 6]},
+                  method={"name": "kpm", "moments": 100, "probing_distance": 2},
+                  model={"J": 2.0, "filling": 0.25, "kT": 0.1},
+                  dynamics={"dt": 0.05, "alpha": 0.3, "kT": 0.002, "steps": 4, "save_every": 2, "seed": 2})
+    data = read_dataset(simulate(cfg, progress=False).path)
+    assert data.method == "kpm" and data.num_frames == 3
+    lat = sf.Lattice("triangular", (6, 6))
+    kpm = sf.KPM(sf.SDModel(lat, J=2.0, filling=0.25, kT=0.1), moments=100, probing_distance=2)
+    np.testing.assert_allclose(data.fields[-1], kpm.compute(data.spins[-1]).fields, atol=1e-10)
