@@ -7,5 +7,6 @@ namespace py = pybind11;
 
 void bind_lattice(py::module_& m);
 void bind_electrons(py::module_& m);
+void bind_ml(py::module_& m);
 
 }  // namespace spinforce

@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
 #endif
   spinforce::bind_lattice(m);
   spinforce::bind_electrons(m);
+  spinforce::bind_ml(m);
 }

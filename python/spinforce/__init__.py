@@ -8,5 +8,6 @@ from .lattice import Lattice  # noqa: E402
 from .electrons import SDModel, ExactDiagonalization  # noqa: E402
 from .providers import FieldResult  # noqa: E402
 from ._version import __version__  # noqa: E402
+from .ml.provider import MLForceField  # noqa: E402
 
-__all__ = ["Lattice", "SDModel", "ExactDiagonalization", "FieldResult", "__version__"]
+__all__ = ["Lattice", "SDModel", "ExactDiagonalization", "FieldResult", "MLForceField", "__version__"]
