@@ -44,7 +44,7 @@ def heis_data(tmp_path_factory):
 
 
 def config(data_path, out_dir, **training):
-    t = {"seed": 1, "epochs": 40, "batch_size": 4, "learning_rate": 3e-3, "energy_weight": 0.1,
+    t = {"seed": 1, "epochs": 40, "batch_size": 4, "learning_rate": 3e-3, "threads": 1, "energy_weight": 0.1,
          "energy_weight_start": 5, "energy_weight_ramp": 5, "early_stop_patience": 0, "lr_patience": 5}
     t.update(training)
     return {"data": {"paths": [str(data_path)], "validation_fraction": 0.25},
@@ -73,7 +73,8 @@ activation = "silu"
 seed = 1
 epochs = 40
 batch_size = 4
-learning_rate = 3e-3
+learning_rate = 3e-2
+threads = 1
 energy_weight_start = 5
 energy_weight_ramp = 5
 [output]

@@ -143,9 +143,14 @@ def read_model_record(path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"model file {path} does not exist")
     try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch.save file, or a TorchScript archive
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*TorchScript archive")
+            record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch.save file
         raise ValueError(f"{path} is not a spinforce model file (written by `spinforce train`): {exc}") from None
+    if isinstance(record, torch.jit.ScriptModule):
+        raise ValueError(f"{path} is an exported TorchScript file, not a spinforce model file; give the model.pt "
+                         "written by `spinforce train`")
     if not isinstance(record, dict) or record.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path} is not a spinforce model file (format {MODEL_FORMAT!r})")
     if int(record.get("format_version", -1)) != MODEL_FORMAT_VERSION:

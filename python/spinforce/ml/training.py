@@ -284,6 +284,16 @@ def train(config, *, resume: bool = False, overwrite: bool = False, progress: bo
     checkpoint, continuing the same loss curve) or replaced with ``overwrite=True``.
     """
     cfg = load_config(config, base_dir)
+    threads = torch.get_num_threads()
+    try:
+        if cfg["training"]["threads"]:
+            torch.set_num_threads(int(cfg["training"]["threads"]))
+        return _train(cfg, resume, overwrite, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> TrainingResult:
     t = cfg["training"]
     run_dir = Path(cfg["output"]["dir"])
     ckpt_path, model_path, log_path = run_dir / "checkpoint.pt", run_dir / "model.pt", run_dir / "log.csv"
@@ -303,8 +313,6 @@ def train(config, *, resume: bool = False, overwrite: bool = False, progress: bo
     elif resume:
         raise FileNotFoundError(f"nothing to resume: {ckpt_path} does not exist")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if t["threads"]:
-        torch.set_num_threads(int(t["threads"]))
 
     seed = int(t["seed"])
     torch.manual_seed(seed)
