@@ -216,3 +216,41 @@ def test_config_validation_and_published_architecture(tmp_path):
                 build_model(lat, "bond_shells", {}, [4], value, "float64")
             else:
                 load_config(bad)
+
+
+@pytest.mark.gpu
+def test_provider_on_gpu_matches_cpu(trained, tmp_path):
+    lat = spinforce.Lattice("square", 8)
+    ts = export_torchscript(load_model(trained / "model.pt", lat), tmp_path / "m.ts")
+    s = torch.from_numpy(lat.random_spins(4))
+    cpu = spinforce.MLForceField(ts, lat).compute(s)
+    gpu = spinforce.MLForceField(ts, lat, device="cuda").compute(s.cuda())
+    assert gpu.fields.device.type == "cuda"
+    torch.testing.assert_close(gpu.fields.cpu(), cpu.fields, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind,L", [("square", 8), ("triangular", 8), ("cubic", 6)])
+def test_bond_shell_descriptor_invariances(kind, L):
+    """Global spin rotations, time reversal and lattice point-group operations leave the
+    features unchanged (point group: features follow the sites they belong to)."""
+    from spinforce.ml.descriptors import BondShellDescriptor
+    lat = spinforce.Lattice(kind, L)
+    d = BondShellDescriptor(lat, cutoff=2.0, powers=[1, 2], pair_orbits=True)
+    nb = lat.neighbor_table(d.neighbor_offsets)
+    s = lat.random_spins(0)
+    f = d.features(torch.from_numpy(s), nb).numpy()
+    q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
+    np.testing.assert_allclose(d.features(torch.from_numpy(s @ q.T), nb).numpy(), f, atol=1e-12)
+    np.testing.assert_allclose(d.features(torch.from_numpy(-s), nb).numpy(), f, atol=1e-12)
+    coords = lat.coordinates
+    index = {tuple(c): i for i, c in enumerate(coords)}
+    shape = np.array(lat.shape)
+    for g in lat.point_group_matrices.numpy():
+        image = np.array([index[tuple((g @ c) % shape)] for c in coords])  # site r -> site g r
+        s_g = np.empty_like(s)
+        s_g[image] = s
+        f_g = d.features(torch.from_numpy(s_g), nb).numpy()
+        np.testing.assert_allclose(f_g[image], f, atol=1e-12)
+    # Heisenberg: J1/2 times the nearest-neighbour bond sum is the exact site energy.
+    e, _ = heisenberg(lat, s)
+    assert 0.5 * J1 * f[:, 0].sum() == pytest.approx(e, rel=1e-12)

@@ -22,20 +22,23 @@ __all__ = ["BondShellDescriptor", "DESCRIPTOR_KINDS", "default_descriptor_kind",
 
 
 class BondShellDescriptor(nn.Module):
-    """Shell-resolved bond sums around a site.
+    """Bond sums around a site, grouped by symmetry.
 
     Feature (k, p) of site i is sum_{j in shell k} (S_i . S_j)^p for neighbour shells
-    k = 1..K within `cutoff` and powers p in `powers`. These are invariant under global spin
-    rotations, the lattice point group and time reversal; with p = 1 they are exact for
-    Heisenberg models (the site energy of E = J1 sum_<ij> S_i.S_j is J1/2 times feature (1, 1)),
-    p = 2 adds biquadratic terms. It sees no multi-spin terms beyond bonds from site i, so it is
-    a baseline, not a complete description of an itinerant magnet.
+    k = 1..K within `cutoff` and powers p in `powers`. With ``pair_orbits=True`` it also has, for
+    every orbit o of pairs {j, l} of neighbours of i under the point group, sum_{{j,l} in o} S_j . S_l
+    (the bonds among the neighbours). All features are invariant under global spin rotations, the
+    lattice point group and time reversal. With p = 1 they are exact for Heisenberg models (the
+    site energy of E = J1 sum_<ij> S_i.S_j is J1/2 times feature (1, 1)); p = 2 adds biquadratic
+    terms. Every rotation- and time-reversal-invariant function of the spins is a function of
+    the bonds S_j . S_l, but these sums lose which bond is which inside a shell or orbit, so this
+    is a baseline, not a complete description of an itinerant magnet.
     """
 
     version: int = 1
     kind = "bond_shells"
 
-    def __init__(self, lattice, cutoff: float = 1.0, powers=(1,)):
+    def __init__(self, lattice, cutoff: float = 1.0, powers=(1,), pair_orbits: bool = False):
         super().__init__()
         cutoff = float(cutoff)
         if not cutoff > 0:
@@ -54,18 +57,23 @@ class BondShellDescriptor(nn.Module):
             raise ValueError(f"descriptor cutoff {cutoff} is shorter than the nearest-neighbour distance "
                              f"{lattice.shell_distance(1)} of the {lattice.kind} lattice")
         num_shells = k - 1
+        offsets = torch.cat(offsets).to(torch.long)
         self.cutoff = cutoff
         self.powers: list[int] = powers
+        self.pair_orbits: bool = bool(pair_orbits)
         self.lattice_kind: str = lattice.kind
-        self.num_features: int = num_shells * len(powers)
-        self.register_buffer("neighbor_offsets", torch.cat(offsets).to(torch.long))
+        self.register_buffer("neighbor_offsets", offsets)
+        # (m*m, O) 0/1 matrix summing the neighbour-neighbour bonds of each pair orbit.
+        self.register_buffer("orbit_sum", _pair_orbit_matrix(lattice, offsets) if pair_orbits
+                             else torch.zeros(0, 0, dtype=torch.float64))
+        self.num_features: int = num_shells * len(powers) + int(self.orbit_sum.shape[1])
         # (m, K) 0/1 matrix summing the bonds of each shell.
         assign = torch.zeros(len(shell_of), num_shells, dtype=torch.float64)
         assign[torch.arange(len(shell_of)), torch.tensor(shell_of)] = 1.0
         self.register_buffer("shell_sum", assign)
 
     def settings(self) -> dict:
-        return {"cutoff": self.cutoff, "powers": list(self.powers)}
+        return {"cutoff": self.cutoff, "powers": list(self.powers), "pair_orbits": self.pair_orbits}
 
     @classmethod
     def from_settings(cls, lattice, settings: dict) -> "BondShellDescriptor":
@@ -81,10 +89,33 @@ class BondShellDescriptor(nn.Module):
             for _ in range(p - 1):
                 term = term * bonds
             per_power.append(term @ shell_sum)                               # (N, K)
-        return torch.stack(per_power, dim=-1).reshape(spins.shape[0], self.num_features)
+        n = spins.shape[0]
+        out = torch.stack(per_power, dim=-1).reshape(n, -1)
+        if self.pair_orbits:
+            around = spins[neighbors]                                         # (N, m, 3)
+            gram = torch.bmm(around, around.transpose(1, 2))                  # (N, m, m)
+            out = torch.cat([out, gram.reshape(n, -1) @ self.orbit_sum.to(bonds.dtype)], dim=1)
+        return out
 
     def forward(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         return self.features(spins, neighbors)
+
+
+def _pair_orbit_matrix(lattice, offsets: torch.Tensor) -> torch.Tensor:
+    """(m*m, O): entry [a*m + b, o] = 1 when a < b and the pair {a, b} lies in orbit o of the
+    point group acting on pairs of neighbourhood sites."""
+    perms = lattice.permutations(offsets.numpy())  # (|G|, m)
+    m = offsets.shape[0]
+    orbit_of: dict = {}
+    rows, cols = [], []
+    for a in range(m):
+        for b in range(a + 1, m):
+            key = min(tuple(sorted((int(g[a]), int(g[b])))) for g in perms)
+            rows.append(a * m + b)
+            cols.append(orbit_of.setdefault(key, len(orbit_of)))
+    matrix = torch.zeros(m * m, len(orbit_of), dtype=torch.float64)
+    matrix[torch.tensor(rows), torch.tensor(cols)] = 1.0
+    return matrix
 
 
 def _group_descriptor_class():
@@ -106,7 +137,7 @@ def make_descriptor(kind: str, lattice, settings: dict) -> nn.Module:
         try:
             return BondShellDescriptor.from_settings(lattice, settings)
         except TypeError as exc:
-            raise ValueError(f"bad bond_shells descriptor settings {settings!r}: allowed keys are cutoff, powers") from exc
+            raise ValueError(f"bad bond_shells descriptor settings {settings!r}: allowed keys are cutoff, powers, pair_orbits") from exc
     if kind == "group":
         cls = _group_descriptor_class()
         if cls is None:
