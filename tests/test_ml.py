@@ -194,7 +194,10 @@ def test_wrong_lattice_kind_or_descriptor_version_is_a_value_error(trained, tmp_
 
 def test_config_validation_and_published_architecture(tmp_path):
     from importlib.resources import files
-    cfg = load_config(files("spinforce.ml") / "configs" / "published_architecture.toml")
+    configs = files("spinforce.ml") / "configs"
+    sd = load_config(configs / "sd_square.toml")
+    assert sd["descriptor"] == {"kind": "bond_shells", "cutoff": 3.0, "powers": [1, 2], "pair_orbits": True}
+    cfg = load_config(configs / "published_architecture.toml")
     lat = spinforce.Lattice("square", 8)
     model = build_model(lat, "bond_shells", {"cutoff": 2.0}, cfg["model"]["hidden"], cfg["model"]["activation"],
                         cfg["model"]["dtype"])

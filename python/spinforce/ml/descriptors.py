@@ -80,7 +80,8 @@ class BondShellDescriptor(nn.Module):
         return cls(lattice, **settings)
 
     def features(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
-        bonds = (spins.unsqueeze(1) * spins[neighbors]).sum(-1)            # (N, m)
+        around = spins[neighbors]                                             # (N, m, 3)
+        bonds = (spins.unsqueeze(1) * around).sum(-1)                         # (N, m)
         shell_sum = self.shell_sum.to(bonds.dtype)
         # Powers by repeated products: smooth to every order, also at zero bonds.
         per_power = []
@@ -92,7 +93,6 @@ class BondShellDescriptor(nn.Module):
         n = spins.shape[0]
         out = torch.stack(per_power, dim=-1).reshape(n, -1)
         if self.pair_orbits:
-            around = spins[neighbors]                                         # (N, m, 3)
             gram = torch.bmm(around, around.transpose(1, 2))                  # (N, m, m)
             out = torch.cat([out, gram.reshape(n, -1) @ self.orbit_sum.to(bonds.dtype)], dim=1)
         return out
