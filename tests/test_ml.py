@@ -10,7 +10,8 @@ import torch
 import spinforce
 import spinforce.cli
 from spinforce.data import DatasetWriter
-from spinforce.ml.model import build_model, export_torchscript, load_model, read_model_record, save_model
+from spinforce.ml.model import (build_model, export_torchscript, load_model, quiet_torchscript, read_model_record,
+                                save_model)
 from spinforce.ml.training import load_config, train
 
 J1 = 1.0
@@ -186,6 +187,12 @@ def test_wrong_lattice_kind_or_descriptor_version_is_a_value_error(trained, tmp_
     save_model(tmp_path / "old.pt", rec)
     with pytest.raises(ValueError, match="version 99"):
         load_model(tmp_path / "old.pt")
+    with quiet_torchscript():
+        scripted = torch.jit.load(str(ts))
+        scripted.descriptor_version = 99
+        scripted.save(str(tmp_path / "v99.ts"))
+    with pytest.raises(ValueError, match="descriptor version 99"):
+        spinforce.MLForceField(tmp_path / "v99.ts", spinforce.Lattice("square", 6))
     with pytest.raises(ValueError, match="export"):
         spinforce.MLForceField(trained / "model.pt", spinforce.Lattice("square", 6))  # not TorchScript
     with pytest.raises(ValueError, match="not a spinforce model file"):

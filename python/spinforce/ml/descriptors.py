@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BondShellDescriptor", "DESCRIPTOR_KINDS", "default_descriptor_kind", "make_descriptor"]
+__all__ = ["BondShellDescriptor", "DESCRIPTOR_KINDS", "default_descriptor_kind", "descriptor_version",
+           "make_descriptor"]
 
 
 class BondShellDescriptor(nn.Module):
@@ -129,6 +130,14 @@ DESCRIPTOR_KINDS = ("group", "bond_shells")
 def default_descriptor_kind() -> str:
     """"group" where the group-theoretical descriptor is built in, else "bond_shells"."""
     return "group" if _group_descriptor_class() is not None else "bond_shells"
+
+
+def descriptor_version(kind: str) -> int | None:
+    """Version of the descriptor `kind` in this installation (None where it is not built in)."""
+    if kind == "bond_shells":
+        return BondShellDescriptor.version
+    cls = _group_descriptor_class() if kind == "group" else None
+    return None if cls is None else int(cls.version)
 
 
 def make_descriptor(kind: str, lattice, settings: dict) -> nn.Module:
