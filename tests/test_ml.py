@@ -216,6 +216,7 @@ def test_config_validation_and_published_architecture(tmp_path):
                                        ("training", "batch_size", 0, "batch_size"),
                                        ("training", "lr_schedule", "cosine", "lr_schedule"),
                                        ("data", "validation_fraction", 1.0, "validation_fraction"),
+                                       ("training", "device", "tpu", "device"),
                                        ("descriptor", "kind", "acsf", "descriptor kind")]:
         bad = {k: dict(v) for k, v in base.items()}
         bad[section][key] = value
@@ -264,3 +265,11 @@ def test_bond_shell_descriptor_invariances(kind, L):
     # Heisenberg: J1/2 times the nearest-neighbour bond sum is the exact site energy.
     e, _ = heisenberg(lat, s)
     assert 0.5 * J1 * f[:, 0].sum() == pytest.approx(e, rel=1e-12)
+
+
+@pytest.mark.gpu
+def test_training_on_gpu_matches_cpu(heis_data, tmp_path):
+    path, _ = heis_data
+    runs = [train(config(path, tmp_path / dev, epochs=2, device=dev), progress=False) for dev in ("cpu", "cuda")]
+    for a, b in zip(*(r.history for r in runs)):
+        assert b["val_torque_rmse"] == pytest.approx(a["val_torque_rmse"], rel=1e-6)

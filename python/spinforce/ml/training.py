@@ -31,6 +31,7 @@ Config (TOML; relative paths are relative to the config file):
     early_stop_patience = 40        # epochs without a better validation torque RMSE
     early_stop_min_delta = 1e-4     # relative improvement that counts as better
     threads = 0                     # torch CPU threads (0: torch's default)
+    device = "cpu"                  # or "cuda"
 
     [output]
     dir = "runs/model"              # log.csv, checkpoint.pt, model.pt (best), plots/
@@ -72,7 +73,7 @@ _DEFAULTS = {
     "training": {"seed": 0, "epochs": 200, "batch_size": 8, "learning_rate": 1e-3, "lr_schedule": "plateau",
                  "lr_factor": 0.5, "lr_patience": 10, "lr_gamma": 0.99, "min_lr": 1e-6, "energy_weight": 0.1,
                  "energy_weight_start": 20, "energy_weight_ramp": 20, "early_stop_patience": 40,
-                 "early_stop_min_delta": 1e-4, "threads": 0},
+                 "early_stop_min_delta": 1e-4, "threads": 0, "device": "cpu"},
     "output": {"dir": None, "plots": True},
 }
 # Sections that define the model and its data: a resumed run must not change them.
@@ -131,6 +132,14 @@ def load_config(path_or_dict, base_dir=None) -> dict:
         raise ValueError(f"training.lr_schedule must be 'plateau', 'exponential' or 'constant', got {t['lr_schedule']!r}")
     if not 0 < float(t["lr_factor"]) < 1 or not 0 < float(t["lr_gamma"]) <= 1:
         raise ValueError("training.lr_factor must be in (0, 1) and training.lr_gamma in (0, 1]")
+    try:
+        dev = torch.device(t["device"])
+    except (RuntimeError, TypeError):
+        raise ValueError(f"training.device must be 'cpu', 'cuda' or 'cuda:<index>', got {t['device']!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"training.device is {t['device']!r} but torch sees no CUDA device")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"training.device must be 'cpu', 'cuda' or 'cuda:<index>', got {t['device']!r}")
     if float(t["energy_weight"]) < 0:
         raise ValueError(f"training.energy_weight must be >= 0, got {t['energy_weight']}")
     if cfg["model"]["dtype"] not in DTYPES:
@@ -164,7 +173,7 @@ class _Part:
 def _batched_neighbors(neighbors: torch.Tensor, batch: int) -> torch.Tensor:
     """Neighbour table of `batch` independent copies of the lattice, stacked site-wise."""
     n = neighbors.shape[0]
-    shift = (torch.arange(batch, dtype=neighbors.dtype) * n).view(batch, 1, 1)
+    shift = (torch.arange(batch, dtype=neighbors.dtype, device=neighbors.device) * n).view(batch, 1, 1)
     return (neighbors.unsqueeze(0) + shift).reshape(batch * n, -1)
 
 
@@ -206,7 +215,7 @@ def evaluate(model, parts: list[_Part], split: str, batch_size: int) -> dict:
             "energy_mae_per_site": abs_e / frames}
 
 
-def _load_parts(cfg: dict, dtype: torch.dtype, seed: int):
+def _load_parts(cfg: dict, dtype: torch.dtype, seed: int, device: torch.device):
     parts, kinds, records, lattices = [], set(), [], []
     for path in cfg["data"]["paths"]:
         ds = read_dataset(path)
@@ -218,8 +227,9 @@ def _load_parts(cfg: dict, dtype: torch.dtype, seed: int):
         rng = np.random.default_rng([seed, len(parts)])
         order = rng.permutation(M)
         n_val = int(round(cfg["data"]["validation_fraction"] * M)) if M > 1 else 0
-        parts.append(_Part(torch.as_tensor(ds.spins, dtype=dtype), torch.as_tensor(ds.fields, dtype=dtype),
-                           torch.as_tensor(ds.energy, dtype=dtype), None,
+        parts.append(_Part(torch.as_tensor(ds.spins, dtype=dtype, device=device),
+                           torch.as_tensor(ds.fields, dtype=dtype, device=device),
+                           torch.as_tensor(ds.energy, dtype=dtype, device=device), None,
                            np.sort(order[n_val:]), np.sort(order[:n_val])))
         records.append({"path": str(path), "method": ds.method, "model": ds.model,
                         "method_settings": ds.method_settings, "lattice_shape": list(ds.lattice_shape),
@@ -317,13 +327,14 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
     seed = int(t["seed"])
     torch.manual_seed(seed)
     dtype = DTYPES[cfg["model"]["dtype"]]
-    parts, lattices, data_records = _load_parts(cfg, dtype, seed)
+    device = torch.device(t["device"])
+    parts, lattices, data_records = _load_parts(cfg, dtype, seed, device)
     desc = dict(cfg["descriptor"])
     kind = desc.pop("kind")
     m = cfg["model"]
-    model = build_model(lattices[0], kind, desc, m["hidden"], m["activation"], m["dtype"])
+    model = build_model(lattices[0], kind, desc, m["hidden"], m["activation"], m["dtype"]).to(device)
     for part, lat in zip(parts, lattices):
-        part.neighbors = lat.neighbor_table(model.neighbor_offsets)
+        part.neighbors = lat.neighbor_table(model.neighbor_offsets.cpu()).to(device)
     data_scale = _normalise(model, parts)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(t["learning_rate"]))
     scheduler = _make_scheduler(optimizer, t)
@@ -409,7 +420,7 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
     best_rec = torch.load(model_path, map_location="cpu", weights_only=True)
     (run_dir / "metrics.json").write_text(json.dumps(best_rec["metrics"], indent=2))
     if cfg["output"]["plots"]:
-        best_model = load_model(model_path, lattices[0])
+        best_model = load_model(model_path, lattices[0]).to(device)
         write_plots(best_model, parts, "val" if has_val else "train", bs, run_dir / "plots")
     return TrainingResult(run_dir, model_path, best_rec["metrics"]["epoch"],
                           {"train": best_rec["metrics"]["train"], "val": best_rec["metrics"]["val"]},
@@ -438,7 +449,7 @@ def write_plots(model, parts: list[_Part], split: str, batch_size: int, out_dir:
             t_pred.append(torch.linalg.cross(s, hp.detach(), dim=-1).reshape(-1, 3))
             e_true.append(part.energy[sel] / n)
             e_pred.append(ep.detach() / n)
-    arr = {k: torch.cat(v).double().numpy() for k, v in
+    arr = {k: torch.cat(v).double().cpu().numpy() for k, v in
            dict(torque_true=t_true, torque_pred=t_pred, field_true=h_true, field_pred=h_pred,
                 energy_per_site_true=e_true, energy_per_site_pred=e_pred).items()}
     np.savez(out_dir / f"parity_{split}.npz", **arr)
