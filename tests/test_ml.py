@@ -180,6 +180,11 @@ def test_wrong_lattice_kind_or_descriptor_version_is_a_value_error(trained, tmp_
     ts = export_torchscript(load_model(trained / "model.pt"), tmp_path / "m.ts")
     with pytest.raises(ValueError, match="'square' lattice"):
         spinforce.MLForceField(ts, tri)
+    with pytest.raises(ValueError, match="device"):
+        spinforce.MLForceField(ts, spinforce.Lattice("square", 6), device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            spinforce.MLForceField(ts, spinforce.Lattice("square", 6), device="cuda")
     with pytest.raises(ValueError, match="too small"):
         spinforce.MLForceField(ts, spinforce.Lattice("square", 2))
     rec = read_model_record(trained / "model.pt")
