@@ -1,24 +1,52 @@
-"""The `spinforce` command."""
+"""The ``spinforce`` command: ``spinforce <command> [options]``.
+
+Each command is a module with ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``; adding a command is one line in COMMANDS.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+COMMANDS = {
+    "train": "spinforce.ml.train_command",
+    "export": "spinforce.ml.export_command",
+}
+
+# Errors a user can fix from the command line: printed as one line, exit status 2.
+_USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, IsADirectoryError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+    parser = argparse.ArgumentParser(prog="spinforce", description=(
+        "Machine-learning force fields for LLG dynamics of itinerant magnets."))
+    parser.add_argument("--version", action="version", version=f"spinforce {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
 
 
 def main(argv=None) -> int:
-    from .ml.cli_commands import COMMANDS as ML_COMMANDS
-    parser = argparse.ArgumentParser(prog="spinforce", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (help_text, add_arguments, run) in ML_COMMANDS.items():
-        p = sub.add_parser(name, help=help_text)
-        add_arguments(p)
-        p.set_defaults(run=run)
+    parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"spinforce {args.command}: error: {exc}", file=sys.stderr)
+    if args.command is None:
+        parser.print_help()
         return 2
+    try:
+        return int(args._run(args) or 0)
+    except _USER_ERRORS as err:
+        print(f"spinforce {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nspinforce {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
