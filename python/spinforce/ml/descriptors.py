@@ -15,6 +15,8 @@ Kinds (``descriptor = {kind = ...}`` in a training config):
 """
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
 
@@ -137,7 +139,13 @@ def descriptor_version(kind: str) -> int | None:
     if kind == "bond_shells":
         return BondShellDescriptor.version
     cls = _group_descriptor_class() if kind == "group" else None
-    return None if cls is None else int(cls.version)
+    if cls is None:
+        return None
+    # The version is set per instance; its module holds it as _VERSION.
+    version = getattr(cls, "version", None)
+    if not isinstance(version, int):
+        version = getattr(sys.modules[cls.__module__], "_VERSION", None)
+    return None if version is None else int(version)
 
 
 def make_descriptor(kind: str, lattice, settings: dict) -> nn.Module:
