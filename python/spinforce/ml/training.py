@@ -38,7 +38,9 @@ Config (TOML; relative paths are relative to the config file):
     plots = true
 
 Both loss terms are divided by the square of the RMS torque of the training data, so the loss is
-dimensionless. Best model, plateau schedule and early stop all follow the validation torque RMSE.
+dimensionless. Best model, plateau schedule and early stop all follow the validation torque RMSE;
+once lambda reaches `energy_weight`, the best model and the early-stop count start afresh, so that
+the kept model has had its energies trained.
 """
 from __future__ import annotations
 
@@ -354,6 +356,7 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
     has_val = any(len(p.val) for p in parts)
     stopped_early = checkpoint is not None and checkpoint.get("stopped_early", False)
     epochs = int(t["epochs"])
+    first_full_weight = int(t["energy_weight_start"]) + max(int(t["energy_weight_ramp"]) - 1, 0)
     bar = None
     if progress and start_epoch < epochs and not stopped_early:
         from tqdm.auto import tqdm
@@ -389,6 +392,10 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
                **{f"val_{k}": v for k, v in va.items()}}
         history.append(row)
         monitor = va["torque_rmse"]
+        if float(t["energy_weight"]) > 0 and epoch == first_full_weight:
+            # Models from before the energy term reached full weight are not kept as best, and
+            # early stopping counts afresh: their energies were not trained yet.
+            best, stale = math.inf, 0
         if scheduler is not None:
             scheduler.step(monitor) if t["lr_schedule"] == "plateau" else scheduler.step()
         if monitor < best * (1.0 - float(t["early_stop_min_delta"])):
