@@ -39,8 +39,8 @@ Config (TOML; relative paths are relative to the config file):
 
 Both loss terms are divided by the square of the RMS torque of the training data, so the loss is
 dimensionless. Best model, plateau schedule and early stop all follow the validation torque RMSE;
-once lambda reaches `energy_weight`, the best model and the early-stop count start afresh, so that
-the kept model has had its energies trained.
+no early stop before lambda reaches `energy_weight`, and then the best model and the early-stop
+count start afresh, so that the kept model has had its energies trained.
 """
 from __future__ import annotations
 
@@ -405,7 +405,8 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
             save_model(model_path, rec)
         else:
             stale += 1
-        stopped_early = int(t["early_stop_patience"]) > 0 and stale >= int(t["early_stop_patience"])
+        stopped_early = (int(t["early_stop_patience"]) > 0 and stale >= int(t["early_stop_patience"])
+                         and (float(t["energy_weight"]) == 0 or epoch >= first_full_weight))
         _write_csv(log_path, history)
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
