@@ -11,6 +11,8 @@ import sys
 
 COMMANDS = {
     "generate": "spinforce.generate",
+    "train": "spinforce.ml.train_command",
+    "export": "spinforce.ml.export_command",
 }
 
 # Errors a user can fix from the command line: printed as one line, exit status 2.
