@@ -9,5 +9,6 @@ void bind_lattice(py::module_& m);
 void bind_electrons(py::module_& m);
 void bind_kpm(py::module_& m);
 void bind_dynamics(py::module_& m);
+void bind_ml(py::module_& m);
 
 }  // namespace spinforce

@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
   spinforce::bind_electrons(m);
   spinforce::bind_kpm(m);
   spinforce::bind_dynamics(m);
+  spinforce::bind_ml(m);
 }

@@ -11,6 +11,7 @@ from .providers import FieldResult  # noqa: E402
 from .dynamics import Heisenberg, LLG, spin_temperature  # noqa: E402
 from .descriptors import Descriptor  # noqa: E402
 from ._version import __version__  # noqa: E402
+from .ml.provider import MLForceField  # noqa: E402
 
 __all__ = ["Lattice", "SDModel", "ExactDiagonalization", "KPM", "FieldResult", "Heisenberg", "LLG",
-           "spin_temperature", "Descriptor", "__version__"]
+           "spin_temperature", "Descriptor", "MLForceField", "__version__"]

@@ -13,6 +13,8 @@ COMMANDS = {
     "generate": "spinforce.generate",
     "simulate": "spinforce.simulate",
     "analyze": "spinforce.analysis.cli",
+    "train": "spinforce.ml.train_command",
+    "export": "spinforce.ml.export_command",
 }
 
 # Errors a user can fix from the command line: printed as one line, exit status 2.

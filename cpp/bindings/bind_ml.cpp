@@ -1,0 +1,21 @@
+#include <pybind11/stl.h>
+
+#include "bindings/bindings.hpp"
+#include "ml/ml_force_field.hpp"
+
+namespace spinforce {
+
+void bind_ml(py::module_& m) {
+  py::class_<MLForceField, FieldProvider, std::shared_ptr<MLForceField>>(m, "MLForceField")
+      .def(py::init([](const std::string& path, std::shared_ptr<Lattice> lattice, const std::string& device) {
+             return std::make_shared<MLForceField>(path, std::move(lattice), device);
+           }),
+           py::arg("path"), py::arg("lattice"), py::kw_only(), py::arg("device") = "cpu")
+      .def_property_readonly("lattice_kind", &MLForceField::lattice_kind)
+      .def_property_readonly("descriptor_kind", &MLForceField::descriptor_kind)
+      .def_property_readonly("descriptor_version", &MLForceField::descriptor_version)
+      .def_property_readonly("device", &MLForceField::device)
+      .def_property_readonly("neighbors", &MLForceField::neighbors);
+}
+
+}  // namespace spinforce

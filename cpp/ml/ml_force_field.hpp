@@ -1,0 +1,46 @@
+#pragma once
+// The ML field provider: runs a TorchScript force field written by `spinforce export`
+// (forward(spins (N,3), neighbors (N,m)) -> (energy, fields)) from C++, so the LLG loop needs
+// no Python. torch/script.h stays inside ml_force_field.cpp; this header only needs ATen.
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+
+#include "lattice/lattice.hpp"
+#include "providers/field_provider.hpp"
+
+namespace spinforce {
+
+class MLForceField : public FieldProvider {
+ public:
+  // path: TorchScript file; lattice: must be of the kind the model was trained on (any size);
+  // device: "cpu", "cuda", "cuda:1", ... where the network runs. Raises ValueError on a file
+  // that is not a spinforce TorchScript force field, a lattice of the wrong kind, or a lattice
+  // too small for the model's neighbourhood.
+  MLForceField(const std::string& path, std::shared_ptr<const Lattice> lattice, const std::string& device);
+  ~MLForceField() override;
+
+  int64_t num_sites() const override { return lattice_->num_sites(); }
+  std::string name() const override { return "ml"; }
+  // Energy and fields (float64, on the device of `spins`).
+  FieldResult compute(const at::Tensor& spins) override;
+
+  const std::string& lattice_kind() const { return lattice_kind_; }
+  const std::string& descriptor_kind() const { return descriptor_kind_; }
+  int64_t descriptor_version() const { return descriptor_version_; }
+  at::ScalarType dtype() const { return dtype_; }
+  const at::Tensor& neighbors() const { return neighbors_; }
+  std::string device() const;
+
+ private:
+  struct Impl;  // holds the torch::jit::Module
+  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<const Lattice> lattice_;
+  std::string lattice_kind_, descriptor_kind_;
+  int64_t descriptor_version_ = 0;
+  at::ScalarType dtype_ = at::kDouble;
+  at::Tensor neighbors_;  // (N, m) int64 on the model device
+};
+
+}  // namespace spinforce

@@ -1,0 +1,164 @@
+"""Descriptors the force field can be built on, and the interface they share.
+
+A descriptor is an ``nn.Module`` with
+  neighbor_offsets  (m, dim) int64 buffer: the neighbourhood, as lattice offsets
+  num_features      int
+  lattice_kind      str, the lattice kind it was built for
+  version           int, bumped whenever the features of the same settings change
+  features(spins (N,3), neighbors (N,m)) -> (N, F), TorchScript-compatible, differentiable in spins
+  settings() -> dict, and a classmethod from_settings(lattice, settings)
+where ``neighbors = lattice.neighbor_table(neighbor_offsets)``.
+
+Kinds (``descriptor = {kind = ...}`` in a training config):
+  "group"       the group-theoretical descriptor ``spinforce.Descriptor`` (default where available)
+  "bond_shells" ``BondShellDescriptor`` below, a simple invariant baseline
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch import nn
+
+__all__ = ["BondShellDescriptor", "DESCRIPTOR_KINDS", "default_descriptor_kind", "descriptor_version",
+           "make_descriptor"]
+
+
+class BondShellDescriptor(nn.Module):
+    """Bond sums around a site, grouped by symmetry.
+
+    Feature (k, p) of site i is sum_{j in shell k} (S_i . S_j)^p for neighbour shells
+    k = 1..K within `cutoff` and powers p in `powers`. With ``pair_orbits=True`` it also has, for
+    every orbit o of pairs {j, l} of neighbours of i under the point group, sum_{{j,l} in o} S_j . S_l
+    (the bonds among the neighbours). All features are invariant under global spin rotations, the
+    lattice point group and time reversal. With p = 1 they are exact for Heisenberg models (the
+    site energy of E = J1 sum_<ij> S_i.S_j is J1/2 times feature (1, 1)); p = 2 adds biquadratic
+    terms. Every rotation- and time-reversal-invariant function of the spins is a function of
+    the bonds S_j . S_l, but these sums lose which bond is which inside a shell or orbit, so this
+    is a baseline, not a complete description of an itinerant magnet.
+    """
+
+    version: int = 1
+    kind = "bond_shells"
+
+    def __init__(self, lattice, cutoff: float = 1.0, powers=(1,), pair_orbits: bool = False):
+        super().__init__()
+        cutoff = float(cutoff)
+        if not cutoff > 0:
+            raise ValueError(f"descriptor cutoff must be > 0 (a distance in lattice constants), got {cutoff}")
+        powers = [int(p) for p in powers]
+        if not powers or any(p < 1 or p > 4 for p in powers) or len(set(powers)) != len(powers):
+            raise ValueError(f"descriptor powers must be distinct integers in 1..4, got {powers}")
+        offsets, shell_of = [], []
+        k = 1
+        while lattice.shell_distance(k) <= cutoff + 1e-9:
+            shell = lattice.shell_offsets(k)
+            offsets.append(shell)
+            shell_of += [k - 1] * shell.shape[0]
+            k += 1
+        if not offsets:
+            raise ValueError(f"descriptor cutoff {cutoff} is shorter than the nearest-neighbour distance "
+                             f"{lattice.shell_distance(1)} of the {lattice.kind} lattice")
+        num_shells = k - 1
+        offsets = torch.cat(offsets).to(torch.long)
+        self.cutoff = cutoff
+        self.powers: list[int] = powers
+        self.pair_orbits: bool = bool(pair_orbits)
+        self.lattice_kind: str = lattice.kind
+        self.register_buffer("neighbor_offsets", offsets)
+        # (m*m, O) 0/1 matrix summing the neighbour-neighbour bonds of each pair orbit.
+        self.register_buffer("orbit_sum", _pair_orbit_matrix(lattice, offsets) if pair_orbits
+                             else torch.zeros(0, 0, dtype=torch.float64))
+        self.num_features: int = num_shells * len(powers) + int(self.orbit_sum.shape[1])
+        # (m, K) 0/1 matrix summing the bonds of each shell.
+        assign = torch.zeros(len(shell_of), num_shells, dtype=torch.float64)
+        assign[torch.arange(len(shell_of)), torch.tensor(shell_of)] = 1.0
+        self.register_buffer("shell_sum", assign)
+
+    def settings(self) -> dict:
+        return {"cutoff": self.cutoff, "powers": list(self.powers), "pair_orbits": self.pair_orbits}
+
+    @classmethod
+    def from_settings(cls, lattice, settings: dict) -> "BondShellDescriptor":
+        return cls(lattice, **settings)
+
+    def features(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
+        around = spins[neighbors]                                             # (N, m, 3)
+        bonds = (spins.unsqueeze(1) * around).sum(-1)                         # (N, m)
+        shell_sum = self.shell_sum.to(bonds.dtype)
+        # Powers by repeated products: smooth to every order, also at zero bonds.
+        per_power = []
+        for p in self.powers:
+            term = bonds
+            for _ in range(p - 1):
+                term = term * bonds
+            per_power.append(term @ shell_sum)                               # (N, K)
+        n = spins.shape[0]
+        out = torch.stack(per_power, dim=-1).reshape(n, -1)
+        if self.pair_orbits:
+            gram = torch.bmm(around, around.transpose(1, 2))                  # (N, m, m)
+            out = torch.cat([out, gram.reshape(n, -1) @ self.orbit_sum.to(bonds.dtype)], dim=1)
+        return out
+
+    def forward(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
+        return self.features(spins, neighbors)
+
+
+def _pair_orbit_matrix(lattice, offsets: torch.Tensor) -> torch.Tensor:
+    """(m*m, O): entry [a*m + b, o] = 1 when a < b and the pair {a, b} lies in orbit o of the
+    point group acting on pairs of neighbourhood sites."""
+    perms = lattice.permutations(offsets.numpy())  # (|G|, m)
+    m = offsets.shape[0]
+    orbit_of: dict = {}
+    rows, cols = [], []
+    for a in range(m):
+        for b in range(a + 1, m):
+            key = min(tuple(sorted((int(g[a]), int(g[b])))) for g in perms)
+            rows.append(a * m + b)
+            cols.append(orbit_of.setdefault(key, len(orbit_of)))
+    matrix = torch.zeros(m * m, len(orbit_of), dtype=torch.float64)
+    matrix[torch.tensor(rows), torch.tensor(cols)] = 1.0
+    return matrix
+
+
+def _group_descriptor_class():
+    import spinforce
+    return getattr(spinforce, "Descriptor", None)
+
+
+DESCRIPTOR_KINDS = ("group", "bond_shells")
+
+
+def default_descriptor_kind() -> str:
+    """"group" where the group-theoretical descriptor is built in, else "bond_shells"."""
+    return "group" if _group_descriptor_class() is not None else "bond_shells"
+
+
+def descriptor_version(kind: str) -> int | None:
+    """Version of the descriptor `kind` in this installation (None where it is not built in)."""
+    if kind == "bond_shells":
+        return BondShellDescriptor.version
+    cls = _group_descriptor_class() if kind == "group" else None
+    if cls is None:
+        return None
+    # The version is set per instance; its module holds it as _VERSION.
+    version = getattr(cls, "version", None)
+    if not isinstance(version, int):
+        version = getattr(sys.modules[cls.__module__], "_VERSION", None)
+    return None if version is None else int(version)
+
+
+def make_descriptor(kind: str, lattice, settings: dict) -> nn.Module:
+    """Build a descriptor of `kind` on `lattice` from its settings dict."""
+    if kind == "bond_shells":
+        try:
+            return BondShellDescriptor.from_settings(lattice, settings)
+        except TypeError as exc:
+            raise ValueError(f"bad bond_shells descriptor settings {settings!r}: allowed keys are cutoff, powers, pair_orbits") from exc
+    if kind == "group":
+        cls = _group_descriptor_class()
+        if cls is None:
+            raise ValueError("descriptor kind 'group' needs spinforce.Descriptor, which this installation lacks; "
+                             "use kind = 'bond_shells'")
+        return cls.from_settings(lattice, settings) if hasattr(cls, "from_settings") else cls(lattice, **settings)
+    raise ValueError(f"descriptor kind must be one of {list(DESCRIPTOR_KINDS)}, got {kind!r}")

@@ -1,0 +1,488 @@
+"""Training of the Behler-Parrinello force field from snapshot datasets (``spinforce train``).
+
+Config (TOML; relative paths are relative to the config file):
+
+    [data]
+    paths = ["train.h5"]            # one or more spinforce datasets of one lattice kind
+    validation_fraction = 0.2       # snapshots held out (random, by snapshot, seeded)
+
+    [descriptor]                    # or: descriptor = {kind = "bond_shells", cutoff = 2.0}
+    kind = "group"                  # "group" (spinforce.Descriptor) or "bond_shells"; default: group where built in
+    cutoff = 2.0                    # other keys are passed to the descriptor
+
+    [model]
+    hidden = [64, 64, 64]           # widths of the hidden layers
+    activation = "silu"             # "relu", "silu" or "tanh"
+    dtype = "float64"               # or "float32"
+
+    [training]
+    seed = 0
+    epochs = 200
+    batch_size = 8                  # snapshots per mini-batch
+    learning_rate = 1e-3
+    lr_schedule = "plateau"         # "plateau" (factor, patience), "exponential" (gamma) or "constant"
+    lr_factor = 0.5
+    lr_patience = 10
+    lr_gamma = 0.99
+    min_lr = 1e-6
+    energy_weight = 0.1             # lambda: loss = torque MSE + lambda * energy-per-site MSE
+    energy_weight_start = 20        # epochs trained on torques only
+    energy_weight_ramp = 20         # epochs over which lambda rises linearly to energy_weight
+    early_stop_patience = 40        # epochs without a better validation torque RMSE
+    early_stop_min_delta = 1e-4     # relative improvement that counts as better
+    threads = 0                     # torch CPU threads (0: torch's default)
+    device = "cpu"                  # or "cuda"
+
+    [output]
+    dir = "runs/model"              # log.csv, checkpoint.pt, model.pt (best), plots/
+    plots = true
+
+Both loss terms are divided by the square of the RMS torque of the training data, so the loss is
+dimensionless. Best model, plateau schedule and early stop all follow the validation torque RMSE;
+no early stop before lambda reaches `energy_weight`, and then the best model and the early-stop
+count start afresh, so that the kept model has had its energies trained.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import read_dataset
+from ..lattice import Lattice
+from .descriptors import default_descriptor_kind
+from .model import DTYPES, SiteEnergyModel, build_model, load_model, model_record, save_model
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["load_config", "train", "TrainingResult", "METRICS"]
+
+_DEFAULTS = {
+    "data": {"paths": None, "validation_fraction": 0.2},
+    "descriptor": {},
+    "model": {"hidden": [64, 64, 64], "activation": "silu", "dtype": "float64"},
+    "training": {"seed": 0, "epochs": 200, "batch_size": 8, "learning_rate": 1e-3, "lr_schedule": "plateau",
+                 "lr_factor": 0.5, "lr_patience": 10, "lr_gamma": 0.99, "min_lr": 1e-6, "energy_weight": 0.1,
+                 "energy_weight_start": 20, "energy_weight_ramp": 20, "early_stop_patience": 40,
+                 "early_stop_min_delta": 1e-4, "threads": 0, "device": "cpu"},
+    "output": {"dir": None, "plots": True},
+}
+# Sections that define the model and its data: a resumed run must not change them.
+_FROZEN_ON_RESUME = ("data", "descriptor", "model")
+METRICS = ("torque_rmse", "field_rmse", "energy_mae_per_site")
+_CSV_FIELDS = (["epoch", "learning_rate", "energy_weight", "loss"] + [f"train_{m}" for m in METRICS]
+               + [f"val_{m}" for m in METRICS])
+
+
+def load_config(path_or_dict, base_dir=None) -> dict:
+    """Read a TOML config (or take a dict), fill defaults, check values, resolve paths."""
+    if isinstance(path_or_dict, dict):
+        raw = copy.deepcopy(path_or_dict)
+        base = Path(base_dir or ".")
+    else:
+        path = Path(path_or_dict)
+        if not path.exists():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+        base = path.parent
+    unknown = set(raw) - set(_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown config sections {sorted(unknown)}; allowed: {sorted(_DEFAULTS)}")
+    cfg = {}
+    for section, defaults in _DEFAULTS.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            raise ValueError(f"config [{section}] must be a table, got {given!r}")
+        if section != "descriptor":
+            extra = set(given) - set(defaults)
+            if extra:
+                raise ValueError(f"unknown keys {sorted(extra)} in config [{section}]; allowed: {sorted(defaults)}")
+        cfg[section] = {**defaults, **given}
+    d = cfg["data"]
+    paths = d["paths"]
+    if isinstance(paths, str):
+        paths = [paths]
+    if not paths:
+        raise ValueError("config [data] paths must list at least one dataset file")
+    d["paths"] = [str((base / p).resolve()) if not Path(p).is_absolute() else p for p in paths]
+    if not 0.0 <= float(d["validation_fraction"]) < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {d['validation_fraction']}")
+    cfg["descriptor"].setdefault("kind", default_descriptor_kind())
+    t = cfg["training"]
+    for key in ("epochs", "batch_size", "early_stop_patience", "lr_patience", "energy_weight_start",
+                "energy_weight_ramp", "threads"):
+        if int(t[key]) != t[key] or t[key] < 0 or (key in ("epochs", "batch_size") and t[key] < 1):
+            raise ValueError(f"training.{key} must be a {'positive' if key in ('epochs', 'batch_size') else 'non-negative'}"
+                             f" integer, got {t[key]!r}")
+    if not float(t["learning_rate"]) > 0:
+        raise ValueError(f"training.learning_rate must be > 0, got {t['learning_rate']}")
+    if t["lr_schedule"] not in ("plateau", "exponential", "constant"):
+        raise ValueError(f"training.lr_schedule must be 'plateau', 'exponential' or 'constant', got {t['lr_schedule']!r}")
+    if not 0 < float(t["lr_factor"]) < 1 or not 0 < float(t["lr_gamma"]) <= 1:
+        raise ValueError("training.lr_factor must be in (0, 1) and training.lr_gamma in (0, 1]")
+    try:
+        dev = torch.device(t["device"])
+    except (RuntimeError, TypeError):
+        raise ValueError(f"training.device must be 'cpu', 'cuda' or 'cuda:<index>', got {t['device']!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"training.device is {t['device']!r} but torch sees no CUDA device")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"training.device must be 'cpu', 'cuda' or 'cuda:<index>', got {t['device']!r}")
+    if float(t["energy_weight"]) < 0:
+        raise ValueError(f"training.energy_weight must be >= 0, got {t['energy_weight']}")
+    if cfg["model"]["dtype"] not in DTYPES:
+        raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {cfg['model']['dtype']!r}")
+    out = cfg["output"]["dir"]
+    if not out:
+        raise ValueError("config [output] dir must name the run directory")
+    cfg["output"]["dir"] = str((base / out).resolve()) if not Path(out).is_absolute() else out
+    return cfg
+
+
+def energy_weight_at(epoch: int, t: dict) -> float:
+    """lambda(epoch): 0 for the first `energy_weight_start` epochs, then a linear ramp."""
+    start, ramp, final = int(t["energy_weight_start"]), int(t["energy_weight_ramp"]), float(t["energy_weight"])
+    if epoch < start:
+        return 0.0
+    return final if ramp == 0 else final * min(1.0, (epoch - start + 1) / ramp)
+
+
+@dataclass
+class _Part:
+    """One dataset's snapshots (as tensors) and its neighbour table."""
+    spins: torch.Tensor      # (M, N, 3)
+    fields: torch.Tensor     # (M, N, 3)
+    energy: torch.Tensor     # (M,)
+    neighbors: torch.Tensor  # (N, m)
+    train: np.ndarray        # snapshot indices
+    val: np.ndarray
+
+
+def _batched_neighbors(neighbors: torch.Tensor, batch: int) -> torch.Tensor:
+    """Neighbour table of `batch` independent copies of the lattice, stacked site-wise."""
+    n = neighbors.shape[0]
+    shift = (torch.arange(batch, dtype=neighbors.dtype, device=neighbors.device) * n).view(batch, 1, 1)
+    return (neighbors.unsqueeze(0) + shift).reshape(batch * n, -1)
+
+
+def predict(model: SiteEnergyModel, spins: torch.Tensor, neighbors: torch.Tensor, create_graph: bool = False):
+    """Energies (B,) and fields (B,N,3) of a batch of snapshots spins (B,N,3)."""
+    B, N, _ = spins.shape
+    s = spins.reshape(B * N, 3).detach().requires_grad_(True)
+    with torch.enable_grad():
+        eps = model.site_energies(s, _batched_neighbors(neighbors, B))
+        (grad,) = torch.autograd.grad(eps.sum(), s, create_graph=create_graph)
+    return eps.view(B, N).sum(1), -grad.view(B, N, 3)
+
+
+def _errors(model, part: _Part, idx: np.ndarray, batch_size: int, create_graph=False):
+    """Yields (torque error, field error, energy error per site, spins, batch) per mini-batch."""
+    for start in range(0, len(idx), batch_size):
+        sel = torch.as_tensor(idx[start:start + batch_size])
+        s, h, e = part.spins[sel], part.fields[sel], part.energy[sel]
+        e_pred, h_pred = predict(model, s, part.neighbors, create_graph)
+        dh = h_pred - h
+        yield torch.linalg.cross(s, dh, dim=-1), dh, (e_pred - e) / s.shape[1], sel
+
+
+def evaluate(model, parts: list[_Part], split: str, batch_size: int) -> dict:
+    """Torque RMSE, field RMSE (root mean square over sites of the vector error) and the mean
+    absolute energy error per site, over the snapshots of `split`."""
+    sq_t = sq_h = abs_e = 0.0
+    sites = frames = 0
+    for part in parts:
+        for dt, dh, de, _ in _errors(model, part, getattr(part, split), batch_size):
+            sq_t += float((dt.detach() ** 2).sum())
+            sq_h += float((dh.detach() ** 2).sum())
+            abs_e += float(de.detach().abs().sum())
+            sites += dt.shape[0] * dt.shape[1]
+            frames += dt.shape[0]
+    if frames == 0:
+        return {m: float("nan") for m in METRICS}
+    return {"torque_rmse": math.sqrt(sq_t / sites), "field_rmse": math.sqrt(sq_h / sites),
+            "energy_mae_per_site": abs_e / frames}
+
+
+def _load_parts(cfg: dict, dtype: torch.dtype, seed: int, device: torch.device):
+    parts, kinds, records, lattices = [], set(), [], []
+    for path in cfg["data"]["paths"]:
+        ds = read_dataset(path)
+        if ds.num_frames < 1:
+            raise ValueError(f"dataset {path} holds no snapshots")
+        kinds.add(ds.lattice_kind)
+        lattices.append(ds.lattice())
+        M = ds.num_frames
+        rng = np.random.default_rng([seed, len(parts)])
+        order = rng.permutation(M)
+        n_val = int(round(cfg["data"]["validation_fraction"] * M)) if M > 1 else 0
+        parts.append(_Part(torch.as_tensor(ds.spins, dtype=dtype, device=device),
+                           torch.as_tensor(ds.fields, dtype=dtype, device=device),
+                           torch.as_tensor(ds.energy, dtype=dtype, device=device), None,
+                           np.sort(order[n_val:]), np.sort(order[:n_val])))
+        records.append({"path": str(path), "method": ds.method, "model": ds.model,
+                        "method_settings": ds.method_settings, "lattice_shape": list(ds.lattice_shape),
+                        "frames": M, "seed": ds.seed, "spinforce_version": ds.spinforce_version})
+    if len(kinds) != 1:
+        raise ValueError(f"all datasets of a training run must share one lattice kind, got {sorted(kinds)}")
+    return parts, lattices, records
+
+
+def _normalise(model: SiteEnergyModel, parts: list[_Part]) -> dict:
+    """Feature mean/std over the training sites; energy shift = mean energy per site; output
+    scale = RMS torque of the training data (the field scale dynamics sees)."""
+    feats, e_site, torque_sq, field_sq, n_sites = [], [], 0.0, 0.0, 0
+    with torch.no_grad():
+        for part in parts:
+            for i in part.train:
+                feats.append(model.descriptor.features(part.spins[i], part.neighbors))
+            s, h = part.spins[part.train], part.fields[part.train]
+            torque_sq += float((torch.linalg.cross(s, h, dim=-1) ** 2).sum())
+            field_sq += float((h ** 2).sum())
+            n_sites += s.shape[0] * s.shape[1]
+            e_site.append(part.energy[part.train] / s.shape[1])
+    f = torch.cat(feats)
+    torque_rms = math.sqrt(torque_sq / n_sites)
+    scale = torque_rms if torque_rms > 0 else (math.sqrt(field_sq / n_sites) or 1.0)
+    shift = float(torch.cat(e_site).mean())
+    model.set_normalisation(f.mean(0), f.std(0, unbiased=False), shift, scale)
+    return {"torque_rms": torque_rms, "field_rms": math.sqrt(field_sq / n_sites)}
+
+
+def _make_scheduler(optimizer, t: dict):
+    if t["lr_schedule"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=float(t["lr_factor"]),
+                                                          patience=int(t["lr_patience"]), min_lr=float(t["min_lr"]))
+    if t["lr_schedule"] == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(t["lr_gamma"]))
+    return None
+
+
+@dataclass
+class TrainingResult:
+    run_dir: Path
+    model_path: Path
+    best_epoch: int
+    best: dict          # metrics of the best model on both splits
+    history: list       # CSV rows
+    stopped_early: bool
+
+
+def _write_csv(path: Path, rows: list) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def train(config, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
+          base_dir=None) -> TrainingResult:
+    """Train a force field as the config says (see the module docstring); returns where it went.
+
+    A run directory that already holds a run is continued with ``resume=True`` (from its last
+    checkpoint, continuing the same loss curve) or replaced with ``overwrite=True``.
+    """
+    cfg = load_config(config, base_dir)
+    threads = torch.get_num_threads()
+    try:
+        if cfg["training"]["threads"]:
+            torch.set_num_threads(int(cfg["training"]["threads"]))
+        return _train(cfg, resume, overwrite, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> TrainingResult:
+    t = cfg["training"]
+    run_dir = Path(cfg["output"]["dir"])
+    ckpt_path, model_path, log_path = run_dir / "checkpoint.pt", run_dir / "model.pt", run_dir / "log.csv"
+    checkpoint = None
+    if ckpt_path.exists() or model_path.exists():
+        if resume and ckpt_path.exists():
+            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            for section in _FROZEN_ON_RESUME:
+                if checkpoint["config"][section] != cfg[section]:
+                    raise ValueError(f"cannot resume {run_dir}: config [{section}] differs from the checkpoint's "
+                                     f"({checkpoint['config'][section]} vs {cfg[section]})")
+        elif overwrite:
+            shutil.rmtree(run_dir)
+        else:
+            raise FileExistsError(f"{run_dir} already holds a training run; use --resume to continue it "
+                                  "or --overwrite to replace it")
+    elif resume:
+        raise FileNotFoundError(f"nothing to resume: {ckpt_path} does not exist")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    seed = int(t["seed"])
+    torch.manual_seed(seed)
+    dtype = DTYPES[cfg["model"]["dtype"]]
+    device = torch.device(t["device"])
+    parts, lattices, data_records = _load_parts(cfg, dtype, seed, device)
+    desc = dict(cfg["descriptor"])
+    kind = desc.pop("kind")
+    m = cfg["model"]
+    model = build_model(lattices[0], kind, desc, m["hidden"], m["activation"], m["dtype"]).to(device)
+    for part, lat in zip(parts, lattices):
+        part.neighbors = lat.neighbor_table(model.neighbor_offsets.cpu()).to(device)
+    data_scale = _normalise(model, parts)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(t["learning_rate"]))
+    scheduler = _make_scheduler(optimizer, t)
+    history, start_epoch, best, best_epoch, stale = [], 0, math.inf, -1, 0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(checkpoint["scheduler"])
+        history, start_epoch = checkpoint["history"], checkpoint["epoch"]
+        best, best_epoch, stale = checkpoint["best"], checkpoint["best_epoch"], checkpoint["stale"]
+    (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+
+    bs = int(t["batch_size"])
+    batches = [(p, i) for p, part in enumerate(parts) for i in range(0, len(part.train), bs)]
+    inv_scale2 = 1.0 / float(model.energy_scale) ** 2
+    has_val = any(len(p.val) for p in parts)
+    stopped_early = checkpoint is not None and checkpoint.get("stopped_early", False)
+    epochs = int(t["epochs"])
+    first_full_weight = int(t["energy_weight_start"]) + max(int(t["energy_weight_ramp"]) - 1, 0)
+    bar = None
+    if progress and start_epoch < epochs and not stopped_early:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=epochs, initial=start_epoch, desc="train", unit="epoch", dynamic_ncols=True)
+    for epoch in range(start_epoch, epochs):
+        if stopped_early:
+            break
+        lam = energy_weight_at(epoch, t)
+        # Shuffles come from a generator keyed by (seed, epoch): a resumed run needs no RNG state.
+        gen = torch.Generator().manual_seed(seed * 100003 + epoch)
+        perms = [part.train[torch.randperm(len(part.train), generator=gen).numpy()] for part in parts]
+        loss_sum = 0.0
+        model.train()
+        for b in torch.randperm(len(batches), generator=gen).tolist():
+            p, start = batches[b]
+            part = parts[p]
+            sel = torch.as_tensor(perms[p][start:start + bs])
+            s, h, e = part.spins[sel], part.fields[sel], part.energy[sel]
+            e_pred, h_pred = predict(model, s, part.neighbors, create_graph=True)
+            torque_err = torch.linalg.cross(s, h_pred - h, dim=-1)
+            loss = (torque_err ** 2).sum(-1).mean() * inv_scale2
+            if lam > 0:
+                loss = loss + lam * (((e_pred - e) / s.shape[1]) ** 2).mean() * inv_scale2
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss.detach())
+        model.eval()
+        tr = evaluate(model, parts, "train", bs)
+        va = evaluate(model, parts, "val", bs) if has_val else tr
+        row = {"epoch": epoch + 1, "learning_rate": optimizer.param_groups[0]["lr"], "energy_weight": lam,
+               "loss": loss_sum / len(batches), **{f"train_{k}": v for k, v in tr.items()},
+               **{f"val_{k}": v for k, v in va.items()}}
+        history.append(row)
+        monitor = va["torque_rmse"]
+        if float(t["energy_weight"]) > 0 and epoch == first_full_weight:
+            # Models from before the energy term reached full weight are not kept as best, and
+            # early stopping counts afresh: their energies were not trained yet.
+            best, stale = math.inf, 0
+        if scheduler is not None:
+            scheduler.step(monitor) if t["lr_schedule"] == "plateau" else scheduler.step()
+        if monitor < best * (1.0 - float(t["early_stop_min_delta"])):
+            best, best_epoch, stale = monitor, epoch + 1, 0
+            rec = model_record(model, data_records, cfg)
+            rec["metrics"] = {"epoch": epoch + 1, "train": tr, "val": va, "data": data_scale}
+            save_model(model_path, rec)
+        else:
+            stale += 1
+        stopped_early = (int(t["early_stop_patience"]) > 0 and stale >= int(t["early_stop_patience"])
+                         and (float(t["energy_weight"]) == 0 or epoch >= first_full_weight))
+        _write_csv(log_path, history)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "epoch": epoch + 1, "history": history, "best": best, "best_epoch": best_epoch,
+                    "stale": stale, "stopped_early": stopped_early, "config": cfg},
+                   ckpt_path.with_suffix(".pt.partial"))
+        ckpt_path.with_suffix(".pt.partial").replace(ckpt_path)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(val_torque=f"{va['torque_rmse']:.3g}", best=f"{best:.3g}",
+                            lr=f"{optimizer.param_groups[0]['lr']:.1e}")
+        if stopped_early:
+            if bar is not None:
+                bar.write(f"early stop at epoch {epoch + 1}: no better validation torque RMSE for {stale} epochs")
+            break
+    if bar is not None:
+        bar.close()
+    _write_csv(log_path, history)
+    best_rec = torch.load(model_path, map_location="cpu", weights_only=True)
+    (run_dir / "metrics.json").write_text(json.dumps(best_rec["metrics"], indent=2))
+    if cfg["output"]["plots"]:
+        best_model = load_model(model_path, lattices[0]).to(device)
+        write_plots(best_model, parts, "val" if has_val else "train", bs, run_dir / "plots")
+    return TrainingResult(run_dir, model_path, best_rec["metrics"]["epoch"],
+                          {"train": best_rec["metrics"]["train"], "val": best_rec["metrics"]["val"]},
+                          history, stopped_early)
+
+
+def write_plots(model, parts: list[_Part], split: str, batch_size: int, out_dir: Path) -> None:
+    """Parity plots (torque, field components; energy per site) and the histogram of torque
+    errors on `split`, as PNG plus the data in an .npz."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t_true, t_pred, h_true, h_pred, e_true, e_pred = [], [], [], [], [], []
+    for part in parts:
+        idx = getattr(part, split)
+        for start in range(0, len(idx), batch_size):
+            sel = torch.as_tensor(idx[start:start + batch_size])
+            s = part.spins[sel]
+            ep, hp = predict(model, s, part.neighbors)
+            n = s.shape[1]
+            h_true.append(part.fields[sel].reshape(-1, 3))
+            h_pred.append(hp.detach().reshape(-1, 3))
+            t_true.append(torch.linalg.cross(s, part.fields[sel], dim=-1).reshape(-1, 3))
+            t_pred.append(torch.linalg.cross(s, hp.detach(), dim=-1).reshape(-1, 3))
+            e_true.append(part.energy[sel] / n)
+            e_pred.append(ep.detach() / n)
+    arr = {k: torch.cat(v).double().cpu().numpy() for k, v in
+           dict(torque_true=t_true, torque_pred=t_pred, field_true=h_true, field_pred=h_pred,
+                energy_per_site_true=e_true, energy_per_site_pred=e_pred).items()}
+    np.savez(out_dir / f"parity_{split}.npz", **arr)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for ax, (name, true, pred) in zip(axes, [("torque components", arr["torque_true"], arr["torque_pred"]),
+                                             ("field components", arr["field_true"], arr["field_pred"]),
+                                             ("energy per site", arr["energy_per_site_true"],
+                                              arr["energy_per_site_pred"])]):
+        true, pred = true.ravel(), pred.ravel()
+        ax.plot(true, pred, ".", ms=2, alpha=0.4)
+        lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        rmse = float(np.sqrt(np.mean((pred - true) ** 2)))
+        ax.set(xlabel=f"exact {name}", ylabel=f"model {name}", title=f"{name} ({split}), RMSE {rmse:.3g}")
+    fig.tight_layout()
+    fig.savefig(out_dir / f"parity_{split}.png", dpi=120)
+    plt.close(fig)
+    err = np.linalg.norm(arr["torque_pred"] - arr["torque_true"], axis=1)
+    scale = np.linalg.norm(arr["torque_true"], axis=1)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.hist(err, bins=60, alpha=0.8, label="|T_model - T_exact|")
+    ax.axvline(np.sqrt(np.mean(scale ** 2)), color="k", ls="--", lw=0.8, label="RMS |T_exact|")
+    ax.set(xlabel="torque error per site", ylabel="sites", title=f"torque errors ({split})")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / f"torque_error_hist_{split}.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,280 @@
+"""Behler-Parrinello force field: training, exactness of the fields, export, C++ provider."""
+import csv
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import spinforce
+import spinforce.cli
+from spinforce.data import DatasetWriter
+from spinforce.ml.model import (build_model, export_torchscript, load_model, quiet_torchscript, read_model_record,
+                                save_model)
+from spinforce.ml.training import load_config, train
+
+J1 = 1.0
+
+
+def heisenberg(lattice, spins):
+    """Exact energy and fields of E = J1 sum_<ij> S_i.S_j (nearest neighbours)."""
+    nb = lattice.neighbors(1)
+    h = -J1 * spins[nb].sum(axis=1)
+    return -0.5 * float((spins * h).sum()), h
+
+
+def write_heisenberg_dataset(path, lattice, frames, seed):
+    """Random and perturbed-ferromagnetic snapshots with their exact Heisenberg fields."""
+    rng = np.random.default_rng(seed)
+    with DatasetWriter(path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
+                       method="heisenberg", model={"J1": J1}, seed=seed) as w:
+        for k in range(frames):
+            s = rng.normal(size=(lattice.num_sites, 3)) + (k % 3) * np.array([0.0, 0.0, 1.0])
+            s /= np.linalg.norm(s, axis=1, keepdims=True)
+            e, h = heisenberg(lattice, s)
+            w.append(s, h, e)
+
+
+@pytest.fixture(scope="module")
+def heis_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("heis")
+    lat = spinforce.Lattice("square", 6)
+    write_heisenberg_dataset(d / "heis.h5", lat, 48, seed=3)
+    return d / "heis.h5", lat
+
+
+def config(data_path, out_dir, **training):
+    t = {"seed": 1, "epochs": 40, "batch_size": 4, "learning_rate": 3e-3, "threads": 1, "energy_weight": 0.1,
+         "energy_weight_start": 5, "energy_weight_ramp": 5, "early_stop_patience": 0, "lr_patience": 5}
+    t.update(training)
+    return {"data": {"paths": [str(data_path)], "validation_fraction": 0.25},
+            "descriptor": {"kind": "bond_shells", "cutoff": 1.5, "powers": [1, 2]},
+            "model": {"hidden": [16, 16], "activation": "silu", "dtype": "float64"},
+            "training": t, "output": {"dir": str(out_dir), "plots": True}}
+
+
+@pytest.fixture(scope="module")
+def trained(heis_data, tmp_path_factory):
+    path, _ = heis_data
+    out = tmp_path_factory.mktemp("run")
+    cfg = out / "train.toml"
+    cfg.write_text(f"""
+[data]
+paths = ["{path}"]
+validation_fraction = 0.25
+[descriptor]
+kind = "bond_shells"
+cutoff = 1.5
+powers = [1, 2]
+[model]
+hidden = [16, 16]
+activation = "silu"
+[training]
+seed = 1
+epochs = 40
+batch_size = 4
+learning_rate = 3e-2
+threads = 1
+energy_weight_start = 5
+energy_weight_ramp = 5
+[output]
+dir = "run"
+""")
+    assert spinforce.cli.main(["train", str(cfg), "--no-progress"]) == 0
+    return out / "run"
+
+
+def test_heisenberg_model_learns_torques_far_below_field_scale(trained, heis_data):
+    rec = read_model_record(trained / "model.pt")
+    scale = rec["metrics"]["data"]["torque_rms"]
+    val = rec["metrics"]["val"]
+    # Torques of random Heisenberg configurations are O(1); the model must get them to 2%.
+    assert scale > 0.5
+    assert val["torque_rmse"] < 0.02 * scale, (val, scale)
+    assert val["energy_mae_per_site"] < 0.02 * scale
+    rows = list(csv.DictReader(open(trained / "log.csv")))
+    assert len(rows) == 40 and float(rows[-1]["val_torque_rmse"]) < float(rows[0]["val_torque_rmse"]) / 10
+    for png in ("parity_val.png", "torque_error_hist_val.png"):
+        assert (trained / "plots" / png).stat().st_size > 1000
+    assert rec["lattice_kind"] == "square" and rec["descriptor"]["kind"] == "bond_shells"
+    assert rec["training_data"][0]["model"] == {"J1": J1} and rec["spinforce_version"] == spinforce.__version__
+
+
+def test_fields_are_minus_finite_difference_gradient_of_model_energy(trained):
+    lat = spinforce.Lattice("square", (7, 6))   # not the training size: any N of the kind
+    model = load_model(trained / "model.pt", lat)
+    nb = lat.neighbor_table(model.neighbor_offsets)
+    s = torch.from_numpy(lat.random_spins(5))
+    _, h = model(s, nb)
+    rng = np.random.default_rng(0)
+    step = 1e-5
+    for _ in range(4):
+        d = torch.from_numpy(rng.normal(size=s.shape))
+        ep, _ = model(s + step * d, nb)
+        em, _ = model(s - step * d, nb)
+        fd = -(ep - em) / (2 * step)
+        assert float(fd) == pytest.approx(float((h * d).sum()), rel=1e-7, abs=1e-9)
+
+
+def test_exported_torchscript_in_cpp_matches_python_float64(trained, tmp_path):
+    out = tmp_path / "model.ts"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the TorchScript deprecation warning must not reach users
+        assert spinforce.cli.main(["export", str(trained / "model.pt"), "--torchscript", str(out)]) == 0
+    assert spinforce.cli.main(["export", str(trained / "model.pt"), "--torchscript", str(out)]) == 2  # no overwrite
+    for shape in [(6, 6), (10, 8)]:
+        lat = spinforce.Lattice("square", shape)
+        model = load_model(trained / "model.pt", lat)
+        provider = spinforce.MLForceField(out, lat)
+        s = lat.random_spins(11)
+        e_py, h_py = model(torch.from_numpy(s), lat.neighbor_table(model.neighbor_offsets))
+        with torch.no_grad():  # the provider differentiates even under no_grad
+            r = provider.compute(s)
+        assert isinstance(r.fields, np.ndarray) and r.fields.shape == (lat.num_sites, 3)
+        np.testing.assert_allclose(r.fields, h_py.numpy(), rtol=0, atol=1e-10)
+        assert r.energy == pytest.approx(float(e_py), rel=1e-12)
+        assert provider.name == "ml" and provider.num_sites == lat.num_sites
+        # a torch tensor in gives a torch tensor out
+        rt = provider.compute(torch.from_numpy(s))
+        assert torch.allclose(rt.fields, h_py, atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="spins"):
+        provider.compute(np.ones((lat.num_sites, 3)))
+
+
+def test_float32_model_exports_and_runs(heis_data, tmp_path):
+    _, lat = heis_data
+    model = build_model(lat, "bond_shells", {"cutoff": 1.0}, [8], "tanh", "float32")
+    out = export_torchscript(model, tmp_path / "m32.ts")
+    s = lat.random_spins(2)
+    r = spinforce.MLForceField(out, lat).compute(s)
+    e, h = model(torch.from_numpy(s), lat.neighbor_table(model.neighbor_offsets))
+    assert h.dtype == torch.float32 and r.fields.dtype == np.float64
+    np.testing.assert_allclose(r.fields, h.double().numpy(), atol=1e-6)
+
+
+def test_resume_continues_the_same_loss_curve(heis_data, tmp_path):
+    path, _ = heis_data
+    full = train(config(path, tmp_path / "full", epochs=6, energy_weight_start=2, energy_weight_ramp=2),
+                 progress=False)
+    part_cfg = config(path, tmp_path / "split", epochs=3, energy_weight_start=2, energy_weight_ramp=2)
+    train(part_cfg, progress=False)
+    with pytest.raises(FileExistsError, match="resume"):
+        train(part_cfg, progress=False)
+    resumed = train(config(path, tmp_path / "split", epochs=6, energy_weight_start=2, energy_weight_ramp=2),
+                    resume=True, progress=False)
+    assert len(resumed.history) == 6
+    for a, b in zip(full.history, resumed.history):
+        for key, value in a.items():
+            assert b[key] == pytest.approx(value, rel=1e-12, abs=1e-15), (key, a, b)
+    with pytest.raises(ValueError, match=r"\[model\]"):
+        bad = config(path, tmp_path / "split", epochs=7)
+        bad["model"]["hidden"] = [8]
+        train(bad, resume=True, progress=False)
+
+
+def test_wrong_lattice_kind_or_descriptor_version_is_a_value_error(trained, tmp_path):
+    tri = spinforce.Lattice("triangular", 6)
+    with pytest.raises(ValueError, match="square"):
+        load_model(trained / "model.pt", tri)
+    ts = export_torchscript(load_model(trained / "model.pt"), tmp_path / "m.ts")
+    with pytest.raises(ValueError, match="'square' lattice"):
+        spinforce.MLForceField(ts, tri)
+    with pytest.raises(ValueError, match="device"):
+        spinforce.MLForceField(ts, spinforce.Lattice("square", 6), device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            spinforce.MLForceField(ts, spinforce.Lattice("square", 6), device="cuda")
+    with pytest.raises(ValueError, match="too small"):
+        spinforce.MLForceField(ts, spinforce.Lattice("square", 2))
+    rec = read_model_record(trained / "model.pt")
+    rec["descriptor"]["version"] = 99
+    save_model(tmp_path / "old.pt", rec)
+    with pytest.raises(ValueError, match="version 99"):
+        load_model(tmp_path / "old.pt")
+    with quiet_torchscript():
+        scripted = torch.jit.load(str(ts))
+        scripted.descriptor_version = 99
+        scripted.save(str(tmp_path / "v99.ts"))
+    with pytest.raises(ValueError, match="descriptor version 99"):
+        spinforce.MLForceField(tmp_path / "v99.ts", spinforce.Lattice("square", 6))
+    with pytest.raises(ValueError, match="export"):
+        spinforce.MLForceField(trained / "model.pt", spinforce.Lattice("square", 6))  # not TorchScript
+    with pytest.raises(ValueError, match="not a spinforce model file"):
+        load_model(ts)
+
+
+def test_config_validation_and_published_architecture(tmp_path):
+    from importlib.resources import files
+    configs = files("spinforce.ml") / "configs"
+    sd = load_config(configs / "sd_square.toml")
+    assert sd["descriptor"] == {"kind": "bond_shells", "cutoff": 3.0, "powers": [1, 2], "pair_orbits": True}
+    cfg = load_config(configs / "published_architecture.toml")
+    lat = spinforce.Lattice("square", 8)
+    model = build_model(lat, "bond_shells", {"cutoff": 2.0}, cfg["model"]["hidden"], cfg["model"]["activation"],
+                        cfg["model"]["dtype"])
+    widths = [m.out_features for m in model.mlp if isinstance(m, torch.nn.Linear)]
+    assert widths[0] == 1024 and widths[-2] == 64 and len(widths) == 9 and widths[-1] == 1
+    assert all(isinstance(m, torch.nn.ReLU) for m in model.mlp[1::2])
+    base = config("x.h5", tmp_path / "o")
+    for section, key, value, match in [("model", "activation", "gelu", "activation"),
+                                       ("training", "batch_size", 0, "batch_size"),
+                                       ("training", "lr_schedule", "cosine", "lr_schedule"),
+                                       ("data", "validation_fraction", 1.0, "validation_fraction"),
+                                       ("training", "device", "tpu", "device"),
+                                       ("descriptor", "kind", "acsf", "descriptor kind")]:
+        bad = {k: dict(v) for k, v in base.items()}
+        bad[section][key] = value
+        with pytest.raises(ValueError, match=match):
+            if section == "descriptor":
+                build_model(lat, value, {}, [4], "silu", "float64")
+            elif section == "model":
+                build_model(lat, "bond_shells", {}, [4], value, "float64")
+            else:
+                load_config(bad)
+
+
+@pytest.mark.gpu
+def test_provider_on_gpu_matches_cpu(trained, tmp_path):
+    lat = spinforce.Lattice("square", 8)
+    ts = export_torchscript(load_model(trained / "model.pt", lat), tmp_path / "m.ts")
+    s = torch.from_numpy(lat.random_spins(4))
+    cpu = spinforce.MLForceField(ts, lat).compute(s)
+    gpu = spinforce.MLForceField(ts, lat, device="cuda").compute(s.cuda())
+    assert gpu.fields.device.type == "cuda"
+    torch.testing.assert_close(gpu.fields.cpu(), cpu.fields, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind,L", [("square", 8), ("triangular", 8), ("cubic", 6)])
+def test_bond_shell_descriptor_invariances(kind, L):
+    """Global spin rotations, time reversal and lattice point-group operations leave the
+    features unchanged (point group: features follow the sites they belong to)."""
+    from spinforce.ml.descriptors import BondShellDescriptor
+    lat = spinforce.Lattice(kind, L)
+    d = BondShellDescriptor(lat, cutoff=2.0, powers=[1, 2], pair_orbits=True)
+    nb = lat.neighbor_table(d.neighbor_offsets)
+    s = lat.random_spins(0)
+    f = d.features(torch.from_numpy(s), nb).numpy()
+    q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
+    np.testing.assert_allclose(d.features(torch.from_numpy(s @ q.T), nb).numpy(), f, atol=1e-12)
+    np.testing.assert_allclose(d.features(torch.from_numpy(-s), nb).numpy(), f, atol=1e-12)
+    coords = lat.coordinates
+    index = {tuple(c): i for i, c in enumerate(coords)}
+    shape = np.array(lat.shape)
+    for g in lat.point_group_matrices.numpy():
+        image = np.array([index[tuple((g @ c) % shape)] for c in coords])  # site r -> site g r
+        s_g = np.empty_like(s)
+        s_g[image] = s
+        f_g = d.features(torch.from_numpy(s_g), nb).numpy()
+        np.testing.assert_allclose(f_g[image], f, atol=1e-12)
+    # Heisenberg: J1/2 times the nearest-neighbour bond sum is the exact site energy.
+    e, _ = heisenberg(lat, s)
+    assert 0.5 * J1 * f[:, 0].sum() == pytest.approx(e, rel=1e-12)
+
+
+@pytest.mark.gpu
+def test_training_on_gpu_matches_cpu(heis_data, tmp_path):
+    path, _ = heis_data
+    runs = [train(config(path, tmp_path / dev, epochs=2, device=dev), progress=False) for dev in ("cpu", "cuda")]
+    for a, b in zip(*(r.history for r in runs)):
+        assert b["val_torque_rmse"] == pytest.approx(a["val_torque_rmse"], rel=1e-6)
