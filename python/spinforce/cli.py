@@ -13,6 +13,7 @@ COMMANDS = {
     "generate": "spinforce.generate",
     "simulate": "spinforce.simulate",
     "analyze": "spinforce.analysis.cli",
+    "demo": "spinforce.demo",
 }
 
 # Errors a user can fix from the command line: printed as one line, exit status 2.
