@@ -13,6 +13,7 @@ COMMANDS = {
     "generate": "spinforce.generate",
     "simulate": "spinforce.simulate",
     "analyze": "spinforce.analysis.cli",
+    "demo": "spinforce.demo",
     "train": "spinforce.ml.train_command",
     "export": "spinforce.ml.export_command",
 }

@@ -1,0 +1,40 @@
+"""spinforce demo in a reduced form: the whole pipeline end to end in seconds."""
+import json
+
+import pytest
+
+from spinforce.demo import run_demo
+
+TINY = dict(small=6, large=12, ed_runs=1, ed_steps=20, save_every=5, random_samples=2, perturbed_samples=2,
+            epochs=2, validation_steps=10, ml_steps=20, ml_every=5)
+
+
+def test_demo_runs_end_to_end_in_reduced_form(tmp_path):
+    out = tmp_path / "demo"
+    figures = run_demo(out, progress=False, quiet=True, **TINY)
+    report = (out / "report.md").read_text()
+    for name in ("validation/analysis/correlation.png", "quench/analysis/chirality_snapshot.png",
+                 "quench/analysis/length_scales.png", "model/model.ts", "figures.json"):
+        assert (out / name).stat().st_size > 0, name
+        if name.endswith(".png"):
+            assert f"]({name})" in report
+    stored = json.loads((out / "figures.json").read_text())
+    assert stored["quench"]["sites"] == 144 and stored["quench"]["steps"] == 20
+    assert figures["ed"]["snapshots"] == 20 // 5 + 1 + 2 + 2
+    assert figures["quench"]["spin_steps_per_second"] > 0
+    # the ML model sees the same random start as ED: both begin with the same chirality
+    assert 0 <= figures["validation"]["max_abs_difference_C"] < 1
+    assert "spin-steps per second" in report and "| L_chirality_sf |" in report
+    with pytest.raises(FileExistsError):
+        run_demo(out, progress=False, quiet=True, **TINY)
+
+
+def test_demo_rejects_bad_settings(tmp_path):
+    with pytest.raises(ValueError, match="unknown demo setting"):
+        run_demo(tmp_path, quiet=True, lattice=3)
+    with pytest.raises(ValueError, match="small must be an even integer"):
+        run_demo(tmp_path, quiet=True, small=5)
+    with pytest.raises(ValueError, match="must be a multiple of save_every"):
+        run_demo(tmp_path, quiet=True, ed_steps=25, save_every=10)
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        run_demo(tmp_path, quiet=True, epochs=0)
