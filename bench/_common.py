@@ -12,14 +12,17 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def median_time(fn, repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of fn() in seconds over `repeats` runs after `warmup` runs."""
+def median_time(fn, repeats: int = 5, warmup: int = 1, sync=lambda: None) -> float:
+    """Median wall time of fn() in seconds over `repeats` runs after `warmup` runs.
+    `sync` waits for queued device work (torch.cuda.synchronize on a GPU)."""
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -20,26 +20,14 @@ import argparse
 import json
 import pathlib
 import platform
-import time
 
 import numpy as np
 import torch
 
 import spinforce as sf
+from _common import median_time
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-
-
-def median_seconds(fn, repeats: int, sync=lambda: None) -> float:
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def scaling(sides, moments, distance, device, repeats):
@@ -50,7 +38,7 @@ def scaling(sides, moments, distance, device, repeats):
         kpm = sf.KPM(model, moments=moments, probing_distance=distance, seed=1)
         spins = torch.from_numpy(lat.random_spins(0)).to(device)
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-        t = median_seconds(lambda: kpm.compute(spins), repeats, sync)
+        t = median_time(lambda: kpm.compute(spins), repeats, sync=sync)
         per_unit = t / (lat.num_sites * kpm.num_probes * moments)
         rows.append({"side": L, "sites": lat.num_sites, "probes": kpm.num_probes, "seconds": t,
                      "seconds_per_site_probe_moment": per_unit})
@@ -86,7 +74,7 @@ def bandwidth(side, distance, dtype, device, repeats, steps):
     step_times, copy_times = [], []
     for _ in range(repeats):
         step_times.append(kpm._chebyshev_step_seconds(spins, steps))
-        copy_times.append(median_seconds(copies, 1, sync) / steps)
+        copy_times.append(median_time(copies, 1, sync=sync) / steps)
     step, copy = float(np.median(step_times)), float(np.median(copy_times))
     step_bw, copy_bw = step_bytes / step, 2 * vector_bytes / copy
     ratio = step_bw / copy_bw

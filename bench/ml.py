@@ -15,33 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import spinforce
 from spinforce.ml.descriptors import default_descriptor_kind
 from spinforce.ml.model import build_model, export_torchscript
+from _common import median_time
 
 PUBLISHED = [1024, 512, 256, 256, 128, 128, 64, 64]
-
-
-def timed(fn, repeats: int, sync, warmup: int = 3) -> float:
-    # TorchScript's profiling executor specialises the graph over its first calls.
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -75,7 +59,7 @@ def main() -> None:
                 ts_path = export_torchscript(model, Path(tmp) / "bench.ts")
             provider = spinforce.MLForceField(ts_path, lat, device=str(device))
             spins = torch.from_numpy(lat.random_spins(0)).to(device)
-            t_ml = timed(lambda: provider.compute(spins), a.repeats, sync)
+            t_ml = median_time(lambda: provider.compute(spins), a.repeats, warmup=3, sync=sync)  # TorchScript specialises over its first calls
             # Bare network: precomputed normalised features, forward + input gradient.
             model = model.to(device)
             nb = lat.neighbor_table(model.neighbor_offsets).to(device)
@@ -87,11 +71,11 @@ def main() -> None:
                 x = x0.detach().requires_grad_(True)
                 torch.autograd.grad(model.mlp(x).sum(), x)
 
-            t_bare = timed(bare, a.repeats, sync)
+            t_bare = median_time(bare, a.repeats, warmup=3, sync=sync)
             row = {"L": L, "sites": lat.num_sites, "ml_s": t_ml, "bare_network_s": t_bare, "ratio_ml_over_bare": t_ml / t_bare}
             if L == a.ed_size:
                 ed = spinforce.ExactDiagonalization(spinforce.SDModel(lat, J=6.0, filling=0.485))
-                t_ed = timed(lambda: ed.compute(spins), max(1, a.repeats // 2), sync, warmup=1)
+                t_ed = median_time(lambda: ed.compute(spins), max(1, a.repeats // 2), warmup=1, sync=sync)
                 row.update(ed_s=t_ed, ratio_ed_over_ml=t_ed / t_ml)
             rows.append(row)
             msg = f"{lat.num_sites:>7} sites: ML {t_ml * 1e3:9.2f} ms, bare network {t_bare * 1e3:9.2f} ms, ratio {t_ml / t_bare:.3f}"

@@ -49,7 +49,6 @@ import csv
 import json
 import math
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,14 +56,9 @@ import numpy as np
 import torch
 
 from ..data import read_dataset
-from ..lattice import Lattice
+from ..generate import read_config
 from .descriptors import default_descriptor_kind
 from .model import DTYPES, SiteEnergyModel, build_model, load_model, model_record, save_model
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = ["load_config", "train", "TrainingResult", "METRICS"]
 
@@ -92,12 +86,7 @@ def load_config(path_or_dict, base_dir=None) -> dict:
         base = Path(base_dir or ".")
     else:
         path = Path(path_or_dict)
-        if not path.exists():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+        raw = read_config(path)
         base = path.parent
     unknown = set(raw) - set(_DEFAULTS)
     if unknown:
