@@ -8,6 +8,7 @@ import torch
 
 from . import _core
 from .providers import ProviderMixin, as_spin_tensor
+from .runtime import keep_freed_memory
 
 __all__ = ["KPM"]
 
@@ -62,6 +63,7 @@ class KPM(ProviderMixin, _core.KPM):
             bounds = (lower, upper)
         super().__init__(model, moments=int(moments), probing_distance=probing_distance, seed=int(seed),
                          dtype=_dtype_name(dtype), bounds=bounds)
+        keep_freed_memory()  # large lattices: avoid page faults on every evaluation (see runtime.py)
         self.model = model
 
     def settings(self) -> dict:
