@@ -25,6 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import (OMIT, Key, check_sections, check_table, device, did_you_mean, integer, number, number_pair,
+                     one_of, shape, string)
+
 HELP = "LLG runs with ED or KPM fields, saved as training snapshots (HDF5)"
 
 if sys.version_info >= (3, 11):
@@ -32,18 +35,24 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-# Allowed keys per section with defaults (None: required). [method] also passes any further
-# keys to the method's constructor (KPM accuracy settings).
-SCHEMA = {
-    "output": None,
-    "lattice": {"kind": None, "shape": None},
-    "model": {"t": 1.0, "J": None, "mu": None, "filling": None, "kT": 0.0, "t2": 0.0, "t3": 0.0},
-    "method": {"name": "ed", "device": "cpu"},
-    "dynamics": {"dt": None, "alpha": None, "kT": 0.0, "gamma": 1.0, "integrator": "sib", "steps": None,
-                 "save_every": None, "initial": "random", "seed": 0},
-    "samples": {"random": 0, "perturbed": 0, "perturbation": 0.2},
-}
-_OPTIONAL = {("model", "mu"), ("model", "filling")}
+# The config schema: every key of every table, with its check and default (config.py).
+LATTICE = {"kind": Key(one_of("square", "triangular", "cubic")), "shape": Key(shape())}
+SD_MODEL = {"t": Key(number(), 1.0), "J": Key(number()), "mu": Key(number(), OMIT),
+            "filling": Key(number(0, 1, lo_open=True, hi_open=True), OMIT), "kT": Key(number(0), 0.0),
+            "t2": Key(number(), 0.0), "t3": Key(number(), 0.0)}
+# [method] of kpm: the settings of spinforce.KPM (absent keys take KPM's defaults)
+KPM_SETTINGS = {"moments": Key(integer(2), OMIT), "probing_distance": Key(number(0, lo_open=True), OMIT),
+                "seed": Key(integer(0), OMIT), "dtype": Key(one_of("complex128", "complex64"), OMIT),
+                "bounds": Key(number_pair(), OMIT)}
+METHOD = {"name": Key(one_of("ed", "kpm"), "ed"), "device": Key(device(), "cpu")}
+DYNAMICS = {"dt": Key(number(0, lo_open=True)), "alpha": Key(number(0)), "kT": Key(number(0), 0.0),
+            "gamma": Key(number(0, lo_open=True), 1.0), "integrator": Key(one_of("sib", "heun"), "sib"),
+            "steps": Key(integer(0)), "save_every": Key(integer(1)),
+            "initial": Key(string("random, ferromagnetic, neel, tetrahedral or a .npy file"), "random"),
+            "seed": Key(integer(0, 2**63 - 1), 0)}
+SAMPLES = {"random": Key(integer(0), 0), "perturbed": Key(integer(0), 0),
+           "perturbation": Key(number(0, lo_open=True), 0.2)}
+SECTIONS = ("output", "lattice", "model", "method", "dynamics", "samples")
 METHODS = ("ed", "kpm")
 INITIAL_STATES = ("random", "ferromagnetic", "neel", "tetrahedral")
 # Raising these extends an existing output rather than contradicting it (perturbed samples come
@@ -104,54 +113,45 @@ def load_config(path, overrides=()) -> dict:
     return check_config(read_config(path, overrides), base=Path(path).parent)
 
 
+def check_method(raw: dict, settings_by_name: dict) -> dict:
+    """[method]: its name picks which further keys (the method's settings) it may hold."""
+    method = raw.get("method", {})
+    if not isinstance(method, dict):
+        raise ValueError(f"[method] must be a table of keys, got {method!r}")
+    name = one_of(*settings_by_name)(method.get("name", next(iter(settings_by_name))), "method.name")
+    keys = {**METHOD, "name": Key(one_of(*settings_by_name), name), **settings_by_name[name]}
+    return check_table("method", method, keys)
+
+
+def check_initial(value: str, base) -> str:
+    """dynamics.initial: a named state, or a .npy file (made absolute against `base`)."""
+    if value in INITIAL_STATES:
+        return value
+    p = Path(value) if base is None or Path(value).is_absolute() else Path(base) / value
+    if p.suffix != ".npy":
+        raise ValueError(f"dynamics.initial must be one of {', '.join(INITIAL_STATES)} or a .npy file of spins, "
+                         f"got {value!r}{did_you_mean(value, INITIAL_STATES)}")
+    return str(p.resolve())
+
+
 def check_config(cfg: dict, base: Path | None = None) -> dict:
-    """Validate a config dict against SCHEMA; returns a completed copy (ValueError on problems)."""
-    cfg = copy.deepcopy(cfg)
-    for section in cfg:
-        if section not in SCHEMA:
-            raise ValueError(f"unknown config section or key {section!r}; allowed: {', '.join(SCHEMA)}")
-    if not isinstance(cfg.get("output"), str) or not cfg["output"]:
+    """Validate a config dict against the schema; returns a completed copy (ValueError on problems)."""
+    check_sections("the config", cfg, SECTIONS)
+    if "output" not in cfg:
         raise ValueError("output must be given: the path of the HDF5 file to write")
-    for section, keys in SCHEMA.items():
-        if keys is None:
-            continue
-        given = cfg.setdefault(section, {})
-        if not isinstance(given, dict):
-            raise ValueError(f"[{section}] must be a table")
-        if section != "method":
-            for k in given:
-                if k not in keys:
-                    raise ValueError(f"unknown key {k!r} in [{section}]; allowed: {', '.join(keys)}")
-        for k, default in keys.items():
-            if k not in given:
-                if default is None and (section, k) not in _OPTIONAL:
-                    raise ValueError(f"[{section}] needs {k!r}")
-                if default is not None:
-                    given[k] = default
-    m, d, s = cfg["method"], cfg["dynamics"], cfg["samples"]
-    if m["name"] not in METHODS:
-        raise ValueError(f"method.name must be one of {METHODS}, got {m['name']!r}")
-    if m["name"] == "ed" and set(m) - {"name", "device"}:
-        raise ValueError(f"method 'ed' takes no settings besides device, got {sorted(set(m) - {'name', 'device'})}")
-    if (cfg["model"].get("mu") is None) == (cfg["model"].get("filling") is None):
+    out = {"output": string("the path of the HDF5 file to write")(cfg["output"], "output"),
+           "lattice": check_table("lattice", cfg.get("lattice", {}), LATTICE),
+           "model": check_table("model", cfg.get("model", {}), SD_MODEL),
+           "method": check_method(cfg, {"ed": {}, "kpm": KPM_SETTINGS}),
+           "dynamics": check_table("dynamics", cfg.get("dynamics", {}), DYNAMICS),
+           "samples": check_table("samples", cfg.get("samples", {}), SAMPLES)}
+    if ("mu" in out["model"]) == ("filling" in out["model"]):
         raise ValueError("[model] needs exactly one of mu (fixed chemical potential) and filling")
-    for k in ("steps", "save_every", "seed"):
-        if not isinstance(d[k], int) or isinstance(d[k], bool) or d[k] < (1 if k == "save_every" else 0):
-            raise ValueError(f"dynamics.{k} must be an integer >= {1 if k == 'save_every' else 0}, got {d[k]!r}")
+    d = out["dynamics"]
     if d["steps"] % d["save_every"]:
         raise ValueError(f"dynamics.steps ({d['steps']}) must be a multiple of dynamics.save_every ({d['save_every']})")
-    for k in ("random", "perturbed"):
-        if not isinstance(s[k], int) or isinstance(s[k], bool) or s[k] < 0:
-            raise ValueError(f"samples.{k} must be an integer >= 0, got {s[k]!r}")
-    if not (isinstance(s["perturbation"], (int, float)) and s["perturbation"] > 0):
-        raise ValueError(f"samples.perturbation must be > 0, got {s['perturbation']!r}")
-    init = d["initial"]
-    if init not in INITIAL_STATES:
-        p = Path(init) if base is None or Path(init).is_absolute() else Path(base) / init
-        if p.suffix != ".npy":
-            raise ValueError(f"dynamics.initial must be one of {INITIAL_STATES} or a .npy file of spins, got {init!r}")
-        d["initial"] = str(p.resolve())
-    return cfg
+    d["initial"] = check_initial(d["initial"], base)
+    return out
 
 
 # --- building the run ------------------------------------------------------------------------------
@@ -170,15 +170,29 @@ def build_provider(cfg: dict):
 
 
 def initial_spins(cfg: dict, lattice) -> np.ndarray:
+    """The start of the run named by dynamics.initial; any problem is a ValueError naming it."""
     init, seed = cfg["dynamics"]["initial"], cfg["dynamics"]["seed"]
     if init == "random":
         return lattice.random_spins(seed)
     if init in ("ferromagnetic", "neel", "tetrahedral"):
-        return getattr(lattice, init)()
-    spins = np.load(init)
-    if spins.shape != (lattice.num_sites, 3):
-        raise ValueError(f"dynamics.initial {init} holds shape {spins.shape}, the lattice needs ({lattice.num_sites}, 3)")
-    return spins
+        try:
+            return getattr(lattice, init)()
+        except ValueError as err:
+            raise ValueError(f"dynamics.initial = {init!r} does not exist on this lattice: {err}") from None
+    try:
+        spins = np.load(init, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"dynamics.initial: spin file {init} does not exist") from None
+    except (OSError, ValueError) as err:
+        raise ValueError(f"dynamics.initial: {init} is not a .npy array of spins ({err})") from None
+    if spins.shape != (lattice.num_sites, 3) or spins.dtype.kind not in "fiu":
+        raise ValueError(f"dynamics.initial {init} holds a {spins.dtype} array of shape {spins.shape}, the lattice "
+                         f"needs real spins of shape ({lattice.num_sites}, 3)")
+    norms = np.linalg.norm(spins, axis=1)
+    if not np.all(np.abs(norms - 1) < 1e-6):
+        raise ValueError(f"dynamics.initial {init} holds spins that are not unit vectors (or not finite): "
+                         f"|S| ranges over [{np.nanmin(norms):.6g}, {np.nanmax(norms):.6g}]")
+    return np.asarray(spins, dtype=np.float64)
 
 
 def independent_sample(cfg: dict, index: int, lattice, trajectory_spins) -> np.ndarray:
@@ -197,28 +211,40 @@ def independent_sample(cfg: dict, index: int, lattice, trajectory_spins) -> np.n
     return spins / np.linalg.norm(spins, axis=1, keepdims=True)
 
 
-def _comparable(cfg: dict) -> str:
+def _comparable(cfg: dict) -> dict:
     c = copy.deepcopy(cfg)
     for path in _EXTENSIBLE:
         node = c
         for k in path[:-1]:
             node = node.get(k, {})
         node.pop(path[-1], None)
-    return json.dumps(c, sort_keys=True)
+    return json.loads(json.dumps(c, sort_keys=True))
+
+
+def output_patterns(path) -> tuple:
+    """The files `generate` writes for the output `path`, relative to its folder (outputs.py)."""
+    name = Path(path).name
+    return (name, name + ".partial")
 
 
 # --- the run -----------------------------------------------------------------------------------------
 def generate(cfg: dict, *, output=None, overwrite: bool = False, resume: bool = True,
              progress: bool = True) -> dict:
-    """Run a checked config; returns a summary dict. See the module docstring."""
+    """Run a checked config; returns a summary dict. See the module docstring.
+
+    Everything the config names is built and checked, and the first frame computed, before an
+    existing output is touched: a failing run leaves the file as it was.
+    """
     import spinforce
-    from .data import DatasetWriter
+    from .data import DatasetWriter, check_replaceable, dict_differences
     from tqdm.auto import tqdm
 
     cfg = copy.deepcopy(cfg)
     if output is not None:
         cfg["output"] = str(output)
     path = Path(cfg["output"])
+    if overwrite and resume and path.exists():
+        resume = False  # --overwrite wins over the default of continuing
     device = torch.device(cfg["method"]["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("method.device is 'cuda' but no CUDA device is available")
@@ -226,17 +252,29 @@ def generate(cfg: dict, *, output=None, overwrite: bool = False, resume: bool = 
     d = cfg["dynamics"]
     llg = spinforce.LLG(provider, dt=d["dt"], alpha=d["alpha"], kT=d["kT"], gamma=d["gamma"],
                         integrator=d["integrator"], seed=d["seed"])
+    spins0 = initial_spins(cfg, lattice)
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path} is a folder; give the path of an HDF5 file")
     if path.exists() and not overwrite and not resume:
         raise FileExistsError(f"{path} exists; use --overwrite to replace it or drop --no-resume to continue it")
+    if path.exists() and overwrite:
+        check_replaceable(path)
+
+    def to_device(spins):
+        return torch.as_tensor(np.asarray(spins, dtype=np.float64)).to(device)
+
+    # the first frame of a new file, computed before anything is written
+    first = None if (path.exists() and not overwrite) else provider.compute(to_device(spins0))
     provenance = {"config": cfg, "command": "spinforce generate", "torch": torch.__version__}
     writer = DatasetWriter(path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
                            method=cfg["method"]["name"], model=model.parameters(), method_settings=settings,
                            seed=d["seed"], provenance=provenance, overwrite=overwrite, resume=resume)
     with writer:
         stored = writer.provenance.get("config")
-        if stored is not None and _comparable(stored) != _comparable(cfg):
-            raise ValueError(f"{path} was written with a different config; use --overwrite to replace it "
-                             "or another output path")
+        if first is None and stored is not None and _comparable(stored) != _comparable(cfg):
+            raise ValueError(f"{path} was written with a different config "
+                             f"({'; '.join(dict_differences(_comparable(stored), _comparable(cfg)))}); "
+                             "use --overwrite to replace it or another output path")
         steps = writer.steps
         n_traj_done = int(np.sum(steps >= 0))
         n_traj = d["steps"] // d["save_every"] + 1
@@ -244,18 +282,14 @@ def generate(cfg: dict, *, output=None, overwrite: bool = False, resume: bool = 
         if n_samples_done and n_traj_done < n_traj:
             raise ValueError(f"{path} already holds independent samples after a trajectory of {n_traj_done} frames; "
                              f"it cannot be extended to {n_traj} frames")
-        resumed_from = writer.num_frames
-
-        def to_device(spins):
-            return torch.as_tensor(np.asarray(spins, dtype=np.float64)).to(device)
+        frames_before = writer.num_frames
 
         def append(spins, result, step):
             writer.append(spins, result.fields.detach().cpu().numpy(), result.energy,
                           time=step * d["dt"] if step >= 0 else float("nan"), step=step)
 
         if n_traj_done == 0:
-            spins0 = initial_spins(cfg, lattice)
-            append(spins0, provider.compute(to_device(spins0)), 0)
+            append(spins0, first if first is not None else provider.compute(to_device(spins0)), 0)
             n_traj_done = 1
         start = int(writer.frame(n_traj_done - 1)["step"])
         if start < d["steps"]:
@@ -276,7 +310,7 @@ def generate(cfg: dict, *, output=None, overwrite: bool = False, resume: bool = 
                           desc=f"samples {path.name}", dynamic_ncols=True, disable=not progress):
                 spins = independent_sample(cfg, i, lattice, lambda j: writer.frame(j)["spins"])
                 append(spins, provider.compute(to_device(spins)), -1)
-        return {"path": str(path), "frames": writer.num_frames, "resumed_from": resumed_from,
+        return {"path": str(path), "frames": writer.num_frames, "frames_before": frames_before,
                 "trajectory_frames": n_traj, "samples": n_samples}
 
 
@@ -305,6 +339,12 @@ def run(args) -> int:
     cfg = load_config(source, args.overrides)
     summary = generate(cfg, output=args.output, overwrite=args.overwrite, resume=not args.no_resume,
                        progress=not args.no_progress)
-    note = f" (resumed from frame {summary['resumed_from']})" if summary["resumed_from"] else ""
-    print(f"{summary['path']}: {summary['frames']} frames{note}")
+    before, frames = summary["frames_before"], summary["frames"]
+    if before == frames:
+        note = " (already complete: nothing to do)"
+    elif before:
+        note = f" ({frames - before} added to the {before} already there)"
+    else:
+        note = ""
+    print(f"{summary['path']}: {frames} frames{note}")
     return 0
