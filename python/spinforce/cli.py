@@ -19,7 +19,13 @@ COMMANDS = {
 }
 
 # Errors a user can fix from the command line: printed as one line, exit status 2.
-_USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, IsADirectoryError)
+_USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                PermissionError)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +52,11 @@ def main(argv=None) -> int:
     try:
         return int(args._run(args) or 0)
     except _USER_ERRORS as err:
-        print(f"spinforce {args.command}: error: {err}", file=sys.stderr)
+        print(f"spinforce {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except MemoryError as err:  # also what a C++ allocation failure becomes
+        print(f"spinforce {args.command}: error: out of memory ({_one_line(err)}); use a smaller lattice or "
+              "fewer frames", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\nspinforce {args.command}: interrupted", file=sys.stderr)

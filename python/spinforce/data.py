@@ -75,6 +75,10 @@ class Dataset:
         return Lattice(self.lattice_kind, self.lattice_shape)
 
 
+class FileInUseError(ValueError):
+    """An HDF5 file another process holds open for writing (HDF5 file locking)."""
+
+
 def open_h5(path, mode: str = "r", what: str = "spinforce dataset") -> h5py.File:
     """Open an HDF5 file; a missing, unreadable, non-HDF5 or locked file is a clear error."""
     path = Path(path)
@@ -89,7 +93,7 @@ def open_h5(path, mode: str = "r", what: str = "spinforce dataset") -> h5py.File
     except OSError as err:
         text = str(err)
         if "lock" in text:
-            raise ValueError(f"{path} is open in another process (is a run still writing it?); "
+            raise FileInUseError(f"{path} is open in another process (is a run still writing it?); "
                              "wait for it to finish or stop it") from None
         if "signature" in text or "truncated" in text or "eof" in text.lower():
             raise ValueError(f"{path} is not a {what}: it is not a complete HDF5 file") from None
@@ -97,11 +101,14 @@ def open_h5(path, mode: str = "r", what: str = "spinforce dataset") -> h5py.File
 
 
 def file_format(path) -> str | None:
-    """The `format` attribute of an HDF5 file, or None for anything else (or no file)."""
+    """The `format` attribute of an HDF5 file, or None for anything else (or no file). A file
+    another process is writing is an error (FileInUseError), not "something else"."""
     try:
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             fmt = f.attrs.get("format")
-    except OSError:
+    except FileInUseError:
+        raise
+    except (OSError, ValueError):
         return None
     return fmt.decode() if isinstance(fmt, bytes) else (str(fmt) if fmt is not None else None)
 

@@ -88,10 +88,14 @@ def _parse_override(text: str):
 def read_config(path, overrides=()) -> dict:
     """Read a TOML config and apply ``SECTION.KEY=VALUE`` overrides (not yet checked)."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"config {path} is a folder, not a TOML file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:
         cfg = tomllib.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a TOML text file") from None
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path} is not valid TOML: {err}") from None
     apply_overrides(cfg, overrides)
@@ -105,6 +109,8 @@ def apply_overrides(cfg: dict, overrides=()) -> None:
         node = cfg
         for k in keys[:-1]:
             node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {text}: {k!r} is not a table of keys")
         node[keys[-1]] = value
 
 

@@ -185,7 +185,7 @@ def export_torchscript(model: SiteEnergyModel, out, overwrite: bool = False) -> 
     """Write `model` as TorchScript: forward(spins (N,3), neighbors (N,m)) -> (energy, fields)."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(f"{out} exists; use --overwrite to replace it")
     model = copy.deepcopy(model).cpu().eval()
     # Fields need the gradient with respect to the spins only. Weights that require grad would
     # make TorchScript's autodiff compute their gradients too (about +50 % per call).
