@@ -162,11 +162,13 @@ def test_demo_without_overwrite_changes_no_existing_file(tmp_path, capsys):
     (out / "model" / "model.pt").write_bytes(b"an earlier model")
     (out / "quench" / "ml_quench.h5").write_bytes(b"an earlier quench")
     before = snapshot(out)
-    user_error(capsys, "demo", "--out", out, "--quiet", "--small", 6, "--large", 8, contains=("--overwrite",))
+    tiny = ("--small", 6, "--large", 8, "--ed-runs", 1, "--ed-steps", 10, "--save-every", 5, "--random-samples", 1,
+            "--perturbed-samples", 1, "--epochs", 1, "--validation-steps", 5, "--ml-steps", 5, "--ml-every", 5)
+    user_error(capsys, "demo", "--out", out, "--quiet", *tiny, contains=("--overwrite",))
     assert snapshot(out) == before
     (out / "model" / "unrelated.txt").write_text("not the demo's")
     before = snapshot(out)
-    user_error(capsys, "demo", "--out", out, "--quiet", "--overwrite", contains=("model/unrelated.txt",))
+    user_error(capsys, "demo", "--out", out, "--quiet", "--overwrite", *tiny, contains=("model/unrelated.txt",))
     assert snapshot(out) == before
 
 
@@ -178,8 +180,9 @@ def test_generate_overwrite_with_a_bad_setting_keeps_the_old_file(tmp_path, caps
     capsys.readouterr()
     for bad in ('"neel"', '"tetrahedral2"', '"missing.npy"'):  # no Neel state on the triangular lattice
         generate_toml(cfg, output="keep.h5", initial=bad)
-        user_error(capsys, "generate", cfg, "--overwrite", "--no-progress", contains=("dynamics.initial",))
+        code = main(["generate", str(cfg), "--overwrite", "--no-progress"])
         assert (tmp_path / "keep.h5").read_bytes() == keep
+        assert code == 2 and "dynamics.initial" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.toml", "keep.h5"]
 
 
