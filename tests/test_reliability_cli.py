@@ -368,14 +368,28 @@ def test_second_resume_on_a_file_in_use_is_a_one_line_error(tmp_path, capsys):
         holder.wait()
 
 
-def test_provider_inputs_are_checked_before_the_core(tmp_path):
-    model = spinforce.Heisenberg(SQUARE, J1=1.0)
+@pytest.mark.slow  # trains and exports a small model
+def test_export_overwrite_and_provider_inputs(tmp_path, capsys):
+    heisenberg_dataset(tmp_path / "data.h5")
+    assert main(["train", str(train_toml(tmp_path / "train.toml", "data.h5", "run")), "--no-progress"]) == 0
+    assert main(["export", str(tmp_path / "run" / "model.pt"), "--torchscript", str(tmp_path / "m.ts")]) == 0
+    (tmp_path / "notes.ts").write_text("not a model")
+    user_error(capsys, "export", tmp_path / "run" / "model.pt", "--torchscript", tmp_path / "notes.ts", "--overwrite",
+               contains=("notes.ts", "nothing was changed"))
+    assert (tmp_path / "notes.ts").read_text() == "not a model"
+    assert main(["export", str(tmp_path / "run" / "model.pt"), "--torchscript", str(tmp_path / "m.ts"),
+                 "--overwrite"]) == 0
     s = torch.from_numpy(SQUARE.random_spins(0))
-    with pytest.raises(ValueError, match="dense"):
-        model.compute(s.to_sparse())
-    with torch.inference_mode():
-        t = s.clone()
-    assert model.compute(t).energy == pytest.approx(model.compute(s).energy, rel=1e-14)
+    for provider in (spinforce.Heisenberg(SQUARE, J1=1.0), spinforce.MLForceField(tmp_path / "m.ts", SQUARE)):
+        with pytest.raises(ValueError, match="dense"):
+            provider.compute(s.to_sparse())
+        reference = provider.compute(s)
+        with torch.inference_mode():
+            made_there = s.clone()
+            inside = provider.compute(s)
+        for result in (provider.compute(made_there), inside):
+            assert result.energy == pytest.approx(reference.energy, rel=1e-14)
+            assert torch.allclose(result.fields, reference.fields, rtol=0, atol=1e-14)
 
 
 # --- 11. messages that say what is wrong --------------------------------------------------------------

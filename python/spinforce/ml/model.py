@@ -181,11 +181,22 @@ def load_model(path, lattice=None) -> SiteEnergyModel:
     return model
 
 
+def _is_exported_model(path: Path) -> bool:
+    try:
+        with quiet_torchscript():
+            return getattr(torch.jit.load(str(path), map_location="cpu"), "format", None) == TORCHSCRIPT_FORMAT
+    except Exception:  # not TorchScript at all
+        return False
+
+
 def export_torchscript(model: SiteEnergyModel, out, overwrite: bool = False) -> Path:
     """Write `model` as TorchScript: forward(spins (N,3), neighbors (N,m)) -> (energy, fields)."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; use --overwrite to replace it")
+    if out.exists() and not _is_exported_model(out):
+        raise FileExistsError(f"{out} exists and is not a TorchScript file spinforce exported; --overwrite replaces "
+                              "only that: choose another output path (nothing was changed)")
     model = copy.deepcopy(model).cpu().eval()
     # Fields need the gradient with respect to the spins only. Weights that require grad would
     # make TorchScript's autodiff compute their gradients too (about +50 % per call).
