@@ -430,3 +430,15 @@ def test_generate_reports_what_it_did(tmp_path, capsys):
     user_error(capsys, "generate", cfg, "--no-progress", contains=("dynamics.alpha: 0.3 -> 0.5",))
     line = user_error(capsys, "train", tmp_path / "missing.toml")
     assert "overwrite=" not in line
+
+
+def test_allocation_failures_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    import spinforce.simulate
+
+    def huge(cfg):  # a real allocator failure: 4.5 PB is more than any machine has
+        return torch.empty(2**49, dtype=torch.uint8)
+
+    monkeypatch.setattr(spinforce.simulate, "build_provider", huge)
+    user_error(capsys, "simulate", simulate_toml(tmp_path / "sim.toml"), "--quiet",
+               contains=("out of memory", "562,950 GB more"))
+    assert not (tmp_path / "run.h5").exists()
