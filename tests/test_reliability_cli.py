@@ -95,6 +95,7 @@ def test_train_overwrite_in_a_project_folder_deletes_nothing(tmp_path, capsys):
     assert snapshot(project) == before
 
 
+@pytest.mark.slow  # two trainings
 def test_train_overwrite_replaces_only_the_run_files(tmp_path, capsys):
     heisenberg_dataset(tmp_path / "data.h5")
     train_toml(tmp_path / "train.toml", "data.h5", "run")
@@ -119,6 +120,7 @@ def test_train_overwrite_replaces_only_the_run_files(tmp_path, capsys):
     assert (tmp_path / "data.h5").exists() and (tmp_path / "train.toml").exists()
 
 
+@pytest.mark.slow  # two analyses with plots
 def test_analyze_overwrite_removes_stale_results_and_keeps_foreign_files(tmp_path, capsys):
     traj = tmp_path / "traj.h5"
     _trajectory_with_samples(traj, frames=3, samples=0)
@@ -260,19 +262,21 @@ def _trajectory_with_samples(path, frames, samples, lattice=spinforce.Lattice("s
 
 
 def test_analyze_skips_independent_samples(tmp_path, capsys):
-    from spinforce.analysis import analyze_run
+    import csv
+    import json
     path = _trajectory_with_samples(tmp_path / "gen.h5", frames=4, samples=3)
-    result = analyze_run(path, None, progress=False)
-    np.testing.assert_array_equal(result.timeseries["time"], [0.0, 10.0, 20.0, 30.0])
-    np.testing.assert_array_equal(result.timeseries["step"], [0, 100, 200, 300])
-    assert result.summary["frames_analysed"] == 4 and result.summary["samples_skipped"] == 3
+    assert main(["analyze", str(path), "--quiet", "--out", str(tmp_path / "res")]) == 0
+    printed = capsys.readouterr().out
+    assert "analysed 4 trajectory frames" in printed and "skipped 3 independent samples" in printed
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    assert summary["frames_analysed"] == 4 and summary["samples_skipped"] == 3
+    rows = list(csv.DictReader(open(tmp_path / "res" / "timeseries.csv")))
+    assert [float(r["time"]) for r in rows] == [0.0, 10.0, 20.0, 30.0]
+    assert [int(r["step"]) for r in rows] == [0, 100, 200, 300]
     # the last frame analysed is the last trajectory frame, not a random sample
-    bond_last = result.timeseries["bond_mean"][-1]
     s = read_dataset(path).spins[3]
     nb = SQUARE_8.neighbors(1)
-    assert bond_last == pytest.approx(float(np.einsum("ia,ija->", s, s[nb]) / nb.size), rel=1e-12)
-    assert main(["analyze", str(path), "--quiet", "--out", str(tmp_path / "res")]) == 0
-    assert "skipped 3 independent samples" in capsys.readouterr().out
+    assert float(rows[-1]["bond_mean"]) == pytest.approx(float(np.einsum("ia,ija->", s, s[nb]) / nb.size), rel=1e-12)
     only = tmp_path / "only.h5"
     heisenberg_dataset(only)
     user_error(capsys, "analyze", only, "--quiet", contains=("no trajectory frames", "8 independent samples"))

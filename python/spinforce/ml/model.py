@@ -147,8 +147,8 @@ def read_model_record(path) -> dict:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*TorchScript archive")
             record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch.save file
-        raise ValueError(f"{path} is not a spinforce model file (written by `spinforce train`): {exc}") from None
+    except Exception:  # not a torch.save file; torch's own message is about pickling, not about this
+        raise ValueError(f"{path} is not a spinforce model file (the model.pt written by `spinforce train`)") from None
     if isinstance(record, torch.jit.ScriptModule):
         raise ValueError(f"{path} is an exported TorchScript file, not a spinforce model file; give the model.pt "
                          "written by `spinforce train`")
@@ -192,6 +192,8 @@ def _is_exported_model(path: Path) -> bool:
 def export_torchscript(model: SiteEnergyModel, out, overwrite: bool = False) -> Path:
     """Write `model` as TorchScript: forward(spins (N,3), neighbors (N,m)) -> (energy, fields)."""
     out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"{out} is a folder; give the path of the TorchScript file to write")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; use --overwrite to replace it")
     if out.exists() and not _is_exported_model(out):
