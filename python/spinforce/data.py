@@ -86,6 +86,9 @@ def _check_format(f: h5py.File, path) -> None:
 def read_dataset(path, frames: slice | None = None) -> Dataset:
     """Read a dataset file (optionally a slice of its frames)."""
     path = Path(path)
+    if frames is not None and not isinstance(frames, slice):
+        # an integer index would drop the frame axis and make every array one dimension short
+        raise ValueError(f"frames must be a slice of frame indices (slice(k, k + 1) for frame k), got {frames!r}")
     if not path.exists():
         raise FileNotFoundError(f"dataset file {path} does not exist")
     sel = frames if frames is not None else slice(None)
