@@ -50,6 +50,21 @@ def test_zero_temperature_kpm_converges_to_ed(fixed):
     assert errors[1][0] < errors[0][0] / 3 and errors[1][1] < errors[0][1] / 3
 
 
+def test_zero_temperature_kpm_with_a_level_just_below_mu():
+    """Metallic case: mu 0.04 above a level. A Fermi function of any kT >~ 0.01 instead of the
+    step would move the energy by ~1e-3; the T = 0 expansion converges to ED instead."""
+    lat = sf.Lattice("triangular", (4, 4))
+    spins = lat.random_spins(3)
+    levels = np.sort(sf.ExactDiagonalization(sf.SDModel(lat, J=2.0, mu=0.0)).compute(spins).eigenvalues)
+    model = sf.SDModel(lat, J=2.0, kT=0.0, mu=levels[12] + 0.04)
+    assert levels[13] - levels[12] > 0.4
+    ed = sf.ExactDiagonalization(model).compute(spins)
+    assert ed.energy == pytest.approx(np.sum(levels[:13] - model.mu), abs=1e-10)
+    r = sf.KPM(model, moments=3200).compute(spins)  # exact traces; measured 3.7e-6 and 4e-5
+    assert r.energy == pytest.approx(ed.energy, abs=5e-5)
+    np.testing.assert_allclose(r.fields, ed.fields, rtol=0, atol=3e-4)
+
+
 # --- API ------------------------------------------------------------------------------------------
 def test_chebyshev_moments_are_traces_of_chebyshev_polynomials():
     lat = sf.Lattice("square", (4, 4))
