@@ -123,6 +123,7 @@ def stripe_runs(tmp_path):
     return lat, tmp_path
 
 
+@pytest.mark.slow
 def test_analyze_run_of_growing_stripes_matches_closed_forms(stripe_runs):
     lat, d = stripe_runs
     res = A.analyze_run(d / "a.h5", d / "out", fit_window=(1, 256), progress=False)
@@ -151,6 +152,7 @@ def test_analyze_run_of_growing_stripes_matches_closed_forms(stripe_runs):
         (k, 4 * wk, 64 // wk) for k, wk in enumerate(WIDTHS)]
 
 
+@pytest.mark.slow
 def test_analyze_command_options(stripe_runs, monkeypatch, capsys):
     lat, d = stripe_runs
     shown = []
@@ -189,6 +191,7 @@ def test_analyze_command_options(stripe_runs, monkeypatch, capsys):
     assert shown == [5, 5, 128, 128]
 
 
+@pytest.mark.slow
 def test_analyze_run_on_the_cubic_lattice(tmp_path):
     lat = sf.Lattice("cubic", (16, 3, 3))
     widths = [2, 4, 8]

@@ -56,7 +56,7 @@ def fermi(levels, mu, kT):
 
 CASES = [("square", (6, 5), (0.7, -0.25, 0.15), 1.3),
          ("triangular", (6, 5), (-0.8, 0.3, -0.2), 2.1),
-         ("cubic", (4, 3, 5), (1.4, 0.35, -0.2), 0.9)]
+         pytest.param("cubic", (4, 3, 5), (1.4, 0.35, -0.2), 0.9, marks=pytest.mark.slow)]
 DIRECTION = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])
 
 

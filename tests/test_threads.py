@@ -43,7 +43,7 @@ def default_threads():
     torch.set_num_threads(n)
 
 
-@pytest.mark.parametrize("name", ["ed", "kpm", "heisenberg", "ml"])
+@pytest.mark.parametrize("name", ["ed", pytest.param("kpm", marks=pytest.mark.slow), "heisenberg", "ml"])
 def test_runs_are_bit_identical_with_several_threads(engines, name, tmp_path, default_threads):
     assert default_threads >= 2
     lat, provider = engines[name]
@@ -65,7 +65,7 @@ def test_runs_are_bit_identical_with_several_threads(engines, name, tmp_path, de
     assert read_dataset(tmp_path / "r.h5").num_frames == 2
 
 
-@pytest.mark.parametrize("name", ["ed", "kpm", "heisenberg", "ml"])
+@pytest.mark.parametrize("name", ["ed", pytest.param("kpm", marks=pytest.mark.slow), "heisenberg", "ml"])
 def test_one_thread_and_several_threads_agree_to_round_off(engines, name, default_threads):
     lat, provider = engines[name]
     start = lat.random_spins(2)
