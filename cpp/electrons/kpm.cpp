@@ -307,6 +307,13 @@ KPM::KPM(std::shared_ptr<const SDModel> model, KPMSettings settings)
     const auto [lo, hi] = *settings_.bounds;
     require(std::isfinite(lo) && std::isfinite(hi) && lo < hi,
             "bounds must be finite (lower, upper) with lower < upper, got (", lo, ", ", hi, ")");
+    // Outside [-1, 1] the Chebyshev recursion grows exponentially: narrower bounds than the
+    // spectrum give silently wrong results, so they are refused.
+    const auto [lowest, highest] = spectral_bounds(*model_);
+    const double slack = 1e-12 * (highest - lowest);
+    require(lo <= lowest + slack && hi >= highest - slack, "bounds (", lo, ", ", hi,
+            ") must contain the spectrum of every spin configuration, [", lowest, ", ", highest,
+            "] for this model (ferromagnetic spins reach both ends)");
     center_ = 0.5 * (lo + hi);
     half_width_ = 0.5 * (hi - lo);
   } else {

@@ -154,6 +154,9 @@ def dict_differences(old: dict, new: dict, prefix: str = "") -> list:
 def read_dataset(path, frames: slice | None = None) -> Dataset:
     """Read a dataset file (optionally a slice of its frames)."""
     path = Path(path)
+    if frames is not None and not isinstance(frames, slice):
+        # an integer index would drop the frame axis and make every array one dimension short
+        raise ValueError(f"frames must be a slice of frame indices (slice(k, k + 1) for frame k), got {frames!r}")
     sel = frames if frames is not None else slice(None)
     with open_h5(path) as f:
         _check_format(f, path)

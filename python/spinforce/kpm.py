@@ -36,7 +36,7 @@ class KPM(ProviderMixin, _core.KPM):
     R = 2N, O(N^2) cost: for checks on small lattices). ``dtype`` is "complex128" or
     "complex64". ``bounds=(lower, upper)`` overrides the spectral bounds (default: the exact
     bounds of the model, [band minimum - |J|, band maximum + |J|], widened by 1%); bounds
-    given here must contain the spectrum for every spin configuration.
+    given here must contain the spectrum for every spin configuration (narrower: ValueError).
 
     ``compute(spins)`` returns energy (Omega at fixed mu, F = Omega + mu N_e at fixed
     filling), fields (N, 3), density (N,) and mu; work runs on the device of the spins.
