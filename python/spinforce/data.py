@@ -151,13 +151,23 @@ def dict_differences(old: dict, new: dict, prefix: str = "") -> list:
     return out
 
 
-def read_dataset(path, frames: slice | None = None) -> Dataset:
-    """Read a dataset file (optionally a slice of its frames)."""
+def _frame_selection(frames):
+    """A slice or an increasing list of frame indices; a single index would drop the frame axis."""
+    if frames is None:
+        return slice(None)
+    if isinstance(frames, slice):
+        return frames
+    index = np.asarray(frames)
+    if index.ndim != 1 or index.dtype.kind not in "iu" or np.any(np.diff(index) <= 0) or np.any(index < 0):
+        raise ValueError("frames must be a slice or an increasing list of frame indices "
+                         f"(slice(k, k + 1) or [k] for frame k), got {frames!r}")
+    return index
+
+
+def read_dataset(path, frames: slice | list | None = None) -> Dataset:
+    """Read a dataset file (optionally a slice or an increasing list of its frames)."""
     path = Path(path)
-    if frames is not None and not isinstance(frames, slice):
-        # an integer index would drop the frame axis and make every array one dimension short
-        raise ValueError(f"frames must be a slice of frame indices (slice(k, k + 1) for frame k), got {frames!r}")
-    sel = frames if frames is not None else slice(None)
+    sel = _frame_selection(frames)
     with open_h5(path) as f:
         _check_format(f, path)
         a = f.attrs
