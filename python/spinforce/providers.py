@@ -39,7 +39,7 @@ def as_spin_tensor(spins) -> tuple[torch.Tensor, bool]:
     # Complex parts, booleans and strings would be dropped or coerced silently by a float cast.
     if array is None or array.dtype.kind not in "iuf":
         what = type(spins).__name__ if array is None else f"{type(spins).__name__} of dtype {array.dtype}"
-        raise ValueError(f"spins must be a real (N, 3) array of numbers, got {what}")
+        raise ValueError(f"spins must be a real numeric (N, 3) array, got {what}")
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)), True
 
 
