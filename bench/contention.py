@@ -23,9 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import spinforce  # before torch: it chooses how idle OpenMP threads wait
 import torch
-
-import spinforce
 from _common import write_json
 from spinforce.ml.descriptors import default_descriptor_kind
 from spinforce.ml.model import build_model, export_torchscript
@@ -55,6 +54,8 @@ def main() -> None:
     default_threads = torch.get_num_threads()
     thread_counts = a.threads or sorted({1, default_threads})
     load_before = os.getloadavg()
+    print(f"load average before: {load_before[0]:.1f} on {os.cpu_count()} cores "
+          f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')})", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         lat = spinforce.Lattice("triangular", a.side)

@@ -264,6 +264,11 @@ print(cpu() - c0)
     assert cpu_seconds < 0.5
 
 
-def test_a_wait_policy_chosen_by_the_user_is_kept():
+def test_a_wait_policy_chosen_by_the_user_is_kept_and_a_late_import_warns():
     code = "import os, spinforce; print(os.environ['OMP_WAIT_POLICY'])"
     assert run_python(code, 60, {"OMP_WAIT_POLICY": "ACTIVE"}).stdout.strip() == "ACTIVE"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env["PYTHONPATH"] = PYTHON_PATH
+    late = subprocess.run([sys.executable, "-c", "import torch; torch.set_num_threads(2); import spinforce"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert "RuntimeWarning" in late.stderr and "OMP_WAIT_POLICY=PASSIVE" in late.stderr
