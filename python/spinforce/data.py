@@ -287,6 +287,12 @@ class DatasetWriter:
         values = {"spins": np.asarray(spins, dtype=np.float64), "fields": np.asarray(fields, dtype=np.float64),
                   "energy": float(energy), "time": float(time), "step": int(step)}
         n = self.num_frames
+        for name in ("spins", "fields", "energy"):
+            if not np.isfinite(values[name]).all():
+                where = f"step {int(step)}" if step >= 0 else "an independent sample"
+                raise ValueError(f"{self.path}: frame {n} ({where}) has non-finite {name} (NaN or inf) and was not "
+                                 "written; the run diverged or the provider failed: reduce dt, or check the model "
+                                 "parameters and method settings")
         # energy is resized last: num_frames counts only complete frames.
         for name in ("spins", "fields", "time", "step", "energy"):
             ds = self._file[name]
