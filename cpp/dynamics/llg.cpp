@@ -37,7 +37,7 @@ void LLG::apply(LLGStage stage, at::Tensor& spins, const at::Tensor& fields, Buf
   const uint64_t counter = static_cast<uint64_t>(step);
   if (spins.is_cuda()) {
 #ifdef SPINFORCE_WITH_CUDA
-    llg_stage_cuda(stage, arrays, coeff_, n, counter);
+    llg_stage_cuda(stage, arrays, coeff_, n, counter, spins.get_device());
     return;
 #else
     value_error("spins are on ", spins.device(), " but this spinforce was built without CUDA kernels");
