@@ -9,7 +9,8 @@
 # pip runs with --isolated and no configuration file, so no local wheel index or mirror is used.
 #
 #   .ci/install-check.sh [WORKDIR]        WORKDIR defaults to a new temporary directory
-# Environment: INSTALL_CHECK_VARIANTS="1 2" (default both), INSTALL_CHECK_ARCHS=90 (GPU
+# Environment: INSTALL_CHECK_REUSE_VENV=1 keeps WORKDIR/venv from an earlier run (torch installed
+# once), INSTALL_CHECK_VARIANTS="1 2" (default both), INSTALL_CHECK_ARCHS=90 (GPU
 # architectures compiled in variant 2; empty for the default list of every architecture torch
 # supports), INSTALL_CHECK_PYTEST="-q" (arguments for the test runs).
 # Measured on a shared 2-core machine: see the report at the end of the run.
@@ -26,9 +27,15 @@ pip_() { python -m pip --isolated --disable-pip-version-check "$@"; }
 stamp() { date +%s; }
 t0=$(stamp)
 
-echo "== fresh virtual environment in $work/venv"
-python3 -m venv "$work/venv"
-. "$work/venv/bin/activate"
+if [ -n "${INSTALL_CHECK_REUSE_VENV:-}" ] && [ -x "$work/venv/bin/python" ]; then
+  echo "== reusing the virtual environment in $work/venv (INSTALL_CHECK_REUSE_VENV)"
+  . "$work/venv/bin/activate"
+else
+  echo "== fresh virtual environment in $work/venv"
+  rm -rf "$work/venv"
+  python3 -m venv "$work/venv"
+  . "$work/venv/bin/activate"
+fi
 echo "== torch 2.13.0 from PyPI"
 pip_ install -q torch==2.13.0
 python -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)"
@@ -37,7 +44,7 @@ t_torch=$(stamp)
 # Directories that hold nvcc (on PATH, the usual toolkit places): hidden in variant 1 both from
 # PATH and from CMake's own search, as on a machine without a toolkit.
 nvcc_dirs=$( (for n in $(which -a nvcc 2>/dev/null) /usr/local/cuda*/bin/nvcc /opt/cuda*/bin/nvcc; do
-  [ -x "$n" ] && dirname "$n"; done) | sort -u | tr '\n' ';')
+  if [ -x "$n" ]; then dirname "$n"; fi; done) | sort -u | tr '\n' ';')
 nvcc_dirs=${nvcc_dirs%;}
 
 run_tests() {  # the suite against the installed package, from outside the source tree
