@@ -1,15 +1,16 @@
-// CUDA kernel of the LLG stages: one thread per spin, the arithmetic of
+// CUDA kernels of the LLG stages: one thread per spin, the arithmetic of
 // cpp/dynamics/llg_update.hpp unchanged (so the CPU tests cover it), Philox noise keyed by
-// (seed, step, site) as on the CPU.
-#include <cuda_runtime.h>
-
+// (seed, step, site) as on the CPU. Spins, fields and work arrays are (N, 3) rows of three
+// doubles: a warp reads 32 consecutive rows, 768 contiguous bytes per array.
 #include <cstdint>
-#include <stdexcept>
-#include <string>
 
-#include "dynamics/llg_update.hpp"
+#include "dynamics/llg_cuda.hpp"
+#include "launch.cuh"
 
 namespace spinforce {
+namespace {
+
+constexpr int kThreads = 256;
 
 __global__ void llg_stage_kernel(LLGStage stage, LLGArrays arrays, LLGCoefficients coeff, int64_t num_sites,
                                  uint64_t step) {
@@ -17,30 +18,22 @@ __global__ void llg_stage_kernel(LLGStage stage, LLGArrays arrays, LLGCoefficien
   if (i < num_sites) llg_stage_site(stage, i, arrays, coeff, step);
 }
 
-// Raw-pointer launcher on `stream` (torch-free, so the compile-only check builds it).
-void launch_llg_stage(LLGStage stage, const LLGArrays& arrays, const LLGCoefficients& coeff, int64_t num_sites,
-                      uint64_t step, cudaStream_t stream) {
-  if (num_sites == 0) return;
-  constexpr int kThreads = 256;
-  const int64_t blocks = (num_sites + kThreads - 1) / kThreads;
-  llg_stage_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(stage, arrays, coeff, num_sites, step);
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) throw std::runtime_error(std::string("LLG kernel launch failed: ") + cudaGetErrorString(err));
+__global__ void philox_normals_kernel(uint64_t seed, uint64_t step, int64_t num_sites, double* out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < num_sites) philox_normals(seed, step, static_cast<uint64_t>(i), out + 4 * i);
 }
 
-}  // namespace spinforce
-
-#ifndef SPINFORCE_CUDA_CHECK_ONLY
-#include <ATen/cuda/CUDAContext.h>
-
-#include "dynamics/llg.hpp"
-
-namespace spinforce {
+}  // namespace
 
 void llg_stage_cuda(LLGStage stage, const LLGArrays& arrays, const LLGCoefficients& coeff, int64_t num_sites,
-                    uint64_t step) {
-  launch_llg_stage(stage, arrays, coeff, num_sites, step, at::cuda::getCurrentCUDAStream());
+                    uint64_t step, int device) {
+  gpu::launch("llg_stage", device, gpu::blocks_for(num_sites, kThreads), kThreads, 0, llg_stage_kernel, stage, arrays,
+              coeff, num_sites, step);
+}
+
+void philox_normals_cuda(uint64_t seed, uint64_t step, int64_t num_sites, double* out, int device) {
+  gpu::launch("philox_normals", device, gpu::blocks_for(num_sites, kThreads), kThreads, 0, philox_normals_kernel, seed,
+              step, num_sites, out);
 }
 
 }  // namespace spinforce
-#endif

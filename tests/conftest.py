@@ -3,11 +3,18 @@ import pytest
 import spinforce  # noqa: F401  before torch, as in the command line: idle OpenMP threads sleep
 import torch
 
+import spinforce
+
 
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
+    # `gpu` tests need both a CUDA device and this build's CUDA kernels.
+    if not spinforce._core.cuda_kernels:
+        reason = "this spinforce was built without CUDA kernels"
+    elif not torch.cuda.is_available():
+        reason = "needs a CUDA device"
+    else:
         return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
+    skip = pytest.mark.skip(reason=reason)
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)

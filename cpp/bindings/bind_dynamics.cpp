@@ -91,6 +91,19 @@ void bind_dynamics(py::module_& m) {
           return out;
         },
         py::arg("seed"), py::arg("step"), py::arg("site"));
+#ifdef SPINFORCE_WITH_CUDA
+  // The same normals drawn by the CUDA kernel for sites 0..num_sites-1: (num_sites, 4) on `device`.
+  m.def("_philox_normals_cuda",
+        [](uint64_t seed, uint64_t step, int64_t num_sites, const std::string& device) {
+          require(num_sites >= 0, "num_sites must be >= 0, got ", num_sites);
+          const at::Device d(device);
+          require(d.is_cuda(), "device must be a CUDA device, got '", device, "'");
+          at::Tensor out = at::empty({num_sites, 4}, at::TensorOptions().dtype(at::kDouble).device(d));
+          philox_normals_cuda(seed, step, num_sites, out.data_ptr<double>(), out.get_device());
+          return out;
+        },
+        py::arg("seed"), py::arg("step"), py::arg("num_sites"), py::arg("device") = "cuda");
+#endif
 }
 
 }  // namespace spinforce

@@ -10,7 +10,7 @@ namespace spinforce {
 
 void bind_electrons(py::module_& m) {
   py::class_<FieldResult>(m, "FieldResult")
-      .def_readonly("energy", &FieldResult::energy)
+      .def_property_readonly("energy", &FieldResult::energy_value)
       .def_readonly("fields", &FieldResult::fields)
       .def_readonly("density", &FieldResult::density)
       .def_readonly("mu", &FieldResult::mu)

@@ -6,6 +6,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("torch_version") = SPINFORCE_TORCH_VERSION;
 #ifdef SPINFORCE_WITH_CUDA
   m.attr("cuda_kernels") = true;
+  m.attr("cuda_architectures") = SPINFORCE_CUDA_ARCHITECTURES;
 #else
   m.attr("cuda_kernels") = false;
 #endif

@@ -4,6 +4,7 @@
 // reference vectors rho (R entries). Shared by the OpenMP loops (invariants_cpu.cpp) and the
 // CUDA kernels (cuda/descriptors.cu). The index tables are described in InvariantPlan; the
 // pure-torch form of the same formulas is Descriptor.invariants in python/spinforce/descriptors.
+// Row arguments are pointers (CPU, row-major) or Strided rows (CUDA, feature-major).
 #include <cmath>
 #include <cstdint>
 
@@ -41,9 +42,8 @@ struct InvariantPlan {
 };
 
 // norm[g] = sqrt(floor^2 + sum rho^2) and kappa for one site.
-template <class T, class Coef>
-SPINFORCE_HD void site_norms_kappa(const InvariantPlan& p, const Coef* coef, T floor_sq, const T* rho, T* norm,
-                                   T* kappa) {
+template <class T, class Coef, class Rho, class Row>
+SPINFORCE_HD void site_norms_kappa(const InvariantPlan& p, const Coef* coef, T floor_sq, Rho rho, Row norm, Row kappa) {
   for (int64_t g = 0; g < p.G; ++g) norm[g] = floor_sq;
   for (int64_t r = 0; r < p.R; ++r) norm[p.norm_of[r]] += rho[r] * rho[r];
   for (int64_t g = 0; g < p.G; ++g) norm[g] = hd_sqrt(norm[g]);
@@ -54,11 +54,11 @@ SPINFORCE_HD void site_norms_kappa(const InvariantPlan& p, const Coef* coef, T f
 }
 
 // out (2P + B): power spectrum, phases, bispectrum. scratch: num_scratch() values.
-template <class T, class Coef>
-SPINFORCE_HD void site_invariants(const InvariantPlan& p, const Coef* coef, T floor_sq, const T* c, const T* rho,
-                                  T* out, T* scratch) {
-  T* norm = scratch;
-  T* kappa = scratch + p.G;
+template <class T, class Coef, class In, class Out>
+SPINFORCE_HD void site_invariants(const InvariantPlan& p, const Coef* coef, T floor_sq, In c, In rho, Out out,
+                                  Out scratch) {
+  const Out norm = scratch;
+  const Out kappa = scratch + p.G;
   site_norms_kappa(p, coef, floor_sq, rho, norm, kappa);
   for (int64_t i = 0; i < p.num_outputs(); ++i) out[i] = T(0);
   for (int64_t e = 0; e < p.E; ++e) {
@@ -71,20 +71,20 @@ SPINFORCE_HD void site_invariants(const InvariantPlan& p, const Coef* coef, T fl
 }
 
 // Vector-Jacobian product: grad (2P + B) -> grad_c (E), grad_rho (R), both overwritten.
-template <class T, class Coef>
-SPINFORCE_HD void site_invariants_vjp(const InvariantPlan& p, const Coef* coef, T floor_sq, const T* c, const T* rho,
-                                      const T* grad, T* grad_c, T* grad_rho, T* scratch) {
-  T* norm = scratch;
-  T* kappa = scratch + p.G;
-  T* grad_norm = kappa + p.K;
-  T* grad_kappa = grad_norm + p.G;
+template <class T, class Coef, class In, class Out>
+SPINFORCE_HD void site_invariants_vjp(const InvariantPlan& p, const Coef* coef, T floor_sq, In c, In rho, In grad,
+                                      Out grad_c, Out grad_rho, Out scratch) {
+  const Out norm = scratch;
+  const Out kappa = scratch + p.G;
+  const Out grad_norm = kappa + p.K;
+  const Out grad_kappa = grad_norm + p.G;
   site_norms_kappa(p, coef, floor_sq, rho, norm, kappa);
   for (int64_t g = 0; g < p.G; ++g) grad_norm[g] = T(0);
   for (int64_t k = 0; k < p.K; ++k) grad_kappa[k] = T(0);
   for (int64_t r = 0; r < p.R; ++r) grad_rho[r] = T(0);
-  const T* g_power = grad;
-  const T* g_phase = grad + p.P;
-  const T* g_bis = grad + 2 * p.P;
+  const In g_power = grad;
+  const In g_phase = grad + p.P;
+  const In g_bis = grad + 2 * p.P;
   for (int64_t e = 0; e < p.E; ++e) {
     const int64_t f = p.entry_of[e], r = p.phase_r[e], g = p.phase_norm[f];
     const T gp = g_phase[f] / norm[g];

@@ -38,7 +38,7 @@ bool LLG::apply(LLGStage stage, at::Tensor& spins, const at::Tensor& fields, Buf
   const bool corrector = stage == LLGStage::SIBCorrector || stage == LLGStage::HeunCorrector;
   if (spins.is_cuda()) {
 #ifdef SPINFORCE_WITH_CUDA
-    llg_stage_cuda(stage, arrays, coeff_, n, counter);
+    llg_stage_cuda(stage, arrays, coeff_, n, counter, spins.get_device());
     return at::isfinite(corrector ? spins : b.work).all().item<bool>();
 #else
     value_error("spins are on ", spins.device(), " but this spinforce was built without CUDA kernels");

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "dynamics/llg_cuda.hpp"
 #include "dynamics/llg_update.hpp"
 #include "providers/field_provider.hpp"
 
@@ -55,9 +56,5 @@ class LLG {
   double kT_;
   Integrator integrator_;
 };
-
-// The CUDA launcher (cuda/llg.cu), compiled only with SPINFORCE_WITH_CUDA.
-void llg_stage_cuda(LLGStage stage, const LLGArrays& arrays, const LLGCoefficients& coeff, int64_t num_sites,
-                    uint64_t step);
 
 }  // namespace spinforce

@@ -200,14 +200,32 @@ void for_each_chunk(int R, Visit visit, int start = 0) {
   value_error("spins are on a CUDA device but this build of spinforce has no CUDA kernels");
 }
 
+// Where the kernels run: the CPU, or CUDA device `device` with the scratch of its reductions.
+struct Target {
+  int device = -1;
+  at::Tensor partials;  // (2 kCudaMaxBlocks,) float64 on the device
+  bool cuda() const { return device >= 0; }
+};
+
+Target target_of(const at::Tensor& spins) {
+  Target t;
+  if (spins.is_cuda()) {
+    t.device = spins.get_device();
+    t.partials = at::empty({2 * kpm::kCudaMaxBlocks}, spins.options().dtype(at::kDouble));
+  }
+  return t;
+}
+
 // y = scale H~ x + zcoef z; dots[0] += <y, y>, dots[1] += Re <y, x> (dots in the device's memory).
 template <class T>
-void chebyshev_step(bool cuda, const Stencil<T>& st, const Cx<T>* x, const Cx<T>* z, Cx<T>* y, T scale, T zcoef,
-                    double* dots) {
+void chebyshev_step(const Target& target, const Stencil<T>& st, const Cx<T>* x, const Cx<T>* z, Cx<T>* y, T scale,
+                    T zcoef, double* dots) {
 #ifdef SPINFORCE_WITH_CUDA
-  if (cuda) return kpm::cuda_chebyshev_step(st, x, z, y, scale, zcoef, dots);
+  if (target.cuda())
+    return kpm::cuda_chebyshev_step(st, x, z, y, scale, zcoef, dots, target.partials.data_ptr<double>(),
+                                    target.device);
 #else
-  if (cuda) no_cuda_kernels();
+  if (target.cuda()) no_cuda_kernels();
 #endif
   const int64_t N = st.num_sites;
   const kpm::LocalTerms<T> none;
@@ -228,14 +246,15 @@ void chebyshev_step(bool cuda, const Stencil<T>& st, const Cx<T>* x, const Cx<T>
 // beta_{n+1} <- beta_{n-1} = 2 H~ beta_n - beta_{n+1} + sources.v . sources.coef, where the
 // sources are alpha_{n-1}, alpha_n and alpha_{n-2} (read back at the same site).
 template <class T>
-void reverse_step(bool cuda, const Stencil<T>& st, const Cx<T>* alpha_prev, const Cx<T>* alpha_cur, Cx<T>* alpha_free,
-                  const Cx<T>* beta_cur, Cx<T>* beta_next, double weight, const kpm::LocalTerms<T>& sources,
-                  bool update, double* G) {
+void reverse_step(const Target& target, const Stencil<T>& st, const Cx<T>* alpha_prev, const Cx<T>* alpha_cur,
+                  Cx<T>* alpha_free, const Cx<T>* beta_cur, Cx<T>* beta_next, double weight,
+                  const kpm::LocalTerms<T>& sources, bool update, double* G) {
 #ifdef SPINFORCE_WITH_CUDA
-  if (cuda)
-    return kpm::cuda_reverse_step(st, alpha_prev, alpha_cur, alpha_free, beta_cur, beta_next, weight, sources, update, G);
+  if (target.cuda())
+    return kpm::cuda_reverse_step(st, alpha_prev, alpha_cur, alpha_free, beta_cur, beta_next, weight, sources, update,
+                                  G, target.device);
 #else
-  if (cuda) no_cuda_kernels();
+  if (target.cuda()) no_cuda_kernels();
 #endif
   const int64_t N = st.num_sites;
   const int R = st.R;
@@ -364,6 +383,7 @@ const KPM::DeviceData& KPM::device_data(const at::Device& device) {
   at::Tensor rows = at::arange(N, at::kLong), cols = 2 * colours();
   d.probes = at::zeros({N, 2, R}, complex_type_);
   for (int s = 0; s < 2; ++s) d.probes.select(1, s).index_put_({rows, cols + s}, phase.select(1, s));
+  d.probe_norm = at::real(d.probes.conj() * d.probes).sum().item<double>();  // mu_0, on the CPU once
   for (at::Tensor* t : {&d.neighbors, &d.hopping, &d.probes}) *t = t->to(device).contiguous();
   return device_cache_.emplace(device.str(), std::move(d)).first->second;
 }
@@ -385,16 +405,16 @@ KPM::Forward KPM::forward(const at::Tensor& spins, const at::Tensor& onsite) {
   // mu_{2n+1} = 2 Re <alpha_{n+1}, alpha_n> - mu_1.
   const int64_t M = settings_.moments, K = M / 2, R = num_probes();
   const DeviceData& d = device_data(spins.device());
-  const bool cuda = spins.is_cuda();
+  const Target target = target_of(spins);
   at::Tensor prev = d.probes.clone(), cur = at::zeros_like(prev);
   at::Tensor dots = at::zeros({K + 1, 2}, spins.options().dtype(at::kDouble));
   double* dp = dots.data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES(real_type_, "kpm_forward", [&] {
     const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, R);
-    chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(prev), cx<scalar_t>(cur), cx<scalar_t>(cur), 1, 0, dp + 2);
+    chebyshev_step<scalar_t>(target, st, cx<scalar_t>(prev), cx<scalar_t>(cur), cx<scalar_t>(cur), 1, 0, dp + 2);
     for (int64_t n = 1; n < K; ++n) {
       poll_interrupt();
-      chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(cur), cx<scalar_t>(prev), cx<scalar_t>(prev), 2, -1,
+      chebyshev_step<scalar_t>(target, st, cx<scalar_t>(cur), cx<scalar_t>(prev), cx<scalar_t>(prev), 2, -1,
                                dp + 2 * (n + 1));
       std::swap(prev, cur);
     }
@@ -403,7 +423,7 @@ KPM::Forward KPM::forward(const at::Tensor& spins, const at::Tensor& onsite) {
   auto dot = host.accessor<double, 2>();
   Forward f;
   f.moments.assign(M, 0.0);
-  f.moments[0] = at::real(d.probes.conj() * d.probes).sum().item<double>();
+  f.moments[0] = d.probe_norm;
   f.moments[1] = dot[1][1];
   for (int64_t n = 1; 2 * n < M; ++n) f.moments[2 * n] = 2.0 * dot[n][0] - f.moments[0];
   for (int64_t n = 1; 2 * n + 1 < M; ++n) f.moments[2 * n + 1] = 2.0 * dot[n + 1][1] - f.moments[1];
@@ -419,7 +439,7 @@ at::Tensor KPM::moments(const at::Tensor& spins) {
 
 FieldResult KPM::compute(const at::Tensor& spins) {
   const int64_t N = num_sites(), M = settings_.moments, R = num_probes();
-  const bool cuda = spins.is_cuda();
+  const Target target = target_of(spins);
   at::Tensor onsite = onsite_block(spins);
   Forward f = forward(spins, onsite);
 
@@ -466,7 +486,7 @@ FieldResult KPM::compute(const at::Tensor& spins) {
         sources.coef[1] = static_cast<scalar_t>(en[n - 1]);
         sources.coef[2] = static_cast<scalar_t>(en[n - 2]);
       }
-      reverse_step<scalar_t>(cuda, st, cx<scalar_t>(alpha_prev), cx<scalar_t>(alpha_cur), cx<scalar_t>(alpha_free),
+      reverse_step<scalar_t>(target, st, cx<scalar_t>(alpha_prev), cx<scalar_t>(alpha_cur), cx<scalar_t>(alpha_free),
                              cx<scalar_t>(beta_cur), cx<scalar_t>(beta_next), n == 1 ? 1.0 : 2.0, sources, update,
                              G.data_ptr<double>());
       if (update) {  // alpha_free holds alpha_{n-2}, beta_next holds beta_{n-1}
@@ -498,14 +518,14 @@ double KPM::chebyshev_step_seconds(const at::Tensor& spins, int64_t steps) {
   const int64_t R = num_probes();
   const DeviceData& d = device_data(spins.device());
   at::Tensor onsite = onsite_block(spins);
-  const bool cuda = spins.is_cuda();
+  const Target target = target_of(spins);
   at::Tensor a = d.probes.clone(), b = d.probes.clone();
   at::Tensor dot = at::zeros({2}, spins.options().dtype(at::kDouble));
   double seconds = 0.0;
   AT_DISPATCH_FLOATING_TYPES(real_type_, "kpm_step_timing", [&] {
     const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, R);
     auto step = [&] {
-      chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(b), cx<scalar_t>(a), cx<scalar_t>(a), 2, -1,
+      chebyshev_step<scalar_t>(target, st, cx<scalar_t>(b), cx<scalar_t>(a), cx<scalar_t>(a), 2, -1,
                                dot.data_ptr<double>());
       std::swap(a, b);
     };

@@ -68,6 +68,7 @@ class KPM : public FieldProvider {
  private:
   struct DeviceData {
     at::Tensor neighbors, hopping, probes;  // probes: dense (N, 2, R)
+    double probe_norm = 0.0;                 // sum_r <R_r, R_r> = mu_0
   };
   struct Forward {
     at::Tensor alpha_prev, alpha_cur;  // alpha_{K-1}, alpha_{K}, K = M/2

@@ -84,7 +84,12 @@ FieldResult MLForceField::compute(const at::Tensor& spins) {
   const at::Tensor s = spins.to(impl_->device, dtype_);
   auto out = impl_->module.forward({s, neighbors_}).toTuple();
   FieldResult r;
-  r.energy = out->elements()[0].toTensor().item<double>();
+  const at::Tensor energy = out->elements()[0].toTensor().detach();
+  if (energy.is_cpu()) {
+    r.energy = energy.item<double>();
+  } else {
+    r.energy_tensor = energy;  // read only when asked for: no device sync per evaluation
+  }
   r.fields = out->elements()[1].toTensor().detach().to(spins.device(), at::kDouble).contiguous();
   return r;
 }

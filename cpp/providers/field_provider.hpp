@@ -11,10 +11,15 @@ namespace spinforce {
 
 struct FieldResult {
   double energy = 0.0;      // the potential whose negative gradient is `fields`
+  // Providers on a GPU may leave the energy on the device (0-dim tensor) instead of `energy`,
+  // so that an evaluation needs no device-to-host copy; energy_value() reads either.
+  at::Tensor energy_tensor;
   at::Tensor fields;        // (N,3) float64
   at::Tensor density;       // (N,) electrons per site; undefined for spin-only models
   double mu = std::nan(""); // chemical potential used; NaN for spin-only models
   at::Tensor eigenvalues;   // single-particle levels (ED only)
+
+  double energy_value() const { return energy_tensor.defined() ? energy_tensor.item<double>() : energy; }
 };
 
 class FieldProvider {

@@ -67,20 +67,25 @@ FieldResult Heisenberg::compute(const at::Tensor& spins) {
 FieldResult Heisenberg::compute_tensor(const at::Tensor& spins) {
   const at::Tensor s = spins.to(at::kDouble);
   const auto opts = s.options();
-  // Neighbour tables are copied to the spins' device once and kept there.
-  if (nn_.defined() && (!nn_device_.defined() || nn_device_.device() != s.device())) nn_device_ = nn_.to(s.device()).reshape(-1);
-  if (nnn_.defined() && (!nnn_device_.defined() || nnn_device_.device() != s.device()))
-    nnn_device_ = nnn_.to(s.device()).reshape(-1);
+  // Tables and vectors are copied to the spins' device once and kept there.
+  if (!h_device_.defined() || h_device_.device() != s.device()) {
+    if (nn_.defined()) nn_device_ = nn_.to(s.device()).reshape(-1);
+    if (nnn_.defined()) nnn_device_ = nnn_.to(s.device()).reshape(-1);
+    h_device_ = at::tensor(std::vector<double>(h_.begin(), h_.end()), opts.device(at::kCPU)).to(s.device());
+    n_device_ = at::tensor(std::vector<double>(n_.begin(), n_.end()), opts.device(at::kCPU)).to(s.device());
+  }
   at::Tensor exchange = at::zeros_like(s);
   if (nn_.defined()) exchange -= J1_ * s.index_select(0, nn_device_).view({num_sites(), -1, 3}).sum(1);
   if (nnn_.defined()) exchange -= J2_ * s.index_select(0, nnn_device_).view({num_sites(), -1, 3}).sum(1);
-  const at::Tensor h = at::tensor(std::vector<double>(h_.begin(), h_.end()), opts.device(at::kCPU)).to(s.device());
-  const at::Tensor n = at::tensor(std::vector<double>(n_.begin(), n_.end()), opts.device(at::kCPU)).to(s.device());
-  const at::Tensor sn = at::matmul(s, n);  // (N,)
-  const at::Tensor energy = (-0.5 * (s * exchange).sum() - at::matmul(s, h).sum() - K_ * (sn * sn).sum());
+  const at::Tensor sn = at::matmul(s, n_device_);  // (N,)
+  const at::Tensor energy = -0.5 * (s * exchange).sum() - at::matmul(s, h_device_).sum() - K_ * (sn * sn).sum();
   FieldResult out;
-  out.fields = exchange + h + 2.0 * K_ * sn.unsqueeze(1) * n;
-  out.energy = energy.item<double>();
+  out.fields = exchange + h_device_ + 2.0 * K_ * sn.unsqueeze(1) * n_device_;
+  if (s.is_cpu()) {
+    out.energy = energy.item<double>();
+  } else {
+    out.energy_tensor = energy;
+  }
   return out;
 }
 

@@ -24,7 +24,8 @@ class Heisenberg : public FieldProvider {
   std::string name() const override { return "Heisenberg"; }
   // CPU: one fused OpenMP loop; other devices: compute_tensor.
   FieldResult compute(const at::Tensor& spins) override;
-  // The same model written with tensor ops, on any device (the GPU path, and a reference).
+  // The same model written with tensor ops, on any device (the GPU path, and a reference). On a
+  // GPU the energy stays on the device (FieldResult::energy_tensor): no sync per evaluation.
   FieldResult compute_tensor(const at::Tensor& spins);
 
   std::shared_ptr<const Lattice> lattice_ptr() const { return lattice_; }
@@ -39,7 +40,9 @@ class Heisenberg : public FieldProvider {
   double J1_, J2_, K_;
   std::array<double, 3> h_, n_;
   at::Tensor nn_, nnn_;  // (N, m) neighbour tables; undefined when the coupling is zero
-  at::Tensor nn_device_, nnn_device_;  // flattened copies on the device of the last tensor call
+  // Flattened tables, field h and axis n on the device of the last tensor call: an evaluation
+  // on a GPU then makes no host-device copies.
+  at::Tensor nn_device_, nnn_device_, h_device_, n_device_;
 };
 
 }  // namespace spinforce

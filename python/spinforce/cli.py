@@ -17,6 +17,7 @@ COMMANDS = {
     "demo": "spinforce.demo",
     "train": "spinforce.ml.train_command",
     "export": "spinforce.ml.export_command",
+    "info": "spinforce.info",
 }
 
 # Errors a user can fix from the command line: printed as one line, exit status 2.
