@@ -16,6 +16,7 @@ COMMANDS = {
     "demo": "spinforce.demo",
     "train": "spinforce.ml.train_command",
     "export": "spinforce.ml.export_command",
+    "locality": "spinforce.locality",
 }
 
 # Errors a user can fix from the command line: printed as one line, exit status 2.
