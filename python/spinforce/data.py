@@ -19,6 +19,12 @@ Datasets (M snapshots of N sites, chunked and extendable along M)
     energy  (M,)      float64   total energy (the potential whose gradient gives the fields)
     time    (M,)      float64   simulation time of the frame (NaN for independent samples)
     step    (M,)      int64     integrator step of the frame (-1 for independent samples)
+    trajectory (M,)   int64     which trajectory of the file the frame belongs to: frames of one
+                                LLG run share an id, every independent sample has an id of its
+                                own. Training holds out whole trajectories (spinforce.ml.training).
+                                Files written before this column existed read as: every frame
+                                with step >= 0 is trajectory 0, every independent sample
+                                (step -1) a trajectory of its own (`default_trajectories`).
 """
 from __future__ import annotations
 
@@ -30,11 +36,21 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "DatasetWriter", "Dataset", "read_dataset"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "DatasetWriter", "Dataset", "read_dataset", "default_trajectories"]
 
 FORMAT = "spinforce-dataset"
 FORMAT_VERSION = 1
 _FRAME_ARRAYS = ("spins", "fields", "energy", "time", "step")
+
+
+def default_trajectories(step) -> np.ndarray:
+    """Trajectory ids of a file without a trajectory column: frames with step >= 0 form
+    trajectory 0, each independent sample (step < 0) is a trajectory 1, 2, ... of its own."""
+    step = np.asarray(step)
+    ids = np.zeros(step.shape, dtype=np.int64)
+    samples = step < 0
+    ids[samples] = 1 + np.arange(int(samples.sum()))
+    return ids
 
 
 def _version() -> str:
@@ -51,6 +67,7 @@ class Dataset:
     energy: np.ndarray
     time: np.ndarray
     step: np.ndarray
+    trajectory: np.ndarray
     lattice_kind: str
     lattice_shape: tuple
     method: str
@@ -92,9 +109,13 @@ def read_dataset(path, frames: slice | None = None) -> Dataset:
     with h5py.File(path, "r") as f:
         _check_format(f, path)
         a = f.attrs
+        if "trajectory" in f:
+            trajectory = f["trajectory"][sel]
+        else:
+            trajectory = default_trajectories(f["step"][()])[sel]
         return Dataset(
             spins=f["spins"][sel], fields=f["fields"][sel], energy=f["energy"][sel],
-            time=f["time"][sel], step=f["step"][sel],
+            time=f["time"][sel], step=f["step"][sel], trajectory=trajectory,
             lattice_kind=str(a["lattice_kind"]), lattice_shape=tuple(int(x) for x in a["lattice_shape"]),
             method=str(a["method"]), model=json.loads(a["model"]),
             method_settings=json.loads(a["method_settings"]), seed=int(a["seed"]),
@@ -117,6 +138,7 @@ class DatasetWriter:
                  provenance: dict | None = None, overwrite: bool = False, resume: bool = False,
                  chunk_frames: int = 16):
         self.path = Path(path)
+        self.default_trajectory = 0  # the id `append` gives frames of a run (step >= 0)
         meta = {
             "lattice_kind": lattice_kind, "lattice_shape": list(int(x) for x in lattice_shape),
             "method": method, "model": json.dumps(model, sort_keys=True),
@@ -135,6 +157,9 @@ class DatasetWriter:
                     self._file.close()
                     raise ValueError(f"cannot resume {self.path}: its {key} is {stored!r}, the run has {value!r}")
             self._truncate_partial_frame()
+            if "trajectory" not in self._file:  # a file from before the trajectory column
+                ids = default_trajectories(self._file["step"][()])
+                self._file.create_dataset("trajectory", data=ids, maxshape=(None,), chunks=(chunk_frames,))
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(self.path.suffix + ".partial")
@@ -147,7 +172,7 @@ class DatasetWriter:
                 f.attrs[key] = value
             n = int(num_sites)
             for name, shape, dtype in (("spins", (n, 3), "f8"), ("fields", (n, 3), "f8"), ("energy", (), "f8"),
-                                       ("time", (), "f8"), ("step", (), "i8")):
+                                       ("time", (), "f8"), ("step", (), "i8"), ("trajectory", (), "i8")):
                 f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
                                  chunks=(chunk_frames, *shape))
         os.replace(tmp, self.path)
@@ -155,8 +180,9 @@ class DatasetWriter:
 
     def _truncate_partial_frame(self) -> None:
         # A crash between dataset resizes can leave the arrays with different lengths.
-        n = min(self._file[name].shape[0] for name in _FRAME_ARRAYS)
-        for name in _FRAME_ARRAYS:
+        names = [name for name in _FRAME_ARRAYS + ("trajectory",) if name in self._file]
+        n = min(self._file[name].shape[0] for name in names)
+        for name in names:
             self._file[name].resize(n, axis=0)
 
     @property
@@ -185,12 +211,26 @@ class DatasetWriter:
         """The step column of the complete frames (-1 marks independent samples)."""
         return self._file["step"][: self.num_frames]
 
-    def append(self, spins, fields, energy: float, time: float = float("nan"), step: int = -1) -> None:
-        values = {"spins": np.asarray(spins, dtype=np.float64), "fields": np.asarray(fields, dtype=np.float64),
-                  "energy": float(energy), "time": float(time), "step": int(step)}
+    @property
+    def trajectories(self) -> np.ndarray:
+        """The trajectory column of the complete frames."""
+        return self._file["trajectory"][: self.num_frames]
+
+    def append(self, spins, fields, energy: float, time: float = float("nan"), step: int = -1,
+               trajectory: int | None = None) -> None:
+        """Append one frame. trajectory None: `default_trajectory` for a frame of a run (step >= 0),
+        a new id for an independent sample (step < 0)."""
         n = self.num_frames
+        if trajectory is None:
+            if step >= 0:
+                trajectory = self.default_trajectory
+            else:
+                ids = self.trajectories
+                trajectory = int(max(ids.max() + 1 if n else 0, self.default_trajectory + 1))
+        values = {"spins": np.asarray(spins, dtype=np.float64), "fields": np.asarray(fields, dtype=np.float64),
+                  "energy": float(energy), "time": float(time), "step": int(step), "trajectory": int(trajectory)}
         # energy is resized last: num_frames counts only complete frames.
-        for name in ("spins", "fields", "time", "step", "energy"):
+        for name in ("spins", "fields", "time", "step", "trajectory", "energy"):
             ds = self._file[name]
             ds.resize(n + 1, axis=0)
             ds[n] = values[name]

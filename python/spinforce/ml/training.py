@@ -4,7 +4,12 @@ Config (TOML; relative paths are relative to the config file):
 
     [data]
     paths = ["train.h5"]            # one or more spinforce datasets of one lattice kind
-    validation_fraction = 0.2       # snapshots held out (random, by snapshot, seeded)
+    validation_fraction = 0.2       # fraction of the frames held out for validation ...
+    test_fraction = 0.0             # ... and for the final test (never trained on, never used to choose)
+    split = "trajectory"            # hold out whole trajectories ("trajectory") or single frames ("frame")
+    window = 0                      # > 0: cut trajectories into time windows of this many frames,
+                                    # each held out as a whole
+    test_paths = []                 # datasets used only as test data
 
     [descriptor]                    # or: descriptor = {kind = "bond_shells", cutoff = 2.0}
     kind = "group"                  # "group" (spinforce.Descriptor) or "bond_shells"; default: group where built in
@@ -60,10 +65,12 @@ from ..generate import read_config
 from .descriptors import default_descriptor_kind
 from .model import DTYPES, SiteEnergyModel, build_model, load_model, model_record, save_model
 
-__all__ = ["load_config", "train", "TrainingResult", "METRICS"]
+__all__ = ["load_config", "train", "TrainingResult", "METRICS", "split_groups", "frame_groups"]
+SPLITS = ("trajectory", "frame")
 
 _DEFAULTS = {
-    "data": {"paths": None, "validation_fraction": 0.2},
+    "data": {"paths": None, "validation_fraction": 0.2, "test_fraction": 0.0, "split": "trajectory", "window": 0,
+             "test_paths": []},
     "descriptor": {},
     "model": {"hidden": [64, 64, 64], "activation": "silu", "dtype": "float64"},
     "training": {"seed": 0, "epochs": 200, "batch_size": 8, "learning_rate": 1e-3, "lr_schedule": "plateau",
@@ -108,8 +115,16 @@ def load_config(path_or_dict, base_dir=None) -> dict:
     if not paths:
         raise ValueError("config [data] paths must list at least one dataset file")
     d["paths"] = [str((base / p).resolve()) if not Path(p).is_absolute() else p for p in paths]
+    test_paths = [d["test_paths"]] if isinstance(d["test_paths"], str) else list(d["test_paths"])
+    d["test_paths"] = [str((base / p).resolve()) if not Path(p).is_absolute() else p for p in test_paths]
     if not 0.0 <= float(d["validation_fraction"]) < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1), got {d['validation_fraction']}")
+    if not 0.0 <= float(d["test_fraction"]) < 1.0 - float(d["validation_fraction"]):
+        raise ValueError(f"test_fraction must be in [0, 1 - validation_fraction), got {d['test_fraction']}")
+    if d["split"] not in SPLITS:
+        raise ValueError(f"data.split must be one of {SPLITS}, got {d['split']!r}")
+    if isinstance(d["window"], bool) or not isinstance(d["window"], int) or d["window"] < 0:
+        raise ValueError(f"data.window must be an integer >= 0 (frames per held-out time window), got {d['window']!r}")
     cfg["descriptor"].setdefault("kind", default_descriptor_kind())
     t = cfg["training"]
     for key in ("epochs", "batch_size", "early_stop_patience", "lr_patience", "energy_weight_start",
@@ -159,6 +174,7 @@ class _Part:
     neighbors: torch.Tensor  # (N, m)
     train: np.ndarray        # snapshot indices
     val: np.ndarray
+    test: np.ndarray
 
 
 def _batched_neighbors(neighbors: torch.Tensor, batch: int) -> torch.Tensor:
@@ -206,28 +222,99 @@ def evaluate(model, parts: list[_Part], split: str, batch_size: int) -> dict:
             "energy_mae_per_site": abs_e / frames}
 
 
+def frame_groups(trajectory: np.ndarray, split: str = "trajectory", window: int = 0) -> np.ndarray:
+    """Group id of every frame of one file: frames of a group are held out together.
+
+    split "trajectory": a group is a trajectory (or, with window > 0, a run of `window`
+    consecutive frames of it); "frame": every frame alone (correlated frames of one trajectory
+    then land in different splits: not a held-out test).
+    """
+    trajectory = np.asarray(trajectory, dtype=np.int64)
+    if split == "frame":
+        return np.arange(len(trajectory))
+    if window == 0:
+        return trajectory
+    position = np.zeros(len(trajectory), dtype=np.int64)
+    for t in np.unique(trajectory):
+        at = np.flatnonzero(trajectory == t)
+        position[at] = np.arange(len(at)) // window
+    _, groups = np.unique(np.stack([trajectory, position], axis=1), axis=0, return_inverse=True)
+    return groups.ravel()
+
+
+def split_groups(groups: list, fractions: tuple, seed: int) -> list:
+    """Split the frames of several files into train / held-out sets by whole groups.
+
+    groups: per file, the group id of every frame (`frame_groups`). fractions: the wanted
+    fraction of all frames in each held-out set (validation, test, ...). Groups are drawn in a
+    seeded random order; a group joins the first held-out set that it brings closer to its
+    target, the rest is training data. Returns per file a list of index arrays
+    [train, held-out 1, held-out 2, ...]; no group is split.
+    """
+    keys = [(f, int(g)) for f, ids in enumerate(groups) for g in np.unique(ids)]
+    sizes = {(f, int(g)): int(n) for f, ids in enumerate(groups) for g, n in zip(*np.unique(ids, return_counts=True))}
+    total = sum(sizes.values())
+    targets = [int(round(fr * total)) for fr in fractions]
+    order = np.random.default_rng([seed, 0]).permutation(len(keys))
+    filled = [0] * len(fractions)
+    assign = {}
+    for k in order:
+        key = keys[k]
+        assign[key] = 0
+        for h, target in enumerate(targets):
+            if abs(filled[h] + sizes[key] - target) < abs(filled[h] - target):
+                assign[key], filled[h] = h + 1, filled[h] + sizes[key]
+                break
+    out = []
+    for f, ids in enumerate(groups):
+        which = np.array([assign[(f, int(g))] for g in ids], dtype=np.int64)
+        out.append([np.flatnonzero(which == h) for h in range(len(fractions) + 1)])
+    return out
+
+
 def _load_parts(cfg: dict, dtype: torch.dtype, seed: int, device: torch.device):
-    parts, kinds, records, lattices = [], set(), [], []
-    for path in cfg["data"]["paths"]:
+    d = cfg["data"]
+    parts, kinds, records, lattices, groups = [], set(), [], [], []
+    paths = list(d["paths"]) + list(d["test_paths"])
+    for n_file, path in enumerate(paths):
         ds = read_dataset(path)
         if ds.num_frames < 1:
             raise ValueError(f"dataset {path} holds no snapshots")
         kinds.add(ds.lattice_kind)
         lattices.append(ds.lattice())
         M = ds.num_frames
-        rng = np.random.default_rng([seed, len(parts)])
-        order = rng.permutation(M)
-        n_val = int(round(cfg["data"]["validation_fraction"] * M)) if M > 1 else 0
+        empty = np.zeros(0, dtype=np.int64)
         parts.append(_Part(torch.as_tensor(ds.spins, dtype=dtype, device=device),
                            torch.as_tensor(ds.fields, dtype=dtype, device=device),
-                           torch.as_tensor(ds.energy, dtype=dtype, device=device), None,
-                           np.sort(order[n_val:]), np.sort(order[:n_val])))
+                           torch.as_tensor(ds.energy, dtype=dtype, device=device), None, empty, empty, empty))
+        if n_file < len(d["paths"]):
+            groups.append(frame_groups(ds.trajectory, d["split"], int(d["window"])))
+        else:
+            parts[-1].test = np.arange(M)
         records.append({"path": str(path), "method": ds.method, "model": ds.model,
                         "method_settings": ds.method_settings, "lattice_shape": list(ds.lattice_shape),
-                        "frames": M, "seed": ds.seed, "spinforce_version": ds.spinforce_version})
+                        "frames": M, "seed": ds.seed, "spinforce_version": ds.spinforce_version,
+                        "role": "train" if n_file < len(d["paths"]) else "test"})
     if len(kinds) != 1:
         raise ValueError(f"all datasets of a training run must share one lattice kind, got {sorted(kinds)}")
+    fractions = (float(d["validation_fraction"]), float(d["test_fraction"]))
+    for part, (train, val, test) in zip(parts, split_groups(groups, fractions, seed)):
+        part.train, part.val, part.test = train, val, test
+    if not any(len(p.train) for p in parts):
+        raise ValueError("no training frames are left after holding out validation and test trajectories; "
+                         "add data or lower validation_fraction / test_fraction")
     return parts, lattices, records
+
+
+def torque_rms(parts: list[_Part], split: str) -> float:
+    """RMS exact torque |S x H| over the sites of the frames of `split` (the scale of its errors)."""
+    sq, sites = 0.0, 0
+    for part in parts:
+        idx = torch.as_tensor(getattr(part, split))
+        s, h = part.spins[idx], part.fields[idx]
+        sq += float((torch.linalg.cross(s, h, dim=-1) ** 2).sum())
+        sites += s.shape[0] * s.shape[1]
+    return math.sqrt(sq / sites) if sites else float("nan")
 
 
 def _normalise(model: SiteEnergyModel, parts: list[_Part]) -> dict:
@@ -265,7 +352,7 @@ class TrainingResult:
     run_dir: Path
     model_path: Path
     best_epoch: int
-    best: dict          # metrics of the best model on both splits
+    best: dict          # metrics of the best model on train and val (and test, when there is one)
     history: list       # CSV rows
     stopped_early: bool
 
@@ -415,12 +502,20 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
         bar.close()
     _write_csv(log_path, history)
     best_rec = torch.load(model_path, map_location="cpu", weights_only=True)
+    has_test = any(len(p.test) for p in parts)
+    if has_test or cfg["output"]["plots"]:
+        best_model = load_model(model_path, lattices[0]).to(device)
+        best_model.eval()
+    if has_test:
+        # Trajectories never trained on and never used to pick the model: the held-out error.
+        best_rec["metrics"]["test"] = evaluate(best_model, parts, "test", bs)
+        best_rec["metrics"]["test"]["frames"] = int(sum(len(p.test) for p in parts))
+        best_rec["metrics"]["test"]["torque_rms"] = torque_rms(parts, "test")
     (run_dir / "metrics.json").write_text(json.dumps(best_rec["metrics"], indent=2))
     if cfg["output"]["plots"]:
-        best_model = load_model(model_path, lattices[0]).to(device)
         write_plots(best_model, parts, "val" if has_val else "train", bs, run_dir / "plots")
     return TrainingResult(run_dir, model_path, best_rec["metrics"]["epoch"],
-                          {"train": best_rec["metrics"]["train"], "val": best_rec["metrics"]["val"]},
+                          {k: best_rec["metrics"][k] for k in ("train", "val", "test") if k in best_rec["metrics"]},
                           history, stopped_early)
 
 
