@@ -98,3 +98,60 @@ def test_training_holds_out_whole_trajectories(tmp_path):
             mine = set(ids[getattr(part, split)])
             assert not mine & set(ids[np.concatenate([getattr(part, o) for o in others])])
     assert sum(len(p.val) for p in parts[:2]) > 0 and sum(len(p.test) for p in parts[:2]) > 0
+
+
+# --- ensembles of LLG runs, merged and labelled at a fixed mu -------------------------------------------
+def ensemble_config(tmp_path):
+    import spinforce.generate as gen
+    return gen.check_config({
+        "output": str(tmp_path / "merged.h5"),
+        "lattice": {"kind": "square", "shape": [4, 4]},
+        "model": {"J": 3.0, "filling": 0.4, "kT": 0.05},
+        "method": {"name": "ed"},
+        "dynamics": {"dt": 0.05, "alpha": 0.2, "kT": 0.01, "steps": 20, "save_every": 10, "seed": 1},
+        "samples": {"random": 1},
+        "ensemble": {"seeds": [1, 2], "initial": ["random", "ferromagnetic"]},
+        "labels": {"mu": "auto", "mu_from_time": 0.5},
+    })
+
+
+def test_ensemble_merged_and_labelled_at_fixed_mu(tmp_path):
+    import spinforce as sf
+    import spinforce.generate as gen
+    cfg = ensemble_config(tmp_path)
+    summary = gen.generate_ensemble(cfg, progress=False)
+    d = read_dataset(tmp_path / "merged.h5")
+    runs = [read_dataset(tmp_path / "merged.runs" / f"run{k}.h5") for k in range(4)]
+    assert summary["runs"] == 4 and d.num_frames == sum(r.num_frames for r in runs) == 4 * (3 + 1)
+    # one id per run, one per independent sample, none shared between runs
+    assert len(np.unique(d.trajectory)) == 4 * 2
+    assert [r.provenance["config"]["dynamics"]["seed"] for r in runs] == [1, 2, 1, 2]
+    assert np.array_equal(runs[2].spins[0], sf.Lattice("square", 4).ferromagnetic())
+    # labels: exact ED fields at the stored mu, which gives the late frames the wanted filling
+    mu = d.method_settings["mu"]
+    assert d.model["mu"] == mu and d.model["filling"] is None
+    lat = d.lattice()
+    ed_mu = sf.ExactDiagonalization(sf.SDModel(lat, J=3.0, kT=0.05, mu=mu))
+    for k in (0, 5, d.num_frames - 1):
+        np.testing.assert_allclose(d.fields[k], ed_mu.compute(d.spins[k]).fields, atol=1e-10)
+    late = d.spins[(d.step >= 0) & (d.time >= 0.5)]
+    assert len(late) == 4 * 2
+    n = np.mean([ed_mu.compute(s).density.sum() for s in late]) / (2 * lat.num_sites)
+    assert n == pytest.approx(0.4, abs=1e-9)
+    # the trajectory frames are those of the fixed-filling dynamics
+    np.testing.assert_array_equal(d.spins[:4], runs[0].spins)
+
+
+def test_ensemble_merge_resumes(tmp_path):
+    import spinforce.generate as gen
+    cfg = ensemble_config(tmp_path)
+    gen.generate_ensemble(cfg, progress=False)
+    full = read_dataset(tmp_path / "merged.h5")
+    with h5py.File(tmp_path / "merged.h5", "a") as f:  # as if stopped after 6 merged frames
+        for name in ("spins", "fields", "energy", "time", "step", "trajectory"):
+            f[name].resize(6, axis=0)
+    summary = gen.generate_ensemble(cfg, progress=False)
+    assert summary["resumed_from"] == 6
+    again = read_dataset(tmp_path / "merged.h5")
+    for name in ("spins", "fields", "energy", "step", "trajectory"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(full, name))

@@ -43,6 +43,10 @@ SCHEMA = {
                  "save_every": None, "initial": "random", "seed": 0},
     "samples": {"random": 0, "perturbed": 0, "perturbation": 0.2},
 }
+# Optional sections: several runs (one trajectory each) merged into the output, relabelled at a
+# fixed chemical potential.
+ENSEMBLE = {"seeds": None, "kT": None, "initial": None}
+LABELS = {"mu": None, "mu_from_time": 0.0}
 _OPTIONAL = {("model", "mu"), ("model", "filling")}
 METHODS = ("ed", "kpm")
 INITIAL_STATES = ("random", "ferromagnetic", "neel", "tetrahedral")
@@ -108,8 +112,10 @@ def check_config(cfg: dict, base: Path | None = None) -> dict:
     """Validate a config dict against SCHEMA; returns a completed copy (ValueError on problems)."""
     cfg = copy.deepcopy(cfg)
     for section in cfg:
-        if section not in SCHEMA:
-            raise ValueError(f"unknown config section or key {section!r}; allowed: {', '.join(SCHEMA)}")
+        if section not in SCHEMA and section not in ("ensemble", "labels"):
+            raise ValueError(f"unknown config section or key {section!r}; allowed: {', '.join(SCHEMA)}, "
+                             "ensemble, labels")
+    _check_ensemble(cfg)
     if not isinstance(cfg.get("output"), str) or not cfg["output"]:
         raise ValueError("output must be given: the path of the HDF5 file to write")
     for section, keys in SCHEMA.items():
@@ -152,6 +158,141 @@ def check_config(cfg: dict, base: Path | None = None) -> dict:
             raise ValueError(f"dynamics.initial must be one of {INITIAL_STATES} or a .npy file of spins, got {init!r}")
         d["initial"] = str(p.resolve())
     return cfg
+
+
+def _check_ensemble(cfg: dict) -> None:
+    """Check and complete the optional [ensemble] and [labels] sections, in place."""
+    for name, keys in (("ensemble", ENSEMBLE), ("labels", LABELS)):
+        if name not in cfg:
+            continue
+        given = cfg[name]
+        if not isinstance(given, dict):
+            raise ValueError(f"[{name}] must be a table")
+        unknown = sorted(set(given) - set(keys))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in [{name}]; allowed: {', '.join(keys)}")
+        cfg[name] = {**keys, **given}
+    for key in ENSEMBLE:
+        value = cfg.get("ensemble", {}).get(key)
+        if value is not None and (not isinstance(value, list) or not value):
+            raise ValueError(f"ensemble.{key} must be a non-empty list (or left out: the [dynamics] value), got {value!r}")
+    for seed in (cfg.get("ensemble", {}).get("seeds") or []):
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"ensemble.seeds must be integers >= 0, got {seed!r}")
+    for kT in (cfg.get("ensemble", {}).get("kT") or []):
+        if isinstance(kT, bool) or not isinstance(kT, (int, float)) or kT < 0:
+            raise ValueError(f"ensemble.kT must be numbers >= 0 (spin temperatures), got {kT!r}")
+    for init in (cfg.get("ensemble", {}).get("initial") or []):
+        if init not in INITIAL_STATES:
+            raise ValueError(f"ensemble.initial entries must be among {INITIAL_STATES}, got {init!r}")
+    if "labels" in cfg:
+        mu = cfg["labels"]["mu"]
+        if mu != "auto" and (isinstance(mu, bool) or not isinstance(mu, (int, float))):
+            raise ValueError(f"labels.mu must be a number or \"auto\" (found for the model's filling), got {mu!r}")
+        if mu == "auto" and cfg.get("model", {}).get("filling") is None:
+            raise ValueError("labels.mu = \"auto\" needs model.filling: the filling the fixed mu must give")
+
+
+def _stored_label_mu(path: Path):
+    import h5py
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs.get("method_settings", "{}")).get("mu")
+
+
+def ensemble_runs(cfg: dict) -> list[dict]:
+    """The run configs of an [ensemble]: every combination of seeds, spin temperatures and
+    initial states, each writing OUTPUT_STEM.runs/runK.h5."""
+    e = cfg.get("ensemble", {})
+    d = cfg["dynamics"]
+    out = Path(cfg["output"])
+    folder = out.with_name(out.stem + ".runs")
+    runs = []
+    for init in e.get("initial") or [d["initial"]]:
+        for kT in e.get("kT") or [d["kT"]]:
+            for seed in e.get("seeds") or [d["seed"]]:
+                run = copy.deepcopy({k: v for k, v in cfg.items() if k not in ("ensemble", "labels")})
+                run["dynamics"].update(initial=init, kT=kT, seed=seed)
+                run["output"] = str(folder / f"run{len(runs)}.h5")
+                runs.append(run)
+    return runs
+
+
+def generate_ensemble(cfg: dict, *, output=None, overwrite: bool = False, resume: bool = True,
+                      progress: bool = True) -> dict:
+    """Run every member of a checked config's [ensemble] (or the single run), then merge their
+    frames into the output with one trajectory id per run (independent samples keep ids of
+    their own), relabelled at the fixed mu of [labels] when given. Resumable at every run and
+    every merged frame; see docs/dynamics.md."""
+    import spinforce
+    from tqdm.auto import tqdm
+
+    from .data import DatasetWriter, read_dataset
+    from .electrons import model_at_mu, mu_for_filling
+
+    cfg = copy.deepcopy(cfg)
+    if output is not None:
+        cfg["output"] = str(output)
+    path = Path(cfg["output"])
+    runs = ensemble_runs(cfg)
+    if path.exists() and not overwrite and not resume:
+        raise FileExistsError(f"{path} exists; use --overwrite to replace it or drop --no-resume to continue it")
+    for k, run in enumerate(runs):
+        generate(run, overwrite=overwrite, resume=resume, progress=progress)
+    datasets = [read_dataset(r["output"]) for r in runs]
+    lattice, model, _, settings = build_provider(cfg)
+    labels = cfg.get("labels")
+    fixed = None
+    if labels is not None:
+        mu = labels["mu"]
+        stored = _stored_label_mu(path) if path.exists() and not overwrite else None
+        if mu == "auto" and stored is not None:
+            mu = stored  # a resumed merge keeps the mu its frames were labelled with
+        elif mu == "auto":
+            late = np.concatenate([ds.spins[(ds.step >= 0) & (ds.time >= labels["mu_from_time"])] for ds in datasets])
+            if len(late) == 0:
+                raise ValueError(f"no trajectory frame has time >= labels.mu_from_time = {labels['mu_from_time']}")
+            fixed = mu_for_filling(model, late, progress=progress)
+            mu = fixed.mu
+        label_cfg = copy.deepcopy(cfg)
+        label_cfg["model"].update(mu=float(mu), filling=None)
+        _, label_model, label_provider, _ = build_provider(label_cfg)
+        label_settings = {**settings, "labels": "fixed mu", "mu": float(mu),
+                          "mu_from_time": labels["mu_from_time"] if labels["mu"] == "auto" else None}
+    else:
+        label_model, label_provider, label_settings = model, None, settings
+    provenance = {"config": cfg, "command": "spinforce generate", "torch": torch.__version__,
+                  "runs": [r["output"] for r in runs], "fixed_mu": fixed.to_dict() if fixed is not None else None}
+    total = sum(ds.num_frames for ds in datasets)
+    device = torch.device(cfg["method"]["device"])
+    with DatasetWriter(path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
+                       method=cfg["method"]["name"], model=label_model.parameters(), method_settings=label_settings,
+                       seed=cfg["dynamics"]["seed"], provenance=provenance, overwrite=overwrite,
+                       resume=resume) as writer:
+        stored = writer.provenance.get("config")
+        if stored is not None and _comparable(stored) != _comparable(cfg):
+            raise ValueError(f"{path} was written with a different config; use --overwrite to replace it "
+                             "or another output path")
+        done = writer.num_frames
+        bar = tqdm(total=total, initial=done, unit="frame", desc=f"merge {path.name}", dynamic_ncols=True,
+                   disable=not progress or done >= total)
+        k, offset = 0, 0
+        for ds in datasets:
+            for j in range(ds.num_frames):
+                if k >= done:
+                    spins = ds.spins[j]
+                    if label_provider is None:
+                        fields, energy = ds.fields[j], ds.energy[j]
+                    else:
+                        r = label_provider.compute(torch.as_tensor(spins).to(device))
+                        fields, energy = r.fields.detach().cpu().numpy(), r.energy
+                    writer.append(spins, fields, energy, time=ds.time[j], step=int(ds.step[j]),
+                                  trajectory=offset + int(ds.trajectory[j]))
+                    bar.update(1)
+                k += 1
+            offset += int(ds.trajectory.max()) + 1
+        bar.close()
+        return {"path": str(path), "frames": writer.num_frames, "runs": len(runs), "resumed_from": done,
+                "mu": label_settings.get("mu"), "fixed_mu": fixed.to_dict() if fixed is not None else None}
 
 
 # --- building the run ------------------------------------------------------------------------------
@@ -303,8 +444,11 @@ def run(args) -> int:
         raise ValueError("give exactly one of a CONFIG file and --example NAME")
     source = example_path(args.example) if args.example else Path(args.config)
     cfg = load_config(source, args.overrides)
-    summary = generate(cfg, output=args.output, overwrite=args.overwrite, resume=not args.no_resume,
-                       progress=not args.no_progress)
+    run_one = generate if "ensemble" not in cfg and "labels" not in cfg else generate_ensemble
+    summary = run_one(cfg, output=args.output, overwrite=args.overwrite, resume=not args.no_resume,
+                      progress=not args.no_progress)
     note = f" (resumed from frame {summary['resumed_from']})" if summary["resumed_from"] else ""
     print(f"{summary['path']}: {summary['frames']} frames{note}")
+    if summary.get("mu") is not None:
+        print(f"labelled at fixed mu = {summary['mu']:.6g}")
     return 0
