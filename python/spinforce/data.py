@@ -19,6 +19,8 @@ Datasets (M snapshots of N sites, chunked and extendable along M)
     energy  (M,)      float64   total energy (the potential whose gradient gives the fields)
     time    (M,)      float64   simulation time of the frame (NaN for independent samples)
     step    (M,)      int64     integrator step of the frame (-1 for independent samples)
+Optional group "scalars": (M,) float64 per-frame numbers a run records besides the fields, e.g.
+    uncertainty_mean, uncertainty_max   the committee uncertainty of an ML run (spinforce simulate)
 """
 from __future__ import annotations
 
@@ -60,6 +62,7 @@ class Dataset:
     provenance: dict = field(default_factory=dict)
     spinforce_version: str = ""
     path: str = ""
+    scalars: dict = field(default_factory=dict)  # name -> (M,) per-frame numbers (group "scalars")
 
     @property
     def num_frames(self) -> int:
@@ -100,6 +103,7 @@ def read_dataset(path, frames: slice | None = None) -> Dataset:
             method_settings=json.loads(a["method_settings"]), seed=int(a["seed"]),
             provenance=json.loads(a.get("provenance", "{}")),
             spinforce_version=str(a.get("spinforce_version", "")), path=str(path),
+            scalars={name: f["scalars"][name][sel] for name in f.get("scalars", {})},
         )
 
 
@@ -110,13 +114,16 @@ class DatasetWriter:
     unless ``overwrite=True``; with ``resume=True`` it is reopened for appending after its
     metadata is checked against the given one, and ``num_frames`` tells where it stopped.
     Each ``append`` is flushed, so an interrupted run loses at most the frame being written.
+    ``scalars`` names per-frame numbers stored besides the fields (group "scalars"); each
+    ``append`` then gives all of them.
     """
 
     def __init__(self, path, *, lattice_kind: str, lattice_shape, num_sites: int, method: str,
                  model: dict, method_settings: dict | None = None, seed: int = 0,
                  provenance: dict | None = None, overwrite: bool = False, resume: bool = False,
-                 chunk_frames: int = 16):
+                 chunk_frames: int = 16, scalars=()):
         self.path = Path(path)
+        self.scalars = tuple(str(name) for name in scalars)
         meta = {
             "lattice_kind": lattice_kind, "lattice_shape": list(int(x) for x in lattice_shape),
             "method": method, "model": json.dumps(model, sort_keys=True),
@@ -134,6 +141,11 @@ class DatasetWriter:
                 if (int(stored) if key == "seed" else stored) != value:
                     self._file.close()
                     raise ValueError(f"cannot resume {self.path}: its {key} is {stored!r}, the run has {value!r}")
+            stored = tuple(sorted(self._file.get("scalars", {})))
+            if stored != tuple(sorted(self.scalars)):
+                self._file.close()
+                raise ValueError(f"cannot resume {self.path}: it records the per-frame scalars {list(stored)}, "
+                                 f"the run records {sorted(self.scalars)}")
             self._truncate_partial_frame()
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,13 +162,16 @@ class DatasetWriter:
                                        ("time", (), "f8"), ("step", (), "i8")):
                 f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
                                  chunks=(chunk_frames, *shape))
+            for name in self.scalars:
+                f.create_dataset(f"scalars/{name}", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
         os.replace(tmp, self.path)
         self._file = h5py.File(self.path, "a")
 
     def _truncate_partial_frame(self) -> None:
         # A crash between dataset resizes can leave the arrays with different lengths.
-        n = min(self._file[name].shape[0] for name in _FRAME_ARRAYS)
-        for name in _FRAME_ARRAYS:
+        names = list(_FRAME_ARRAYS) + [f"scalars/{name}" for name in self.scalars]
+        n = min(self._file[name].shape[0] for name in names)
+        for name in names:
             self._file[name].resize(n, axis=0)
 
     @property
@@ -173,7 +188,8 @@ class DatasetWriter:
         """Stored frame `index` (spins, fields, energy, time, step)."""
         if not 0 <= index < self.num_frames:
             raise ValueError(f"frame index must be in [0, {self.num_frames}), got {index}")
-        return {name: self._file[name][index] for name in _FRAME_ARRAYS}
+        return {**{name: self._file[name][index] for name in _FRAME_ARRAYS},
+                **{name: self._file["scalars"][name][index] for name in self.scalars}}
 
     @property
     def provenance(self) -> dict:
@@ -185,12 +201,18 @@ class DatasetWriter:
         """The step column of the complete frames (-1 marks independent samples)."""
         return self._file["step"][: self.num_frames]
 
-    def append(self, spins, fields, energy: float, time: float = float("nan"), step: int = -1) -> None:
+    def append(self, spins, fields, energy: float, time: float = float("nan"), step: int = -1,
+               scalars: dict | None = None) -> None:
+        scalars = dict(scalars or {})
+        if set(scalars) != set(self.scalars):
+            raise ValueError(f"{self.path} records the per-frame scalars {sorted(self.scalars)}; "
+                             f"append got {sorted(scalars)}")
         values = {"spins": np.asarray(spins, dtype=np.float64), "fields": np.asarray(fields, dtype=np.float64),
-                  "energy": float(energy), "time": float(time), "step": int(step)}
+                  "energy": float(energy), "time": float(time), "step": int(step),
+                  **{f"scalars/{name}": float(v) for name, v in scalars.items()}}
         n = self.num_frames
         # energy is resized last: num_frames counts only complete frames.
-        for name in ("spins", "fields", "time", "step", "energy"):
+        for name in ("spins", "fields", "time", "step", *(f"scalars/{k}" for k in self.scalars), "energy"):
             ds = self._file[name]
             ds.resize(n + 1, axis=0)
             ds[n] = values[name]
