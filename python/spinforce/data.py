@@ -25,6 +25,8 @@ Datasets (M snapshots of N sites, chunked and extendable along M)
                                 Files written before this column existed read as: every frame
                                 with step >= 0 is trajectory 0, every independent sample
                                 (step -1) a trajectory of its own (`default_trajectories`).
+Optional group "scalars": (M,) float64 per-frame numbers a run records besides the fields, e.g.
+    uncertainty_mean, uncertainty_max   the committee uncertainty of an ML run (spinforce simulate)
 """
 from __future__ import annotations
 
@@ -77,6 +79,7 @@ class Dataset:
     provenance: dict = field(default_factory=dict)
     spinforce_version: str = ""
     path: str = ""
+    scalars: dict = field(default_factory=dict)  # name -> (M,) per-frame numbers (group "scalars")
 
     @property
     def num_frames(self) -> int:
@@ -121,6 +124,7 @@ def read_dataset(path, frames: slice | None = None) -> Dataset:
             method_settings=json.loads(a["method_settings"]), seed=int(a["seed"]),
             provenance=json.loads(a.get("provenance", "{}")),
             spinforce_version=str(a.get("spinforce_version", "")), path=str(path),
+            scalars={name: f["scalars"][name][sel] for name in f.get("scalars", {})},
         )
 
 
@@ -131,14 +135,17 @@ class DatasetWriter:
     unless ``overwrite=True``; with ``resume=True`` it is reopened for appending after its
     metadata is checked against the given one, and ``num_frames`` tells where it stopped.
     Each ``append`` is flushed, so an interrupted run loses at most the frame being written.
+    ``scalars`` names per-frame numbers stored besides the fields (group "scalars"); each
+    ``append`` then gives all of them.
     """
 
     def __init__(self, path, *, lattice_kind: str, lattice_shape, num_sites: int, method: str,
                  model: dict, method_settings: dict | None = None, seed: int = 0,
                  provenance: dict | None = None, overwrite: bool = False, resume: bool = False,
-                 chunk_frames: int = 16):
+                 chunk_frames: int = 16, scalars=()):
         self.path = Path(path)
         self.default_trajectory = 0  # the id `append` gives frames of a run (step >= 0)
+        self.scalars = tuple(str(name) for name in scalars)
         meta = {
             "lattice_kind": lattice_kind, "lattice_shape": list(int(x) for x in lattice_shape),
             "method": method, "model": json.dumps(model, sort_keys=True),
@@ -156,6 +163,11 @@ class DatasetWriter:
                 if (int(stored) if key == "seed" else stored) != value:
                     self._file.close()
                     raise ValueError(f"cannot resume {self.path}: its {key} is {stored!r}, the run has {value!r}")
+            stored = tuple(sorted(self._file.get("scalars", {})))
+            if stored != tuple(sorted(self.scalars)):
+                self._file.close()
+                raise ValueError(f"cannot resume {self.path}: it records the per-frame scalars {list(stored)}, "
+                                 f"the run records {sorted(self.scalars)}")
             self._truncate_partial_frame()
             if "trajectory" not in self._file:  # a file from before the trajectory column
                 ids = default_trajectories(self._file["step"][()])
@@ -175,12 +187,15 @@ class DatasetWriter:
                                        ("time", (), "f8"), ("step", (), "i8"), ("trajectory", (), "i8")):
                 f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
                                  chunks=(chunk_frames, *shape))
+            for name in self.scalars:
+                f.create_dataset(f"scalars/{name}", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
         os.replace(tmp, self.path)
         self._file = h5py.File(self.path, "a")
 
     def _truncate_partial_frame(self) -> None:
         # A crash between dataset resizes can leave the arrays with different lengths.
         names = [name for name in _FRAME_ARRAYS + ("trajectory",) if name in self._file]
+        names += [f"scalars/{name}" for name in self.scalars]
         n = min(self._file[name].shape[0] for name in names)
         for name in names:
             self._file[name].resize(n, axis=0)
@@ -199,7 +214,8 @@ class DatasetWriter:
         """Stored frame `index` (spins, fields, energy, time, step)."""
         if not 0 <= index < self.num_frames:
             raise ValueError(f"frame index must be in [0, {self.num_frames}), got {index}")
-        return {name: self._file[name][index] for name in _FRAME_ARRAYS}
+        return {**{name: self._file[name][index] for name in _FRAME_ARRAYS},
+                **{name: self._file["scalars"][name][index] for name in self.scalars}}
 
     @property
     def provenance(self) -> dict:
@@ -217,9 +233,13 @@ class DatasetWriter:
         return self._file["trajectory"][: self.num_frames]
 
     def append(self, spins, fields, energy: float, time: float = float("nan"), step: int = -1,
-               trajectory: int | None = None) -> None:
+               scalars: dict | None = None, trajectory: int | None = None) -> None:
         """Append one frame. trajectory None: `default_trajectory` for a frame of a run (step >= 0),
         a new id for an independent sample (step < 0)."""
+        scalars = dict(scalars or {})
+        if set(scalars) != set(self.scalars):
+            raise ValueError(f"{self.path} records the per-frame scalars {sorted(self.scalars)}; "
+                             f"append got {sorted(scalars)}")
         n = self.num_frames
         if trajectory is None:
             if step >= 0:
@@ -228,9 +248,11 @@ class DatasetWriter:
                 ids = self.trajectories
                 trajectory = int(max(ids.max() + 1 if n else 0, self.default_trajectory + 1))
         values = {"spins": np.asarray(spins, dtype=np.float64), "fields": np.asarray(fields, dtype=np.float64),
-                  "energy": float(energy), "time": float(time), "step": int(step), "trajectory": int(trajectory)}
+                  "energy": float(energy), "time": float(time), "step": int(step), "trajectory": int(trajectory),
+                  **{f"scalars/{name}": float(v) for name, v in scalars.items()}}
         # energy is resized last: num_frames counts only complete frames.
-        for name in ("spins", "fields", "time", "step", "trajectory", "energy"):
+        for name in ("spins", "fields", "time", "step", "trajectory", *(f"scalars/{k}" for k in self.scalars),
+                     "energy"):
             ds = self._file[name]
             ds.resize(n + 1, axis=0)
             ds[n] = values[name]

@@ -22,6 +22,7 @@ import numpy as np
 
 from .generate import INITIAL_STATES, SCHEMA as GENERATE_SCHEMA, apply_overrides, initial_spins, read_config
 from .generate import build_provider as build_electron_provider
+from .providers import UNCERTAINTY_SCALARS, uncertainty_scalars
 
 __all__ = ["load_config", "build_provider", "simulate",
            "SimulationResult", "HELP", "add_arguments", "run"]
@@ -123,6 +124,7 @@ class SimulationResult:
     wall_seconds: float
     spin_steps_per_second: float
     resumed_from: int
+    max_uncertainty: float | None = None  # largest site uncertainty of this call's frames (committees)
 
 
 def _checkpoint_path(run_path: Path) -> Path:
@@ -191,12 +193,16 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
     ckpt_path = _checkpoint_path(run_path)
     if overwrite and ckpt_path.exists():
         ckpt_path.unlink()
+    # A committee's uncertainty is recorded per frame; past its threshold the run warns once.
+    committee = getattr(provider, "committee_size", 1) > 1
+    watch = _UncertaintyWatch(getattr(provider, "uncertainty_threshold", None) if committee else None)
     writer = DatasetWriter(run_path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=n,
                            method=cfg["method"]["name"], model=cfg["model"], method_settings=settings,
                            seed=d["seed"], provenance={"config": cfg, "command": "spinforce simulate"},
                            overwrite=overwrite, resume=resume,
                            # HDF5 allocates whole chunks: keep them near 4 MiB, one frame for big lattices
-                           chunk_frames=max(1, min(16, (4 << 20) // (24 * n))))
+                           chunk_frames=max(1, min(16, (4 << 20) // (24 * n))),
+                           scalars=UNCERTAINTY_SCALARS if committee else ())
     ovf_dir = _ovf_dir(run_path)
 
     def to_device(s):
@@ -212,8 +218,10 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
             start, spins = 0, np.asarray(initial_spins(cfg, lattice), dtype=np.float64)
             res = provider.compute(to_device(spins))
             writer.append(spins, res.fields.cpu().numpy() if torch.is_tensor(res.fields) else res.fields,
-                          res.energy, time=0.0, step=0)
+                          res.energy, time=0.0, step=0,
+                          scalars=uncertainty_scalars(res.uncertainty) if committee else None)
             export_ovf(0, spins)
+            watch(0, res)
         else:
             last = writer.last_frame()
             start, spins = int(last["step"]), last["spins"]
@@ -224,6 +232,10 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
             raise ValueError(f"{run_path} already holds steps up to {start}; dynamics.steps = {total} is smaller")
         state = to_device(spins)
         every, ckpt_every = d["save_every"], d["checkpoint_every"]
+
+        def on_frame(step, s, result):
+            export_ovf(step, s)
+            watch(step, result)
         bar = tqdm(total=total * n, initial=start * n, unit="spin-step", unit_scale=True, disable=not progress,
                    desc=f"LLG {cfg['method']['name']} N={n}", dynamic_ncols=True)
         chunk, step, began = 1, start, _time.perf_counter()
@@ -234,7 +246,7 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
                     end = min(end, (step // ckpt_every + 1) * ckpt_every)
                 t0 = _time.perf_counter()
                 state = llg.run(state, end - step, every=every, writer=writer, start_step=step,
-                                callback=(lambda k, s, r: export_ovf(k, s)) if cfg["ovf"] else None)
+                                callback=on_frame if (cfg["ovf"] or committee) else None)
                 elapsed = _time.perf_counter() - t0
                 bar.update((end - step) * n)
                 bar.set_postfix(step=end, refresh=False)
@@ -250,8 +262,32 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
         wall = _time.perf_counter() - began
         frames = writer.num_frames
     return SimulationResult(path=str(run_path), steps=total, frames=frames, spins=state.cpu().numpy(),
-                            wall_seconds=wall, resumed_from=start,
+                            wall_seconds=wall, resumed_from=start, max_uncertainty=watch.max_seen,
                             spin_steps_per_second=(total - start) * n / wall if wall > 0 and total > start else 0.0)
+
+
+class _UncertaintyWatch:
+    """Follows a committee's per-frame maximum uncertainty and warns the first time it passes
+    the threshold the committee file carries (no threshold: it only keeps the maximum)."""
+
+    def __init__(self, threshold):
+        self.threshold = threshold
+        self.max_seen = None
+        self.warned = False
+
+    def __call__(self, step, result) -> None:
+        if result.uncertainty is None:
+            return
+        u = uncertainty_scalars(result.uncertainty)["uncertainty_max"]
+        self.max_seen = u if self.max_seen is None else max(self.max_seen, u)
+        if self.threshold is not None and u > self.threshold and not self.warned:
+            self.warned = True
+            import warnings
+            from .ml.committee import UncertaintyWarning
+            warnings.warn(f"at step {step} the committee uncertainty reached {u:.4g} at a site, above the model's "
+                          f"threshold {self.threshold:.4g}: the model is extrapolating and its fields there are not "
+                          "to be trusted (run `spinforce learn` to add such states; this warning is shown once)",
+                          UncertaintyWarning, stacklevel=2)
 
 
 # --- command line -------------------------------------------------------------------------
@@ -270,8 +306,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    result = simulate(args.config, resume=args.resume, overwrite=args.overwrite, steps=args.steps,
-                      overrides=args.overrides, progress=not args.quiet)
+    import sys
+    import warnings
+
+    from .ml.committee import UncertaintyWarning
+
+    def show(message, category, *rest):
+        if issubclass(category, UncertaintyWarning):
+            print(f"spinforce simulate: warning: {message}", file=sys.stderr)
+        else:
+            default_show(message, category, *rest)
+    default_show = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        result = simulate(args.config, resume=args.resume, overwrite=args.overwrite, steps=args.steps,
+                          overrides=args.overrides, progress=not args.quiet)
+    extra = "" if result.max_uncertainty is None else f"; max committee uncertainty {result.max_uncertainty:.4g}"
     print(f"{result.path}: {result.frames} frames, step {result.steps}; "
-          f"{result.spin_steps_per_second:.4g} spin-steps/s over {result.wall_seconds:.1f} s")
+          f"{result.spin_steps_per_second:.4g} spin-steps/s over {result.wall_seconds:.1f} s{extra}")
     return 0
