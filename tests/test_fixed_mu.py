@@ -84,3 +84,14 @@ def test_bad_input():
         sf.mu_for_filling(model, lat.random_spins(0), filling=1.2)
     with pytest.raises(ValueError, match="states"):
         sf.mu_for_filling(model, np.zeros((2, 5, 3)), filling=0.3)
+
+
+def test_filling_at_mu_inverts_mu_for_filling():
+    from spinforce.electrons import filling_at_mu
+    lat = sf.Lattice("square", (4, 4))
+    model = sf.SDModel(lat, J=3.0, filling=0.3, kT=0.1)
+    S = states(lat, 3, seed=20)
+    fixed = sf.mu_for_filling(model, S)
+    per_state = filling_at_mu(model, S, fixed.mu)
+    np.testing.assert_allclose(per_state, fixed.filling_per_state, atol=1e-12)
+    assert per_state.mean() == pytest.approx(0.3, abs=1e-10)

@@ -17,6 +17,7 @@ COMMANDS = {
     "train": "spinforce.ml.train_command",
     "export": "spinforce.ml.export_command",
     "locality": "spinforce.locality",
+    "learn": "spinforce.learn",
 }
 
 # Errors a user can fix from the command line: printed as one line, exit status 2.

@@ -11,7 +11,7 @@ from . import _core
 from .lattice import Lattice
 from .providers import ProviderMixin, as_spin_tensor
 
-__all__ = ["SDModel", "ExactDiagonalization", "FixedMu", "mu_for_filling", "model_at_mu"]
+__all__ = ["SDModel", "ExactDiagonalization", "FixedMu", "mu_for_filling", "model_at_mu", "filling_at_mu"]
 
 
 class SDModel(_core.SDModel):
@@ -140,6 +140,16 @@ def _level_weights(provider, spins) -> tuple[np.ndarray, np.ndarray | None]:
 def model_at_mu(model: SDModel, mu: float) -> SDModel:
     """The same s-d model (lattice, hoppings, J, kT) at fixed chemical potential mu."""
     return SDModel(model.lattice, t=model.t, J=model.J, mu=float(mu), kT=model.kT, t2=model.t2, t3=model.t3)
+
+
+def filling_at_mu(model: SDModel, states, mu: float) -> np.ndarray:
+    """N_e(mu) / 2N of each state (M, N, 3) at chemical potential mu (ED levels)."""
+    provider = ExactDiagonalization(model)
+    out = []
+    for s in np.asarray(states, dtype=np.float64).reshape(-1, model.num_sites, 3):
+        e, _ = _level_weights(provider, s)
+        out.append(_count(e, np.ones_like(e), float(mu), model.kT) / (2 * model.num_sites))
+    return np.asarray(out)
 
 
 def mu_for_filling(model: SDModel, states, filling: float | None = None, *, provider=None,

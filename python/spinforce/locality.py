@@ -21,7 +21,8 @@ Config (TOML; relative paths are relative to the config file):
     J = 6.0
     kT = 0.0                    # electron temperature
     filling = 0.4925            # fixed-filling ensemble; and the fixed mu is found for it ...
-    mu = -4.69                  # ... unless mu is given (optional)
+    mu = -4.69                  # ... unless mu is given (then filling, if left out, is the
+                                # states' mean filling at mu)
 
     [analysis]
     cutoffs = [2.0, 3.0, 4.5]   # lattice constants
@@ -105,8 +106,8 @@ def load_config(path, overrides=()) -> dict:
     if model["J"] is None:
         raise ValueError("[model] needs J")
     analysis = check_analysis(raw.get("analysis", {}))
-    if model["filling"] is None and ("filling" in analysis["ensembles"] or model["mu"] is None):
-        raise ValueError("[model] needs filling (for the fixed-filling ensemble, or to find the fixed mu)")
+    if model["filling"] is None and model["mu"] is None:
+        raise ValueError("[model] needs filling or mu (the other one is then found from the states)")
     base = path.parent
     return {"data": str((base / raw["data"]).resolve()), "output": str((base / raw["output"]).resolve()),
             "model": model, "analysis": analysis}
@@ -153,7 +154,7 @@ def locality_floor(lattice, states, cutoffs, *, J: float, t: float = 1.0, kT: fl
     """
     from tqdm.auto import tqdm
 
-    from .electrons import ExactDiagonalization, SDModel, mu_for_filling
+    from .electrons import ExactDiagonalization, SDModel, filling_at_mu, mu_for_filling
 
     states = np.asarray(states, dtype=np.float64)
     n = lattice.num_sites
@@ -172,7 +173,9 @@ def locality_floor(lattice, states, cutoffs, *, J: float, t: float = 1.0, kT: fl
         fixed = mu_for_filling(SDModel(lattice, filling=filling, **hop), states, progress=progress)
         mu = fixed.mu
     if "filling" in a["ensembles"] and filling is None:
-        raise ValueError("the fixed-filling ensemble needs filling")
+        if mu is None:
+            raise ValueError("the fixed-filling ensemble needs filling (or mu: then the states' mean filling at mu)")
+        filling = float(np.mean(filling_at_mu(SDModel(lattice, mu=mu, **hop), states, mu)))
     providers = {e: ExactDiagonalization(SDModel(lattice, **hop, **({"mu": mu} if e == "mu" else {"filling": filling})))
                  for e in a["ensembles"]}
 

@@ -1,0 +1,520 @@
+"""Active learning of a force field on the states its own dynamics visits: `spinforce learn`.
+
+    spinforce learn CONFIG.toml [--out DIR] [--set SECTION.KEY=VALUE ...] [--overwrite]
+    spinforce learn --example de_square --out DIR        (configs shipped with spinforce)
+    spinforce learn --list-examples
+
+Stages (each resumable; DIR/learn_state.json records the finished ones, so running the same
+command again continues where it stopped):
+
+    data       ED-LLG (or KPM-LLG) quenches: several noise seeds, spin temperatures and starts,
+               merged with sampled states, labelled at a fixed mu that gives the wanted filling
+               (found from the late frames, spinforce.mu_for_filling, unless model.mu is given)
+    test       held-out quench trajectories, labelled at the same mu, never trained on
+    locality   the locality floor on the test states (spinforce.locality), optional
+    round k:   train   a committee of force fields on all data so far
+               evaluate  torque error and committee uncertainty on the held-out trajectories
+               explore   ML-LLG quenches with the committee, recording its uncertainty per frame
+               label     the frames of largest uncertainty, labelled exactly (ED or KPM) at the
+                         fixed mu, added as a new dataset (one trajectory id per ML run)
+    report     DIR/model.ts (the last committee), DIR/rounds.csv and rounds.png (held-out error
+               and uncertainty per round), DIR/report.md
+
+docs/ml.md ("Active learning") describes the config; the shipped examples are in
+spinforce/learn_configs/.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import shutil
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+HELP = "active learning: committee -> ML-LLG quenches -> label the most uncertain frames -> retrain (resumable)"
+
+__all__ = ["HELP", "examples", "load_config", "learn", "held_out_errors", "add_arguments", "run"]
+
+# Sections and keys with defaults; None: required.
+SCHEMA = {
+    "model": {"kind": None, "t": 1.0, "J": None, "kT": 0.0, "t2": 0.0, "t3": 0.0, "filling": None, "mu": "auto"},
+    "data": {"shape": None, "method": "ed", "method_settings": {}, "dt": 0.05, "alpha": 0.1, "steps": None,
+             "save_every": None, "seeds": [1], "kT": [0.001], "initial": ["random"], "random": 0, "perturbed": 0,
+             "perturbation": 0.2, "mu_from_time": 0.0},
+    "test": {"shape": None, "method": "ed", "method_settings": {}, "dt": 0.05, "alpha": 0.1, "steps": None,
+             "save_every": None, "seeds": [101], "kT": [0.001], "initial": ["random"]},
+    "train": {"members": 3, "validation_fraction": 0.2, "descriptor": None, "network": None, "training": {}},
+    "explore": {"shape": None, "runs": 2, "dt": 0.05, "alpha": 0.1, "kT": [0.001], "steps": None,
+                "save_every": None, "initial": ["random"], "seed": 1000},
+    "label": {"frames": 8, "method": "ed", "method_settings": {}},
+    "loop": {"rounds": 2, "threads": 1},
+    "locality": {"cutoffs": [], "states": 4, "sites": 2, "replacements": 2, "seed": 0},
+}
+STATE_FILE = "learn_state.json"
+
+
+# --- configs ----------------------------------------------------------------------------------
+def examples() -> dict:
+    folder = resources.files("spinforce") / "learn_configs"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".toml")}
+
+
+def _fill(name: str, given, defaults: dict) -> dict:
+    if not isinstance(given, dict):
+        raise ValueError(f"[{name}] must be a table")
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in [{name}]; allowed: {', '.join(defaults)}")
+    out = {**copy.deepcopy(defaults), **copy.deepcopy(given)}
+    missing = [k for k, v in out.items() if v is None]
+    if missing:
+        raise ValueError(f"[{name}] needs {missing}")
+    return out
+
+
+def check_config(raw: dict) -> dict:
+    """A learn config with defaults filled in and checked (ValueError names the bad key)."""
+    unknown = sorted(set(raw) - set(SCHEMA))
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown}; allowed: {', '.join(SCHEMA)}")
+    cfg = {name: _fill(name, raw.get(name, {}), keys) for name, keys in SCHEMA.items()}
+    m = cfg["model"]
+    if not 0 < float(m["filling"]) < 1:
+        raise ValueError(f"model.filling must be in (0, 1), got {m['filling']!r}")
+    if m["mu"] != "auto" and (isinstance(m["mu"], bool) or not isinstance(m["mu"], (int, float))):
+        raise ValueError(f"model.mu must be a number or \"auto\", got {m['mu']!r}")
+    for section in ("data", "test", "explore"):
+        s = cfg[section]
+        for key in ("steps", "save_every"):
+            if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < 1:
+                raise ValueError(f"{section}.{key} must be an integer >= 1, got {s[key]!r}")
+        if s["steps"] % s["save_every"]:
+            raise ValueError(f"{section}.steps must be a multiple of {section}.save_every")
+    for key, low in (("members", 2),):
+        if isinstance(cfg["train"][key], bool) or not isinstance(cfg["train"][key], int) or cfg["train"][key] < low:
+            raise ValueError(f"train.{key} must be an integer >= {low}, got {cfg['train'][key]!r}")
+    for section, key, low in (("loop", "rounds", 1), ("loop", "threads", 0), ("label", "frames", 1),
+                              ("explore", "runs", 1)):
+        v = cfg[section][key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{section}.{key} must be an integer >= {low}, got {v!r}")
+    for section in ("data", "test", "label"):
+        if cfg[section]["method"] not in ("ed", "kpm"):
+            raise ValueError(f"{section}.method must be 'ed' or 'kpm', got {cfg[section]['method']!r}")
+    if not isinstance(cfg["train"]["descriptor"], dict) or "kind" not in cfg["train"]["descriptor"]:
+        raise ValueError("train.descriptor must be a table with a kind, e.g. {kind = \"bond_shells\", cutoff = 3.0}")
+    return cfg
+
+
+def load_config(path, overrides=()) -> dict:
+    from .generate import read_config
+    return check_config(read_config(path, overrides))
+
+
+# --- stages -------------------------------------------------------------------------------------
+def _generate_config(cfg: dict, section: str, output: Path, mu) -> dict:
+    """A `spinforce generate` config with [ensemble] and [labels] for data or test quenches."""
+    from .generate import check_config as check_generate
+    s, m = cfg[section], cfg["model"]
+    model = {k: m[k] for k in ("t", "J", "kT", "t2", "t3")}
+    # The dynamics runs at fixed filling (the physical quench); labels are at fixed mu.
+    model["filling"] = m["filling"]
+    first = {"initial": s["initial"][0], "kT": s["kT"][0], "seed": s["seeds"][0]}
+    raw = {"output": str(output), "lattice": {"kind": m["kind"], "shape": list(s["shape"])}, "model": model,
+           "method": {"name": s["method"], **s["method_settings"]},
+           "dynamics": {"dt": s["dt"], "alpha": s["alpha"], "steps": s["steps"], "save_every": s["save_every"],
+                        **first},
+           "samples": {"random": s.get("random", 0), "perturbed": s.get("perturbed", 0),
+                       "perturbation": s.get("perturbation", 0.2)},
+           "ensemble": {"seeds": s["seeds"], "kT": s["kT"], "initial": s["initial"]},
+           "labels": {"mu": mu, "mu_from_time": s.get("mu_from_time", 0.0)}}
+    return check_generate(raw)
+
+
+def _exact_provider(cfg: dict, shape, method: str, settings: dict, mu: float):
+    from .generate import build_provider
+    m = cfg["model"]
+    model = {k: m[k] for k in ("t", "J", "kT", "t2", "t3")}
+    _, sd_model, provider, _ = build_provider({"lattice": {"kind": m["kind"], "shape": list(shape)},
+                                               "model": {**model, "mu": float(mu)},
+                                               "method": {"name": method, **settings}})
+    return sd_model, provider
+
+
+def _training_config(cfg: dict, paths: list, test_path: Path, out: Path) -> dict:
+    t = cfg["train"]
+    training = {"threads": cfg["loop"]["threads"], **t["training"]}
+    return {"data": {"paths": [str(p) for p in paths], "validation_fraction": t["validation_fraction"],
+                     "test_paths": [str(test_path)]},
+            "descriptor": dict(t["descriptor"]), "model": dict(t["network"] or {}), "training": training,
+            "output": {"dir": str(out), "plots": False}}
+
+
+def held_out_errors(model_path, dataset_path, *, phases: int = 3) -> dict:
+    """Torque error of an exported model (single or committee) on a dataset, relative to the
+    RMS exact torque: overall and per time phase (early / middle / late thirds of the trajectory
+    times), with the committee's mean per-site uncertainty."""
+    from .data import read_dataset
+    from .ml.provider import MLForceField
+    ds = read_dataset(dataset_path)
+    lattice = ds.lattice()
+    ml = MLForceField(model_path, lattice)
+    err_sq, ref_sq, unc = np.zeros(ds.num_frames), np.zeros(ds.num_frames), np.full(ds.num_frames, np.nan)
+    for k in range(ds.num_frames):
+        r = ml.compute(ds.spins[k])
+        t_ml, t_ex = np.cross(ds.spins[k], r.fields), np.cross(ds.spins[k], ds.fields[k])
+        err_sq[k], ref_sq[k] = ((t_ml - t_ex) ** 2).sum(), (t_ex ** 2).sum()
+        if r.uncertainty is not None:
+            unc[k] = float(np.mean(r.uncertainty))
+    n = ds.num_sites
+
+    def summary(sel) -> dict:
+        if not sel.any():
+            return {"frames": 0}
+        return {"frames": int(sel.sum()), "relative_torque_error": float(np.sqrt(err_sq[sel].sum() / ref_sq[sel].sum())),
+                "torque_rmse": float(np.sqrt(err_sq[sel].sum() / (sel.sum() * n))),
+                "torque_rms": float(np.sqrt(ref_sq[sel].sum() / (sel.sum() * n))),
+                "mean_uncertainty": float(np.nanmean(unc[sel])) if np.isfinite(unc[sel]).any() else None}
+
+    out = {"all": summary(np.ones(ds.num_frames, bool))}
+    traj = ds.step >= 0
+    if traj.any():
+        t_max = float(ds.time[traj].max())
+        edges = np.linspace(0.0, t_max, phases + 1)
+        names = ["early", "middle", "late"] if phases == 3 else [f"phase{k}" for k in range(phases)]
+        for k, name in enumerate(names):
+            sel = traj & (ds.time >= edges[k]) & ((ds.time < edges[k + 1]) if k < phases - 1 else True)
+            out[name] = {**summary(sel), "time": [float(edges[k]), float(edges[k + 1])]}
+    return out
+
+
+def _simulate_config(cfg: dict, model_path: Path, output: Path, k: int) -> dict:
+    e = cfg["explore"]
+    return {"output": str(output), "lattice": {"kind": cfg["model"]["kind"], "shape": list(e["shape"])},
+            "method": {"name": "ml", "path": str(model_path)}, "model": {},
+            "dynamics": {"dt": e["dt"], "alpha": e["alpha"], "kT": e["kT"][k % len(e["kT"])], "steps": e["steps"],
+                         "save_every": e["save_every"], "seed": e["seed"] + k,
+                         "initial": e["initial"][k % len(e["initial"])]}}
+
+
+def _select_frames(paths: list, count: int) -> list:
+    """(run, frame) of the `count` frames with the largest maximum site uncertainty; ties by order."""
+    from .data import read_dataset
+    candidates = []
+    for run, p in enumerate(paths):
+        ds = read_dataset(p)
+        u = ds.scalars.get("uncertainty_max")
+        if u is None:
+            raise ValueError(f"{p} records no committee uncertainty; the explore model must be a committee")
+        candidates += [(-float(u[j]), run, j) for j in range(ds.num_frames) if ds.step[j] > 0]
+    candidates.sort()
+    return sorted((run, j) for _, run, j in candidates[:count])
+
+
+# --- the loop -----------------------------------------------------------------------------------
+class _State:
+    """The finished stages and their results, in DIR/learn_state.json (written atomically)."""
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path = path
+        if path.exists():
+            data = json.loads(path.read_text())
+            if data["config"] != fingerprint:
+                raise ValueError(f"{path.parent} holds an active-learning run of a different config; use --overwrite "
+                                 "to replace it or another --out")
+            self.done, self.results = data["done"], data["results"]
+        else:
+            self.done, self.results = [], {}
+        self.fingerprint = fingerprint
+
+    def finish(self, stage: str, result=None) -> None:
+        self.done.append(stage)
+        self.results[stage] = result
+        tmp = self.path.with_suffix(".partial")
+        tmp.write_text(json.dumps({"config": self.fingerprint, "done": self.done, "results": self.results}, indent=2))
+        tmp.replace(self.path)
+
+
+def stages(cfg: dict) -> list:
+    """The stage names of a config, in order."""
+    names = ["data", "test"] + (["locality"] if cfg["locality"]["cutoffs"] else [])
+    for r in range(cfg["loop"]["rounds"]):
+        names += [f"round{r}/train", f"round{r}/evaluate"]
+        if r < cfg["loop"]["rounds"] - 1:
+            names += [f"round{r}/explore", f"round{r}/label"]
+    return names + ["report"]
+
+
+def learn(cfg: dict, out, *, overwrite: bool = False, progress: bool = True, _interrupt=None) -> dict:
+    """Run (or continue) the active-learning loop of a checked config in folder `out`.
+
+    Returns the state results. `_interrupt(stage, when)` is a test hook called before and after
+    each stage is recorded.
+    """
+    import torch
+    out = Path(out).resolve()
+    state_path = out / STATE_FILE
+    fingerprint = json.dumps(cfg, sort_keys=True)
+    if overwrite and out.exists():
+        for name in ("data", "rounds", "locality", STATE_FILE, "model.ts", "report.md", "rounds.csv", "rounds.png"):
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    elif out.exists() and any(out.iterdir()) and not state_path.exists():
+        raise FileExistsError(f"{out} exists and holds no active-learning run; choose an empty or new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    state = _State(state_path, fingerprint)
+    threads = torch.get_num_threads()
+    if cfg["loop"]["threads"]:
+        torch.set_num_threads(cfg["loop"]["threads"])
+    names = stages(cfg)
+    started = time.perf_counter()
+    try:
+        for name in names:
+            if name in state.done:
+                continue
+            if progress:
+                print(f"[learn] stage {name} ({names.index(name) + 1}/{len(names)})", file=sys.stderr, flush=True)
+            result = _run_stage(name, cfg, out, state, progress)
+            if _interrupt is not None:
+                _interrupt(name, "before")
+            state.finish(name, result)
+            if _interrupt is not None:
+                _interrupt(name, "after")
+    finally:
+        torch.set_num_threads(threads)
+    state.results.setdefault("wall_seconds_last_call", time.perf_counter() - started)
+    return state.results
+
+
+def _data_paths(cfg: dict, out: Path, upto_round: int) -> list:
+    return [out / "data" / "initial.h5"] + [out / "data" / f"round{r}.h5" for r in range(upto_round)]
+
+
+def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
+    from .generate import generate_ensemble
+    data_dir = out / "data"
+    if name == "report":
+        return _write_report(cfg, out, state.results)
+    if name == "data":
+        gen = _generate_config(cfg, "data", data_dir / "initial.h5", cfg["model"]["mu"])
+        summary = generate_ensemble(gen, progress=progress)
+        return {"mu": summary["mu"], "frames": summary["frames"], "fixed_mu": summary["fixed_mu"]}
+    mu = state.results["data"]["mu"]
+    if name == "test":
+        summary = generate_ensemble(_generate_config(cfg, "test", data_dir / "test.h5", mu), progress=progress)
+        return {"frames": summary["frames"]}
+    if name == "locality":
+        from .data import read_dataset
+        from .locality import locality_floor, pick_frames, plot_locality
+        ds = read_dataset(data_dir / "test.h5")
+        L, m = cfg["locality"], cfg["model"]
+        frames = pick_frames(ds.num_frames, L["states"])
+        res = locality_floor(ds.lattice(), ds.spins[frames], L["cutoffs"], J=m["J"], t=m["t"], kT=m["kT"], t2=m["t2"],
+                             t3=m["t3"], mu=mu, filling=m["filling"], sites=L["sites"], replacements=L["replacements"],
+                             seed=L["seed"], progress=progress)
+        (out / "locality").mkdir(exist_ok=True)
+        (out / "locality" / "locality.json").write_text(json.dumps(res, indent=2))
+        plot_locality(res, out / "locality" / "locality.png")
+        return {e: r["floor"] for e, r in res["ensembles"].items()} | {"cutoffs": res["cutoffs"]}
+    r = int(name.split("/")[0][len("round"):])
+    stage = name.split("/")[1]
+    round_dir = out / "rounds" / f"round{r}"
+    model_path = round_dir / "model.ts"
+    if stage == "train":
+        from .ml.committee import export_committee, train_committee
+        tcfg = _training_config(cfg, _data_paths(cfg, out, r), data_dir / "test.h5", round_dir / "committee")
+        members = train_committee(tcfg, round_dir / "committee", cfg["train"]["members"], resume=True,
+                                  progress=progress)
+        export_committee(members, model_path, overwrite=True)
+        return {"members": [str(p) for p in members]}
+    if stage == "evaluate":
+        errors = held_out_errors(model_path, data_dir / "test.h5")
+        train_frames = sum(_frames(p) for p in _data_paths(cfg, out, r))
+        return {"held_out": errors, "training_frames": train_frames}
+    if stage == "explore":
+        from .simulate import simulate
+        paths = []
+        for k in range(cfg["explore"]["runs"]):
+            p = round_dir / "explore" / f"run{k}.h5"
+            simulate(_simulate_config(cfg, model_path, p, k), resume=p.exists(), progress=progress)
+            paths.append(str(p))
+        return {"runs": paths}
+    if stage == "label":
+        return _label(cfg, out, r, state.results[f"round{r}/explore"]["runs"], mu, progress)
+    raise AssertionError(name)
+
+
+def _frames(path) -> int:
+    from .data import read_dataset
+    return read_dataset(path).num_frames
+
+
+def _label(cfg: dict, out: Path, r: int, runs: list, mu: float, progress: bool) -> dict:
+    """Exact fields at fixed mu for the most uncertain explored frames -> data/round{r}.h5."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .data import DatasetWriter, read_dataset
+    chosen = _select_frames(runs, cfg["label"]["frames"])
+    lab = cfg["label"]
+    sd_model, provider = _exact_provider(cfg, cfg["explore"]["shape"], lab["method"], lab["method_settings"], mu)
+    lattice = sd_model.lattice
+    datasets = {run: read_dataset(runs[run]) for run in {run for run, _ in chosen}}
+    path = out / "data" / f"round{r}.h5"
+    with DatasetWriter(path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
+                       method=lab["method"], model=sd_model.parameters(),
+                       method_settings={**lab["method_settings"], "labels": "fixed mu", "mu": float(mu),
+                                        "selected": "largest committee uncertainty"},
+                       provenance={"command": "spinforce learn", "round": r, "frames": chosen, "runs": runs},
+                       resume=True) as w:
+        for n, (run, j) in enumerate(tqdm(chosen, desc=f"label round {r}", unit="frame", disable=not progress)):
+            if n < w.num_frames:
+                continue
+            ds = datasets[run]
+            res = provider.compute(torch.as_tensor(ds.spins[j]))
+            # Frames of one ML run are correlated: they share a trajectory id (held out together).
+            w.append(ds.spins[j], res.fields.detach().cpu().numpy(), res.energy, time=float(ds.time[j]),
+                     step=int(ds.step[j]), trajectory=run)
+        frames = w.num_frames
+    return {"frames": frames, "selected": chosen}
+
+
+# --- report -----------------------------------------------------------------------------------
+def round_table(cfg: dict, results: dict) -> list:
+    rows = []
+    for r in range(cfg["loop"]["rounds"]):
+        ev = results.get(f"round{r}/evaluate")
+        if ev is None:
+            continue
+        h = ev["held_out"]
+        row = {"round": r, "training_frames": ev["training_frames"],
+               "held_out_error": h["all"]["relative_torque_error"], "held_out_uncertainty": h["all"]["mean_uncertainty"]}
+        for phase in ("early", "middle", "late"):
+            if phase in h and h[phase]["frames"]:
+                row[f"{phase}_error"] = h[phase]["relative_torque_error"]
+        rows.append(row)
+    return rows
+
+
+def _write_report(cfg: dict, out: Path, results: dict) -> dict:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    last = cfg["loop"]["rounds"] - 1
+    shutil.copyfile(out / "rounds" / f"round{last}" / "model.ts", out / "model.ts")
+    rows = round_table(cfg, results)
+    fields = sorted({k for row in rows for k in row}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
+    with open(out / "rounds.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    rounds = [row["round"] for row in rows]
+    ax.plot(rounds, [100 * row["held_out_error"] for row in rows], "o-", label="held-out torque error")
+    torque_rms = results[f"round{last}/evaluate"]["held_out"]["all"]["torque_rms"]
+    ax.plot(rounds, [100 * (row["held_out_uncertainty"] or np.nan) / torque_rms for row in rows], "s--",
+            label="mean committee uncertainty")
+    loc = results.get("locality")
+    if loc and "mu" in loc:
+        for c, rc in enumerate(loc["cutoffs"]):
+            ax.axhline(100 * loc["mu"][c], color="gray", lw=0.8, ls=":")
+            ax.text(rounds[-1], 100 * loc["mu"][c], f" floor rc={rc:g}", va="bottom", ha="right", fontsize=8)
+    ax.set(xlabel="round", ylabel="% of the RMS exact torque", title="active learning")
+    ax.set_xticks(rounds)
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "rounds.png", dpi=120)
+    plt.close(fig)
+    (out / "report.md").write_text(_report_text(cfg, results, rows))
+    return {"rows": rows}
+
+
+def _pct(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{100 * x:.1f} %"
+
+
+def _report_text(cfg: dict, results: dict, rows: list) -> str:
+    m, d, t, e = cfg["model"], cfg["data"], cfg["test"], cfg["explore"]
+    data = results["data"]
+    lines = [f"# Active learning: {m['kind']} s-d model, J = {m['J']:g}, filling {m['filling']:g}, "
+             f"T_el = {m['kT']:g}", "",
+             f"Labels at fixed mu = {data['mu']:.6g}"
+             + (" (found from the late training quench frames for the wanted filling)" if m["mu"] == "auto" else "")
+             + ".", ""]
+    fixed = data.get("fixed_mu")
+    if fixed:
+        canon = np.asarray(fixed["canonical_mu"])
+        per = np.asarray(fixed["filling_per_state"])
+        lines += [f"Over those frames the canonical mu ranges {canon.min():.4g} .. {canon.max():.4g}; at the fixed mu "
+                  f"their filling ranges {per.min():.4g} .. {per.max():.4g}.", ""]
+    lines += [f"- training quenches: {m['kind']} {'x'.join(map(str, d['shape']))}, {d['method'].upper()}-LLG, "
+              f"{d['steps']} steps of dt = {d['dt']}, seeds {d['seeds']}, spin temperatures {d['kT']}, starts "
+              f"{d['initial']}; {data['frames']} frames",
+              f"- held-out quenches (never trained on): {'x'.join(map(str, t['shape']))}, seeds {t['seeds']}, "
+              f"{results['test']['frames']} frames",
+              f"- each round: a committee of {cfg['train']['members']}, {e['runs']} ML-LLG quenches on "
+              f"{'x'.join(map(str, e['shape']))} ({e['steps']} steps), the {cfg['label']['frames']} most uncertain "
+              f"frames labelled by {cfg['label']['method'].upper()}", "",
+              "| round | training frames | held-out torque error | early | middle | late | mean uncertainty |",
+              "|---|---|---|---|---|---|---|"]
+    torque_rms = results[f"round{cfg['loop']['rounds'] - 1}/evaluate"]["held_out"]["all"]["torque_rms"]
+    for row in rows:
+        u = row["held_out_uncertainty"]
+        lines.append(f"| {row['round']} | {row['training_frames']} | {_pct(row['held_out_error'])} | "
+                     f"{_pct(row.get('early_error'))} | {_pct(row.get('middle_error'))} | {_pct(row.get('late_error'))} | "
+                     f"{_pct(u / torque_rms if u is not None else None)} |")
+    lines += ["", "Errors are RMS torque errors relative to the RMS exact torque of the held-out frames "
+              f"({torque_rms:.4g}); early / middle / late are thirds of the quench time.", ""]
+    loc = results.get("locality")
+    if loc:
+        lines += ["Locality floor on the held-out states (spread of the exact torque when the spins beyond rc are "
+                  "replaced; no model with that cutoff can do better):", "",
+                  "| rc | fixed mu | fixed filling |", "|---|---|---|"]
+        for c, rc in enumerate(loc["cutoffs"]):
+            lines.append(f"| {rc:g} | {_pct(loc.get('mu', [None] * 99)[c])} | {_pct(loc.get('filling', [None] * 99)[c])} |")
+        cutoff = cfg["train"]["descriptor"].get("cutoff")
+        lines += ["", f"The descriptor cutoff is {cutoff}.", ""]
+    lines += ["![held-out error per round](rounds.png)", "", "`model.ts` is the last committee (spinforce.MLForceField "
+              "returns its mean fields and per-site uncertainty)."]
+    return "\n".join(lines) + "\n"
+
+
+# --- command line -------------------------------------------------------------------------------
+def add_arguments(p) -> None:
+    p.add_argument("config", nargs="?", help="learn config (TOML); see docs/ml.md")
+    p.add_argument("--example", metavar="NAME", help="a config shipped with spinforce (see --list-examples)")
+    p.add_argument("--list-examples", action="store_true", help="list the shipped configs and exit")
+    p.add_argument("--out", help="output folder (default: the config file's stem beside it, or the example's name)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set loop.rounds=1 (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace what an earlier run wrote into the output folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    if args.list_examples:
+        for name, path in sorted(examples().items()):
+            print(f"{name:20s} {path.read_text().splitlines()[0].lstrip('# ')}")
+        return 0
+    if (args.config is None) == (args.example is None):
+        raise ValueError("give exactly one of a CONFIG file and --example NAME")
+    if args.example and args.example not in examples():
+        raise ValueError(f"unknown example {args.example!r}; shipped: {', '.join(sorted(examples()))}")
+    source = examples()[args.example] if args.example else Path(args.config)
+    cfg = load_config(source, args.overrides)
+    out = Path(args.out) if args.out else (Path(args.example) if args.example else source.with_suffix(""))
+    results = learn(cfg, out, overwrite=args.overwrite, progress=not args.no_progress)
+    for row in round_table(cfg, results):
+        print(f"round {row['round']}: {row['training_frames']} training frames, held-out torque error "
+              f"{_pct(row['held_out_error'])}")
+    print(f"wrote {out / 'model.ts'} and {out / 'report.md'}")
+    return 0
