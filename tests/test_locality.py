@@ -94,7 +94,8 @@ def test_command_writes_json_and_png(tmp_path):
 
 
 @pytest.mark.parametrize("override,match", [("analysis.cutoffs=[]", "cutoffs"), ("analysis.sites=0", "sites"),
-                                            ("analysis.ensembles=['x']", "ensembles"), ("model.bogus=1", "bogus")])
+                                            ("analysis.ensembles=['x']", "ensembles"), ("model.bogus=1", "bogus"),
+                                            ("analysis.from_time='late'", "from_time")])
 def test_bad_config(tmp_path, override, match):
     (tmp_path / "loc.toml").write_text('data = "x.h5"\noutput = "loc"\n[model]\nJ = 3.0\nfilling = 0.4\n')
     from spinforce.locality import load_config

@@ -193,6 +193,30 @@ def held_out_errors(model_path, dataset_path, *, phases: int = 3) -> dict:
     return out
 
 
+def model_size(model_pt) -> dict:
+    """Descriptor features and network parameters of one committee member."""
+    from .ml.model import load_model
+    model = load_model(model_pt)
+    return {"features": int(model.descriptor.num_features),
+            "parameters": int(sum(p.numel() for p in model.parameters()))}
+
+
+def microseconds_per_site(model_path, kind: str, shape, repeats: int = 3) -> float:
+    """Median wall time of one committee force evaluation per site (timing: noisy on a shared machine)."""
+    from .lattice import Lattice
+    from .ml.provider import MLForceField
+    lattice = Lattice(kind, list(shape))
+    ml = MLForceField(model_path, lattice)
+    spins = lattice.random_spins(0)
+    ml.compute(spins)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        ml.compute(spins)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) / lattice.num_sites * 1e6)
+
+
 def _simulate_config(cfg: dict, model_path: Path, output: Path, k: int) -> dict:
     e = cfg["explore"]
     return {"output": str(output), "lattice": {"kind": cfg["model"]["kind"], "shape": list(e["shape"])},
@@ -334,11 +358,12 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
         members = train_committee(tcfg, round_dir / "committee", cfg["train"]["members"], resume=True,
                                   progress=progress)
         export_committee(members, model_path, overwrite=True)
-        return {"members": [str(p) for p in members]}
+        return {"members": [str(p) for p in members], **model_size(members[0])}
     if stage == "evaluate":
         errors = held_out_errors(model_path, data_dir / "test.h5")
         train_frames = sum(_frames(p) for p in _data_paths(cfg, out, r))
-        return {"held_out": errors, "training_frames": train_frames}
+        return {"held_out": errors, "training_frames": train_frames,
+                "us_per_site": microseconds_per_site(model_path, cfg["model"]["kind"], cfg["explore"]["shape"])}
     if stage == "explore":
         from .simulate import simulate
         paths = []
@@ -445,6 +470,7 @@ def _pct(x) -> str:
 def _report_text(cfg: dict, results: dict, rows: list) -> str:
     m, d, t, e = cfg["model"], cfg["data"], cfg["test"], cfg["explore"]
     data = results["data"]
+    last_eval = results[f"round{cfg['loop']['rounds'] - 1}/evaluate"]
     lines = [f"# Active learning: {m['kind']} s-d model, J = {m['J']:g}, filling {m['filling']:g}, "
              f"T_el = {m['kT']:g}", "",
              f"Labels at fixed mu = {data['mu']:.6g}"
@@ -464,6 +490,11 @@ def _report_text(cfg: dict, results: dict, rows: list) -> str:
               f"- each round: a committee of {cfg['train']['members']}, {e['runs']} ML-LLG quenches on "
               f"{'x'.join(map(str, e['shape']))} ({e['steps']} steps), the {cfg['label']['frames']} most uncertain "
               f"frames labelled by {cfg['label']['method'].upper()}", "",
+              f"- committee member: {results['round0/train']['features']} features, "
+              f"{results['round0/train']['parameters']} parameters, descriptor {cfg['train']['descriptor']}, network "
+              f"{cfg['train']['network']}; committee of {cfg['train']['members']}: "
+              f"{last_eval['us_per_site']:.1f} µs per site and force "
+              "evaluation (one thread, shared machine)", "",
               "| round | training frames | held-out torque error | early | middle | late | mean uncertainty |",
               "|---|---|---|---|---|---|---|"]
     torque_rms = results[f"round{cfg['loop']['rounds'] - 1}/evaluate"]["held_out"]["all"]["torque_rms"]
@@ -482,7 +513,13 @@ def _report_text(cfg: dict, results: dict, rows: list) -> str:
         for c, rc in enumerate(loc["cutoffs"]):
             lines.append(f"| {rc:g} | {_pct(loc.get('mu', [None] * 99)[c])} | {_pct(loc.get('filling', [None] * 99)[c])} |")
         cutoff = cfg["train"]["descriptor"].get("cutoff")
-        lines += ["", f"The descriptor cutoff is {cutoff}.", ""]
+        lines += ["", f"The descriptor cutoff is {cutoff}."]
+        if cutoff in loc["cutoffs"] and "mu" in loc and rows:
+            floor = loc["mu"][loc["cutoffs"].index(cutoff)]
+            final = rows[-1]["held_out_error"]
+            lines += [f"Final held-out error / fixed-mu floor at that cutoff: {_pct(final)} / {_pct(floor)} = "
+                      f"{final / floor:.1f}x." if floor > 0 else "The floor at that cutoff is zero."]
+        lines += [""]
     lines += ["![held-out error per round](rounds.png)", "", "`model.ts` is the last committee (spinforce.MLForceField "
               "returns its mean fields and per-site uncertainty)."]
     return "\n".join(lines) + "\n"

@@ -27,6 +27,7 @@ Config (TOML; relative paths are relative to the config file):
     [analysis]
     cutoffs = [2.0, 3.0, 4.5]   # lattice constants
     states = 8                  # states used, evenly spaced among the dataset's frames (0: all)
+    from_time = 100.0           # optional: only trajectory frames at time >= from_time (late quench)
     sites = 4                   # centre sites per state (random)
     replacements = 4            # outside-replacements per centre site (donor states at random)
     ensembles = ["mu", "filling"]
@@ -50,7 +51,7 @@ __all__ = ["HELP", "load_config", "locality_floor", "site_distances", "replace_o
 
 MODEL_KEYS = {"t": 1.0, "J": None, "kT": 0.0, "t2": 0.0, "t3": 0.0, "mu": None, "filling": None}
 ANALYSIS = {"cutoffs": [2.0, 3.0], "states": 8, "sites": 4, "replacements": 4, "ensembles": ["mu", "filling"],
-            "seed": 0}
+            "seed": 0, "from_time": None}
 ENSEMBLES = ("mu", "filling")
 _LABELS = {"mu": "fixed mu (grand canonical)", "filling": "fixed filling (canonical)"}
 
@@ -76,6 +77,8 @@ def check_analysis(given: dict) -> dict:
     a["sites"] = _count(a["sites"], "analysis.sites", 1)
     a["replacements"] = _count(a["replacements"], "analysis.replacements", 1)
     a["seed"] = _count(a["seed"], "analysis.seed", 0)
+    if a["from_time"] is not None and (isinstance(a["from_time"], bool) or not isinstance(a["from_time"], numbers.Real)):
+        raise ValueError(f"analysis.from_time must be a number (or left out), got {a['from_time']!r}")
     ens = a["ensembles"]
     if isinstance(ens, str):
         ens = [ens]
@@ -271,9 +274,13 @@ def run_locality(cfg: dict, *, overwrite: bool = False, progress: bool = True) -
             f.unlink(missing_ok=True)
     ds = read_dataset(cfg["data"])
     a = cfg["analysis"]
-    frames = pick_frames(ds.num_frames, a["states"])
+    eligible = np.arange(ds.num_frames)
+    if a["from_time"] is not None:
+        eligible = np.flatnonzero((ds.step >= 0) & (ds.time >= a["from_time"]))
+    frames = eligible[pick_frames(len(eligible), a["states"])]
     if len(frames) < 2:
-        raise ValueError(f"{cfg['data']} must hold at least 2 frames, has {ds.num_frames}")
+        raise ValueError(f"{cfg['data']} must hold at least 2 frames (at time >= analysis.from_time), "
+                         f"has {len(eligible)}")
     m = cfg["model"]
     result = locality_floor(ds.lattice(), ds.spins[frames], a["cutoffs"], J=m["J"], t=m["t"], kT=m["kT"],
                             t2=m["t2"], t3=m["t3"], mu=m["mu"], filling=m["filling"], sites=a["sites"],
