@@ -122,8 +122,13 @@ def _generate_config(cfg: dict, section: str, output: Path, mu) -> dict:
     from .generate import check_config as check_generate
     s, m = cfg[section], cfg["model"]
     model = {k: m[k] for k in ("t", "J", "kT", "t2", "t3")}
-    # The dynamics runs at fixed filling (the physical quench); labels are at fixed mu.
-    model["filling"] = m["filling"]
+    # With mu given, the exact dynamics runs at that fixed mu, as the ML dynamics will, and its
+    # fields are the labels. With mu = "auto" it runs at the wanted filling and its frames are
+    # relabelled at the mu that gives the late frames that filling.
+    if mu == "auto":
+        model["filling"] = m["filling"]
+    else:
+        model["mu"] = float(mu)
     first = {"initial": s["initial"][0], "kT": s["kT"][0], "seed": s["seeds"][0]}
     raw = {"output": str(output), "lattice": {"kind": m["kind"], "shape": list(s["shape"])}, "model": model,
            "method": {"name": s["method"], **s["method_settings"]},
@@ -131,8 +136,9 @@ def _generate_config(cfg: dict, section: str, output: Path, mu) -> dict:
                         **first},
            "samples": {"random": s.get("random", 0), "perturbed": s.get("perturbed", 0),
                        "perturbation": s.get("perturbation", 0.2)},
-           "ensemble": {"seeds": s["seeds"], "kT": s["kT"], "initial": s["initial"]},
-           "labels": {"mu": mu, "mu_from_time": s.get("mu_from_time", 0.0)}}
+           "ensemble": {"seeds": s["seeds"], "kT": s["kT"], "initial": s["initial"]}}
+    if mu == "auto":
+        raw["labels"] = {"mu": mu, "mu_from_time": s.get("mu_from_time", 0.0)}
     return check_generate(raw)
 
 
@@ -251,16 +257,19 @@ class _State:
             if data["config"] != fingerprint:
                 raise ValueError(f"{path.parent} holds an active-learning run of a different config; use --overwrite "
                                  "to replace it or another --out")
-            self.done, self.results = data["done"], data["results"]
+            self.done, self.results, self.seconds = data["done"], data["results"], data.get("seconds", {})
         else:
-            self.done, self.results = [], {}
+            self.done, self.results, self.seconds = [], {}, {}
         self.fingerprint = fingerprint
 
-    def finish(self, stage: str, result=None) -> None:
+    def finish(self, stage: str, result, seconds: float) -> None:
         self.done.append(stage)
         self.results[stage] = result
+        # Wall time of the call that finished the stage (a resumed stage counts only its last part).
+        self.seconds[stage] = seconds
         tmp = self.path.with_suffix(".partial")
-        tmp.write_text(json.dumps({"config": self.fingerprint, "done": self.done, "results": self.results}, indent=2))
+        tmp.write_text(json.dumps({"config": self.fingerprint, "done": self.done, "results": self.results,
+                                   "seconds": self.seconds}, indent=2))
         tmp.replace(self.path)
 
 
@@ -299,22 +308,21 @@ def learn(cfg: dict, out, *, overwrite: bool = False, progress: bool = True, _in
     if cfg["loop"]["threads"]:
         torch.set_num_threads(cfg["loop"]["threads"])
     names = stages(cfg)
-    started = time.perf_counter()
     try:
         for name in names:
             if name in state.done:
                 continue
             if progress:
                 print(f"[learn] stage {name} ({names.index(name) + 1}/{len(names)})", file=sys.stderr, flush=True)
+            started = time.perf_counter()
             result = _run_stage(name, cfg, out, state, progress)
             if _interrupt is not None:
                 _interrupt(name, "before")
-            state.finish(name, result)
+            state.finish(name, result, time.perf_counter() - started)
             if _interrupt is not None:
                 _interrupt(name, "after")
     finally:
         torch.set_num_threads(threads)
-    state.results.setdefault("wall_seconds_last_call", time.perf_counter() - started)
     return state.results
 
 
@@ -330,11 +338,13 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
     if name == "data":
         gen = _generate_config(cfg, "data", data_dir / "initial.h5", cfg["model"]["mu"])
         summary = generate_ensemble(gen, progress=progress)
-        return {"mu": summary["mu"], "frames": summary["frames"], "fixed_mu": summary["fixed_mu"]}
+        mu = summary["mu"] if cfg["model"]["mu"] == "auto" else float(cfg["model"]["mu"])
+        return {"mu": mu, "frames": summary["frames"], "fixed_mu": summary["fixed_mu"],
+                "filling_at_mu": _mean_filling(cfg, data_dir / "initial.h5", mu)}
     mu = state.results["data"]["mu"]
     if name == "test":
         summary = generate_ensemble(_generate_config(cfg, "test", data_dir / "test.h5", mu), progress=progress)
-        return {"frames": summary["frames"]}
+        return {"frames": summary["frames"], "filling_at_mu": _mean_filling(cfg, data_dir / "test.h5", mu)}
     if name == "locality":
         from .data import read_dataset
         from .locality import locality_floor, pick_frames, plot_locality
@@ -375,6 +385,21 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
     if stage == "label":
         return _label(cfg, out, r, state.results[f"round{r}/explore"]["runs"], mu, progress)
     raise AssertionError(name)
+
+
+def _mean_filling(cfg: dict, path, mu: float) -> dict | None:
+    """Filling at mu of the first, middle and last frame of the first trajectory (ED lattices only)."""
+    from .data import read_dataset
+    from .electrons import SDModel, filling_at_mu
+    ds = read_dataset(path)
+    frames = np.flatnonzero((ds.trajectory == ds.trajectory[0]) & (ds.step >= 0))
+    if cfg["data"]["method"] != "ed" or len(frames) == 0 or ds.num_sites > 1600:
+        return None
+    pick = frames[[0, len(frames) // 2, -1]]
+    m = cfg["model"]
+    model = SDModel(ds.lattice(), t=m["t"], J=m["J"], kT=m["kT"], t2=m["t2"], t3=m["t3"], mu=float(mu))
+    values = filling_at_mu(model, ds.spins[pick], mu)
+    return {"time": [float(ds.time[k]) for k in pick], "filling": [float(v) for v in values]}
 
 
 def _frames(path) -> int:
@@ -459,7 +484,7 @@ def _write_report(cfg: dict, out: Path, results: dict) -> dict:
     fig.tight_layout()
     fig.savefig(out / "rounds.png", dpi=120)
     plt.close(fig)
-    (out / "report.md").write_text(_report_text(cfg, results, rows))
+    (out / "report.md").write_text(_report_text(cfg, results, rows, out))
     return {"rows": rows}
 
 
@@ -467,15 +492,22 @@ def _pct(x) -> str:
     return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{100 * x:.1f} %"
 
 
-def _report_text(cfg: dict, results: dict, rows: list) -> str:
+def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
     m, d, t, e = cfg["model"], cfg["data"], cfg["test"], cfg["explore"]
     data = results["data"]
     last_eval = results[f"round{cfg['loop']['rounds'] - 1}/evaluate"]
     lines = [f"# Active learning: {m['kind']} s-d model, J = {m['J']:g}, filling {m['filling']:g}, "
              f"T_el = {m['kT']:g}", "",
              f"Labels at fixed mu = {data['mu']:.6g}"
-             + (" (found from the late training quench frames for the wanted filling)" if m["mu"] == "auto" else "")
-             + ".", ""]
+             + (": exact quenches at the wanted filling, relabelled at the mu that gives their late frames that "
+                "filling." if m["mu"] == "auto" else ": exact quenches and labels at this fixed mu, as the ML dynamics "
+                "runs."), ""]
+    for name, res in (("training", data), ("held-out", results.get("test", {}))):
+        f = res.get("filling_at_mu")
+        if f:
+            lines += [f"Filling at that mu along the first {name} quench: "
+                      + ", ".join(f"{v:.4f} (t = {t:g})" for t, v in zip(f["time"], f["filling"]))
+                      + f"; wanted {m['filling']:g}.", ""]
     fixed = data.get("fixed_mu")
     if fixed:
         canon = np.asarray(fixed["canonical_mu"])
@@ -520,6 +552,10 @@ def _report_text(cfg: dict, results: dict, rows: list) -> str:
             lines += [f"Final held-out error / fixed-mu floor at that cutoff: {_pct(final)} / {_pct(floor)} = "
                       f"{final / floor:.1f}x." if floor > 0 else "The floor at that cutoff is zero."]
         lines += [""]
+    seconds = json.loads((out / STATE_FILE).read_text()).get("seconds", {}) if (out / STATE_FILE).exists() else {}
+    if seconds:
+        lines += [f"Wall time of the stages: {sum(seconds.values()) / 60:.1f} min ("
+                  + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ").", ""]
     lines += ["![held-out error per round](rounds.png)", "", "`model.ts` is the last committee (spinforce.MLForceField "
               "returns its mean fields and per-site uncertainty)."]
     return "\n".join(lines) + "\n"
