@@ -267,6 +267,9 @@ class _State:
         self.results[stage] = result
         # Wall time of the call that finished the stage (a resumed stage counts only its last part).
         self.seconds[stage] = seconds
+        self.save()
+
+    def save(self) -> None:
         tmp = self.path.with_suffix(".partial")
         tmp.write_text(json.dumps({"config": self.fingerprint, "done": self.done, "results": self.results,
                                    "seconds": self.seconds}, indent=2))
@@ -304,6 +307,8 @@ def learn(cfg: dict, out, *, overwrite: bool = False, progress: bool = True, _in
         raise FileExistsError(f"{out} exists and holds no active-learning run; choose an empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
     state = _State(state_path, fingerprint)
+    if not state_path.exists():
+        state.save()  # the folder is this run's from now on, also if the first stage is interrupted
     threads = torch.get_num_threads()
     if cfg["loop"]["threads"]:
         torch.set_num_threads(cfg["loop"]["threads"])
