@@ -30,7 +30,7 @@ def test_demo_runs_end_to_end_in_reduced_form(tmp_path):
 
 
 def test_demo_rejects_bad_settings(tmp_path):
-    with pytest.raises(ValueError, match="unknown demo setting"):
+    with pytest.raises(ValueError, match="unknown key 'lattice' in the demo settings"):
         run_demo(tmp_path, quiet=True, lattice=3)
     with pytest.raises(ValueError, match="small must be an even integer"):
         run_demo(tmp_path, quiet=True, small=5)

@@ -151,7 +151,7 @@ def test_ensemble_merge_resumes(tmp_path):
         for name in ("spins", "fields", "energy", "time", "step", "trajectory"):
             f[name].resize(6, axis=0)
     summary = gen.generate_ensemble(cfg, progress=False)
-    assert summary["resumed_from"] == 6
+    assert summary["frames_before"] == 6
     again = read_dataset(tmp_path / "merged.h5")
     for name in ("spins", "fields", "energy", "step", "trajectory"):
         np.testing.assert_array_equal(getattr(again, name), getattr(full, name))

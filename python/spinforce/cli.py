@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 COMMANDS = {
@@ -21,7 +22,25 @@ COMMANDS = {
 }
 
 # Errors a user can fix from the command line: printed as one line, exit status 2.
-_USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, IsADirectoryError)
+_USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                PermissionError)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def _allocation_failure(err: BaseException) -> str | None:
+    """What an allocation failure (Python, C++ or torch's allocators) asked for; None for other errors."""
+    text = str(err)
+    if not (isinstance(err, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()):
+        return None
+    asked = re.search(r"allocate (\d+) bytes", text)
+    if not asked:
+        return "more memory than is available"
+    gb = int(asked.group(1)) / 1e9
+    return f"{gb:,.0f} GB more" if gb >= 100 else f"{gb:.3g} GB more"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +67,14 @@ def main(argv=None) -> int:
     try:
         return int(args._run(args) or 0)
     except _USER_ERRORS as err:
-        print(f"spinforce {args.command}: error: {err}", file=sys.stderr)
+        print(f"spinforce {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as err:
+        needed = _allocation_failure(err)
+        if needed is None:
+            raise
+        print(f"spinforce {args.command}: error: out of memory: the run needed {needed}; use a smaller lattice",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\nspinforce {args.command}: interrupted", file=sys.stderr)

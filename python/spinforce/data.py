@@ -38,7 +38,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "DatasetWriter", "Dataset", "read_dataset", "default_trajectories"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "DatasetWriter", "Dataset", "read_dataset", "default_trajectories", "open_h5",
+           "file_format", "check_replaceable", "replaceable_output", "dict_differences"]
 
 FORMAT = "spinforce-dataset"
 FORMAT_VERSION = 1
@@ -94,6 +95,62 @@ class Dataset:
         return Lattice(self.lattice_kind, self.lattice_shape)
 
 
+class FileInUseError(ValueError):
+    """An HDF5 file another process holds open for writing (HDF5 file locking)."""
+
+
+def open_h5(path, mode: str = "r", what: str = "spinforce dataset") -> h5py.File:
+    """Open an HDF5 file; a missing, unreadable, non-HDF5 or locked file is a clear error."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a {what} file")
+    try:
+        if mode != "r":  # h5py's "a" would turn an empty file into a new HDF5 file: check first
+            h5py.File(path, "r").close()
+        return h5py.File(path, mode)
+    except OSError as err:
+        text = str(err)
+        if "lock" in text:
+            raise FileInUseError(f"{path} is open in another process (is a run still writing it?); "
+                             "wait for it to finish or stop it") from None
+        if "signature" in text or "truncated" in text or "eof" in text.lower():
+            raise ValueError(f"{path} is not a {what}: it is not a complete HDF5 file") from None
+        raise ValueError(f"{path} cannot be read as a {what}: {text}") from None
+
+
+def file_format(path) -> str | None:
+    """The `format` attribute of an HDF5 file, or None for anything else (or no file). A file
+    another process is writing is an error (FileInUseError), not "something else"."""
+    try:
+        with open_h5(path) as f:
+            fmt = f.attrs.get("format")
+    except FileInUseError:
+        raise
+    except (OSError, ValueError):
+        return None
+    return fmt.decode() if isinstance(fmt, bytes) else (str(fmt) if fmt is not None else None)
+
+
+def _written_by_spinforce(path) -> bool:
+    return (file_format(path) or "").startswith("spinforce-")
+
+
+def replaceable_output(path) -> bool:
+    """The `owned` test of outputs.prepare_outputs for commands that write HDF5 files: an .h5
+    file counts as theirs only if spinforce wrote it; other names (.partial files, OVF frames)
+    go by their pattern."""
+    return Path(path).suffix != ".h5" or _written_by_spinforce(path)
+
+
+def check_replaceable(path) -> None:
+    """--overwrite replaces only files spinforce wrote: refuse anything else at `path`."""
+    if not _written_by_spinforce(path):
+        raise FileExistsError(f"{path} exists and is not a file spinforce wrote; --overwrite replaces only "
+                              "spinforce's own outputs: choose another output path (nothing was changed)")
+
+
 def _check_format(f: h5py.File, path) -> None:
     fmt = f.attrs.get("format")
     if fmt != FORMAT:
@@ -101,15 +158,34 @@ def _check_format(f: h5py.File, path) -> None:
     version = int(f.attrs.get("format_version", -1))
     if version != FORMAT_VERSION:
         raise ValueError(f"{path} has dataset format_version {version}; this spinforce reads version {FORMAT_VERSION}")
+    missing = [name for name in _FRAME_ARRAYS if name not in f]
+    if missing:
+        raise ValueError(f"{path} is an incomplete spinforce dataset: it lacks {', '.join(missing)}")
+
+
+def _plain(value):
+    """numpy scalars and arrays from HDF5 attributes as plain Python values (for messages)."""
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
+
+
+def dict_differences(old: dict, new: dict, prefix: str = "") -> list:
+    """'key: old -> new' for every (nested) key whose value differs, for resume messages."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key, "(absent)"), new.get(key, "(absent)")
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += dict_differences(a, b, name + ".")
+        elif a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
 
 
 def read_dataset(path, frames: slice | None = None) -> Dataset:
     """Read a dataset file (optionally a slice of its frames)."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"dataset file {path} does not exist")
     sel = frames if frames is not None else slice(None)
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         _check_format(f, path)
         a = f.attrs
         if "trajectory" in f:
@@ -131,9 +207,12 @@ def read_dataset(path, frames: slice | None = None) -> Dataset:
 class DatasetWriter:
     """Appends frames to a dataset file in chunks.
 
-    A new file is created with the given metadata. An existing file is never overwritten
-    unless ``overwrite=True``; with ``resume=True`` it is reopened for appending after its
-    metadata is checked against the given one, and ``num_frames`` tells where it stopped.
+    A new file is created with the given metadata; it appears at `path` only once its first
+    frame is complete (until then it is PATH.partial, removed if the run ends before), so a run
+    that fails at its start leaves nothing behind, and with ``overwrite=True`` the old file is
+    replaced only then. An existing file is replaced only with ``overwrite=True`` and only if it
+    is a spinforce dataset; with ``resume=True`` it is reopened for appending after its metadata
+    is checked against the given one, and ``num_frames`` tells where it stopped.
     Each ``append`` is flushed, so an interrupted run loses at most the frame being written.
     ``scalars`` names per-frame numbers stored besides the fields (group "scalars"); each
     ``append`` then gives all of them.
@@ -146,51 +225,66 @@ class DatasetWriter:
         self.path = Path(path)
         self.default_trajectory = 0  # the id `append` gives frames of a run (step >= 0)
         self.scalars = tuple(str(name) for name in scalars)
+        self._file = None
+        self._staged = None
         meta = {
             "lattice_kind": lattice_kind, "lattice_shape": list(int(x) for x in lattice_shape),
             "method": method, "model": json.dumps(model, sort_keys=True),
             "method_settings": json.dumps(method_settings or {}, sort_keys=True), "seed": int(seed),
         }
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{self.path} is a folder; the output must be a file path")
+        if self.path.exists() and overwrite:
+            check_replaceable(self.path)
         if self.path.exists() and not overwrite:
             if not resume:
-                raise FileExistsError(
-                    f"{self.path} exists; pass overwrite=True to replace it or resume=True to continue it")
-            self._file = h5py.File(self.path, "a")
-            _check_format(self._file, self.path)
-            for key, value in meta.items():
-                stored = self._file.attrs[key]
-                stored = list(int(x) for x in stored) if key == "lattice_shape" else stored
-                if (int(stored) if key == "seed" else stored) != value:
-                    self._file.close()
-                    raise ValueError(f"cannot resume {self.path}: its {key} is {stored!r}, the run has {value!r}")
-            stored = tuple(sorted(self._file.get("scalars", {})))
-            if stored != tuple(sorted(self.scalars)):
-                self._file.close()
-                raise ValueError(f"cannot resume {self.path}: it records the per-frame scalars {list(stored)}, "
-                                 f"the run records {sorted(self.scalars)}")
+                raise FileExistsError(f"{self.path} exists; use --overwrite to replace it or --resume to continue it")
+            self._file = open_h5(self.path, "a")
+            try:
+                _check_format(self._file, self.path)
+                self._check_metadata(meta)
+                stored = tuple(sorted(self._file.get("scalars", {})))
+                if stored != tuple(sorted(self.scalars)):
+                    raise ValueError(f"cannot resume {self.path}: it records the per-frame scalars {list(stored)}, "
+                                     f"the run records {sorted(self.scalars)}")
+            except Exception:
+                self.close()
+                raise
             self._truncate_partial_frame()
             if "trajectory" not in self._file:  # a file from before the trajectory column
                 ids = default_trajectories(self._file["step"][()])
                 self._file.create_dataset("trajectory", data=ids, maxshape=(None,), chunks=(chunk_frames,))
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".partial")
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["spinforce_version"] = _version()
-            f.attrs["provenance"] = json.dumps(provenance or {}, sort_keys=True, default=str)
-            for key, value in meta.items():
-                f.attrs[key] = value
-            n = int(num_sites)
-            for name, shape, dtype in (("spins", (n, 3), "f8"), ("fields", (n, 3), "f8"), ("energy", (), "f8"),
-                                       ("time", (), "f8"), ("step", (), "i8"), ("trajectory", (), "i8")):
-                f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
-                                 chunks=(chunk_frames, *shape))
-            for name in self.scalars:
-                f.create_dataset(f"scalars/{name}", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
-        os.replace(tmp, self.path)
-        self._file = h5py.File(self.path, "a")
+        self._staged = self.path.with_suffix(self.path.suffix + ".partial")
+        self._file = h5py.File(self._staged, "w")
+        f = self._file
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["spinforce_version"] = _version()
+        f.attrs["provenance"] = json.dumps(provenance or {}, sort_keys=True, default=str)
+        for key, value in meta.items():
+            f.attrs[key] = value
+        n = int(num_sites)
+        for name, shape, dtype in (("spins", (n, 3), "f8"), ("fields", (n, 3), "f8"), ("energy", (), "f8"),
+                                   ("time", (), "f8"), ("step", (), "i8"), ("trajectory", (), "i8")):
+            f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+                             chunks=(chunk_frames, *shape))
+        for name in self.scalars:
+            f.create_dataset(f"scalars/{name}", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
+        f.flush()
+
+    def _check_metadata(self, meta: dict) -> None:
+        for key, value in meta.items():
+            stored = _plain(self._file.attrs[key])
+            if key in ("model", "method_settings"):
+                old, new = json.loads(stored), json.loads(value)
+                if old != new:
+                    raise ValueError(f"cannot resume {self.path}: its {key.replace('_', ' ')} differ from this "
+                                     f"run's ({'; '.join(dict_differences(old, new))})")
+            elif stored != value:
+                raise ValueError(f"cannot resume {self.path}: its {key.replace('_', ' ')} is {stored}, "
+                                 f"this run's is {value}")
 
     def _truncate_partial_frame(self) -> None:
         # A crash between dataset resizes can leave the arrays with different lengths.
@@ -257,11 +351,19 @@ class DatasetWriter:
             ds.resize(n + 1, axis=0)
             ds[n] = values[name]
         self._file.flush()
+        if self._staged is not None:  # the first frame is complete: the file takes its place
+            self._file.close()
+            os.replace(self._staged, self.path)
+            self._staged = None
+            self._file = h5py.File(self.path, "a")
 
     def close(self) -> None:
         if self._file:
             self._file.close()
             self._file = None
+        if self._staged is not None:  # nothing was written: leave nothing behind
+            self._staged.unlink(missing_ok=True)
+            self._staged = None
 
     def __enter__(self):
         return self

@@ -12,7 +12,8 @@
    the plots and the measured figures.
 
 About ten minutes on 2 CPU cores with the defaults. Every stage writes into the output folder
-(data/, model/, validation/, quench/, report.md); nothing there is replaced without --overwrite.
+(data/, model/, validation/, quench/, report.md), which must be new, empty or hold an earlier
+demo; nothing there changes without --overwrite, which removes only the demo's own files.
 """
 from __future__ import annotations
 
@@ -24,21 +25,47 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEFAULTS", "run_demo", "HELP", "add_arguments", "run"]
+from .config import Key, check_table, int_list, integer, number
+from .outputs import prepare_outputs, under
+
+__all__ = ["DEFAULTS", "SETTINGS", "run_demo", "output_patterns", "HELP", "add_arguments", "run"]
 
 HELP = "the whole pipeline on shipped defaults: ED data, training, ML-LLG quench, analysis, report (~10 min)"
 
-DEFAULTS = {
-    "small": 8,              # side of the ED lattice (even: tetrahedral order has a 2x2 cell)
-    "large": 48,             # side of the ML-LLG lattice (36 times the sites of 8x8)
-    "J": 2.0, "filling": 0.25, "kT_electrons": 0.05,
-    "dt": 0.05, "alpha": 0.3, "kT": 0.002,   # strong damping: chiral order forms by t ~ 60 on 8x8 (ED-LLG)
-    "ed_runs": 3, "ed_steps": 1500, "save_every": 30, "random_samples": 8, "perturbed_samples": 16,
-    "hidden": [32, 32], "epochs": 80,
-    "validation_steps": 900,
-    "ml_steps": 4000, "ml_every": 100,
-    "seed": 1,
+def _even_side(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 4 or value % 2:
+        raise ValueError(f"{name} must be an even integer >= 4, got {value!r}")
+    return value
+
+
+# The demo's settings (config.py schema); DEFAULTS are the shipped values.
+SETTINGS = {
+    "small": Key(_even_side, 8),      # side of the ED lattice (even: tetrahedral order has a 2x2 cell)
+    "large": Key(_even_side, 48),     # side of the ML-LLG lattice (36 times the sites of 8x8)
+    "J": Key(number(), 2.0), "filling": Key(number(0, 1, lo_open=True, hi_open=True), 0.25),
+    "kT_electrons": Key(number(0), 0.05),
+    # strong damping: chiral order forms by t ~ 60 on 8x8 (ED-LLG)
+    "dt": Key(number(0, lo_open=True), 0.05), "alpha": Key(number(0), 0.3), "kT": Key(number(0), 0.002),
+    "ed_runs": Key(integer(1), 3), "ed_steps": Key(integer(1), 1500), "save_every": Key(integer(1), 30),
+    "random_samples": Key(integer(0), 8), "perturbed_samples": Key(integer(0), 16),
+    "hidden": Key(int_list(1), [32, 32]), "epochs": Key(integer(1), 80),
+    "validation_steps": Key(integer(1), 900),
+    "ml_steps": Key(integer(1), 4000), "ml_every": Key(integer(1), 100),
+    "seed": Key(integer(0), 1),
 }
+DEFAULTS = {name: key.default for name, key in SETTINGS.items()}
+
+
+def output_patterns() -> tuple:
+    """Everything the demo writes into its folder (outputs.py), stage by stage."""
+    from .analysis.run import OUTPUTS as ANALYSIS
+    from .generate import output_patterns as generated
+    from .ml.training import OUTPUTS as TRAINING
+    from .simulate import output_patterns as simulated
+    return (("report.md", "figures.json") + under("data", generated("ed_quench_*.h5"))
+            + under("model", TRAINING + ("model.ts", "model.ts.partial"))
+            + under("validation", generated("ed.h5") + simulated("ml.h5")) + under("validation/analysis", ANALYSIS)
+            + under("quench", simulated("ml_quench.h5")) + under("quench/analysis", ANALYSIS))
 
 
 @contextmanager
@@ -89,23 +116,15 @@ def run_demo(out="spinforce_demo", *, overwrite: bool = False, progress: bool = 
     from .ml.training import train
     from .simulate import simulate
 
-    unknown = sorted(set(settings) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown demo setting(s) {unknown}; allowed: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **settings}
-    for key in ("small", "large"):
-        if not isinstance(p[key], int) or p[key] < 4 or p[key] % 2:
-            raise ValueError(f"{key} must be an even integer >= 4, got {p[key]!r}")
-    for key in ("ed_runs", "ed_steps", "epochs", "validation_steps", "ml_steps", "ml_every", "save_every"):
-        if not isinstance(p[key], int) or p[key] < 1:
-            raise ValueError(f"{key} must be an integer >= 1, got {p[key]!r}")
+    p = check_table("", settings, SETTINGS, where="the demo settings")
     for key in ("ed_steps", "validation_steps"):
         if p[key] % p["save_every"]:
             raise ValueError(f"{key} ({p[key]}) must be a multiple of save_every ({p['save_every']})")
     out = Path(out)
     report = out / "report.md"
-    if report.exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a demo (report.md); pass --overwrite to run it again there")
+    # Nothing in `out` changes without overwrite; with it, only the demo's own files go. Every
+    # stage then writes into a clean folder and replaces nothing.
+    prepare_outputs(out, output_patterns(), command="spinforce demo", overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     figures = {"settings": p}
     began = time.perf_counter()
@@ -118,7 +137,7 @@ def run_demo(out="spinforce_demo", *, overwrite: bool = False, progress: bool = 
     with _torch_threads(1):
         for k in range(p["ed_runs"]):
             cfg = _ed_config(p, out / "data" / f"ed_quench_{k}.h5", p["seed"] + k, p["ed_steps"], samples=True)
-            generate(cfg, overwrite=overwrite, resume=not overwrite, progress=progress)
+            generate(cfg, resume=False, progress=progress)
             paths.append(cfg["output"])
     frames = sum(count_frames(path) for path in paths)
     figures["ed"] = {"runs": len(paths), "snapshots": frames, "seconds": time.perf_counter() - t0}
@@ -129,8 +148,8 @@ def run_demo(out="spinforce_demo", *, overwrite: bool = False, progress: bool = 
     t0 = time.perf_counter()
     result = train({"data": {"paths": paths}, "model": {"hidden": p["hidden"]},
                     "training": {"epochs": p["epochs"], "seed": p["seed"]},
-                    "output": {"dir": str(out / "model")}}, overwrite=True, progress=progress)
-    model_ts = export_torchscript(load_model(result.model_path), out / "model" / "model.ts", overwrite=True)
+                    "output": {"dir": str(out / "model")}}, progress=progress)
+    model_ts = export_torchscript(load_model(result.model_path), out / "model" / "model.ts")
     torque_rms = _torque_rms(paths)
     figures["training"] = {"seconds": time.perf_counter() - t0, "best_epoch": result.best_epoch,
                            "validation": result.best["val"], "train": result.best["train"],
@@ -143,11 +162,11 @@ def run_demo(out="spinforce_demo", *, overwrite: bool = False, progress: bool = 
     vseed = p["seed"] + 1000
     with _torch_threads(1):
         generate(_ed_config(p, out / "validation" / "ed.h5", vseed, p["validation_steps"], samples=False),
-                 overwrite=overwrite, resume=not overwrite, progress=progress)
+                 resume=False, progress=progress)
     simulate(_ml_config(p, model_ts, out / "validation" / "ml.h5", p["small"], vseed, p["validation_steps"],
-                        p["save_every"]), overwrite=True, progress=progress)
+                        p["save_every"]), progress=progress)
     val = analyze_run(out / "validation" / "ml.h5", out / "validation" / "analysis", compare=out / "validation" / "ed.h5",
-                      compare_labels=("ML-LLG", "ED-LLG"), overwrite=True, progress=False)
+                      compare_labels=("ML-LLG", "ED-LLG"), progress=False)
     ed_val = analyze_run(out / "validation" / "ed.h5", None, progress=False)
     ml_e, ed_e = read_dataset(out / "validation" / "ml.h5").energy, read_dataset(out / "validation" / "ed.h5").energy
     n_small = p["small"] ** 2
@@ -166,7 +185,7 @@ def run_demo(out="spinforce_demo", *, overwrite: bool = False, progress: bool = 
     _say(f"[4/5] ML-LLG quench on {side}x{side} = {side * side} spins "
          f"({side * side / n_small:.0f} times the ED lattice), {p['ml_steps']} steps", quiet)
     sim = simulate(_ml_config(p, model_ts, out / "quench" / "ml_quench.h5", side, p["seed"] + 2000, p["ml_steps"],
-                              p["ml_every"]), overwrite=True, progress=progress)
+                              p["ml_every"]), progress=progress)
     figures["quench"] = {"sites": side * side, "steps": p["ml_steps"], "seconds": sim.wall_seconds,
                          "spin_steps_per_second": sim.spin_steps_per_second}
 
@@ -175,7 +194,7 @@ def run_demo(out="spinforce_demo", *, overwrite: bool = False, progress: bool = 
     t_end = p["ml_steps"] * p["dt"]
     # growth exponents over the second half of the run, after chiral domains have formed
     ana = analyze_run(out / "quench" / "ml_quench.h5", out / "quench" / "analysis", fit_window=(t_end / 2, t_end),
-                      overwrite=True, progress=False)
+                      progress=False)
     ts = ana.timeseries
     figures["analysis"] = {
         "fit_window": list(ana.fit_window),

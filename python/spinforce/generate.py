@@ -25,6 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import (OMIT, Key, check_sections, check_table, device, did_you_mean, integer, list_of, number,
+                     number_or, number_pair, one_of, shape, string)
+
 HELP = "LLG runs with ED or KPM fields, saved as training snapshots (HDF5)"
 
 if sys.version_info >= (3, 11):
@@ -32,24 +35,32 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-# Allowed keys per section with defaults (None: required). [method] also passes any further
-# keys to the method's constructor (KPM accuracy settings).
-SCHEMA = {
-    "output": None,
-    "lattice": {"kind": None, "shape": None},
-    "model": {"t": 1.0, "J": None, "mu": None, "filling": None, "kT": 0.0, "t2": 0.0, "t3": 0.0},
-    "method": {"name": "ed", "device": "cpu"},
-    "dynamics": {"dt": None, "alpha": None, "kT": 0.0, "gamma": 1.0, "integrator": "sib", "steps": None,
-                 "save_every": None, "initial": "random", "seed": 0},
-    "samples": {"random": 0, "perturbed": 0, "perturbation": 0.2},
-}
-# Optional sections: several runs (one trajectory each) merged into the output, relabelled at a
-# fixed chemical potential.
-ENSEMBLE = {"seeds": None, "kT": None, "initial": None}
-LABELS = {"mu": None, "mu_from_time": 0.0}
-_OPTIONAL = {("model", "mu"), ("model", "filling")}
-METHODS = ("ed", "kpm")
+# The config schema: every key of every table, with its check and default (config.py).
+LATTICE = {"kind": Key(one_of("square", "triangular", "cubic")), "shape": Key(shape())}
+SD_MODEL = {"t": Key(number(), 1.0), "J": Key(number()), "mu": Key(number(), OMIT),
+            "filling": Key(number(0, 1, lo_open=True, hi_open=True), OMIT), "kT": Key(number(0), 0.0),
+            "t2": Key(number(), 0.0), "t3": Key(number(), 0.0)}
+# [method] of kpm: the settings of spinforce.KPM (absent keys take KPM's defaults)
+KPM_SETTINGS = {"moments": Key(integer(2), OMIT), "probing_distance": Key(number(0, lo_open=True), OMIT),
+                "seed": Key(integer(0), OMIT), "dtype": Key(one_of("complex128", "complex64"), OMIT),
+                "bounds": Key(number_pair(), OMIT)}
+METHOD = {"name": Key(one_of("ed", "kpm"), "ed"), "device": Key(device(), "cpu")}
+DYNAMICS = {"dt": Key(number(0, lo_open=True)), "alpha": Key(number(0)), "kT": Key(number(0), 0.0),
+            "gamma": Key(number(0, lo_open=True), 1.0), "integrator": Key(one_of("sib", "heun"), "sib"),
+            "steps": Key(integer(0)), "save_every": Key(integer(1)),
+            "initial": Key(string("random, ferromagnetic, neel, tetrahedral or a .npy file"), "random"),
+            "seed": Key(integer(0, 2**63 - 1), 0)}
+SAMPLES = {"random": Key(integer(0), 0), "perturbed": Key(integer(0), 0),
+           "perturbation": Key(number(0, lo_open=True), 0.2)}
 INITIAL_STATES = ("random", "ferromagnetic", "neel", "tetrahedral")
+# Optional sections: several runs (one trajectory each) merged into the output, relabelled at a
+# fixed chemical potential. Absent [ensemble] keys take the value of [dynamics].
+ENSEMBLE = {"seeds": Key(list_of(integer(0, 2**63 - 1), "noise seeds (integers >= 0)"), OMIT),
+            "kT": Key(list_of(number(0), "spin temperatures (numbers >= 0)"), OMIT),
+            "initial": Key(list_of(one_of(*INITIAL_STATES), "initial states"), OMIT)}
+LABELS = {"mu": Key(number_or("auto")), "mu_from_time": Key(number(0), 0.0)}
+SECTIONS = ("output", "lattice", "model", "method", "dynamics", "samples", "ensemble", "labels")
+METHODS = ("ed", "kpm")
 # Raising these extends an existing output rather than contradicting it (perturbed samples come
 # last, so more of them append cleanly).
 _EXTENSIBLE = {("dynamics", "steps"), ("samples", "perturbed"), ("output",)}
@@ -83,10 +94,14 @@ def _parse_override(text: str):
 def read_config(path, overrides=()) -> dict:
     """Read a TOML config and apply ``SECTION.KEY=VALUE`` overrides (not yet checked)."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"config {path} is a folder, not a TOML file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:
         cfg = tomllib.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a TOML text file") from None
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path} is not valid TOML: {err}") from None
     apply_overrides(cfg, overrides)
@@ -100,6 +115,8 @@ def apply_overrides(cfg: dict, overrides=()) -> None:
         node = cfg
         for k in keys[:-1]:
             node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {text}: {k!r} is not a table of keys")
         node[keys[-1]] = value
 
 
@@ -108,94 +125,55 @@ def load_config(path, overrides=()) -> dict:
     return check_config(read_config(path, overrides), base=Path(path).parent)
 
 
+def check_method(raw: dict, settings_by_name: dict) -> dict:
+    """[method]: its name picks which further keys (the method's settings) it may hold."""
+    method = raw.get("method", {})
+    if not isinstance(method, dict):
+        raise ValueError(f"[method] must be a table of keys, got {method!r}")
+    name = one_of(*settings_by_name)(method.get("name", next(iter(settings_by_name))), "method.name")
+    keys = {**METHOD, "name": Key(one_of(*settings_by_name), name), **settings_by_name[name]}
+    return check_table("method", method, keys)
+
+
+def check_initial(value: str, base) -> str:
+    """dynamics.initial: a named state, or a .npy file (made absolute against `base`)."""
+    if value in INITIAL_STATES:
+        return value
+    p = Path(value) if base is None or Path(value).is_absolute() else Path(base) / value
+    if p.suffix != ".npy":
+        raise ValueError(f"dynamics.initial must be one of {', '.join(INITIAL_STATES)} or a .npy file of spins, "
+                         f"got {value!r}{did_you_mean(value, INITIAL_STATES)}")
+    return str(p.resolve())
+
+
 def check_config(cfg: dict, base: Path | None = None) -> dict:
-    """Validate a config dict against SCHEMA; returns a completed copy (ValueError on problems)."""
-    cfg = copy.deepcopy(cfg)
-    for section in cfg:
-        if section not in SCHEMA and section not in ("ensemble", "labels"):
-            raise ValueError(f"unknown config section or key {section!r}; allowed: {', '.join(SCHEMA)}, "
-                             "ensemble, labels")
-    _check_ensemble(cfg)
-    if not isinstance(cfg.get("output"), str) or not cfg["output"]:
+    """Validate a config dict against the schema; returns a completed copy (ValueError on problems)."""
+    check_sections("the config", cfg, SECTIONS)
+    if "output" not in cfg:
         raise ValueError("output must be given: the path of the HDF5 file to write")
-    for section, keys in SCHEMA.items():
-        if keys is None:
-            continue
-        given = cfg.setdefault(section, {})
-        if not isinstance(given, dict):
-            raise ValueError(f"[{section}] must be a table")
-        if section != "method":
-            for k in given:
-                if k not in keys:
-                    raise ValueError(f"unknown key {k!r} in [{section}]; allowed: {', '.join(keys)}")
-        for k, default in keys.items():
-            if k not in given:
-                if default is None and (section, k) not in _OPTIONAL:
-                    raise ValueError(f"[{section}] needs {k!r}")
-                if default is not None:
-                    given[k] = default
-    m, d, s = cfg["method"], cfg["dynamics"], cfg["samples"]
-    if m["name"] not in METHODS:
-        raise ValueError(f"method.name must be one of {METHODS}, got {m['name']!r}")
-    if m["name"] == "ed" and set(m) - {"name", "device"}:
-        raise ValueError(f"method 'ed' takes no settings besides device, got {sorted(set(m) - {'name', 'device'})}")
-    if (cfg["model"].get("mu") is None) == (cfg["model"].get("filling") is None):
+    out = {"output": string("the path of the HDF5 file to write")(cfg["output"], "output"),
+           "lattice": check_table("lattice", cfg.get("lattice", {}), LATTICE),
+           "model": check_table("model", cfg.get("model", {}), SD_MODEL),
+           "method": check_method(cfg, {"ed": {}, "kpm": KPM_SETTINGS}),
+           "dynamics": check_table("dynamics", cfg.get("dynamics", {}), DYNAMICS),
+           "samples": check_table("samples", cfg.get("samples", {}), SAMPLES)}
+    if ("mu" in out["model"]) == ("filling" in out["model"]):
         raise ValueError("[model] needs exactly one of mu (fixed chemical potential) and filling")
-    for k in ("steps", "save_every", "seed"):
-        if not isinstance(d[k], int) or isinstance(d[k], bool) or d[k] < (1 if k == "save_every" else 0):
-            raise ValueError(f"dynamics.{k} must be an integer >= {1 if k == 'save_every' else 0}, got {d[k]!r}")
+    d = out["dynamics"]
     if d["steps"] % d["save_every"]:
         raise ValueError(f"dynamics.steps ({d['steps']}) must be a multiple of dynamics.save_every ({d['save_every']})")
-    for k in ("random", "perturbed"):
-        if not isinstance(s[k], int) or isinstance(s[k], bool) or s[k] < 0:
-            raise ValueError(f"samples.{k} must be an integer >= 0, got {s[k]!r}")
-    if not (isinstance(s["perturbation"], (int, float)) and s["perturbation"] > 0):
-        raise ValueError(f"samples.perturbation must be > 0, got {s['perturbation']!r}")
-    init = d["initial"]
-    if init not in INITIAL_STATES:
-        p = Path(init) if base is None or Path(init).is_absolute() else Path(base) / init
-        if p.suffix != ".npy":
-            raise ValueError(f"dynamics.initial must be one of {INITIAL_STATES} or a .npy file of spins, got {init!r}")
-        d["initial"] = str(p.resolve())
-    return cfg
-
-
-def _check_ensemble(cfg: dict) -> None:
-    """Check and complete the optional [ensemble] and [labels] sections, in place."""
+    d["initial"] = check_initial(d["initial"], base)
     for name, keys in (("ensemble", ENSEMBLE), ("labels", LABELS)):
-        if name not in cfg:
-            continue
-        given = cfg[name]
-        if not isinstance(given, dict):
-            raise ValueError(f"[{name}] must be a table")
-        unknown = sorted(set(given) - set(keys))
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in [{name}]; allowed: {', '.join(keys)}")
-        cfg[name] = {**keys, **given}
-    for key in ENSEMBLE:
-        value = cfg.get("ensemble", {}).get(key)
-        if value is not None and (not isinstance(value, list) or not value):
-            raise ValueError(f"ensemble.{key} must be a non-empty list (or left out: the [dynamics] value), got {value!r}")
-    for seed in (cfg.get("ensemble", {}).get("seeds") or []):
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"ensemble.seeds must be integers >= 0, got {seed!r}")
-    for kT in (cfg.get("ensemble", {}).get("kT") or []):
-        if isinstance(kT, bool) or not isinstance(kT, (int, float)) or kT < 0:
-            raise ValueError(f"ensemble.kT must be numbers >= 0 (spin temperatures), got {kT!r}")
-    for init in (cfg.get("ensemble", {}).get("initial") or []):
-        if init not in INITIAL_STATES:
-            raise ValueError(f"ensemble.initial entries must be among {INITIAL_STATES}, got {init!r}")
-    if "labels" in cfg:
-        mu = cfg["labels"]["mu"]
-        if mu != "auto" and (isinstance(mu, bool) or not isinstance(mu, (int, float))):
-            raise ValueError(f"labels.mu must be a number or \"auto\" (found for the model's filling), got {mu!r}")
-        if mu == "auto" and cfg.get("model", {}).get("filling") is None:
-            raise ValueError("labels.mu = \"auto\" needs model.filling: the filling the fixed mu must give")
+        if name in cfg:
+            out[name] = check_table(name, cfg[name], keys)
+    if out.get("labels", {}).get("mu") == "auto" and "filling" not in out["model"]:
+        raise ValueError('labels.mu = "auto" needs model.filling: the filling the fixed mu must give')
+    return out
 
 
 def _stored_label_mu(path: Path):
-    import h5py
-    with h5py.File(path, "r") as f:
+    from .data import open_h5
+    with open_h5(path) as f:
         return json.loads(f.attrs.get("method_settings", "{}")).get("mu")
 
 
@@ -204,8 +182,7 @@ def ensemble_runs(cfg: dict) -> list[dict]:
     initial states, each writing OUTPUT_STEM.runs/runK.h5."""
     e = cfg.get("ensemble", {})
     d = cfg["dynamics"]
-    out = Path(cfg["output"])
-    folder = out.with_name(out.stem + ".runs")
+    folder = _runs_folder(cfg["output"])
     runs = []
     for init in e.get("initial") or [d["initial"]]:
         for kT in e.get("kT") or [d["kT"]]:
@@ -217,26 +194,38 @@ def ensemble_runs(cfg: dict) -> list[dict]:
     return runs
 
 
+def _runs_folder(output) -> Path:
+    output = Path(output)
+    return output.with_name(output.stem + ".runs")
+
+
 def generate_ensemble(cfg: dict, *, output=None, overwrite: bool = False, resume: bool = True,
                       progress: bool = True) -> dict:
     """Run every member of a checked config's [ensemble] (or the single run), then merge their
     frames into the output with one trajectory id per run (independent samples keep ids of
     their own), relabelled at the fixed mu of [labels] when given. Resumable at every run and
     every merged frame; see docs/dynamics.md."""
-    import spinforce
     from tqdm.auto import tqdm
 
-    from .data import DatasetWriter, read_dataset
-    from .electrons import model_at_mu, mu_for_filling
+    from .data import DatasetWriter, dict_differences, read_dataset, replaceable_output
+    from .electrons import mu_for_filling
+    from .outputs import prepare_outputs
 
     cfg = copy.deepcopy(cfg)
     if output is not None:
         cfg["output"] = str(output)
     path = Path(cfg["output"])
     runs = ensemble_runs(cfg)
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path} is a folder; give the path of an HDF5 file")
     if path.exists() and not overwrite and not resume:
         raise FileExistsError(f"{path} exists; use --overwrite to replace it or drop --no-resume to continue it")
-    for k, run in enumerate(runs):
+    # every run's model, method and start are checked before an existing output is touched
+    for run in runs:
+        initial_spins(run, build_provider(run)[0])
+    prepare_outputs(path.parent, output_patterns(path, ensemble=True), command="spinforce generate",
+                    overwrite=overwrite, keep=resume, exclusive=False, owned=replaceable_output)
+    for run in runs:
         generate(run, overwrite=overwrite, resume=resume, progress=progress)
     datasets = [read_dataset(r["output"]) for r in runs]
     lattice, model, _, settings = build_provider(cfg)
@@ -270,8 +259,9 @@ def generate_ensemble(cfg: dict, *, output=None, overwrite: bool = False, resume
                        resume=resume) as writer:
         stored = writer.provenance.get("config")
         if stored is not None and _comparable(stored) != _comparable(cfg):
-            raise ValueError(f"{path} was written with a different config; use --overwrite to replace it "
-                             "or another output path")
+            raise ValueError(f"{path} was written with a different config "
+                             f"({'; '.join(dict_differences(_comparable(stored), _comparable(cfg)))}); "
+                             "use --overwrite to replace it or another output path")
         done = writer.num_frames
         bar = tqdm(total=total, initial=done, unit="frame", desc=f"merge {path.name}", dynamic_ncols=True,
                    disable=not progress or done >= total)
@@ -291,7 +281,7 @@ def generate_ensemble(cfg: dict, *, output=None, overwrite: bool = False, resume
                 k += 1
             offset += int(ds.trajectory.max()) + 1
         bar.close()
-        return {"path": str(path), "frames": writer.num_frames, "runs": len(runs), "resumed_from": done,
+        return {"path": str(path), "frames": writer.num_frames, "runs": len(runs), "frames_before": done,
                 "mu": label_settings.get("mu"), "fixed_mu": fixed.to_dict() if fixed is not None else None}
 
 
@@ -311,15 +301,29 @@ def build_provider(cfg: dict):
 
 
 def initial_spins(cfg: dict, lattice) -> np.ndarray:
+    """The start of the run named by dynamics.initial; any problem is a ValueError naming it."""
     init, seed = cfg["dynamics"]["initial"], cfg["dynamics"]["seed"]
     if init == "random":
         return lattice.random_spins(seed)
     if init in ("ferromagnetic", "neel", "tetrahedral"):
-        return getattr(lattice, init)()
-    spins = np.load(init)
-    if spins.shape != (lattice.num_sites, 3):
-        raise ValueError(f"dynamics.initial {init} holds shape {spins.shape}, the lattice needs ({lattice.num_sites}, 3)")
-    return spins
+        try:
+            return getattr(lattice, init)()
+        except ValueError as err:
+            raise ValueError(f"dynamics.initial = {init!r} does not exist on this lattice: {err}") from None
+    try:
+        spins = np.load(init, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"dynamics.initial: spin file {init} does not exist") from None
+    except (OSError, ValueError) as err:
+        raise ValueError(f"dynamics.initial: {init} is not a .npy array of spins ({err})") from None
+    if spins.shape != (lattice.num_sites, 3) or spins.dtype.kind not in "fiu":
+        raise ValueError(f"dynamics.initial {init} holds a {spins.dtype} array of shape {spins.shape}, the lattice "
+                         f"needs real spins of shape ({lattice.num_sites}, 3)")
+    norms = np.linalg.norm(spins, axis=1)
+    if not np.all(np.abs(norms - 1) < 1e-6):
+        raise ValueError(f"dynamics.initial {init} holds spins that are not unit vectors (or not finite): "
+                         f"|S| ranges over [{np.nanmin(norms):.6g}, {np.nanmax(norms):.6g}]")
+    return np.asarray(spins, dtype=np.float64)
 
 
 def independent_sample(cfg: dict, index: int, lattice, trajectory_spins) -> np.ndarray:
@@ -338,28 +342,41 @@ def independent_sample(cfg: dict, index: int, lattice, trajectory_spins) -> np.n
     return spins / np.linalg.norm(spins, axis=1, keepdims=True)
 
 
-def _comparable(cfg: dict) -> str:
+def _comparable(cfg: dict) -> dict:
     c = copy.deepcopy(cfg)
     for path in _EXTENSIBLE:
         node = c
         for k in path[:-1]:
             node = node.get(k, {})
         node.pop(path[-1], None)
-    return json.dumps(c, sort_keys=True)
+    return json.loads(json.dumps(c, sort_keys=True))
+
+
+def output_patterns(path, ensemble: bool = False) -> tuple:
+    """The files `generate` writes for the output `path`, relative to its folder (outputs.py);
+    with an [ensemble] (or [labels]) also the runs merged into it."""
+    name, runs = Path(path).name, _runs_folder(path).name
+    return (name, name + ".partial") + ((f"{runs}/run*.h5", f"{runs}/run*.h5.partial") if ensemble else ())
 
 
 # --- the run -----------------------------------------------------------------------------------------
 def generate(cfg: dict, *, output=None, overwrite: bool = False, resume: bool = True,
              progress: bool = True) -> dict:
-    """Run a checked config; returns a summary dict. See the module docstring."""
+    """Run a checked config; returns a summary dict. See the module docstring.
+
+    Everything the config names is built and checked, and the first frame computed, before an
+    existing output is touched: a failing run leaves the file as it was.
+    """
     import spinforce
-    from .data import DatasetWriter
+    from .data import DatasetWriter, check_replaceable, dict_differences
     from tqdm.auto import tqdm
 
     cfg = copy.deepcopy(cfg)
     if output is not None:
         cfg["output"] = str(output)
     path = Path(cfg["output"])
+    if overwrite and resume and path.exists():
+        resume = False  # --overwrite wins over the default of continuing
     device = torch.device(cfg["method"]["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("method.device is 'cuda' but no CUDA device is available")
@@ -367,17 +384,29 @@ def generate(cfg: dict, *, output=None, overwrite: bool = False, resume: bool = 
     d = cfg["dynamics"]
     llg = spinforce.LLG(provider, dt=d["dt"], alpha=d["alpha"], kT=d["kT"], gamma=d["gamma"],
                         integrator=d["integrator"], seed=d["seed"])
+    spins0 = initial_spins(cfg, lattice)
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path} is a folder; give the path of an HDF5 file")
     if path.exists() and not overwrite and not resume:
         raise FileExistsError(f"{path} exists; use --overwrite to replace it or drop --no-resume to continue it")
+    if path.exists() and overwrite:
+        check_replaceable(path)
+
+    def to_device(spins):
+        return torch.as_tensor(np.asarray(spins, dtype=np.float64)).to(device)
+
+    # the first frame of a new file, computed before anything is written
+    first = None if (path.exists() and not overwrite) else provider.compute(to_device(spins0))
     provenance = {"config": cfg, "command": "spinforce generate", "torch": torch.__version__}
     writer = DatasetWriter(path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
                            method=cfg["method"]["name"], model=model.parameters(), method_settings=settings,
                            seed=d["seed"], provenance=provenance, overwrite=overwrite, resume=resume)
     with writer:
         stored = writer.provenance.get("config")
-        if stored is not None and _comparable(stored) != _comparable(cfg):
-            raise ValueError(f"{path} was written with a different config; use --overwrite to replace it "
-                             "or another output path")
+        if first is None and stored is not None and _comparable(stored) != _comparable(cfg):
+            raise ValueError(f"{path} was written with a different config "
+                             f"({'; '.join(dict_differences(_comparable(stored), _comparable(cfg)))}); "
+                             "use --overwrite to replace it or another output path")
         steps = writer.steps
         n_traj_done = int(np.sum(steps >= 0))
         n_traj = d["steps"] // d["save_every"] + 1
@@ -385,18 +414,14 @@ def generate(cfg: dict, *, output=None, overwrite: bool = False, resume: bool = 
         if n_samples_done and n_traj_done < n_traj:
             raise ValueError(f"{path} already holds independent samples after a trajectory of {n_traj_done} frames; "
                              f"it cannot be extended to {n_traj} frames")
-        resumed_from = writer.num_frames
-
-        def to_device(spins):
-            return torch.as_tensor(np.asarray(spins, dtype=np.float64)).to(device)
+        frames_before = writer.num_frames
 
         def append(spins, result, step):
             writer.append(spins, result.fields.detach().cpu().numpy(), result.energy,
                           time=step * d["dt"] if step >= 0 else float("nan"), step=step)
 
         if n_traj_done == 0:
-            spins0 = initial_spins(cfg, lattice)
-            append(spins0, provider.compute(to_device(spins0)), 0)
+            append(spins0, first if first is not None else provider.compute(to_device(spins0)), 0)
             n_traj_done = 1
         start = int(writer.frame(n_traj_done - 1)["step"])
         if start < d["steps"]:
@@ -417,7 +442,7 @@ def generate(cfg: dict, *, output=None, overwrite: bool = False, resume: bool = 
                           desc=f"samples {path.name}", dynamic_ncols=True, disable=not progress):
                 spins = independent_sample(cfg, i, lattice, lambda j: writer.frame(j)["spins"])
                 append(spins, provider.compute(to_device(spins)), -1)
-        return {"path": str(path), "frames": writer.num_frames, "resumed_from": resumed_from,
+        return {"path": str(path), "frames": writer.num_frames, "frames_before": frames_before,
                 "trajectory_frames": n_traj, "samples": n_samples}
 
 
@@ -447,8 +472,14 @@ def run(args) -> int:
     run_one = generate if "ensemble" not in cfg and "labels" not in cfg else generate_ensemble
     summary = run_one(cfg, output=args.output, overwrite=args.overwrite, resume=not args.no_resume,
                       progress=not args.no_progress)
-    note = f" (resumed from frame {summary['resumed_from']})" if summary["resumed_from"] else ""
-    print(f"{summary['path']}: {summary['frames']} frames{note}")
+    before, frames = summary["frames_before"], summary["frames"]
+    if before == frames:
+        note = " (already complete: nothing to do)"
+    elif before:
+        note = f" ({frames - before} added to the {before} already there)"
+    else:
+        note = ""
+    print(f"{summary['path']}: {frames} frames{note}")
     if summary.get("mu") is not None:
         print(f"labelled at fixed mu = {summary['mu']:.6g}")
     return 0

@@ -25,7 +25,6 @@ spinforce/learn_configs/.
 """
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import shutil
@@ -36,26 +35,26 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import OMIT, Key, check_sections, check_table, integer, list_of, number, number_or, one_of, shape
+
 HELP = "active learning: committee -> ML-LLG quenches -> label the most uncertain frames -> retrain (resumable)"
 
 __all__ = ["HELP", "examples", "load_config", "learn", "held_out_errors", "add_arguments", "run"]
 
-# Sections and keys with defaults; None: required.
-SCHEMA = {
-    "model": {"kind": None, "t": 1.0, "J": None, "kT": 0.0, "t2": 0.0, "t3": 0.0, "filling": None, "mu": "auto"},
-    "data": {"shape": None, "method": "ed", "method_settings": {}, "dt": 0.05, "alpha": 0.1, "steps": None,
-             "save_every": None, "seeds": [1], "kT": [0.001], "initial": ["random"], "random": 0, "perturbed": 0,
-             "perturbation": 0.2, "mu_from_time": 0.0},
-    "test": {"shape": None, "method": "ed", "method_settings": {}, "dt": 0.05, "alpha": 0.1, "steps": None,
-             "save_every": None, "seeds": [101], "kT": [0.001], "initial": ["random"]},
-    "train": {"members": 3, "validation_fraction": 0.2, "descriptor": None, "network": None, "training": {}},
-    "explore": {"shape": None, "runs": 2, "dt": 0.05, "alpha": 0.1, "kT": [0.001], "steps": None,
-                "save_every": None, "initial": ["random"], "seed": 1000},
-    "label": {"frames": 8, "method": "ed", "method_settings": {}},
-    "loop": {"rounds": 2, "threads": 1},
-    "locality": {"cutoffs": [], "states": 4, "sites": 2, "replacements": 2, "seed": 0},
-}
 STATE_FILE = "learn_state.json"
+
+
+def output_patterns() -> tuple:
+    """Everything `spinforce learn` writes into its folder (outputs.py), stage by stage."""
+    from .generate import output_patterns as generated
+    from .locality import OUTPUTS as LOCALITY
+    from .ml.committee import OUTPUTS as COMMITTEE
+    from .outputs import under
+    from .simulate import output_patterns as simulated
+    data = generated("initial.h5", ensemble=True) + generated("test.h5", ensemble=True) + generated("round*.h5")
+    rounds = ("model.ts", "model.ts.partial") + under("committee", COMMITTEE) + under("explore", simulated("run*.h5"))
+    return ((STATE_FILE, Path(STATE_FILE).with_suffix(".partial").name, "model.ts", "rounds.csv", "rounds.png",
+             "report.md") + under("data", data) + under("locality", LOCALITY) + under("rounds/round*", rounds))
 
 
 # --- configs ----------------------------------------------------------------------------------
@@ -64,50 +63,63 @@ def examples() -> dict:
     return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".toml")}
 
 
-def _fill(name: str, given, defaults: dict) -> dict:
-    if not isinstance(given, dict):
-        raise ValueError(f"[{name}] must be a table")
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in [{name}]; allowed: {', '.join(defaults)}")
-    out = {**copy.deepcopy(defaults), **copy.deepcopy(given)}
-    missing = [k for k, v in out.items() if v is None]
-    if missing:
-        raise ValueError(f"[{name}] needs {missing}")
-    return out
+def _table(value, name):
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a table of keys, got {value!r}")
+    return value
+
+
+def _schema() -> dict:
+    """The config schema (config.py): every key of every section with its check and default."""
+    from .generate import INITIAL_STATES
+    methods = Key(one_of("ed", "kpm"), "ed")
+    quench = {"shape": Key(shape()), "method": methods, "method_settings": Key(_table, {}),
+              "dt": Key(number(0, lo_open=True), 0.05), "alpha": Key(number(0), 0.1), "steps": Key(integer(1)),
+              "save_every": Key(integer(1)), "kT": Key(list_of(number(0), "spin temperatures (numbers >= 0)"), [0.001]),
+              "initial": Key(list_of(one_of(*INITIAL_STATES), "initial states"), ["random"])}
+    seeds = list_of(integer(0, 2**63 - 1), "noise seeds (integers >= 0)")
+    return {
+        "model": {"kind": Key(one_of("square", "triangular", "cubic")), "t": Key(number(), 1.0), "J": Key(number()),
+                  "kT": Key(number(0), 0.0), "t2": Key(number(), 0.0), "t3": Key(number(), 0.0),
+                  "filling": Key(number(0, 1, lo_open=True, hi_open=True)), "mu": Key(number_or("auto"), "auto")},
+        "data": {**quench, "seeds": Key(seeds, [1]), "random": Key(integer(0), 0), "perturbed": Key(integer(0), 0),
+                 "perturbation": Key(number(0, lo_open=True), 0.2), "mu_from_time": Key(number(0), 0.0)},
+        "test": {**quench, "seeds": Key(seeds, [101])},
+        "train": {"members": Key(integer(2), 3), "validation_fraction": Key(number(0, 1, hi_open=True), 0.2),
+                  "descriptor": Key(_table), "network": Key(_table, {}), "training": Key(_table, {})},
+        "explore": {"shape": Key(shape()), "runs": Key(integer(1), 2), "dt": Key(number(0, lo_open=True), 0.05),
+                    "alpha": Key(number(0), 0.1), "kT": quench["kT"], "steps": Key(integer(1)),
+                    "save_every": Key(integer(1)), "initial": quench["initial"], "seed": Key(integer(0), 1000)},
+        "label": {"frames": Key(integer(1), 8), "method": methods, "method_settings": Key(_table, {})},
+        "loop": {"rounds": Key(integer(1), 2), "threads": Key(integer(0), 1)},
+        "locality": {"cutoffs": Key(list_of(number(0), "cutoffs (numbers >= 0)", empty=True), []),
+                     "states": Key(integer(0), 4), "sites": Key(integer(1), 2), "replacements": Key(integer(1), 2),
+                     "seed": Key(integer(0), 0)},
+    }
 
 
 def check_config(raw: dict) -> dict:
     """A learn config with defaults filled in and checked (ValueError names the bad key)."""
-    unknown = sorted(set(raw) - set(SCHEMA))
-    if unknown:
-        raise ValueError(f"unknown section(s) {unknown}; allowed: {', '.join(SCHEMA)}")
-    cfg = {name: _fill(name, raw.get(name, {}), keys) for name, keys in SCHEMA.items()}
-    m = cfg["model"]
-    if not 0 < float(m["filling"]) < 1:
-        raise ValueError(f"model.filling must be in (0, 1), got {m['filling']!r}")
-    if m["mu"] != "auto" and (isinstance(m["mu"], bool) or not isinstance(m["mu"], (int, float))):
-        raise ValueError(f"model.mu must be a number or \"auto\", got {m['mu']!r}")
+    from .generate import KPM_SETTINGS
+    from .ml.training import SCHEMA as TRAINING, check_descriptor
+    schema = _schema()
+    check_sections("the learn config", raw, schema)
+    cfg = {name: check_table(name, raw.get(name, {}), keys) for name, keys in schema.items()}
     for section in ("data", "test", "explore"):
         s = cfg[section]
-        for key in ("steps", "save_every"):
-            if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < 1:
-                raise ValueError(f"{section}.{key} must be an integer >= 1, got {s[key]!r}")
         if s["steps"] % s["save_every"]:
-            raise ValueError(f"{section}.steps must be a multiple of {section}.save_every")
-    for key, low in (("members", 2),):
-        if isinstance(cfg["train"][key], bool) or not isinstance(cfg["train"][key], int) or cfg["train"][key] < low:
-            raise ValueError(f"train.{key} must be an integer >= {low}, got {cfg['train'][key]!r}")
-    for section, key, low in (("loop", "rounds", 1), ("loop", "threads", 0), ("label", "frames", 1),
-                              ("explore", "runs", 1)):
-        v = cfg[section][key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"{section}.{key} must be an integer >= {low}, got {v!r}")
+            raise ValueError(f"{section}.steps ({s['steps']}) must be a multiple of {section}.save_every "
+                             f"({s['save_every']})")
     for section in ("data", "test", "label"):
-        if cfg[section]["method"] not in ("ed", "kpm"):
-            raise ValueError(f"{section}.method must be 'ed' or 'kpm', got {cfg[section]['method']!r}")
-    if not isinstance(cfg["train"]["descriptor"], dict) or "kind" not in cfg["train"]["descriptor"]:
-        raise ValueError("train.descriptor must be a table with a kind, e.g. {kind = \"bond_shells\", cutoff = 3.0}")
+        s = cfg[section]
+        s["method_settings"] = check_table(f"{section}.method_settings", s["method_settings"],
+                                           {"ed": {}, "kpm": KPM_SETTINGS}[s["method"]])
+    t = cfg["train"]
+    t["descriptor"] = check_descriptor(t["descriptor"], "train.descriptor", default_kind=False)
+    # train.network and train.training hold keys of the training config's [model] and [training];
+    # absent keys are left to the training's defaults.
+    for key, section in (("network", "model"), ("training", "training")):
+        t[key] = check_table(f"train.{key}", t[key], {k: Key(v.check, OMIT) for k, v in TRAINING[section].items()})
     return cfg
 
 
@@ -293,18 +305,15 @@ def learn(cfg: dict, out, *, overwrite: bool = False, progress: bool = True, _in
     each stage is recorded.
     """
     import torch
+
+    from .data import replaceable_output
+    from .outputs import prepare_outputs
     out = Path(out).resolve()
     state_path = out / STATE_FILE
     fingerprint = json.dumps(cfg, sort_keys=True)
-    if overwrite and out.exists():
-        for name in ("data", "rounds", "locality", STATE_FILE, "model.ts", "report.md", "rounds.csv", "rounds.png"):
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    elif out.exists() and any(out.iterdir()) and not state_path.exists():
-        raise FileExistsError(f"{out} exists and holds no active-learning run; choose an empty or new folder")
+    # The folder holds only this command's files; without overwrite the run continues them.
+    prepare_outputs(out, output_patterns(), command="spinforce learn", overwrite=overwrite, keep=True,
+                    owned=replaceable_output)
     out.mkdir(parents=True, exist_ok=True)
     state = _State(state_path, fingerprint)
     if not state_path.exists():
@@ -352,16 +361,14 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
         return {"frames": summary["frames"], "filling_at_mu": _mean_filling(cfg, data_dir / "test.h5", mu)}
     if name == "locality":
         from .data import read_dataset
-        from .locality import locality_floor, pick_frames, plot_locality
+        from .locality import locality_floor, pick_frames, write_results
         ds = read_dataset(data_dir / "test.h5")
         L, m = cfg["locality"], cfg["model"]
         frames = pick_frames(ds.num_frames, L["states"])
         res = locality_floor(ds.lattice(), ds.spins[frames], L["cutoffs"], J=m["J"], t=m["t"], kT=m["kT"], t2=m["t2"],
                              t3=m["t3"], mu=mu, filling=m["filling"], sites=L["sites"], replacements=L["replacements"],
                              seed=L["seed"], progress=progress)
-        (out / "locality").mkdir(exist_ok=True)
-        (out / "locality" / "locality.json").write_text(json.dumps(res, indent=2))
-        plot_locality(res, out / "locality" / "locality.png")
+        write_results(res, out / "locality")
         return {e: r["floor"] for e, r in res["ensembles"].items()} | {"cutoffs": res["cutoffs"]}
     r = int(name.split("/")[0][len("round"):])
     stage = name.split("/")[1]
@@ -384,7 +391,7 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
         paths = []
         for k in range(cfg["explore"]["runs"]):
             p = round_dir / "explore" / f"run{k}.h5"
-            simulate(_simulate_config(cfg, model_path, p, k), resume=p.exists(), progress=progress)
+            simulate(_simulate_config(cfg, model_path, p, k), resume=True, progress=progress)
             paths.append(str(p))
         return {"runs": paths}
     if stage == "label":

@@ -39,80 +39,60 @@ each at 30x30 on one core).
 from __future__ import annotations
 
 import json
-import numbers
 from pathlib import Path
 
 import numpy as np
 
+from .config import Key, check_sections, check_table, integer, list_of, number, one_of, string
+
 HELP = "irreducible torque error of any model with cutoff rc, at fixed mu and fixed filling (JSON, PNG)"
 
 __all__ = ["HELP", "load_config", "locality_floor", "site_distances", "replace_outside", "run_locality",
-           "add_arguments", "run"]
+           "OUTPUTS", "add_arguments", "run"]
 
-MODEL_KEYS = {"t": 1.0, "J": None, "kT": 0.0, "t2": 0.0, "t3": 0.0, "mu": None, "filling": None}
-ANALYSIS = {"cutoffs": [2.0, 3.0], "states": 8, "sites": 4, "replacements": 4, "ensembles": ["mu", "filling"],
-            "seed": 0, "from_time": None}
 ENSEMBLES = ("mu", "filling")
 _LABELS = {"mu": "fixed mu (grand canonical)", "filling": "fixed filling (canonical)"}
+# What the command writes into its output folder (outputs.py).
+OUTPUTS = ("locality.json", "locality.png")
 
 
-def _count(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+def _ensembles(value, name):
+    """analysis.ensembles: some of ENSEMBLES, once each (a single name may stand alone)."""
+    names = list_of(one_of(*ENSEMBLES), "ensembles")([value] if isinstance(value, str) else value, name)
+    if len(set(names)) != len(names):
+        raise ValueError(f"{name} must list each of {', '.join(map(repr, ENSEMBLES))} at most once, got {value!r}")
+    return names
+
+
+# The config schema (config.py); [model] is that of `spinforce generate` with mu and filling.
+ANALYSIS = {"cutoffs": Key(list_of(number(0), "cutoffs (numbers >= 0)"), [2.0, 3.0]), "states": Key(integer(0), 8),
+            "sites": Key(integer(1), 4), "replacements": Key(integer(1), 4),
+            "ensembles": Key(_ensembles, list(ENSEMBLES)), "seed": Key(integer(0), 0),
+            "from_time": Key(number(), None)}
+SECTIONS = ("data", "output", "model", "analysis")
 
 
 def check_analysis(given: dict) -> dict:
     """The [analysis] settings with defaults filled in and checked."""
-    unknown = sorted(set(given) - set(ANALYSIS))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in [analysis]; allowed: {', '.join(ANALYSIS)}")
-    a = {**ANALYSIS, **given}
-    cutoffs = a["cutoffs"]
-    if (not isinstance(cutoffs, (list, tuple)) or not cutoffs
-            or not all(isinstance(c, numbers.Real) and not isinstance(c, bool) and c >= 0 for c in cutoffs)):
-        raise ValueError(f"analysis.cutoffs must be a non-empty list of numbers >= 0, got {cutoffs!r}")
-    a["cutoffs"] = [float(c) for c in cutoffs]
-    a["states"] = _count(a["states"], "analysis.states", 0)
-    a["sites"] = _count(a["sites"], "analysis.sites", 1)
-    a["replacements"] = _count(a["replacements"], "analysis.replacements", 1)
-    a["seed"] = _count(a["seed"], "analysis.seed", 0)
-    if a["from_time"] is not None and (isinstance(a["from_time"], bool) or not isinstance(a["from_time"], numbers.Real)):
-        raise ValueError(f"analysis.from_time must be a number (or left out), got {a['from_time']!r}")
-    ens = a["ensembles"]
-    if isinstance(ens, str):
-        ens = [ens]
-    if not ens or any(e not in ENSEMBLES for e in ens) or len(set(ens)) != len(ens):
-        raise ValueError(f"analysis.ensembles must list some of {ENSEMBLES} once each, got {a['ensembles']!r}")
-    a["ensembles"] = list(ens)
-    return a
+    return check_table("analysis", given, ANALYSIS)
 
 
 def load_config(path, overrides=()) -> dict:
     """Read and check a locality config (see the module docstring)."""
-    from .generate import read_config
+    from .generate import SD_MODEL, read_config
     path = Path(path)
     raw = read_config(path, overrides)
-    unknown = sorted(set(raw) - {"data", "output", "model", "analysis"})
-    if unknown:
-        raise ValueError(f"unknown section(s) or key(s) {unknown}; allowed: data, output, model, analysis")
+    check_sections(f"the locality config {path}", raw, SECTIONS)
     for key in ("data", "output"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
+        if key not in raw:
             raise ValueError(f"{key} must be given as a path")
-    model = raw.get("model", {})
-    if not isinstance(model, dict):
-        raise ValueError("[model] must be a table")
-    unknown = sorted(set(model) - set(MODEL_KEYS))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in [model]; allowed: {', '.join(MODEL_KEYS)}")
-    model = {**MODEL_KEYS, **model}
-    if model["J"] is None:
-        raise ValueError("[model] needs J")
+    paths = {key: string("a path")(raw[key], key) for key in ("data", "output")}
+    model = {"mu": None, "filling": None, **check_table("model", raw.get("model", {}), SD_MODEL)}
     analysis = check_analysis(raw.get("analysis", {}))
     if model["filling"] is None and model["mu"] is None:
         raise ValueError("[model] needs filling or mu (the other one is then found from the states)")
     base = path.parent
-    return {"data": str((base / raw["data"]).resolve()), "output": str((base / raw["output"]).resolve()),
+    return {"data": str((base / paths["data"]).resolve()), "output": str((base / paths["output"]).resolve()),
             "model": model, "analysis": analysis}
 
 
@@ -265,13 +245,8 @@ def pick_frames(num_frames: int, count: int) -> np.ndarray:
 def run_locality(cfg: dict, *, overwrite: bool = False, progress: bool = True) -> dict:
     """Run a checked config: writes OUTPUT/locality.json and OUTPUT/locality.png."""
     from .data import read_dataset
+    from .outputs import prepare_outputs
     out = Path(cfg["output"])
-    files = [out / "locality.json", out / "locality.png"]
-    if any(f.exists() for f in files):
-        if not overwrite:
-            raise FileExistsError(f"{out} already holds locality results; use --overwrite to replace them")
-        for f in files:
-            f.unlink(missing_ok=True)
     ds = read_dataset(cfg["data"])
     a = cfg["analysis"]
     eligible = np.arange(ds.num_frames)
@@ -281,6 +256,8 @@ def run_locality(cfg: dict, *, overwrite: bool = False, progress: bool = True) -
     if len(frames) < 2:
         raise ValueError(f"{cfg['data']} must hold at least 2 frames (at time >= analysis.from_time), "
                          f"has {len(eligible)}")
+    # the data is checked before the output folder is touched, the folder before the computation
+    prepare_outputs(out, OUTPUTS, command="spinforce locality", overwrite=overwrite)
     m = cfg["model"]
     result = locality_floor(ds.lattice(), ds.spins[frames], a["cutoffs"], J=m["J"], t=m["t"], kT=m["kT"],
                             t2=m["t2"], t3=m["t3"], mu=m["mu"], filling=m["filling"], sites=a["sites"],
@@ -288,10 +265,16 @@ def run_locality(cfg: dict, *, overwrite: bool = False, progress: bool = True) -
                             progress=progress)
     result["data"] = cfg["data"]
     result["frames"] = frames.tolist()
+    write_results(result, out)
+    return result
+
+
+def write_results(result: dict, out) -> None:
+    """OUTPUT/locality.json and OUTPUT/locality.png (the files of OUTPUTS)."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "locality.json").write_text(json.dumps(result, indent=2))
     plot_locality(result, out / "locality.png")
-    return result
 
 
 def format_table(result: dict) -> str:

@@ -24,7 +24,7 @@ def write_ovf(path, spins, lattice, *, title: str = "spinforce frame", time: flo
     if s.shape != (lattice.num_sites, 3):
         raise ValueError(f"spins must have shape ({lattice.num_sites}, 3) for {lattice!r}, got {s.shape}")
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+        raise FileExistsError(f"{path} exists; use --overwrite to replace it")
     nodes = list(lattice.shape) + [1] * (3 - lattice.dim)
     desc = f"# Desc: Total simulation time: {time!r} (hbar/t)\n" if time is not None else ""
     header = (

@@ -43,6 +43,11 @@ def uncertainty_scalars(uncertainty) -> dict:
 def as_spin_tensor(spins) -> tuple[torch.Tensor, bool]:
     """(tensor, was_numpy). Shape and unit-length checks happen in the C++ core."""
     if isinstance(spins, torch.Tensor):
+        if spins.layout != torch.strided:
+            raise ValueError(f"spins must be a dense (N, 3) tensor, got a {spins.layout} tensor; use .to_dense()")
+        if spins.is_inference():  # tensors made under torch.inference_mode(): the core needs ordinary ones
+            with torch.inference_mode(False):
+                spins = spins.clone()
         return spins, False
     try:
         array = np.asarray(spins, dtype=np.float64)

@@ -20,34 +20,25 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .generate import INITIAL_STATES, SCHEMA as GENERATE_SCHEMA, apply_overrides, initial_spins, read_config
+from .config import Key, boolean, check_sections, check_table, integer, number, string, vector3
+from .data import open_h5
+from .generate import DYNAMICS as GENERATE_DYNAMICS, KPM_SETTINGS, LATTICE, SD_MODEL
+from .generate import apply_overrides, check_initial, check_method, initial_spins, read_config
 from .generate import build_provider as build_electron_provider
 from .providers import UNCERTAINTY_SCALARS, uncertainty_scalars
 
-__all__ = ["load_config", "build_provider", "simulate",
+__all__ = ["load_config", "build_provider", "simulate", "output_patterns",
            "SimulationResult", "HELP", "add_arguments", "run"]
 
-HEISENBERG_MODEL = {"J1": None, "J2": 0.0, "field": [0.0, 0.0, 0.0], "anisotropy": 0.0, "axis": [0.0, 0.0, 1.0]}
+HEISENBERG_MODEL = {"J1": Key(number()), "J2": Key(number(), 0.0), "field": Key(vector3(), [0.0, 0.0, 0.0]),
+                    "anisotropy": Key(number(), 0.0), "axis": Key(vector3(), [0.0, 0.0, 1.0])}
 # The config schema is that of `spinforce generate` (lattice, model, method, dynamics, output),
-# with more methods and two more keys. None: required.
-METHOD_MODELS = {"ed": GENERATE_SCHEMA["model"], "kpm": GENERATE_SCHEMA["model"], "heisenberg": HEISENBERG_MODEL,
-                 "ml": {}}
-DYNAMICS = {**GENERATE_SCHEMA["dynamics"], "checkpoint_every": 0}
-TOP_LEVEL = {"output": None, "ovf": False, "lattice": None, "model": None, "method": None, "dynamics": None}
+# with more methods and two more keys.
+METHOD_MODELS = {"ed": SD_MODEL, "kpm": SD_MODEL, "heisenberg": HEISENBERG_MODEL, "ml": {}}
+METHOD_SETTINGS = {"ed": {}, "kpm": KPM_SETTINGS, "heisenberg": {}, "ml": {"path": Key(string("a TorchScript file"))}}
+DYNAMICS = {**GENERATE_DYNAMICS, "checkpoint_every": Key(GENERATE_DYNAMICS["steps"].check, 0)}
+SECTIONS = ("output", "ovf", "lattice", "model", "method", "dynamics")
 CHECKPOINT_FORMAT = "spinforce-checkpoint"
-
-
-def _fill(section: str, given, defaults: dict, optional=()) -> dict:
-    if not isinstance(given, dict):
-        raise ValueError(f"[{section}] must be a table, got {given!r}")
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in [{section}]; allowed: {', '.join(defaults) or 'none'}")
-    out = {**defaults, **given}
-    missing = [k for k, v in out.items() if v is None and k not in optional]
-    if missing:
-        raise ValueError(f"[{section}] needs the key(s) {missing}")
-    return out
 
 
 def load_config(config, overrides=(), base_dir=None) -> dict:
@@ -66,39 +57,24 @@ def load_config(config, overrides=(), base_dir=None) -> dict:
     else:
         raise ValueError(f"config must be a TOML file path or a dict, got {type(config).__name__}")
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    unknown = sorted(set(raw) - set(TOP_LEVEL))
-    if unknown:
-        raise ValueError(f"unknown section(s) or key(s) {unknown}; allowed: {', '.join(TOP_LEVEL)}")
-    if not isinstance(raw.get("output"), str) or not raw["output"]:
+    check_sections("the config", raw, SECTIONS)
+    if "output" not in raw:
         raise ValueError("output must be given: the path of the HDF5 run file to write")
-    method = raw.get("method", {})
-    name = method.get("name") if isinstance(method, dict) else None
-    if name not in METHOD_MODELS:
-        raise ValueError(f"method.name must be one of {sorted(METHOD_MODELS)}, got {name!r}")
-    method = {"device": "cpu", **method}
+    method = check_method(raw, METHOD_SETTINGS)
+    name = method["name"]
     if name == "ml":
-        if set(method) != {"name", "device", "path"}:
-            raise ValueError(f"method 'ml' takes path (a TorchScript file) and device, got {sorted(method)}")
         method["path"] = str((base / method["path"]).resolve())
-    elif name in ("ed", "heisenberg") and set(method) - {"name", "device"}:
-        raise ValueError(f"method {name!r} takes no settings besides device, got {sorted(set(method) - {'name', 'device'})}")
-    cfg = {"output": str((base / raw["output"]).resolve()), "ovf": bool(raw.get("ovf", False)),
-           "lattice": _fill("lattice", raw.get("lattice", {}), GENERATE_SCHEMA["lattice"]),
+    cfg = {"output": str((base / string("the path of the HDF5 run file")(raw["output"], "output")).resolve()),
+           "ovf": boolean()(raw.get("ovf", False), "ovf"),
+           "lattice": check_table("lattice", raw.get("lattice", {}), LATTICE),
            "method": method,
-           "model": _fill("model", raw.get("model", {}), METHOD_MODELS[name], optional=("mu", "filling")),
-           "dynamics": _fill("dynamics", raw.get("dynamics", {}), DYNAMICS)}
-    if name in ("ed", "kpm") and (cfg["model"]["mu"] is None) == (cfg["model"]["filling"] is None):
-        raise ValueError("[model] of an electron model needs exactly one of mu and filling")
-    d = cfg["dynamics"]
-    for key, lo in (("steps", 0), ("save_every", 1), ("checkpoint_every", 0), ("seed", 0)):
-        if isinstance(d[key], bool) or not isinstance(d[key], int) or d[key] < lo:
-            raise ValueError(f"dynamics.{key} must be an integer >= {lo}, got {d[key]!r}")
-    if d["initial"] not in INITIAL_STATES:
-        p = Path(d["initial"]) if Path(d["initial"]).is_absolute() else base / d["initial"]
-        if p.suffix != ".npy":
-            raise ValueError(f"dynamics.initial must be one of {INITIAL_STATES} or a .npy file of spins, "
-                             f"got {d['initial']!r}")
-        d["initial"] = str(p.resolve())
+           "model": check_table("model", raw.get("model", {}), METHOD_MODELS[name]),
+           "dynamics": check_table("dynamics", raw.get("dynamics", {}), DYNAMICS)}
+    if name in ("ed", "kpm"):
+        cfg["model"] = {"mu": None, "filling": None, **cfg["model"]}
+        if (cfg["model"]["mu"] is None) == (cfg["model"]["filling"] is None):
+            raise ValueError("[model] of an electron model needs exactly one of mu and filling")
+    cfg["dynamics"]["initial"] = check_initial(cfg["dynamics"]["initial"], base)
     return cfg
 
 
@@ -135,6 +111,15 @@ def _ovf_dir(run_path: Path) -> Path:
     return run_path.with_name(run_path.stem + "_ovf")
 
 
+def output_patterns(run_path) -> tuple:
+    """The files a run writes beside `run_path`, relative to its folder (outputs.py)."""
+    run_path = Path(run_path)
+    name, ovf = run_path.name, _ovf_dir(run_path).name
+    ckpt = _checkpoint_path(run_path)
+    return (name, name + ".partial", ckpt.name, ckpt.with_suffix(".partial").name, f"{ovf}/frame_*.ovf",
+            f"{ovf}/frame_*.ovf.partial")
+
+
 def _write_checkpoint(path: Path, spins: np.ndarray, step: int, fingerprint: str) -> None:
     tmp = path.with_suffix(".partial")
     with h5py.File(tmp, "w") as f:
@@ -148,7 +133,7 @@ def _write_checkpoint(path: Path, spins: np.ndarray, step: int, fingerprint: str
 def _read_checkpoint(path: Path, fingerprint: str):
     if not path.exists():
         return None
-    with h5py.File(path, "r") as f:
+    with open_h5(path, what="spinforce checkpoint") as f:
         if f.attrs.get("format") != CHECKPOINT_FORMAT or f.attrs.get("fingerprint") != fingerprint:
             raise ValueError(f"checkpoint {path} belongs to a different run; remove it or use --overwrite")
         return int(f.attrs["step"]), f["spins"][()]
@@ -161,22 +146,23 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
     steps overrides dynamics.steps (the total number of steps of the run, counted from step 0);
     overrides are "SECTION.KEY=VALUE" strings.
     An existing run file is continued with resume=True, replaced with overwrite=True, and
-    otherwise left alone (FileExistsError).
+    otherwise left alone (FileExistsError). The config, every file it names and the first frame
+    are checked before any existing output is touched. The run file always ends with the state
+    of the last step, also when that step is not a multiple of save_every.
     """
     import torch
     from tqdm.auto import tqdm
 
-    from .data import DatasetWriter
+    from .data import DatasetWriter, replaceable_output
     from .dynamics import LLG
+    from .outputs import prepare_outputs
     from .ovf import write_ovf
 
     cfg = load_config(config, overrides, base_dir)
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-        cfg["dynamics"]["steps"] = steps
+        cfg["dynamics"]["steps"] = integer(0)(steps, "steps")
     if resume and overwrite:
-        raise ValueError("give at most one of resume and overwrite")
+        raise ValueError("give at most one of --resume and --overwrite")
     d = cfg["dynamics"]
     device = torch.device(cfg["method"]["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -184,6 +170,7 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
     lattice, provider = build_provider(cfg)
     llg = LLG(provider, dt=d["dt"], alpha=d["alpha"], kT=d["kT"], gamma=d["gamma"], integrator=d["integrator"],
               seed=d["seed"])
+    spins0 = np.asarray(initial_spins(cfg, lattice), dtype=np.float64)
     run_path = Path(cfg["output"])
     total = int(d["steps"])
     n = lattice.num_sites
@@ -191,11 +178,25 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
     settings = {"method": cfg["method"], "dynamics": {k: v for k, v in d.items() if k != "steps"}}
     fingerprint = json.dumps({**settings, "model": cfg["model"], "lattice": cfg["lattice"]}, sort_keys=True)
     ckpt_path = _checkpoint_path(run_path)
-    if overwrite and ckpt_path.exists():
-        ckpt_path.unlink()
+    ovf_dir = _ovf_dir(run_path)
     # A committee's uncertainty is recorded per frame; past its threshold the run warns once.
     committee = getattr(provider, "committee_size", 1) > 1
     watch = _UncertaintyWatch(getattr(provider, "uncertainty_threshold", None) if committee else None)
+
+    def to_device(s):
+        return torch.from_numpy(np.ascontiguousarray(s)).to(device)
+
+    def fields_of(res):
+        return res.fields.cpu().numpy() if torch.is_tensor(res.fields) else res.fields
+
+    def scalars_of(res):
+        return uncertainty_scalars(res.uncertainty) if committee else None
+
+    continuing = resume and run_path.exists()
+    # a new run computes its first frame before an existing output is touched
+    first = None if continuing else provider.compute(to_device(spins0))
+    prepare_outputs(run_path.parent, output_patterns(run_path), command="spinforce simulate", overwrite=overwrite,
+                    keep=resume, resumable=True, exclusive=False, owned=replaceable_output)
     writer = DatasetWriter(run_path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=n,
                            method=cfg["method"]["name"], model=cfg["model"], method_settings=settings,
                            seed=d["seed"], provenance={"config": cfg, "command": "spinforce simulate"},
@@ -203,10 +204,6 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
                            # HDF5 allocates whole chunks: keep them near 4 MiB, one frame for big lattices
                            chunk_frames=max(1, min(16, (4 << 20) // (24 * n))),
                            scalars=UNCERTAINTY_SCALARS if committee else ())
-    ovf_dir = _ovf_dir(run_path)
-
-    def to_device(s):
-        return torch.from_numpy(np.ascontiguousarray(s)).to(device)
 
     def export_ovf(step, s):
         if cfg["ovf"]:
@@ -215,11 +212,9 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
 
     with writer:
         if writer.num_frames == 0:  # a new run: the initial frame at t = 0
-            start, spins = 0, np.asarray(initial_spins(cfg, lattice), dtype=np.float64)
-            res = provider.compute(to_device(spins))
-            writer.append(spins, res.fields.cpu().numpy() if torch.is_tensor(res.fields) else res.fields,
-                          res.energy, time=0.0, step=0,
-                          scalars=uncertainty_scalars(res.uncertainty) if committee else None)
+            start, spins = 0, spins0
+            res = first if first is not None else provider.compute(to_device(spins0))
+            writer.append(spins, fields_of(res), res.energy, time=0.0, step=0, scalars=scalars_of(res))
             export_ovf(0, spins)
             watch(0, res)
         else:
@@ -259,6 +254,12 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
             bar.close()
             if step > start:  # whatever happened, the spins reached so far can be resumed
                 _write_checkpoint(ckpt_path, state.cpu().numpy(), step, fingerprint)
+        if int(writer.last_frame()["step"]) < step:  # the last step is not a multiple of save_every
+            res = provider.compute(state)
+            writer.append(state.cpu().numpy(), fields_of(res), res.energy, time=step * llg.dt, step=step,
+                          scalars=scalars_of(res))
+            export_ovf(step, state)
+            watch(step, res)
         wall = _time.perf_counter() - began
         frames = writer.num_frames
     return SimulationResult(path=str(run_path), steps=total, frames=frames, spins=state.cpu().numpy(),

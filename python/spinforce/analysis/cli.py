@@ -42,7 +42,9 @@ def run(args) -> int:
                          compare=args.compare, compare_labels=tuple(args.labels), snapshot_side=args.snapshot_side,
                          overwrite=args.overwrite, progress=not args.quiet)
     runs = str(first) if len(args.run) == 1 else f"{len(args.run)} runs"
-    print(f"analysed {result.summary['frames_analysed']} frames of {runs}; "
+    skipped = result.summary["samples_skipped"]
+    note = f" (skipped {skipped} independent samples: not part of the trajectory)" if skipped else ""
+    print(f"analysed {result.summary['frames_analysed']} trajectory frames of {runs}{note}; "
           f"fit window t = {result.fit_window[0]:g} .. {result.fit_window[1]:g}")
     for name, fit in result.fits.items():
         print(f"  {name:18s} L ~ t^n, n = {fit.exponent:.4f} +- {fit.stderr:.4f} ({fit.num_points} points)")

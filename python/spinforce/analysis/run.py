@@ -19,11 +19,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data import read_dataset
+from ..data import open_h5, read_dataset
+from ..outputs import prepare_outputs
 from . import plots
 from .coarsening import (cluster_statistics, correlation_length, ferromagnetic_clusters,
                          fit_power_law, structure_factor_length)
@@ -35,6 +35,9 @@ __all__ = ["FrameAnalyzer", "RunAnalysis", "analyze_run", "count_frames", "frame
 
 LENGTHS = ("L_spin_sf", "L_chirality_sf", "L_chirality_corr", "L_bond_corr", "L_cluster")
 OUTPUT_FILES = ("timeseries.csv", "summary.json", "correlation.csv", "cluster_sizes.csv")
+# Everything analyze_run writes into its folder (outputs.py): --overwrite removes these and nothing else.
+OUTPUTS = OUTPUT_FILES + ("correlation_compare.csv", "length_scales.png", "clusters.png", "chirality_snapshot.png",
+                          "bond_snapshot.png", "correlation.png")
 
 
 class FrameAnalyzer:
@@ -140,8 +143,17 @@ class RunAnalysis:
 
 def count_frames(path) -> int:
     """Number of complete frames in a run or dataset file."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         return int(f["energy"].shape[0])
+
+
+def trajectory_frames(path) -> tuple[np.ndarray, int]:
+    """(indices of the trajectory frames, number of independent samples) of a run or dataset
+    file: samples (step -1, written by `spinforce generate` after its trajectory) have no time."""
+    with open_h5(path) as f:
+        n = int(f["energy"].shape[0])
+        step = f["step"][:n]
+    return np.flatnonzero(step >= 0), int(np.sum(step < 0))
 
 
 def _frame(path, k):
@@ -167,21 +179,32 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
         raise ValueError(f"every must be an integer >= 1, got {every!r}")
     meta = read_dataset(paths[0], frames=slice(0, 0))
     lattice = meta.lattice()
-    total = count_frames(paths[0])
-    if total == 0:
-        raise ValueError(f"{paths[0]} holds no frames to analyse")
+    # trajectory frames only: independent samples are not a time series
+    frame_lists, skipped = zip(*(trajectory_frames(p) for p in paths))
+    for p, frames_p, n_skipped in zip(paths, frame_lists, skipped):
+        if len(frames_p) == 0:
+            raise ValueError(f"{p} holds no trajectory frames to analyse"
+                             + (f" (only {n_skipped} independent samples)" if n_skipped else ""))
     for other in paths[1:]:
         m = read_dataset(other, frames=slice(0, 0))
         if (m.lattice_kind, tuple(m.lattice_shape)) != (lattice.kind, tuple(lattice.shape)):
             raise ValueError(f"ensemble runs must share one lattice: {other} is on {m.lattice_kind} "
                              f"{m.lattice_shape}, {paths[0]} on {lattice.kind} {lattice.shape}")
-        total = min(total, count_frames(other))  # analyse the frames all runs have reached
+    total = min(len(f) for f in frame_lists)  # analyse the frames all runs have reached
+    other = None
+    if compare is not None:  # every file is checked before anything is written
+        compare_frames, _ = trajectory_frames(compare)
+        if len(compare_frames) == 0:
+            raise ValueError(f"compare run {compare} holds no trajectory frames")
+        k = int(compare_frames[-1])
+        other = read_dataset(compare, frames=slice(k, k + 1))
+        if (other.lattice_kind, tuple(other.lattice_shape)) != (lattice.kind, tuple(lattice.shape)):
+            raise ValueError(f"compare run {compare} is on {other.lattice_kind} {other.lattice_shape}, "
+                             f"this run on {lattice.kind} {lattice.shape}; compare runs on the same lattice")
     if out is not None:
         out = Path(out)
-        existing = [name for name in OUTPUT_FILES if (out / name).exists()]
-        if existing and not overwrite:
-            raise FileExistsError(f"{out} already holds analysis results ({', '.join(existing)}); "
-                                  "pass overwrite=True (--overwrite) to replace them")
+        # refuse early; old results are removed only once the new ones are computed
+        prepare_outputs(out, OUTPUTS, command="spinforce analyze", keep=overwrite)
     analyzer = FrameAnalyzer(lattice, threshold)
     indices = list(range(0, total, int(every)))
     if indices[-1] != total - 1:
@@ -189,12 +212,12 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
     rows, all_sizes = [], []
     label = paths[0].name if len(paths) == 1 else f"{len(paths)} runs"
     for k in tqdm(indices, desc=f"analyse {label}", unit="frame", disable=not progress):
-        frames = [_frame(p, k) for p in paths]
+        frames = [_frame(p, int(f[k])) for p, f in zip(paths, frame_lists)]
         times = [float(frame_times(f.time, f.step)[0]) for f in frames]
         if not np.allclose(times, times[0], rtol=1e-9, atol=0):
             raise ValueError(f"ensemble runs have different times at frame {k}: {times}")
         row, sizes = analyzer(np.stack([f.spins[0] for f in frames]))
-        rows.append({"frame": k, "step": int(frames[0].step[0]), "time": times[0],
+        rows.append({"frame": int(frame_lists[0][k]), "step": int(frames[0].step[0]), "time": times[0],
                      "energy": float(np.mean([f.energy[0] for f in frames])), **row})
         all_sizes.append(sizes)
     series = {key: np.array([r[key] for r in rows]) for key in rows[0]}
@@ -206,18 +229,21 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
             fits[name] = fit_power_law(times, series[name], *window)
         except ValueError:
             continue  # too few usable points for this measure (e.g. no clusters yet)
-    last = [_frame(p, total - 1).spins[0] for p in paths]
+    last = [_frame(p, int(f[total - 1])).spins[0] for p, f in zip(paths, frame_lists)]
     correlation = mean_radial_correlation(last, lattice)
     result = RunAnalysis(path=str(paths[0]), timeseries=series, fits=fits, fit_window=window, correlation=correlation)
     result.summary = {
         "runs": [str(p) for p in paths], "lattice": {"kind": lattice.kind, "shape": list(lattice.shape)},
-        "method": meta.method, "model": meta.model, "frames_analysed": len(rows), "cluster_threshold": threshold,
+        "method": meta.method, "model": meta.model, "frames_analysed": len(rows),
+        "samples_skipped": int(skipped[0]), "cluster_threshold": threshold,
         "fit_window": list(window), "growth_exponents": {k: v.to_dict() for k, v in fits.items()},
         "final": {key: _plain(series[key][-1]) for key in series},
     }
     if out is not None:
+        prepare_outputs(out, OUTPUTS, command="spinforce analyze", overwrite=overwrite)
+        out.mkdir(parents=True, exist_ok=True)
         result.files = _write_outputs(out, result, lattice, last[0], all_sizes, threshold,
-                                      compare, compare_labels, snapshot_side)
+                                      other, compare_labels, snapshot_side)
     return result
 
 
@@ -226,7 +252,7 @@ def _plain(x):
     return None if isinstance(x, float) and not np.isfinite(x) else x
 
 
-def _write_outputs(out: Path, result: RunAnalysis, lattice, spins, all_sizes, threshold, compare,
+def _write_outputs(out: Path, result: RunAnalysis, lattice, spins, all_sizes, threshold, other,
                    compare_labels, snapshot_side) -> list:
     out.mkdir(parents=True, exist_ok=True)
     files = []
@@ -268,13 +294,9 @@ def _write_outputs(out: Path, result: RunAnalysis, lattice, spins, all_sizes, th
                                          vmin=-1, vmax=1, cmap="coolwarm", title=f"bond average b_i, t = {t[-1]:g}",
                                          label="b_i", max_side=snapshot_side))
     curves = {compare_labels[0]: (r, c)}
-    if compare is not None:
-        other = read_dataset(compare, frames=slice(count_frames(compare) - 1, None))
-        if (other.lattice_kind, tuple(other.lattice_shape)) != (lattice.kind, tuple(lattice.shape)):
-            raise ValueError(f"compare run {compare} is on {other.lattice_kind} {other.lattice_shape}, "
-                             f"this run on {lattice.kind} {lattice.shape}; compare runs on the same lattice")
+    if other is not None:
         curves[compare_labels[1]] = radial_correlation(other.spins[0], lattice, normalize=False)
-        result.summary["compare"] = {"run": str(compare), "time": _plain(frame_times(other.time, other.step)[0]),
+        result.summary["compare"] = {"run": other.path, "time": _plain(frame_times(other.time, other.step)[0]),
                                      "max_abs_difference_C": float(np.max(np.abs(curves[compare_labels[1]][1] - c)))}
         with open(out / "correlation_compare.csv", "w", newline="") as f:
             w = csv.writer(f)

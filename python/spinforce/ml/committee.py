@@ -35,9 +35,19 @@ from .model import (DTYPES, TORCHSCRIPT_FORMAT, TORCHSCRIPT_FORMAT_VERSION, Site
                     load_model)
 
 __all__ = ["CommitteeModel", "train_committee", "committee_member_paths", "load_committee", "export_committee",
-           "uncertainty_calibration", "spearman", "UncertaintyWarning", "COMMITTEE_FILE"]
+           "uncertainty_calibration", "spearman", "UncertaintyWarning", "COMMITTEE_FILE", "OUTPUTS"]
 
 COMMITTEE_FILE = "committee.json"  # written by train_committee into its output directory
+
+
+def _outputs() -> tuple:
+    """What train_committee writes into its folder (outputs.py): the member runs and the index."""
+    from ..outputs import under
+    from .training import OUTPUTS as TRAINING
+    return under("member*", TRAINING) + (COMMITTEE_FILE, COMMITTEE_FILE + ".partial")
+
+
+OUTPUTS = _outputs()
 
 
 class UncertaintyWarning(UserWarning):
@@ -183,9 +193,11 @@ def train_committee(config, out_dir, members: int, *, resume: bool = False, over
     member model.pt paths; out_dir/committee.json lists them.
 
     resume=True keeps finished members, continues a half-trained one from its checkpoint and
-    trains the missing ones; overwrite=True replaces the member runs.
+    trains the missing ones; overwrite=True replaces the member runs. Either way out_dir may hold
+    only what train_committee writes (outputs.py); overwrite removes nothing else.
     """
-    from .training import load_config, train
+    from ..outputs import prepare_outputs
+    from .training import OUTPUTS as TRAINING, load_config, train
 
     if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 2:
         raise ValueError(f"members must be an integer >= 2 (committee size), got {members!r}")
@@ -195,11 +207,13 @@ def train_committee(config, out_dir, members: int, *, resume: bool = False, over
     out_dir = Path(out_dir).resolve()
     base_seed = int(cfg["training"]["seed"])
     dirs = [out_dir / f"member{k}" for k in range(members)]
-    if not resume and not overwrite:
-        taken = [d for d in dirs if (d / "checkpoint.pt").exists() or (d / "model.pt").exists()]
-        if taken:
-            raise FileExistsError(f"{out_dir} already holds committee members ({taken[0].name}, ...); use "
-                                  "resume to continue them or overwrite to replace them")
+    # Each member's run replaces its own files once its data is checked (training.train); here
+    # only the folder is checked, and members of a larger earlier committee are removed.
+    prepare_outputs(out_dir, OUTPUTS, command="train_committee", keep=resume or overwrite, resumable=True)
+    if overwrite:
+        for stale in sorted(set(out_dir.glob("member*")) - set(dirs)):
+            prepare_outputs(stale, TRAINING, command="train_committee", overwrite=True)
+            stale.rmdir()
     out_dir.mkdir(parents=True, exist_ok=True)
     bar = None
     if progress:
@@ -213,7 +227,9 @@ def train_committee(config, out_dir, members: int, *, resume: bool = False, over
             member_cfg["output"]["dir"] = str(run_dir)
             if not (resume and _finished(run_dir, member_cfg)):
                 continue_run = resume and (run_dir / "checkpoint.pt").exists()
-                train(member_cfg, resume=continue_run, overwrite=overwrite, progress=progress)
+                # resuming a member stopped before its first checkpoint starts it afresh
+                train(member_cfg, resume=continue_run, overwrite=overwrite or (resume and not continue_run),
+                      progress=progress)
             paths.append(run_dir / "model.pt")
             if bar is not None:
                 bar.update(1)

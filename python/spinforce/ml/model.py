@@ -151,8 +151,8 @@ def read_model_record(path) -> dict:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*TorchScript archive")
             record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch.save file
-        raise ValueError(f"{path} is not a spinforce model file (written by `spinforce train`): {exc}") from None
+    except Exception:  # not a torch.save file; torch's own message is about pickling, not about this
+        raise ValueError(f"{path} is not a spinforce model file (the model.pt written by `spinforce train`)") from None
     if isinstance(record, torch.jit.ScriptModule):
         raise ValueError(f"{path} is an exported TorchScript file, not a spinforce model file; give the model.pt "
                          "written by `spinforce train`")
@@ -203,12 +203,25 @@ def compute_fields(model: nn.Module, lattice, spins):
     return FieldResult(energy=float(out[0]), fields=back(out[1]), uncertainty=back(out[2]) if len(out) > 2 else None)
 
 
+def _is_exported_model(path: Path) -> bool:
+    try:
+        with quiet_torchscript():
+            return getattr(torch.jit.load(str(path), map_location="cpu"), "format", None) == TORCHSCRIPT_FORMAT
+    except Exception:  # not TorchScript at all
+        return False
+
+
 def export_torchscript(model: nn.Module, out, overwrite: bool = False) -> Path:
     """Write `model` (a SiteEnergyModel or a committee.CommitteeModel) as TorchScript:
     forward(spins (N,3), neighbors (N,m)) -> (energy, fields[, uncertainty])."""
     out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"{out} is a folder; give the path of the TorchScript file to write")
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(f"{out} exists; use --overwrite to replace it")
+    if out.exists() and not _is_exported_model(out):
+        raise FileExistsError(f"{out} exists and is not a TorchScript file spinforce exported; --overwrite replaces "
+                              "only that: choose another output path (nothing was changed)")
     model = copy.deepcopy(model).cpu().eval()
     # Fields need the gradient with respect to the spins only. Weights that require grad would
     # make TorchScript's autodiff compute their gradients too (about +50 % per call).

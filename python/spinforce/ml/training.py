@@ -53,37 +53,72 @@ import copy
 import csv
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..data import read_dataset
+from ..config import (OMIT, Key, boolean, check_sections, check_table, device, int_list, integer, number, one_of,
+                      string, strings)
+from ..data import dict_differences, read_dataset
 from ..generate import read_config
+from ..outputs import prepare_outputs
 from .descriptors import default_descriptor_kind
 from .model import DTYPES, SiteEnergyModel, build_model, load_model, model_record, save_model
 
-__all__ = ["load_config", "train", "TrainingResult", "METRICS", "split_groups", "frame_groups"]
+__all__ = ["load_config", "check_descriptor", "train", "TrainingResult", "METRICS", "OUTPUTS", "SCHEMA",
+           "split_groups", "frame_groups"]
 SPLITS = ("trajectory", "frame")
 
-_DEFAULTS = {
-    "data": {"paths": None, "validation_fraction": 0.2, "test_fraction": 0.0, "split": "trajectory", "window": 0,
-             "test_paths": []},
-    "descriptor": {},
-    "model": {"hidden": [64, 64, 64], "activation": "silu", "dtype": "float64"},
-    "training": {"seed": 0, "epochs": 200, "batch_size": 8, "learning_rate": 1e-3, "lr_schedule": "plateau",
-                 "lr_factor": 0.5, "lr_patience": 10, "lr_gamma": 0.99, "min_lr": 1e-6, "energy_weight": 0.1,
-                 "energy_weight_start": 20, "energy_weight_ramp": 20, "early_stop_patience": 40,
-                 "early_stop_min_delta": 1e-4, "threads": 0, "device": "cpu"},
-    "output": {"dir": None, "plots": True},
+# The config schema (config.py): every key with its check and default.
+_DESCRIPTOR_SETTINGS = {
+    "bond_shells": {"cutoff": Key(number(0, lo_open=True), OMIT), "powers": Key(int_list(1), OMIT),
+                    "pair_orbits": Key(boolean(), OMIT)},
+    "group": {"cutoff": Key(number(0, lo_open=True), OMIT), "bond_cutoff": Key(number(0, lo_open=True), OMIT),
+              "triangle_cutoff": Key(number(0, lo_open=True), OMIT), "block_radius": Key(number(0, lo_open=True), OMIT),
+              "floor": Key(number(0, lo_open=True), OMIT), "implementation": Key(one_of("op", "reference"), OMIT)},
 }
+SCHEMA = {
+    "data": {"paths": Key(strings("a dataset path or a list of them")),
+             "validation_fraction": Key(number(0, 1, hi_open=True), 0.2),
+             "test_fraction": Key(number(0, 1, hi_open=True), 0.0),
+             "split": Key(one_of(*SPLITS), "trajectory"), "window": Key(integer(0), 0),
+             "test_paths": Key(strings("a dataset path or a list of them (test data only)", empty=True), [])},
+    "model": {"hidden": Key(int_list(1), [64, 64, 64]), "activation": Key(one_of("relu", "silu", "tanh"), "silu"),
+              "dtype": Key(one_of(*DTYPES), "float64")},
+    "training": {"seed": Key(integer(0), 0), "epochs": Key(integer(1), 200), "batch_size": Key(integer(1), 8),
+                 "learning_rate": Key(number(0, lo_open=True), 1e-3),
+                 "lr_schedule": Key(one_of("plateau", "exponential", "constant"), "plateau"),
+                 "lr_factor": Key(number(0, 1, lo_open=True, hi_open=True), 0.5), "lr_patience": Key(integer(0), 10),
+                 "lr_gamma": Key(number(0, 1, lo_open=True), 0.99), "min_lr": Key(number(0), 1e-6),
+                 "energy_weight": Key(number(0), 0.1), "energy_weight_start": Key(integer(0), 20),
+                 "energy_weight_ramp": Key(integer(0), 20), "early_stop_patience": Key(integer(0), 40),
+                 "early_stop_min_delta": Key(number(0), 1e-4), "threads": Key(integer(0), 0),
+                 "device": Key(device(), "cpu")},
+    "output": {"dir": Key(string("the path of the run folder")), "plots": Key(boolean(), True)},
+}
+_SECTIONS = ("data", "descriptor", "model", "training", "output")
 # Sections that define the model and its data: a resumed run must not change them.
 _FROZEN_ON_RESUME = ("data", "descriptor", "model")
 METRICS = ("torque_rmse", "field_rmse", "energy_mae_per_site")
 _CSV_FIELDS = (["epoch", "learning_rate", "energy_weight", "loss"] + [f"train_{m}" for m in METRICS]
                + [f"val_{m}" for m in METRICS])
+# What a run writes into its folder (outputs.py): --overwrite removes these and nothing else.
+OUTPUTS = ("log.csv", "config.json", "metrics.json", "checkpoint.pt", "checkpoint.pt.partial", "model.pt",
+           "model.pt.partial", "plots/parity_*.png", "plots/parity_*.npz", "plots/torque_error_hist_*.png")
+
+
+def check_descriptor(desc, section: str = "descriptor", default_kind: bool = True) -> dict:
+    """A checked descriptor table: its kind picks the settings it may hold. Without
+    default_kind the kind must be given."""
+    if not isinstance(desc, dict):
+        raise ValueError(f"[{section}] must be a table of keys, got {desc!r}")
+    if "kind" not in desc and not default_kind:
+        raise ValueError(f"[{section}] needs the key 'kind' ({', '.join(_DESCRIPTOR_SETTINGS)})")
+    kind = one_of(*_DESCRIPTOR_SETTINGS)(desc.get("kind", default_descriptor_kind()), f"{section}.kind")
+    return {"kind": kind, **check_table(section, {k: v for k, v in desc.items() if k != "kind"},
+                                        _DESCRIPTOR_SETTINGS[kind])}
 
 
 def load_config(path_or_dict, base_dir=None) -> dict:
@@ -95,64 +130,19 @@ def load_config(path_or_dict, base_dir=None) -> dict:
         path = Path(path_or_dict)
         raw = read_config(path)
         base = path.parent
-    unknown = set(raw) - set(_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown config sections {sorted(unknown)}; allowed: {sorted(_DEFAULTS)}")
-    cfg = {}
-    for section, defaults in _DEFAULTS.items():
-        given = raw.get(section, {})
-        if not isinstance(given, dict):
-            raise ValueError(f"config [{section}] must be a table, got {given!r}")
-        if section != "descriptor":
-            extra = set(given) - set(defaults)
-            if extra:
-                raise ValueError(f"unknown keys {sorted(extra)} in config [{section}]; allowed: {sorted(defaults)}")
-        cfg[section] = {**defaults, **given}
+    check_sections("the training config", raw, _SECTIONS)
+    cfg = {section: check_table(section, raw.get(section, {}), keys) for section, keys in SCHEMA.items()}
+    cfg["descriptor"] = check_descriptor(raw.get("descriptor", {}))
     d = cfg["data"]
-    paths = d["paths"]
-    if isinstance(paths, str):
-        paths = [paths]
-    if not paths:
-        raise ValueError("config [data] paths must list at least one dataset file")
-    d["paths"] = [str((base / p).resolve()) if not Path(p).is_absolute() else p for p in paths]
-    test_paths = [d["test_paths"]] if isinstance(d["test_paths"], str) else list(d["test_paths"])
-    d["test_paths"] = [str((base / p).resolve()) if not Path(p).is_absolute() else p for p in test_paths]
-    if not 0.0 <= float(d["validation_fraction"]) < 1.0:
-        raise ValueError(f"validation_fraction must be in [0, 1), got {d['validation_fraction']}")
-    if not 0.0 <= float(d["test_fraction"]) < 1.0 - float(d["validation_fraction"]):
-        raise ValueError(f"test_fraction must be in [0, 1 - validation_fraction), got {d['test_fraction']}")
-    if d["split"] not in SPLITS:
-        raise ValueError(f"data.split must be one of {SPLITS}, got {d['split']!r}")
-    if isinstance(d["window"], bool) or not isinstance(d["window"], int) or d["window"] < 0:
-        raise ValueError(f"data.window must be an integer >= 0 (frames per held-out time window), got {d['window']!r}")
-    cfg["descriptor"].setdefault("kind", default_descriptor_kind())
-    t = cfg["training"]
-    for key in ("epochs", "batch_size", "early_stop_patience", "lr_patience", "energy_weight_start",
-                "energy_weight_ramp", "threads"):
-        if int(t[key]) != t[key] or t[key] < 0 or (key in ("epochs", "batch_size") and t[key] < 1):
-            raise ValueError(f"training.{key} must be a {'positive' if key in ('epochs', 'batch_size') else 'non-negative'}"
-                             f" integer, got {t[key]!r}")
-    if not float(t["learning_rate"]) > 0:
-        raise ValueError(f"training.learning_rate must be > 0, got {t['learning_rate']}")
-    if t["lr_schedule"] not in ("plateau", "exponential", "constant"):
-        raise ValueError(f"training.lr_schedule must be 'plateau', 'exponential' or 'constant', got {t['lr_schedule']!r}")
-    if not 0 < float(t["lr_factor"]) < 1 or not 0 < float(t["lr_gamma"]) <= 1:
-        raise ValueError("training.lr_factor must be in (0, 1) and training.lr_gamma in (0, 1]")
-    try:
-        dev = torch.device(t["device"])
-    except (RuntimeError, TypeError):
-        raise ValueError(f"training.device must be 'cpu', 'cuda' or 'cuda:<index>', got {t['device']!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"training.device is {t['device']!r} but torch sees no CUDA device")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"training.device must be 'cpu', 'cuda' or 'cuda:<index>', got {t['device']!r}")
-    if float(t["energy_weight"]) < 0:
-        raise ValueError(f"training.energy_weight must be >= 0, got {t['energy_weight']}")
-    if cfg["model"]["dtype"] not in DTYPES:
-        raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {cfg['model']['dtype']!r}")
+    for key in ("paths", "test_paths"):
+        d[key] = [str((base / p).resolve()) if not Path(p).is_absolute() else p for p in d[key]]
+    if d["test_fraction"] >= 1.0 - d["validation_fraction"]:
+        raise ValueError(f"data.test_fraction must be < 1 - data.validation_fraction = "
+                         f"{1.0 - d['validation_fraction']:g}: some frames must be left to train on, "
+                         f"got {d['test_fraction']!r}")
+    if torch.device(cfg["training"]["device"]).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"training.device is {cfg['training']['device']!r} but torch sees no CUDA device")
     out = cfg["output"]["dir"]
-    if not out:
-        raise ValueError("config [output] dir must name the run directory")
     cfg["output"]["dir"] = str((base / out).resolve()) if not Path(out).is_absolute() else out
     return cfg
 
@@ -280,6 +270,11 @@ def _load_parts(cfg: dict, dtype: torch.dtype, seed: int, device: torch.device):
         ds = read_dataset(path)
         if ds.num_frames < 1:
             raise ValueError(f"dataset {path} holds no snapshots")
+        for name in ("spins", "fields", "energy"):
+            bad = ~np.isfinite(getattr(ds, name)).reshape(ds.num_frames, -1).all(axis=1)
+            if bad.any():
+                raise ValueError(f"dataset {path}: the {name} of {int(bad.sum())} snapshot(s) are not finite "
+                                 f"(first: frame {int(np.flatnonzero(bad)[0])}); remove them or regenerate the data")
         kinds.add(ds.lattice_kind)
         lattices.append(ds.lattice())
         M = ds.num_frames
@@ -372,6 +367,8 @@ def train(config, *, resume: bool = False, overwrite: bool = False, progress: bo
     checkpoint, continuing the same loss curve) or replaced with ``overwrite=True``.
     """
     cfg = load_config(config, base_dir)
+    if resume and overwrite:
+        raise ValueError("give at most one of --resume and --overwrite")
     threads = torch.get_num_threads()
     try:
         if cfg["training"]["threads"]:
@@ -386,22 +383,18 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
     run_dir = Path(cfg["output"]["dir"])
     ckpt_path, model_path, log_path = run_dir / "checkpoint.pt", run_dir / "model.pt", run_dir / "log.csv"
     checkpoint = None
-    if ckpt_path.exists() or model_path.exists():
-        if resume and ckpt_path.exists():
+    if resume:
+        if not ckpt_path.exists():
+            raise FileNotFoundError(f"nothing to resume: {ckpt_path} does not exist")
+        try:
             checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-            for section in _FROZEN_ON_RESUME:
-                if checkpoint["config"][section] != cfg[section]:
-                    raise ValueError(f"cannot resume {run_dir}: config [{section}] differs from the checkpoint's "
-                                     f"({checkpoint['config'][section]} vs {cfg[section]})")
-        elif overwrite:
-            shutil.rmtree(run_dir)
-        else:
-            raise FileExistsError(f"{run_dir} already holds a training run; use --resume to continue it "
-                                  "or --overwrite to replace it")
-    elif resume:
-        raise FileNotFoundError(f"nothing to resume: {ckpt_path} does not exist")
-    run_dir.mkdir(parents=True, exist_ok=True)
-
+        except Exception as err:  # a truncated or foreign file
+            raise ValueError(f"{ckpt_path} is not a readable training checkpoint ({err})") from None
+        for section in _FROZEN_ON_RESUME:
+            if checkpoint["config"][section] != cfg[section]:
+                raise ValueError(f"cannot resume {run_dir}: config [{section}] differs from the checkpoint's ("
+                                 + "; ".join(dict_differences(checkpoint["config"][section], cfg[section])) + ")")
+    # the data and model are checked before the run folder is touched
     seed = int(t["seed"])
     torch.manual_seed(seed)
     dtype = DTYPES[cfg["model"]["dtype"]]
@@ -413,6 +406,8 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
     model = build_model(lattices[0], kind, desc, m["hidden"], m["activation"], m["dtype"]).to(device)
     for part, lat in zip(parts, lattices):
         part.neighbors = lat.neighbor_table(model.neighbor_offsets.cpu()).to(device)
+    prepare_outputs(run_dir, OUTPUTS, command="spinforce train", overwrite=overwrite, keep=resume, resumable=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     data_scale = _normalise(model, parts)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(t["learning_rate"]))
     scheduler = _make_scheduler(optimizer, t)
@@ -466,6 +461,9 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
         row = {"epoch": epoch + 1, "learning_rate": optimizer.param_groups[0]["lr"], "energy_weight": lam,
                "loss": loss_sum / len(batches), **{f"train_{k}": v for k, v in tr.items()},
                **{f"val_{k}": v for k, v in va.items()}}
+        if not math.isfinite(row["loss"]):
+            raise ValueError(f"training diverged at epoch {epoch + 1}: the loss is not finite; lower "
+                             f"training.learning_rate (now {t['learning_rate']:g})")
         history.append(row)
         monitor = va["torque_rmse"]
         if float(t["energy_weight"]) > 0 and epoch == first_full_weight:
