@@ -1,4 +1,6 @@
 import pytest
+
+import spinforce  # noqa: F401  before torch, as in the command line: idle OpenMP threads sleep
 import torch
 
 

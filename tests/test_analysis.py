@@ -330,6 +330,24 @@ def test_analyze_run_writes_results_consistent_with_the_functions(tmp_path):
     assert ts["chirality_mean"][-1] == pytest.approx(A.plaquette_chirality(last, lat).mean(), abs=1e-12)
     _, sizes = A.ferromagnetic_clusters(last, lat, 0.9)
     assert ts["clusters"][-1] == len(sizes)
+    # the same from the site coordinates, without the library: triangular bonds along a1, a2, a2 - a1
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    grid = last.reshape(24, 24, 3)  # [y, x]
+    bonds = [(grid * np.roll(grid, shift, axis=(0, 1))).sum(-1) for shift in ((0, -1), (-1, 0), (-1, 1))]
+    assert ts["bond_mean"][-1] == pytest.approx(np.mean(bonds), rel=1e-12)
+    up = np.einsum("yxa,yxa->yx", grid, np.cross(np.roll(grid, -1, axis=1), np.roll(grid, -1, axis=0)))
+    down = np.einsum("yxa,yxa->yx", np.roll(grid, -1, axis=1),
+                     np.cross(np.roll(grid, (-1, -1), axis=(0, 1)), np.roll(grid, -1, axis=0)))
+    assert ts["chirality_mean"][-1] == pytest.approx(0.5 * (up + down).mean(), abs=1e-12)
+    index = np.arange(lat.num_sites).reshape(24, 24)
+    ferro = [(index[b > 0.9], np.roll(index, shift, axis=(0, 1))[b > 0.9])
+             for b, shift in zip(bonds, ((0, -1), (-1, 0), (-1, 1)))]
+    u, v = np.concatenate([f[0] for f in ferro]), np.concatenate([f[1] for f in ferro])
+    _, label = connected_components(coo_matrix((np.ones(u.size), (u, v)), shape=(576, 576)), directed=False)
+    counts = np.bincount(label)
+    assert ts["clusters"][-1] == np.count_nonzero(counts >= 2)
+    assert ts["cluster_mean_size"][-1] == pytest.approx(counts[counts >= 2].mean(), rel=1e-12)
     assert ts["L_spin_sf"][-1] == pytest.approx(A.structure_factor_length(A.structure_factor(last, lat), lat))
     assert ts["L_spin_sf"][-1] > ts["L_spin_sf"][1]  # the domains grow
     fit = res.fits["L_spin_sf"]
@@ -351,7 +369,17 @@ def test_analyze_command_with_comparison(tmp_path, capsys):
     _write_run(tmp_path / "b.h5", lat, _coarsening_frames(lat, times, seed=2), times)
     assert main(["analyze", str(tmp_path / "a.h5"), "--compare", str(tmp_path / "b.h5"), "--quiet"]) == 0
     out = tmp_path / "a_analysis"
-    assert (out / "correlation_compare.csv").exists() and (out / "correlation.png").exists()
+    assert (out / "correlation.png").exists()
+    # the table holds this run's and the other run's C(r) of their last frames
+    table = np.genfromtxt(out / "correlation_compare.csv", delimiter=",", names=True)
+    assert table.dtype.names == ("r", "C_this_run", "C_other_run")
+    for column, seed in (("C_this_run", 1), ("C_other_run", 2)):
+        r, c = A.radial_correlation(_coarsening_frames(lat, times, seed=seed)[-1], lat, normalize=False)
+        np.testing.assert_allclose(table[column], c, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(table["r"], r, rtol=0, atol=1e-12)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["compare"]["max_abs_difference_C"] == pytest.approx(
+        np.abs(table["C_this_run"] - table["C_other_run"]).max(), abs=1e-12)
     assert "L_spin_sf" in capsys.readouterr().out
     assert main(["analyze", str(tmp_path / "a.h5"), "--quiet"]) == 2  # results exist, no --overwrite
     assert main(["analyze", str(tmp_path / "a.h5"), "--threshold", "3", "--overwrite", "--quiet"]) == 2

@@ -115,9 +115,25 @@ def test_simulate_and_analyze_commands(tmp_path, capsys):
     assert "spin-steps/s" in capsys.readouterr().out
     assert main(["simulate", str(tmp_path / "quench.toml"), "--quiet"]) == 2  # exists: no silent overwrite
     assert main(["simulate", str(tmp_path / "quench.toml"), "--resume", "--set", "dynamics.steps=60", "--quiet"]) == 0
-    assert read_dataset(tmp_path / "quench.h5").num_frames == 7
+    data = read_dataset(tmp_path / "quench.h5")
+    assert data.num_frames == 7
+    # the frames are the library's LLG from the default random start (seed 0), config values applied
+    lat = sf.Lattice("square", (16, 16))
+    heis = sf.Heisenberg(lat, J1=-1.0)
+    np.testing.assert_array_equal(data.spins[0], lat.random_spins(0))
+    llg = sf.LLG(heis, dt=0.05, alpha=0.2, kT=0.02, seed=0)
+    spins = data.spins[0]
+    for k in range(1, 7):
+        spins = llg.run(spins, 10)
+        np.testing.assert_allclose(data.spins[k], spins, rtol=0, atol=1e-13)
+        assert data.energy[k] == pytest.approx(heis.compute(spins).energy, rel=1e-12)
+    np.testing.assert_allclose(data.time, 0.05 * np.arange(0, 70, 10), rtol=1e-14)
     assert main(["analyze", str(tmp_path / "quench.h5"), "--quiet"]) == 0
     assert (tmp_path / "quench_analysis" / "length_scales.png").exists()
+    rows = np.genfromtxt(tmp_path / "quench_analysis" / "timeseries.csv", delimiter=",", names=True)
+    np.testing.assert_allclose(rows["energy"], data.energy, rtol=1e-12)
+    bond = [np.mean([s[i] @ s[j] for i in range(lat.num_sites) for j in lat.neighbors(1)[i]]) for s in data.spins]
+    np.testing.assert_allclose(rows["bond_mean"], bond, rtol=0, atol=1e-12)
 
 
 def test_simulate_with_exact_diagonalisation_fields(tmp_path):
@@ -128,11 +144,17 @@ def test_simulate_with_exact_diagonalisation_fields(tmp_path):
     data = read_dataset(result.path)
     assert data.method == "ed" and data.num_frames == 3
     lat = sf.Lattice("triangular", (4, 4))
-    ref = sf.ExactDiagonalization(sf.SDModel(lat, J=2.0, filling=0.25, kT=0.05)).compute(data.spins[-1])
+    ed = sf.ExactDiagonalization(sf.SDModel(lat, J=2.0, filling=0.25, kT=0.05))
+    ref = ed.compute(data.spins[-1])
     np.testing.assert_allclose(data.fields[-1], ref.fields, atol=1e-10)
     assert data.energy[-1] == pytest.approx(ref.energy, abs=1e-10)
     # the random start is that of `spinforce generate` with the same seed
     np.testing.assert_array_equal(data.spins[0], lat.random_spins(2))
+    # the frames are the library's LLG with the config's values, from that start and noise seed
+    llg = sf.LLG(ed, dt=0.05, alpha=0.3, kT=0.002, seed=2)
+    np.testing.assert_allclose(data.spins[1], llg.run(data.spins[0], 5), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(data.spins[2], llg.run(data.spins[1], 5), rtol=0, atol=1e-12)
+    assert np.max(np.abs(data.spins[2] - data.spins[0])) > 0.01  # the spins moved
 
 
 def test_simulate_with_kpm_fields(tmp_path):
@@ -145,3 +167,7 @@ def test_simulate_with_kpm_fields(tmp_path):
     lat = sf.Lattice("triangular", (6, 6))
     kpm = sf.KPM(sf.SDModel(lat, J=2.0, filling=0.25, kT=0.1), moments=100, probing_distance=2)
     np.testing.assert_allclose(data.fields[-1], kpm.compute(data.spins[-1]).fields, atol=1e-10)
+    np.testing.assert_array_equal(data.spins[0], lat.random_spins(2))
+    llg = sf.LLG(kpm, dt=0.05, alpha=0.3, kT=0.002, seed=2)
+    np.testing.assert_allclose(data.spins[2], llg.run(data.spins[0], 4), rtol=0, atol=1e-12)
+    assert np.max(np.abs(data.spins[2] - data.spins[0])) > 0.005  # the spins moved

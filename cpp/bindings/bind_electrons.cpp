@@ -1,6 +1,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings/bindings.hpp"
+#include "common/errors.hpp"
 #include "common/spins.hpp"
 #include "electrons/ed.hpp"
 #include "electrons/sd_model.hpp"
@@ -25,7 +26,9 @@ void bind_electrons(py::module_& m) {
            [](FieldProvider& p, const at::Tensor& spins) {
              at::Tensor s = checked_spins(spins, p.num_sites());
              py::gil_scoped_release release;
-             return p.compute(s);
+             FieldResult result = p.compute(s);
+             require_finite_result(result, p.name());
+             return result;
            },
            py::arg("spins"));
 

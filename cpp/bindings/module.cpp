@@ -1,4 +1,5 @@
 #include "bindings/bindings.hpp"
+#include "common/limits.hpp"
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "spinforce C++ core: lattices, electron solvers, descriptors, dynamics";
@@ -8,6 +9,11 @@ PYBIND11_MODULE(_core, m) {
 #else
   m.attr("cuda_kernels") = false;
 #endif
+  // Long loops of the core poll this: Ctrl-C raises KeyboardInterrupt out of them.
+  spinforce::set_interrupt_handler([] {
+    pybind11::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw pybind11::error_already_set();
+  });
   spinforce::bind_lattice(m);
   spinforce::bind_electrons(m);
   spinforce::bind_kpm(m);

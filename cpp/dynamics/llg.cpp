@@ -28,24 +28,41 @@ LLG::LLG(std::shared_ptr<FieldProvider> provider, double dt, double alpha, doubl
   coeff_.seed = seed;
 }
 
-void LLG::apply(LLGStage stage, at::Tensor& spins, const at::Tensor& fields, Buffers& b, int64_t step) const {
+bool LLG::apply(LLGStage stage, at::Tensor& spins, const at::Tensor& fields, Buffers& b, int64_t step) const {
   const at::Tensor H = fields.to(spins.device(), at::kDouble).contiguous();
   const LLGArrays arrays{spins.data_ptr<double>(), H.data_ptr<double>(), b.work.data_ptr<double>(),
                          b.aux.defined() ? b.aux.data_ptr<double>() : nullptr,
                          b.noise.defined() ? b.noise.data_ptr<double>() : nullptr};
   const int64_t n = spins.size(0);
   const uint64_t counter = static_cast<uint64_t>(step);
+  const bool corrector = stage == LLGStage::SIBCorrector || stage == LLGStage::HeunCorrector;
   if (spins.is_cuda()) {
 #ifdef SPINFORCE_WITH_CUDA
     llg_stage_cuda(stage, arrays, coeff_, n, counter);
-    return;
+    return at::isfinite(corrector ? spins : b.work).all().item<bool>();
 #else
     value_error("spins are on ", spins.device(), " but this spinforce was built without CUDA kernels");
 #endif
   }
   const LLGCoefficients c = coeff_;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) llg_stage_site(stage, i, arrays, c, counter);
+  const double* out = corrector ? arrays.spins : arrays.work;
+  bool finite = true;  // checked on the row just written, while it is in cache
+#pragma omp parallel for schedule(static) reduction(&& : finite)
+  for (int64_t i = 0; i < n; ++i) {
+    llg_stage_site(stage, i, arrays, c, counter);
+    finite = finite && std::isfinite(out[3 * i]) && std::isfinite(out[3 * i + 1]) && std::isfinite(out[3 * i + 2]);
+  }
+  return finite;
+}
+
+void LLG::non_finite(int64_t step, const at::Tensor& fields) const {
+  const double t = static_cast<double>(step) * coeff_.dt;
+  if (!at::isfinite(fields).all().item<bool>())
+    value_error("LLG step ", step, " (t = ", t, "): the ", provider_->name(),
+                " provider returned non-finite fields (NaN or inf) for finite spins; check its parameters");
+  value_error("LLG step ", step, " (t = ", t, ") produced non-finite spins (NaN or inf) from finite fields up to |H| = ",
+              fields.abs().max().item<double>(), ": dt = ", coeff_.dt, " is far too large for them",
+              kT_ > 0.0 ? " and the thermal noise" : "", "; reduce dt so that dt * |H| is well below 1");
 }
 
 at::Tensor LLG::run(const at::Tensor& spins_in, int64_t steps, int64_t every, int64_t start_step,
@@ -70,9 +87,9 @@ at::Tensor LLG::run(const at::Tensor& spins_in, int64_t steps, int64_t every, in
   for (int64_t k = 0; k < steps; ++k) {
     const int64_t n = start_step + k;
     if (!have_current) current = provider_->compute(S);
-    apply(first, S, current.fields, buffers, n);
+    if (!apply(first, S, current.fields, buffers, n)) non_finite(n + 1, current.fields);
     const FieldResult staged = provider_->compute(buffers.work);
-    apply(second, S, staged.fields, buffers, n);
+    if (!apply(second, S, staged.fields, buffers, n)) non_finite(n + 1, staged.fields);
     have_current = false;
     const int64_t done = n + 1;
     if (every > 0 && done % every == 0) {

@@ -28,7 +28,8 @@ class LLG {
   // Advances validated spins (N,3 float64 on CPU or CUDA) from step start_step by `steps` steps
   // and returns the final spins. When every > 0, frame() is called after each step n with
   // n % every == 0 (start_step < n <= start_step + steps). The noise of step n depends only on
-  // (seed, n, site), so run(S_k, start_step=k) continues a run bit-identically.
+  // (seed, n, site), so run(S_k, start_step=k) continues a run bit-identically. ValueError naming
+  // the step when a stage produces non-finite spins (non-finite fields, or dt far too large).
   at::Tensor run(const at::Tensor& spins, int64_t steps, int64_t every, int64_t start_step,
                  const FrameCallback& frame = nullptr, const PollCallback& poll = nullptr);
 
@@ -45,7 +46,9 @@ class LLG {
   struct Buffers {
     at::Tensor work, aux, noise;  // see LLGArrays; aux and noise undefined where unused
   };
-  void apply(LLGStage stage, at::Tensor& spins, const at::Tensor& fields, Buffers& buffers, int64_t step) const;
+  // Returns false when the stage wrote a non-finite spin.
+  bool apply(LLGStage stage, at::Tensor& spins, const at::Tensor& fields, Buffers& buffers, int64_t step) const;
+  [[noreturn]] void non_finite(int64_t step, const at::Tensor& fields) const;
 
   std::shared_ptr<FieldProvider> provider_;
   LLGCoefficients coeff_;

@@ -1,10 +1,19 @@
 #include "electrons/ed.hpp"
 
+#include "common/errors.hpp"
+#include "common/limits.hpp"
 #include "electrons/occupation.hpp"
 
 namespace spinforce {
 
-ExactDiagonalization::ExactDiagonalization(std::shared_ptr<const SDModel> model) : model_(std::move(model)) {}
+ExactDiagonalization::ExactDiagonalization(std::shared_ptr<const SDModel> model) : model_(std::move(model)) {
+  require(model_ != nullptr, "model must be a spinforce.SDModel");
+  // The hopping matrix, the Hamiltonian, its eigenvectors and LAPACK's workspace: four dense
+  // 2N x 2N complex128 matrices.
+  const double dim = 2.0 * static_cast<double>(model_->num_sites());
+  require_memory(4.0 * 16.0 * dim * dim,
+                 "exact diagonalisation of the " + model_->lattice().describe() + " (dense 2N x 2N matrices)");
+}
 
 const at::Tensor& ExactDiagonalization::hopping_matrix(const at::Device& device) {
   auto it = hopping_cache_.find(device.str());

@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <set>
 #include <type_traits>
 
 #include "common/errors.hpp"
+#include "common/limits.hpp"
 #include "electrons/kpm_cuda.hpp"
 #include "electrons/kpm_stencil.hpp"
 #include "electrons/occupation.hpp"
@@ -73,16 +73,13 @@ std::vector<int32_t> probing_colours(const Lattice& lattice, std::optional<doubl
     for (int64_t i = 0; i < N; ++i) colour[i] = static_cast<int32_t>(i);
     return colour;
   }
-  // Distinct wrapped displacements within the distance, found once at site 0 (translation
-  // invariance); at most N - 1 of them however large the distance.
-  std::set<int64_t> targets;
+  // Wrapped displacements within the distance, found once at site 0 (translation invariance);
+  // at most N - 1 of them however large the distance.
   std::vector<Offset> displacements;
-  for (const Offset& o : lattice.offsets_within(*distance)) {
-    const int64_t j = lattice.site_index(o);
-    if (j != 0 && targets.insert(j).second) displacements.push_back(lattice.coords(j));
-  }
+  for (int64_t j : lattice.sites_within(*distance)) displacements.push_back(lattice.coords(j));
   std::vector<int64_t> used_by(N + 1, -1);  // used_by[c] == i: colour c taken near site i
   for (int64_t i = 0; i < N; ++i) {
+    poll_interrupt();
     const Offset c = lattice.coords(i);
     for (const Offset& o : displacements) {
       const int64_t j = lattice.site_index({c[0] + o[0], c[1] + o[1], c[2] + o[2]});
@@ -116,16 +113,20 @@ double chebyshev_node(int64_t k, int64_t Mq) { return std::cos(kPi * (k + 0.5) /
 std::vector<double> chebyshev_analysis(const std::vector<double>& f, int64_t M) {
   const int64_t Mq = static_cast<int64_t>(f.size());
   std::vector<double> out(M, 0.0);
-  for (int64_t k = 0; k < Mq; ++k)
+  for (int64_t k = 0; k < Mq; ++k) {
+    poll_interrupt();  // O(Mq M): minutes for a million moments
     for_each_chebyshev(chebyshev_node(k, Mq), M, [&](int64_t m, double t) { out[m] += f[k] * t; });
+  }
   return out;
 }
 
 std::vector<double> chebyshev_synthesis(const std::vector<double>& f, int64_t Mq) {
   const int64_t M = static_cast<int64_t>(f.size());
   std::vector<double> out(Mq, 0.0);
-  for (int64_t k = 0; k < Mq; ++k)
+  for (int64_t k = 0; k < Mq; ++k) {
+    poll_interrupt();
     for_each_chebyshev(chebyshev_node(k, Mq), M, [&](int64_t m, double t) { out[k] += f[m] * t; });
+  }
   return out;
 }
 
@@ -150,6 +151,7 @@ double solve_mu(const std::vector<double>& w, double center, double half_width, 
   };
   double lo = center - half_width - 40.0 * kT - 1.0, hi = center + half_width + 40.0 * kT + 1.0;
   for (int it = 0; it < 100 && hi - lo > 1e-14 * (1.0 + std::abs(lo) + std::abs(hi)); ++it) {
+    poll_interrupt();
     const double mid = 0.5 * (lo + hi);
     (count(mid) < Ne ? lo : hi) = mid;
   }
@@ -303,19 +305,34 @@ KPM::KPM(std::shared_ptr<const SDModel> model, KPMSettings settings)
   } else {
     value_error("dtype must be 'complex128' or 'complex64', got '", settings_.dtype, "'");
   }
+  const int64_t N = num_sites();
+  // Colouring: an int32 colour, an int64 mark and a char per site.
+  require_memory(13.0 * static_cast<double>(N), "the probing colours of the " + model_->lattice().describe());
+  const auto [spectrum_lo, spectrum_hi] = spectral_bounds(*model_);
   if (settings_.bounds) {
     const auto [lo, hi] = *settings_.bounds;
     require(std::isfinite(lo) && std::isfinite(hi) && lo < hi,
             "bounds must be finite (lower, upper) with lower < upper, got (", lo, ", ", hi, ")");
+    // Outside [-1, 1] the Chebyshev polynomials grow exponentially with the order: the
+    // expansion diverges instead of converging.
+    const double slack = 1e-9 * (spectrum_hi - spectrum_lo + 1.0);
+    require(lo <= spectrum_lo + slack && hi >= spectrum_hi - slack, "bounds (", lo, ", ", hi,
+            ") are narrower than the spectrum of the model, [", spectrum_lo, ", ", spectrum_hi,
+            "] (ferromagnetic spins reach both ends): the Chebyshev expansion diverges outside the bounds; "
+            "give bounds that contain the spectrum, or bounds=None for the exact ones");
     center_ = 0.5 * (lo + hi);
     half_width_ = 0.5 * (hi - lo);
   } else {
-    const auto [lo, hi] = spectral_bounds(*model_);
-    center_ = 0.5 * (lo + hi);
-    half_width_ = std::max(kBoundsMargin * 0.5 * (hi - lo), 1e-3);
+    center_ = 0.5 * (spectrum_lo + spectrum_hi);
+    half_width_ = std::max(kBoundsMargin * 0.5 * (spectrum_hi - spectrum_lo), 1e-3);
   }
   colour_ = probing_colours(model_->lattice(), settings_.probing_distance);
   num_colours_ = 1 + *std::max_element(colour_.begin(), colour_.end());
+  // The probe block and about five work blocks of N x 2 x R complex numbers.
+  const double complex_bytes = settings_.dtype == "complex64" ? 8.0 : 16.0;
+  require_memory(6.0 * complex_bytes * 2.0 * static_cast<double>(N) * static_cast<double>(num_probes()),
+                 "KPM with " + std::to_string(num_probes()) + " probe vectors on the " + model_->lattice().describe() +
+                     " (reduce probing_distance)");
 }
 
 at::Tensor KPM::colours() const {
@@ -376,6 +393,7 @@ KPM::Forward KPM::forward(const at::Tensor& spins, const at::Tensor& onsite) {
     const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, R);
     chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(prev), cx<scalar_t>(cur), cx<scalar_t>(cur), 1, 0, dp + 2);
     for (int64_t n = 1; n < K; ++n) {
+      poll_interrupt();
       chebyshev_step<scalar_t>(cuda, st, cx<scalar_t>(cur), cx<scalar_t>(prev), cx<scalar_t>(prev), 2, -1,
                                dp + 2 * (n + 1));
       std::swap(prev, cur);
@@ -437,6 +455,7 @@ FieldResult KPM::compute(const at::Tensor& spins) {
   AT_DISPATCH_FLOATING_TYPES(real_type_, "kpm_reverse", [&] {
     const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, R);
     for (int64_t n = K; n >= 1; --n) {
+      poll_interrupt();
       const bool update = n >= 2;
       kpm::LocalTerms<scalar_t> sources;  // s_{n-1} = 2 d_{n-1} alpha_{n-1} + e_{n-1} alpha_n + e_{n-2} alpha_{n-2}
       if (update) {

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/errors.hpp"
+#include "common/limits.hpp"
 
 namespace spinforce {
 namespace {
@@ -95,12 +96,18 @@ Lattice::Lattice(const std::string& kind, const std::vector<int64_t>& shape) : k
   require(static_cast<int>(shape.size()) == dim_, "shape of a ", kind, " lattice must have ", dim_,
           " entries, got ", shape.size());
   shape_ = shape;
-  num_sites_ = 1;
+  double sites = 1.0;  // in floating point: the integer product may overflow
   for (int64_t L : shape) {
     require(L >= 1, "shape entries must be >= 1, got ", shape_string(shape));
-    num_sites_ *= L;
+    sites *= static_cast<double>(L);
   }
+  require(sites <= static_cast<double>(kMaxSites), "lattice shape ", shape_string(shape), " has ", sites,
+          " sites, more than the ", kMaxSites, " (2^40) a lattice may have");
+  num_sites_ = 1;
+  for (int64_t L : shape) num_sites_ *= L;
 }
+
+std::string Lattice::describe() const { return kind_ + " lattice of shape " + shape_string(shape_); }
 
 Offset Lattice::coords(int64_t site) const {
   require(site >= 0 && site < num_sites_, "site must lie in [0, ", num_sites_, "), got ", site);
@@ -140,12 +147,14 @@ std::vector<std::pair<double, Offset>> Lattice::sorted_offsets(double radius) co
   std::vector<std::pair<double, Offset>> out;
   const int64_t kz = dim_ == 3 ? K : 0;
   for (int64_t z = -kz; z <= kz; ++z)
-    for (int64_t y = -K; y <= K; ++y)
+    for (int64_t y = -K; y <= K; ++y) {
+      poll_interrupt();
       for (int64_t x = -K; x <= K; ++x) {
         Offset n{x, y, z};
         const double d = length(n);
         if (d > kDistanceTol && d <= radius + kDistanceTol) out.emplace_back(d, n);
       }
+    }
   auto key = [this](const std::pair<double, Offset>& p) {
     const auto r = cartesian(p.second);
     double angle = std::atan2(r[1], r[0]);
@@ -157,7 +166,7 @@ std::vector<std::pair<double, Offset>> Lattice::sorted_offsets(double radius) co
 }
 
 double Lattice::shell_distance(int k) const {
-  require(k >= 1, "neighbour shell index k must be >= 1, got ", k);
+  require(k >= 1 && k <= kMaxShell, "neighbour shell index k must lie in [1, ", kMaxShell, "], got ", k);
   for (double radius = k + 1.0;; radius *= 2) {
     auto offs = sorted_offsets(radius);
     std::vector<double> distances;
@@ -177,8 +186,60 @@ std::vector<Offset> Lattice::shell_offsets(int k) const {
 
 std::vector<Offset> Lattice::offsets_within(double radius) const {
   require(radius > 0 && std::isfinite(radius), "cutoff radius must be > 0, got ", radius);
+  // The unit cells of the lattice points within the radius cover the ball of radius
+  // (radius - cell diameter), so there are at least that ball's volume / the cell volume of
+  // them; more than N - 1 cannot be distinct sites other than the centre.
+  const auto& a = a_;
+  const double volume = dim_ == 2 ? std::abs(a[0][0] * a[1][1] - a[0][1] * a[1][0])
+                     : std::abs(a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) -
+                                a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0]) +
+                                a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]));
+  double diameter = 0.0;
+  for (int64_t e0 = -1; e0 <= 1; ++e0)
+    for (int64_t e1 = -1; e1 <= 1; ++e1)
+      for (int64_t e2 = dim_ == 3 ? -1 : 0; e2 <= (dim_ == 3 ? 1 : 0); ++e2)
+        diameter = std::max(diameter, length({e0, e1, e2}));
+  const double inner = radius - diameter;
+  if (inner > 0) {
+    const double ball = dim_ == 2 ? M_PI * inner * inner : 4.0 / 3.0 * M_PI * inner * inner * inner;
+    const double others = ball / volume - 1.0;
+    require(others <= static_cast<double>(num_sites_ - 1), "cutoff radius ", radius, " is too large for the ",
+            describe(), ": a neighbourhood of that radius holds at least ", std::floor(others),
+            " other sites, but the periodic lattice has only ", num_sites_,
+            " sites in all; every side must exceed twice the radius");
+  }
   std::vector<Offset> out;
   for (const auto& p : sorted_offsets(radius)) out.push_back(p.second);
+  return out;
+}
+
+std::vector<int64_t> Lattice::sites_within(double radius) const {
+  require(radius > 0 && !std::isnan(radius), "radius must be > 0, got ", radius);
+  // Every site has an image with |n_d| <= L_d / 2 along each primitive vector (all of length 1).
+  double covering = 0.0;
+  for (int64_t L : shape_) covering += 0.5 * static_cast<double>(L);
+  std::vector<int64_t> out;
+  if (radius >= covering) {
+    for (int64_t j = 1; j < num_sites_; ++j) out.push_back(j);
+    return out;
+  }
+  std::vector<char> seen(num_sites_, 0);
+  // On orthogonal axes (square, cubic) a site has an image within the radius exactly when its
+  // minimal image, |n_d| <= L_d / 2, is; the triangular axes need the whole box.
+  const bool orthogonal = kind_ != "triangular";
+  const int64_t K = static_cast<int64_t>(std::ceil(radius / (std::sqrt(3.0) / 2.0))) + 1;
+  int64_t box[3] = {0, 0, 0};
+  for (int d = 0; d < dim_; ++d) box[d] = orthogonal ? std::min(K, shape_[d] / 2) : K;
+  for (int64_t z = -box[2]; z <= box[2]; ++z)
+    for (int64_t y = -box[1]; y <= box[1]; ++y) {
+      poll_interrupt();
+      for (int64_t x = -box[0]; x <= box[0]; ++x) {
+        const Offset n{x, y, z};
+        if (length(n) <= radius + kDistanceTol) seen[site_index(n)] = 1;
+      }
+    }
+  for (int64_t j = 1; j < num_sites_; ++j)
+    if (seen[j]) out.push_back(j);
   return out;
 }
 
@@ -194,9 +255,12 @@ at::Tensor Lattice::neighbor_table(const std::vector<Offset>& offsets) const {
                   max_length, " wrap around onto the same site; every side must exceed twice that distance");
     }
   }
+  require_memory(8.0 * static_cast<double>(num_sites_) * static_cast<double>(m),
+                 "the neighbour table (" + std::to_string(m) + " neighbours per site) of the " + describe());
   at::Tensor table = at::empty({num_sites_, m}, at::kLong);
   auto t = table.accessor<int64_t, 2>();
   for (int64_t i = 0; i < num_sites_; ++i) {
+    if (i % 4096 == 0) poll_interrupt();
     const Offset c = coords(i);
     for (int64_t a = 0; a < m; ++a) {
       Offset n{c[0] + offsets[a][0], c[1] + offsets[a][1], c[2] + offsets[a][2]};

@@ -13,15 +13,24 @@ namespace spinforce {
 using Offset = std::array<int64_t, 3>;
 using IntMatrix = std::array<std::array<int64_t, 3>, 3>;  // acts on offsets: n' = g n
 
+// Most sites a lattice may have (about 1.1e12): site indices, byte counts of per-site arrays and
+// neighbour tables stay far from int64 overflow.
+constexpr int64_t kMaxSites = int64_t(1) << 40;
+// Largest neighbour shell index k accepted by shell_offsets / shell_distance.
+constexpr int kMaxShell = 10000;
+
 class Lattice {
  public:
-  // kind: "square", "triangular" (a1=(1,0), a2=(1/2, sqrt3/2)) or "cubic".
+  // kind: "square", "triangular" (a1=(1,0), a2=(1/2, sqrt3/2)) or "cubic". ValueError when a
+  // side is < 1 or the site count exceeds kMaxSites.
   Lattice(const std::string& kind, const std::vector<int64_t>& shape);
 
   const std::string& kind() const { return kind_; }
   int dim() const { return dim_; }
   const std::vector<int64_t>& shape() const { return shape_; }
   int64_t num_sites() const { return num_sites_; }
+  // "square lattice of shape (4, 4)", for messages.
+  std::string describe() const;
   // Primitive vectors as rows (dim x dim used).
   const std::array<std::array<double, 3>, 3>& primitive_vectors() const { return a_; }
 
@@ -30,11 +39,17 @@ class Lattice {
   std::array<double, 3> cartesian(const Offset& n) const;
   double length(const Offset& n) const;
 
-  // Neighbour shells by distance, k = 1 nearest. Offsets of a shell are sorted by angle.
+  // Neighbour shells by distance, k = 1 nearest (k <= kMaxShell). Offsets of a shell are sorted by angle.
   std::vector<Offset> shell_offsets(int k) const;
   double shell_distance(int k) const;
-  // All offsets with 0 < |r| <= radius (+1e-9), sorted by distance then angle.
+  // All offsets with 0 < |r| <= radius (+1e-9), sorted by distance then angle: a neighbourhood.
+  // ValueError, before enumerating, when the ball holds more lattice points than the lattice
+  // has sites (the neighbourhood would wrap around onto itself).
   std::vector<Offset> offsets_within(double radius) const;
+  // The distinct sites j != 0 that have a periodic image within `radius` (+1e-9) of site 0,
+  // ascending. Any radius: beyond the largest distance on the lattice every site is returned
+  // without enumerating further.
+  std::vector<int64_t> sites_within(double radius) const;
   // (N, m) int64 table: site of i + offsets[a]. Raises ValueError when the periodic lattice is
   // too small for the offsets to reach distinct sites other than i itself.
   at::Tensor neighbor_table(const std::vector<Offset>& offsets) const;

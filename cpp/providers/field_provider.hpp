@@ -28,4 +28,7 @@ class FieldProvider {
   virtual FieldResult compute(const at::Tensor& spins) = 0;
 };
 
+// ValueError when a provider returned a non-finite energy or fields for (finite) spins.
+void require_finite_result(const FieldResult& result, const std::string& provider);
+
 }  // namespace spinforce

@@ -1,5 +1,9 @@
 """spinforce: machine-learning force fields for LLG dynamics of itinerant magnets."""
-from ._build_check import check_torch_version as _check_torch_version
+from .runtime import sleep_idle_openmp_threads as _sleep_idle_openmp_threads
+
+_sleep_idle_openmp_threads()  # before torch loads the OpenMP runtime (see runtime.py)
+
+from ._build_check import check_torch_version as _check_torch_version  # noqa: E402
 
 _check_torch_version()
 

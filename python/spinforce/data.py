@@ -181,10 +181,23 @@ def dict_differences(old: dict, new: dict, prefix: str = "") -> list:
     return out
 
 
-def read_dataset(path, frames: slice | None = None) -> Dataset:
-    """Read a dataset file (optionally a slice of its frames)."""
+def _frame_selection(frames):
+    """A slice or an increasing list of frame indices; a single index would drop the frame axis."""
+    if frames is None:
+        return slice(None)
+    if isinstance(frames, slice):
+        return frames
+    index = np.asarray(frames)
+    if index.ndim != 1 or index.dtype.kind not in "iu" or np.any(np.diff(index) <= 0) or np.any(index < 0):
+        raise ValueError("frames must be a slice or an increasing list of frame indices "
+                         f"(slice(k, k + 1) or [k] for frame k), got {frames!r}")
+    return index
+
+
+def read_dataset(path, frames: slice | list | None = None) -> Dataset:
+    """Read a dataset file (optionally a slice or an increasing list of its frames)."""
     path = Path(path)
-    sel = frames if frames is not None else slice(None)
+    sel = _frame_selection(frames)
     with open_h5(path) as f:
         _check_format(f, path)
         a = f.attrs
@@ -344,6 +357,12 @@ class DatasetWriter:
         values = {"spins": np.asarray(spins, dtype=np.float64), "fields": np.asarray(fields, dtype=np.float64),
                   "energy": float(energy), "time": float(time), "step": int(step), "trajectory": int(trajectory),
                   **{f"scalars/{name}": float(v) for name, v in scalars.items()}}
+        for name in ("spins", "fields", "energy"):
+            if not np.isfinite(values[name]).all():
+                where = f"step {int(step)}" if step >= 0 else "an independent sample"
+                raise ValueError(f"{self.path}: frame {n} ({where}) has non-finite {name} (NaN or inf) and was not "
+                                 "written; the run diverged or the provider failed: reduce dt, or check the model "
+                                 "parameters and method settings")
         # energy is resized last: num_frames counts only complete frames.
         for name in ("spins", "fields", "time", "step", "trajectory", *(f"scalars/{k}" for k in self.scalars),
                      "energy"):

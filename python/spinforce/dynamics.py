@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from . import _core
+from ._validate import real
 from .lattice import Lattice
 from .providers import FieldResult, ProviderMixin, as_spin_tensor, uncertainty_scalars
 
@@ -19,9 +20,9 @@ INTEGRATORS = ("sib", "heun")
 
 
 def _vector3(value, name: str) -> tuple:
-    v = np.asarray(value, dtype=float)
-    if v.shape != (3,) or not np.isfinite(v).all():
-        raise ValueError(f"{name} must be a finite 3-vector, got {value!r}")
+    v = np.asarray(value)
+    if v.shape != (3,) or v.dtype.kind not in "iuf" or not np.isfinite(v).all():
+        raise ValueError(f"{name} must be a finite 3-vector of real numbers, got {value!r}")
     return tuple(float(x) for x in v)
 
 
@@ -40,8 +41,8 @@ class Heisenberg(ProviderMixin, _core.Heisenberg):
                  anisotropy: float = 0.0, axis=(0.0, 0.0, 1.0)):
         if not isinstance(lattice, _core.Lattice):
             raise ValueError(f"lattice must be a spinforce.Lattice, got {type(lattice).__name__}")
-        super().__init__(lattice, J1=float(J1), J2=float(J2), field=_vector3(field, "field"),
-                         anisotropy=float(anisotropy), axis=_vector3(axis, "axis"))
+        super().__init__(lattice, J1=real(J1, "J1"), J2=real(J2, "J2"), field=_vector3(field, "field"),
+                         anisotropy=real(anisotropy, "anisotropy"), axis=_vector3(axis, "axis"))
 
     def parameters(self) -> dict:
         """Model parameters as a plain dict (for provenance records)."""
@@ -76,8 +77,8 @@ class LLG(_core.LLG):
             raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-        super().__init__(provider, dt=float(dt), alpha=float(alpha), kT=float(kT), gamma=float(gamma),
-                         integrator=integrator, seed=int(seed))
+        super().__init__(provider, dt=real(dt, "dt"), alpha=real(alpha, "alpha"), kT=real(kT, "kT"),
+                         gamma=real(gamma, "gamma"), integrator=integrator, seed=int(seed))
         self.step = 0
 
     @property

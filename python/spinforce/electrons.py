@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from . import _core
+from ._validate import real
 from .lattice import Lattice
 from .providers import ProviderMixin, as_spin_tensor
 
@@ -26,7 +27,10 @@ class SDModel(_core.SDModel):
                  filling: float | None = None, kT: float = 0.0, t2: float = 0.0, t3: float = 0.0):
         if not isinstance(lattice, _core.Lattice):
             raise ValueError(f"lattice must be a spinforce.Lattice, got {type(lattice).__name__}")
-        super().__init__(lattice, t=t, J=J, mu=mu, filling=filling, kT=kT, t2=t2, t3=t3)
+        mu = None if mu is None else real(mu, "mu")
+        filling = None if filling is None else real(filling, "filling")
+        super().__init__(lattice, t=real(t, "t"), J=real(J, "J"), mu=mu, filling=filling, kT=real(kT, "kT"),
+                         t2=real(t2, "t2"), t3=real(t3, "t3"))
 
     def parameters(self) -> dict:
         """Model parameters as a plain dict (for provenance records)."""

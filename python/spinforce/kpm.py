@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from . import _core
+from ._validate import real
 from .providers import ProviderMixin, as_spin_tensor
 from .runtime import keep_freed_memory
 
@@ -36,7 +37,7 @@ class KPM(ProviderMixin, _core.KPM):
     R = 2N, O(N^2) cost: for checks on small lattices). ``dtype`` is "complex128" or
     "complex64". ``bounds=(lower, upper)`` overrides the spectral bounds (default: the exact
     bounds of the model, [band minimum - |J|, band maximum + |J|], widened by 1%); bounds
-    given here must contain the spectrum for every spin configuration.
+    given here must contain the spectrum for every spin configuration (narrower: ValueError).
 
     ``compute(spins)`` returns energy (Omega at fixed mu, F = Omega + mu N_e at fixed
     filling), fields (N, 3), density (N,) and mu; work runs on the device of the spins.
@@ -56,11 +57,9 @@ class KPM(ProviderMixin, _core.KPM):
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
             raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
         if bounds is not None:
-            try:
-                lower, upper = (float(b) for b in bounds)
-            except (TypeError, ValueError):
-                raise ValueError(f"bounds must be a pair (lower, upper) or None, got {bounds!r}") from None
-            bounds = (lower, upper)
+            if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__") or len(bounds) != 2:
+                raise ValueError(f"bounds must be a pair (lower, upper) or None, got {bounds!r}")
+            bounds = (real(bounds[0], "bounds[0] (lower)"), real(bounds[1], "bounds[1] (upper)"))
         super().__init__(model, moments=int(moments), probing_distance=probing_distance, seed=int(seed),
                          dtype=_dtype_name(dtype), bounds=bounds)
         keep_freed_memory()  # large lattices: avoid page faults on every evaluation (see runtime.py)

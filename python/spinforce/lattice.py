@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from . import _core
+from ._validate import integer
 
 __all__ = ["Lattice"]
 
@@ -25,12 +26,11 @@ class Lattice(_core.Lattice):
     def __init__(self, kind: str, shape):
         if kind not in _DIMENSIONS:
             raise ValueError(f"lattice kind must be one of {sorted(_DIMENSIONS)}, got {kind!r}")
-        if isinstance(shape, (int, np.integer)):
+        if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
             shape = (int(shape),) * _DIMENSIONS[kind]
-        try:
-            shape = tuple(int(L) for L in shape)
-        except (TypeError, ValueError):
-            raise ValueError(f"shape must be an integer or a tuple of integers, got {shape!r}") from None
+        if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+            raise ValueError(f"shape must be an integer or a tuple of integers, got {shape!r}")
+        shape = tuple(integer(L, f"every entry of shape {tuple(shape)!r}") for L in shape)
         super().__init__(kind, list(shape))
 
     def __repr__(self) -> str:

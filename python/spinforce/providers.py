@@ -50,10 +50,14 @@ def as_spin_tensor(spins) -> tuple[torch.Tensor, bool]:
                 spins = spins.clone()
         return spins, False
     try:
-        array = np.asarray(spins, dtype=np.float64)
+        array = np.asarray(spins)
     except (TypeError, ValueError):
-        raise ValueError(f"spins must be a numeric (N, 3) array, got {type(spins).__name__}") from None
-    return torch.from_numpy(np.ascontiguousarray(array)), True
+        array = None
+    # Complex parts, booleans and strings would be dropped or coerced silently by a float cast.
+    if array is None or array.dtype.kind not in "iuf":
+        what = type(spins).__name__ if array is None else f"{type(spins).__name__} of dtype {array.dtype}"
+        raise ValueError(f"spins must be a real numeric (N, 3) array, got {what}")
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)), True
 
 
 def _out(tensor, numpy: bool):

@@ -71,8 +71,10 @@ class FrameAnalyzer:
             chi = plaquette_chirality(s, lat)
             row["chirality_mean"] = float(chi.mean())
             row["chirality_abs_mean"] = float(np.abs(chi).mean())
-            row["L_chirality_sf"] = structure_factor_length(_mean_structure_factor(chi, lat), lat,
-                                                            peaks=np.zeros((1, lat.dim)))
+            # collinear spins have no chirality at all: no length (like _corr_length), not an error
+            row["L_chirality_sf"] = (structure_factor_length(_mean_structure_factor(chi, lat), lat,
+                                                             peaks=np.zeros((1, lat.dim)))
+                                     if np.any(chi) else float("nan"))
             row["L_chirality_corr"] = _corr_length(chi, lat)
         else:
             row.update(chirality_mean=np.nan, chirality_abs_mean=np.nan, L_chirality_sf=np.nan,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -49,18 +50,15 @@ class BondShellDescriptor(nn.Module):
         powers = [int(p) for p in powers]
         if not powers or any(p < 1 or p > 4 for p in powers) or len(set(powers)) != len(powers):
             raise ValueError(f"descriptor powers must be distinct integers in 1..4, got {powers}")
-        offsets, shell_of = [], []
-        k = 1
-        while lattice.shell_distance(k) <= cutoff + 1e-9:
-            shell = lattice.shell_offsets(k)
-            offsets.append(shell)
-            shell_of += [k - 1] * shell.shape[0]
-            k += 1
-        if not offsets:
+        # The neighbourhood, sorted by distance then angle: the shells in order (ValueError, before any
+        # enumeration, when the cutoff is too large for the lattice).
+        offsets = lattice.offsets_within(cutoff).to(torch.long)
+        if not len(offsets):
             raise ValueError(f"descriptor cutoff {cutoff} is shorter than the nearest-neighbour distance "
                              f"{lattice.shell_distance(1)} of the {lattice.kind} lattice")
-        num_shells = k - 1
-        offsets = torch.cat(offsets).to(torch.long)
+        lengths = np.linalg.norm(offsets.numpy() @ lattice.primitive_vectors.numpy(), axis=1)
+        shell_of = np.cumsum(np.r_[0, np.diff(lengths) > 1e-9]).tolist()
+        num_shells = shell_of[-1] + 1
         self.cutoff = cutoff
         self.powers: list[int] = powers
         self.pair_orbits: bool = bool(pair_orbits)
