@@ -47,9 +47,8 @@ def heisenberg_dataset(path, frames=8, seed=0, lattice=SQUARE, nan_frame=None):
             s /= np.linalg.norm(s, axis=1, keepdims=True)
             r = model.compute(s)
             w.append(s, r.fields, r.energy)
-    if nan_frame is not None:  # the writer refuses non-finite frames: damage the file as a crash or a tool might
-        import h5py
-        with h5py.File(path, "r+") as f:
+    if nan_frame is not None:  # the writer refuses non-finite frames: a file from elsewhere may hold them
+        with h5py.File(path, "a") as f:
             f["spins"][nan_frame, 1, 0] = np.nan
     return path
 

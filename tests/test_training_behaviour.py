@@ -136,24 +136,24 @@ def per_frame_errors(model_path, path):
 
 
 def find_split(metrics, errors_by_part, n_val):
-    """The unique choice of n_val validation frames per part whose pooled torque RMSE is the
-    logged one; checks that the remaining frames give the logged training RMSE."""
+    """The unique choice of n_val validation frames, (part, frame) pairs pooled over the parts,
+    whose pooled torque RMSE is the logged one; checks that the remaining frames give the logged
+    training RMSE."""
+    frames = [(p, k) for p, errors in enumerate(errors_by_part) for k in range(len(errors))]
     matches = []
-    choices = [itertools.combinations(range(len(e)), n_val) for e in errors_by_part]
-    for combo in itertools.product(*choices):
-        sq = sum(errors[k][0] for errors, val in zip(errors_by_part, combo) for k in val)
-        sites = sum(errors[k][2] for errors, val in zip(errors_by_part, combo) for k in val)
+    for val in itertools.combinations(frames, n_val):
+        sq = sum(errors_by_part[p][k][0] for p, k in val)
+        sites = sum(errors_by_part[p][k][2] for p, k in val)
         if math.isclose(math.sqrt(sq / sites), metrics["val"]["torque_rmse"], rel_tol=1e-9):
-            matches.append(combo)
+            matches.append(val)
     assert len(matches) == 1, matches
-    combo = matches[0]
-    rest = [[k for k in range(len(errors)) if k not in val] for errors, val in zip(errors_by_part, combo)]
-    sq = sum(errors[k][0] for errors, idx in zip(errors_by_part, rest) for k in idx)
-    sites = sum(errors[k][2] for errors, idx in zip(errors_by_part, rest) for k in idx)
+    rest = [f for f in frames if f not in matches[0]]
+    sq = sum(errors_by_part[p][k][0] for p, k in rest)
+    sites = sum(errors_by_part[p][k][2] for p, k in rest)
     assert math.sqrt(sq / sites) == pytest.approx(metrics["train"]["torque_rmse"], rel=1e-9)
-    energy = np.mean([errors[k][1] for errors, idx in zip(errors_by_part, rest) for k in idx])
+    energy = np.mean([errors_by_part[p][k][1] for p, k in rest])
     assert energy == pytest.approx(metrics["train"]["energy_mae_per_site"], rel=1e-9)
-    return combo
+    return matches[0]
 
 
 def test_mixed_lattice_sizes_and_a_seeded_disjoint_validation_split(data, tmp_path):
@@ -164,6 +164,8 @@ def test_mixed_lattice_sizes_and_a_seeded_disjoint_validation_split(data, tmp_pa
         rec = read_model_record(res.model_path)
         assert [r["lattice_shape"] for r in rec["training_data"]] == [[4, 4], [6, 6]]
         errors = [per_frame_errors(res.model_path, p) for p in paths]
-        splits[name] = find_split(rec["metrics"], errors, n_val=2)  # round(0.25 * 8) per dataset
+        # round(0.25 * 16) frames over both datasets, held out by whole trajectories: every frame
+        # here is an independent sample, a trajectory of its own
+        splits[name] = find_split(rec["metrics"], errors, n_val=4)
     assert splits["a"] == splits["b"]  # the same seed holds out the same frames
     assert splits["a"] != splits["c"]  # another seed, another split

@@ -14,7 +14,8 @@ void bind_electrons(py::module_& m) {
       .def_readonly("fields", &FieldResult::fields)
       .def_readonly("density", &FieldResult::density)
       .def_readonly("mu", &FieldResult::mu)
-      .def_readonly("eigenvalues", &FieldResult::eigenvalues);
+      .def_readonly("eigenvalues", &FieldResult::eigenvalues)
+      .def_readonly("uncertainty", &FieldResult::uncertainty);
 
   py::class_<FieldProvider, std::shared_ptr<FieldProvider>>(m, "FieldProvider")
       .def_property_readonly("num_sites", &FieldProvider::num_sites)

@@ -1,5 +1,8 @@
 #include <pybind11/stl.h>
 
+#include <cmath>
+#include <optional>
+
 #include "bindings/bindings.hpp"
 #include "ml/ml_force_field.hpp"
 
@@ -15,6 +18,12 @@ void bind_ml(py::module_& m) {
       .def_property_readonly("descriptor_kind", &MLForceField::descriptor_kind)
       .def_property_readonly("descriptor_version", &MLForceField::descriptor_version)
       .def_property_readonly("device", &MLForceField::device)
+      .def_property_readonly("committee_size", &MLForceField::committee_size)
+      .def_property_readonly("uncertainty_threshold",
+                             [](const MLForceField& f) -> std::optional<double> {
+                               if (std::isnan(f.uncertainty_threshold())) return std::nullopt;
+                               return f.uncertainty_threshold();
+                             })
       .def_property_readonly("neighbors", &MLForceField::neighbors);
 }
 

@@ -56,7 +56,16 @@ MLForceField::MLForceField(const std::string& path, std::shared_ptr<const Lattic
   descriptor_version_ = attribute(m, path, "descriptor_version").toInt();
   require(lattice_kind_ == lattice_->kind(), "the model ", path, " was trained on the '", lattice_kind_,
           "' lattice; it cannot run on a '", lattice_->kind(), "' lattice");
-  dtype_ = attribute(m, path, "feature_mean").toTensor().scalar_type();
+  // The network's dtype: that of its weights (a committee has no top-level feature_mean).
+  for (const at::Tensor& p : m.parameters()) {
+    dtype_ = p.scalar_type();
+    break;
+  }
+  if (m.hasattr("committee_size")) {
+    committee_size_ = m.attr("committee_size").toInt();
+    require(committee_size_ >= 2, path, ": committee_size must be >= 2, got ", committee_size_);
+    uncertainty_threshold_ = attribute(m, path, "uncertainty_threshold").toDouble();
+  }
 
   // Neighbourhood: the model's offsets, laid on this lattice (ValueError if it is too small).
   at::Tensor offsets = attribute(m, path, "neighbor_offsets").toTensor().to(at::kCPU, at::kLong).contiguous();
@@ -91,6 +100,8 @@ FieldResult MLForceField::compute(const at::Tensor& spins) {
     r.energy_tensor = energy;  // read only when asked for: no device sync per evaluation
   }
   r.fields = out->elements()[1].toTensor().detach().to(spins.device(), at::kDouble).contiguous();
+  if (committee_size_ > 1)
+    r.uncertainty = out->elements()[2].toTensor().detach().to(spins.device(), at::kDouble).contiguous();
   return r;
 }
 

@@ -1,9 +1,12 @@
 #pragma once
 // The ML field provider: runs a TorchScript force field written by `spinforce export`
 // (forward(spins (N,3), neighbors (N,m)) -> (energy, fields)) from C++, so the LLG loop needs
-// no Python. torch/script.h stays inside ml_force_field.cpp; this header only needs ATen.
+// no Python. A committee file (attribute committee_size = K >= 2) returns (mean energy, mean
+// fields, per-site uncertainty) and carries an uncertainty_threshold (NaN: none).
+// torch/script.h stays inside ml_force_field.cpp; this header only needs ATen.
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <memory>
 #include <string>
 
@@ -23,7 +26,8 @@ class MLForceField : public FieldProvider {
 
   int64_t num_sites() const override { return lattice_->num_sites(); }
   std::string name() const override { return "ml"; }
-  // Energy and fields (float64, on the device of `spins`).
+  // Energy and fields (float64, on the device of `spins`); for a committee also the (N,)
+  // uncertainty.
   FieldResult compute(const at::Tensor& spins) override;
 
   const std::string& lattice_kind() const { return lattice_kind_; }
@@ -32,6 +36,9 @@ class MLForceField : public FieldProvider {
   at::ScalarType dtype() const { return dtype_; }
   const at::Tensor& neighbors() const { return neighbors_; }
   std::string device() const;
+  // 1 for a single model, K for a committee of K members.
+  int64_t committee_size() const { return committee_size_; }
+  double uncertainty_threshold() const { return uncertainty_threshold_; }
 
  private:
   struct Impl;  // holds the torch::jit::Module
@@ -40,6 +47,8 @@ class MLForceField : public FieldProvider {
   std::string lattice_kind_, descriptor_kind_;
   int64_t descriptor_version_ = 0;
   at::ScalarType dtype_ = at::kDouble;
+  int64_t committee_size_ = 1;
+  double uncertainty_threshold_ = std::nan("");
   at::Tensor neighbors_;  // (N, m) int64 on the model device
 };
 

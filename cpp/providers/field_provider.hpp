@@ -18,6 +18,7 @@ struct FieldResult {
   at::Tensor density;       // (N,) electrons per site; undefined for spin-only models
   double mu = std::nan(""); // chemical potential used; NaN for spin-only models
   at::Tensor eigenvalues;   // single-particle levels (ED only)
+  at::Tensor uncertainty;   // (N,) spread of an ML committee's torques; undefined otherwise
 
   double energy_value() const { return energy_tensor.defined() ? energy_tensor.item<double>() : energy; }
 };

@@ -18,6 +18,8 @@ COMMANDS = {
     "train": "spinforce.ml.train_command",
     "export": "spinforce.ml.export_command",
     "info": "spinforce.info",
+    "locality": "spinforce.locality",
+    "learn": "spinforce.learn",
 }
 
 # Errors a user can fix from the command line: printed as one line, exit status 2.

@@ -7,6 +7,7 @@ integer belongs, true where a number belongs, a number written as a string).
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import numbers
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 __all__ = ["REQUIRED", "OMIT", "Key", "check_table", "check_sections", "did_you_mean", "integer", "number",
-           "boolean", "one_of", "string", "shape", "vector3", "int_list", "number_pair", "device", "strings"]
+           "boolean", "one_of", "string", "shape", "vector3", "int_list", "number_pair", "device", "strings",
+           "list_of", "number_or"]
 
 REQUIRED = object()   # the key must be given
 OMIT = object()       # no default: an absent key stays absent (settings passed on as given)
@@ -52,7 +54,7 @@ def check_table(section: str, given, keys: dict, *, where: str | None = None) ->
         elif key.default is REQUIRED:
             raise ValueError(f"{where} needs the key {k!r}")
         elif key.default is not OMIT:
-            out[k] = key.default
+            out[k] = copy.deepcopy(key.default)  # a list default must not be shared between configs
     return out
 
 
@@ -125,10 +127,12 @@ def string(what: str = "a non-empty string") -> Callable:
     return check
 
 
-def strings(what: str = "a file path or a list of file paths") -> Callable:
+def strings(what: str = "a file path or a list of file paths", *, empty: bool = False) -> Callable:
+    """A string or a list of strings, as a list; empty=True also takes []."""
     def check(value, name):
         items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not items or not all(isinstance(v, str) and v for v in items):
+        if (not isinstance(items, list) or (not items and not empty)
+                or not all(isinstance(v, str) and v for v in items)):
             raise ValueError(f"{name} must be {what}, got {value!r}")
         return list(items)
     return check
@@ -170,6 +174,27 @@ def int_list(lo: int = 1) -> Callable:
         if not isinstance(value, list) or not value or not all(_is_int(v) and v >= lo for v in value):
             raise ValueError(f"{name} must be a non-empty list of integers >= {lo}, got {value!r}")
         return [int(v) for v in value]
+    return check
+
+
+def list_of(item: Callable, what: str, *, empty: bool = False) -> Callable:
+    """A list whose entries each pass `item` (named NAME[k] in messages); non-empty unless empty=True."""
+    def check(value, name):
+        if not isinstance(value, list) or (not value and not empty):
+            raise ValueError(f"{name} must be a {'' if empty else 'non-empty '}list of {what}, got {value!r}")
+        return [item(v, f"{name}[{k}]") for k, v in enumerate(value)]
+    return check
+
+
+def number_or(*words: str) -> Callable:
+    """A finite number or one of the given words (such as "auto")."""
+    def check(value, name):
+        if isinstance(value, str) and value in words:
+            return value
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        hint = did_you_mean(value, words) if isinstance(value, str) else ""
+        raise ValueError(f"{name} must be a finite number or {' or '.join(map(repr, words))}, got {value!r}{hint}")
     return check
 
 

@@ -19,6 +19,14 @@ Datasets (M snapshots of N sites, chunked and extendable along M)
     energy  (M,)      float64   total energy (the potential whose gradient gives the fields)
     time    (M,)      float64   simulation time of the frame (NaN for independent samples)
     step    (M,)      int64     integrator step of the frame (-1 for independent samples)
+    trajectory (M,)   int64     which trajectory of the file the frame belongs to: frames of one
+                                LLG run share an id, every independent sample has an id of its
+                                own. Training holds out whole trajectories (spinforce.ml.training).
+                                Files written before this column existed read as: every frame
+                                with step >= 0 is trajectory 0, every independent sample
+                                (step -1) a trajectory of its own (`default_trajectories`).
+Optional group "scalars": (M,) float64 per-frame numbers a run records besides the fields, e.g.
+    uncertainty_mean, uncertainty_max   the committee uncertainty of an ML run (spinforce simulate)
 """
 from __future__ import annotations
 
@@ -30,12 +38,22 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "DatasetWriter", "Dataset", "read_dataset", "open_h5", "file_format",
-           "check_replaceable", "dict_differences"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "DatasetWriter", "Dataset", "read_dataset", "default_trajectories", "open_h5",
+           "file_format", "check_replaceable", "replaceable_output", "dict_differences"]
 
 FORMAT = "spinforce-dataset"
 FORMAT_VERSION = 1
 _FRAME_ARRAYS = ("spins", "fields", "energy", "time", "step")
+
+
+def default_trajectories(step) -> np.ndarray:
+    """Trajectory ids of a file without a trajectory column: frames with step >= 0 form
+    trajectory 0, each independent sample (step < 0) is a trajectory 1, 2, ... of its own."""
+    step = np.asarray(step)
+    ids = np.zeros(step.shape, dtype=np.int64)
+    samples = step < 0
+    ids[samples] = 1 + np.arange(int(samples.sum()))
+    return ids
 
 
 def _version() -> str:
@@ -52,6 +70,7 @@ class Dataset:
     energy: np.ndarray
     time: np.ndarray
     step: np.ndarray
+    trajectory: np.ndarray
     lattice_kind: str
     lattice_shape: tuple
     method: str
@@ -61,6 +80,7 @@ class Dataset:
     provenance: dict = field(default_factory=dict)
     spinforce_version: str = ""
     path: str = ""
+    scalars: dict = field(default_factory=dict)  # name -> (M,) per-frame numbers (group "scalars")
 
     @property
     def num_frames(self) -> int:
@@ -113,10 +133,20 @@ def file_format(path) -> str | None:
     return fmt.decode() if isinstance(fmt, bytes) else (str(fmt) if fmt is not None else None)
 
 
+def _written_by_spinforce(path) -> bool:
+    return (file_format(path) or "").startswith("spinforce-")
+
+
+def replaceable_output(path) -> bool:
+    """The `owned` test of outputs.prepare_outputs for commands that write HDF5 files: an .h5
+    file counts as theirs only if spinforce wrote it; other names (.partial files, OVF frames)
+    go by their pattern."""
+    return Path(path).suffix != ".h5" or _written_by_spinforce(path)
+
+
 def check_replaceable(path) -> None:
     """--overwrite replaces only files spinforce wrote: refuse anything else at `path`."""
-    fmt = file_format(path)
-    if fmt is None or not fmt.startswith("spinforce-"):
+    if not _written_by_spinforce(path):
         raise FileExistsError(f"{path} exists and is not a file spinforce wrote; --overwrite replaces only "
                               "spinforce's own outputs: choose another output path (nothing was changed)")
 
@@ -171,14 +201,19 @@ def read_dataset(path, frames: slice | list | None = None) -> Dataset:
     with open_h5(path) as f:
         _check_format(f, path)
         a = f.attrs
+        if "trajectory" in f:
+            trajectory = f["trajectory"][sel]
+        else:
+            trajectory = default_trajectories(f["step"][()])[sel]
         return Dataset(
             spins=f["spins"][sel], fields=f["fields"][sel], energy=f["energy"][sel],
-            time=f["time"][sel], step=f["step"][sel],
+            time=f["time"][sel], step=f["step"][sel], trajectory=trajectory,
             lattice_kind=str(a["lattice_kind"]), lattice_shape=tuple(int(x) for x in a["lattice_shape"]),
             method=str(a["method"]), model=json.loads(a["model"]),
             method_settings=json.loads(a["method_settings"]), seed=int(a["seed"]),
             provenance=json.loads(a.get("provenance", "{}")),
             spinforce_version=str(a.get("spinforce_version", "")), path=str(path),
+            scalars={name: f["scalars"][name][sel] for name in f.get("scalars", {})},
         )
 
 
@@ -192,13 +227,17 @@ class DatasetWriter:
     is a spinforce dataset; with ``resume=True`` it is reopened for appending after its metadata
     is checked against the given one, and ``num_frames`` tells where it stopped.
     Each ``append`` is flushed, so an interrupted run loses at most the frame being written.
+    ``scalars`` names per-frame numbers stored besides the fields (group "scalars"); each
+    ``append`` then gives all of them.
     """
 
     def __init__(self, path, *, lattice_kind: str, lattice_shape, num_sites: int, method: str,
                  model: dict, method_settings: dict | None = None, seed: int = 0,
                  provenance: dict | None = None, overwrite: bool = False, resume: bool = False,
-                 chunk_frames: int = 16):
+                 chunk_frames: int = 16, scalars=()):
         self.path = Path(path)
+        self.default_trajectory = 0  # the id `append` gives frames of a run (step >= 0)
+        self.scalars = tuple(str(name) for name in scalars)
         self._file = None
         self._staged = None
         meta = {
@@ -217,10 +256,17 @@ class DatasetWriter:
             try:
                 _check_format(self._file, self.path)
                 self._check_metadata(meta)
+                stored = tuple(sorted(self._file.get("scalars", {})))
+                if stored != tuple(sorted(self.scalars)):
+                    raise ValueError(f"cannot resume {self.path}: it records the per-frame scalars {list(stored)}, "
+                                     f"the run records {sorted(self.scalars)}")
             except Exception:
                 self.close()
                 raise
             self._truncate_partial_frame()
+            if "trajectory" not in self._file:  # a file from before the trajectory column
+                ids = default_trajectories(self._file["step"][()])
+                self._file.create_dataset("trajectory", data=ids, maxshape=(None,), chunks=(chunk_frames,))
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._staged = self.path.with_suffix(self.path.suffix + ".partial")
@@ -234,9 +280,11 @@ class DatasetWriter:
             f.attrs[key] = value
         n = int(num_sites)
         for name, shape, dtype in (("spins", (n, 3), "f8"), ("fields", (n, 3), "f8"), ("energy", (), "f8"),
-                                   ("time", (), "f8"), ("step", (), "i8")):
+                                   ("time", (), "f8"), ("step", (), "i8"), ("trajectory", (), "i8")):
             f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
                              chunks=(chunk_frames, *shape))
+        for name in self.scalars:
+            f.create_dataset(f"scalars/{name}", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
         f.flush()
 
     def _check_metadata(self, meta: dict) -> None:
@@ -253,8 +301,10 @@ class DatasetWriter:
 
     def _truncate_partial_frame(self) -> None:
         # A crash between dataset resizes can leave the arrays with different lengths.
-        n = min(self._file[name].shape[0] for name in _FRAME_ARRAYS)
-        for name in _FRAME_ARRAYS:
+        names = [name for name in _FRAME_ARRAYS + ("trajectory",) if name in self._file]
+        names += [f"scalars/{name}" for name in self.scalars]
+        n = min(self._file[name].shape[0] for name in names)
+        for name in names:
             self._file[name].resize(n, axis=0)
 
     @property
@@ -271,7 +321,8 @@ class DatasetWriter:
         """Stored frame `index` (spins, fields, energy, time, step)."""
         if not 0 <= index < self.num_frames:
             raise ValueError(f"frame index must be in [0, {self.num_frames}), got {index}")
-        return {name: self._file[name][index] for name in _FRAME_ARRAYS}
+        return {**{name: self._file[name][index] for name in _FRAME_ARRAYS},
+                **{name: self._file["scalars"][name][index] for name in self.scalars}}
 
     @property
     def provenance(self) -> dict:
@@ -283,10 +334,29 @@ class DatasetWriter:
         """The step column of the complete frames (-1 marks independent samples)."""
         return self._file["step"][: self.num_frames]
 
-    def append(self, spins, fields, energy: float, time: float = float("nan"), step: int = -1) -> None:
-        values = {"spins": np.asarray(spins, dtype=np.float64), "fields": np.asarray(fields, dtype=np.float64),
-                  "energy": float(energy), "time": float(time), "step": int(step)}
+    @property
+    def trajectories(self) -> np.ndarray:
+        """The trajectory column of the complete frames."""
+        return self._file["trajectory"][: self.num_frames]
+
+    def append(self, spins, fields, energy: float, time: float = float("nan"), step: int = -1,
+               scalars: dict | None = None, trajectory: int | None = None) -> None:
+        """Append one frame. trajectory None: `default_trajectory` for a frame of a run (step >= 0),
+        a new id for an independent sample (step < 0)."""
+        scalars = dict(scalars or {})
+        if set(scalars) != set(self.scalars):
+            raise ValueError(f"{self.path} records the per-frame scalars {sorted(self.scalars)}; "
+                             f"append got {sorted(scalars)}")
         n = self.num_frames
+        if trajectory is None:
+            if step >= 0:
+                trajectory = self.default_trajectory
+            else:
+                ids = self.trajectories
+                trajectory = int(max(ids.max() + 1 if n else 0, self.default_trajectory + 1))
+        values = {"spins": np.asarray(spins, dtype=np.float64), "fields": np.asarray(fields, dtype=np.float64),
+                  "energy": float(energy), "time": float(time), "step": int(step), "trajectory": int(trajectory),
+                  **{f"scalars/{name}": float(v) for name, v in scalars.items()}}
         for name in ("spins", "fields", "energy"):
             if not np.isfinite(values[name]).all():
                 where = f"step {int(step)}" if step >= 0 else "an independent sample"
@@ -294,7 +364,8 @@ class DatasetWriter:
                                  "written; the run diverged or the provider failed: reduce dt, or check the model "
                                  "parameters and method settings")
         # energy is resized last: num_frames counts only complete frames.
-        for name in ("spins", "fields", "time", "step", "energy"):
+        for name in ("spins", "fields", "time", "step", "trajectory", *(f"scalars/{k}" for k in self.scalars),
+                     "energy"):
             ds = self._file[name]
             ds.resize(n + 1, axis=0)
             ds[n] = values[name]

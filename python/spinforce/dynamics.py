@@ -12,7 +12,7 @@ import torch
 from . import _core
 from ._validate import real
 from .lattice import Lattice
-from .providers import ProviderMixin, as_spin_tensor
+from .providers import FieldResult, ProviderMixin, as_spin_tensor, uncertainty_scalars
 
 __all__ = ["Heisenberg", "LLG", "spin_temperature"]
 
@@ -91,7 +91,9 @@ class LLG(_core.LLG):
 
         every: when > 0, a frame is emitted after each step n with n % every == 0; the frame
             goes to ``writer.append(spins, fields, energy, time, step)`` (a
-            spinforce.data.DatasetWriter) and/or ``callback(step, spins, result)``.
+            spinforce.data.DatasetWriter) and/or ``callback(step, spins, result)``. With an ML
+            committee, result.uncertainty holds the per-site uncertainty, and a writer made with
+            ``scalars=providers.UNCERTAINTY_SCALARS`` records its mean and maximum per frame.
         start_step: the step counter of `spins` (default: where this integrator stopped, 0
             for a new one); it keys the thermal noise, so restarts are bit-identical.
         progress: True (or a description string) shows a tqdm progress bar of this run; a
@@ -114,12 +116,16 @@ class LLG(_core.LLG):
         def frame(step, s, result):
             s_np = s.cpu().numpy()
             fields = result.fields.detach().cpu().numpy()
+            uncertainty = result.uncertainty  # (N,) for an ML committee, else None
             if writer is not None:
-                writer.append(s_np, fields, result.energy, time=step * dt, step=step)
+                scalars = uncertainty_scalars(uncertainty) if getattr(writer, "scalars", ()) else None
+                writer.append(s_np, fields, result.energy, time=step * dt, step=step, scalars=scalars)
             if callback is not None:
-                from .providers import FieldResult
+                if uncertainty is not None and was_numpy:
+                    uncertainty = uncertainty.detach().cpu().numpy()
                 callback(step, s_np if was_numpy else s,
-                         FieldResult(energy=float(result.energy), fields=fields if was_numpy else result.fields))
+                         FieldResult(energy=float(result.energy), fields=fields if was_numpy else result.fields,
+                                     uncertainty=uncertainty))
 
         bar, own_bar, offset = None, False, 0
         if hasattr(progress, "refresh"):  # a caller's tqdm bar counting absolute steps

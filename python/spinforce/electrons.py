@@ -1,6 +1,10 @@
 """The s-d model and its exact-diagonalisation field provider."""
 from __future__ import annotations
 
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 from . import _core
@@ -8,7 +12,7 @@ from ._validate import real
 from .lattice import Lattice
 from .providers import ProviderMixin, as_spin_tensor
 
-__all__ = ["SDModel", "ExactDiagonalization"]
+__all__ = ["SDModel", "ExactDiagonalization", "FixedMu", "mu_for_filling", "model_at_mu", "filling_at_mu"]
 
 
 class SDModel(_core.SDModel):
@@ -57,3 +61,132 @@ class ExactDiagonalization(ProviderMixin, _core.ExactDiagonalization):
     def hamiltonian(self, spins) -> torch.Tensor:
         """Dense (2N, 2N) complex Hamiltonian, orbital index 2*i + s."""
         return self._hamiltonian(as_spin_tensor(spins)[0])
+
+
+# --- the chemical potential for a wanted filling ----------------------------------------------------
+@dataclass
+class FixedMu:
+    """The chemical potential that gives a set of states a wanted mean filling.
+
+    mu: the chemical potential. filling: the wanted N_e / 2N (mean over the states).
+    filling_per_state: N_e(mu) / 2N of each state at that mu (how far the states' electron
+    counts spread at fixed mu). canonical_mu: the chemical potential each state would have at
+    fixed filling (how far a canonical calculation's mu wanders between the states).
+    """
+
+    mu: float
+    filling: float
+    filling_per_state: np.ndarray
+    canonical_mu: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {"mu": self.mu, "filling": self.filling,
+                "filling_per_state": [float(x) for x in self.filling_per_state],
+                "canonical_mu": [float(x) for x in self.canonical_mu]}
+
+
+def _fermi(levels: np.ndarray, mu: float, kT: float) -> np.ndarray:
+    if kT == 0.0:
+        return np.where(levels < mu, 1.0, np.where(levels > mu, 0.0, 0.5))
+    return 0.5 * (1.0 - np.tanh((levels - mu) / (2.0 * kT)))  # overflow-free Fermi function
+
+
+def _count(levels, weights, mu, kT) -> float:
+    return float(np.dot(weights, _fermi(levels, mu, kT)))
+
+
+def solve_mu(levels, target: float, kT: float, weights=None) -> float:
+    """mu with sum_m w_m f(e_m - mu) = target electrons (f Fermi-Dirac at kT; w = 1 for levels).
+
+    kT > 0: bisection on the monotone count. kT = 0: the count is a staircase; when `target`
+    fills a set of levels exactly, mu is the midpoint of the gap above them (every mu in that
+    gap gives the same count), otherwise the level that holds the partly filled shell.
+    """
+    e = np.asarray(levels, dtype=np.float64).ravel()
+    w = np.ones_like(e) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    total = float(w.sum())
+    if not 0.0 < target < total:
+        raise ValueError(f"the wanted electron count {target} must lie in (0, {total}), the number of states")
+    if kT > 0.0:
+        lo, hi = float(e.min()) - 40.0 * kT - 1.0, float(e.max()) + 40.0 * kT + 1.0
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if _count(e, w, mid, kT) < target:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo <= 1e-14 * (1.0 + abs(lo) + abs(hi)):
+                break
+        return 0.5 * (lo + hi)
+    order = np.argsort(e, kind="stable")
+    e, cum = e[order], np.cumsum(w[order])
+    tol = 1e-9 * max(1.0, total)
+    k = int(np.searchsorted(cum, target - tol))  # first level whose filling reaches the target
+    degenerate = 1e-9 * (1.0 + float(np.abs(e).max()))
+    if abs(cum[k] - target) <= tol and k + 1 < e.size and e[k + 1] - e[k] > degenerate:
+        return 0.5 * (float(e[k]) + float(e[k + 1]))
+    return float(e[k])
+
+
+def _level_weights(provider, spins) -> tuple[np.ndarray, np.ndarray | None]:
+    """Single-particle levels of one state: ED eigenvalues, or a KPM density of states on a grid."""
+    if hasattr(provider, "density_of_states"):
+        energies, rho = provider.density_of_states(spins, num_points=20001)
+    else:
+        result = provider.compute(spins)
+        if result.eigenvalues is None:
+            raise ValueError(f"provider {type(provider).__name__} gives neither eigenvalues nor a density of states")
+        return np.asarray(result.eigenvalues, dtype=np.float64), None
+    de = energies[1] - energies[0]
+    return energies, np.clip(rho, 0.0, None) * de
+
+
+def model_at_mu(model: SDModel, mu: float) -> SDModel:
+    """The same s-d model (lattice, hoppings, J, kT) at fixed chemical potential mu."""
+    return SDModel(model.lattice, t=model.t, J=model.J, mu=float(mu), kT=model.kT, t2=model.t2, t3=model.t3)
+
+
+def filling_at_mu(model: SDModel, states, mu: float) -> np.ndarray:
+    """N_e(mu) / 2N of each state (M, N, 3) at chemical potential mu (ED levels)."""
+    provider = ExactDiagonalization(model)
+    out = []
+    for s in np.asarray(states, dtype=np.float64).reshape(-1, model.num_sites, 3):
+        e, _ = _level_weights(provider, s)
+        out.append(_count(e, np.ones_like(e), float(mu), model.kT) / (2 * model.num_sites))
+    return np.asarray(out)
+
+
+def mu_for_filling(model: SDModel, states, filling: float | None = None, *, provider=None,
+                   progress: bool = False) -> FixedMu:
+    """The chemical potential at which `states` (M, N, 3) hold the wanted mean filling.
+
+    Levels do not depend on mu, so one diagonalisation per state suffices; mu then solves
+    sum_states N_e(mu) = M * filling * 2N exactly (bisection at kT > 0, the gap midpoint of the
+    pooled levels at kT = 0: see `solve_mu`). filling defaults to the model's. provider: where
+    the levels come from, ExactDiagonalization of the model by default; a spinforce.KPM gives
+    the count from its density of states instead (for lattices too large for ED).
+    Label datasets with ``model_at_mu(model, result.mu)``: forces of a local model are those
+    at fixed mu (docs/ml.md, "Locality").
+    """
+    if not isinstance(model, _core.SDModel):
+        raise ValueError(f"model must be a spinforce.SDModel, got {type(model).__name__}")
+    filling = model.filling if filling is None else filling
+    if filling is None or isinstance(filling, bool) or not isinstance(filling, numbers.Real) or not 0 < filling < 1:
+        raise ValueError(f"filling must be a number in (0, 1) (given, or the model's), got {filling!r}")
+    states = np.asarray(states, dtype=np.float64)
+    if states.ndim == 2:
+        states = states[None]
+    n = model.num_sites
+    if states.ndim != 3 or states.shape[1:] != (n, 3) or states.shape[0] < 1:
+        raise ValueError(f"states must have shape (M, {n}, 3) with M >= 1 for this model, got {states.shape}")
+    provider = ExactDiagonalization(model) if provider is None else provider
+    from tqdm.auto import tqdm
+    levels = [_level_weights(provider, s) for s in tqdm(states, desc="levels", unit="state", disable=not progress)]
+    kT = model.kT
+    per_state_target = float(filling) * 2 * n
+    pooled_e = np.concatenate([e for e, _ in levels])
+    pooled_w = np.concatenate([np.ones_like(e) if w is None else w for e, w in levels])
+    mu = solve_mu(pooled_e, per_state_target * len(levels), kT, pooled_w)
+    per_state = np.array([_count(e, np.ones_like(e) if w is None else w, mu, kT) / (2 * n) for e, w in levels])
+    canonical = np.array([solve_mu(e, per_state_target, kT, w) for e, w in levels])
+    return FixedMu(mu=float(mu), filling=float(filling), filling_per_state=per_state, canonical_mu=canonical)

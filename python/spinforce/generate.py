@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import (OMIT, Key, check_sections, check_table, device, did_you_mean, integer, number, number_pair,
-                     one_of, shape, string)
+from .config import (OMIT, Key, check_sections, check_table, device, did_you_mean, integer, list_of, number,
+                     number_or, number_pair, one_of, shape, string)
 
 HELP = "LLG runs with ED or KPM fields, saved as training snapshots (HDF5)"
 
@@ -52,9 +52,15 @@ DYNAMICS = {"dt": Key(number(0, lo_open=True)), "alpha": Key(number(0)), "kT": K
             "seed": Key(integer(0, 2**63 - 1), 0)}
 SAMPLES = {"random": Key(integer(0), 0), "perturbed": Key(integer(0), 0),
            "perturbation": Key(number(0, lo_open=True), 0.2)}
-SECTIONS = ("output", "lattice", "model", "method", "dynamics", "samples")
-METHODS = ("ed", "kpm")
 INITIAL_STATES = ("random", "ferromagnetic", "neel", "tetrahedral")
+# Optional sections: several runs (one trajectory each) merged into the output, relabelled at a
+# fixed chemical potential. Absent [ensemble] keys take the value of [dynamics].
+ENSEMBLE = {"seeds": Key(list_of(integer(0, 2**63 - 1), "noise seeds (integers >= 0)"), OMIT),
+            "kT": Key(list_of(number(0), "spin temperatures (numbers >= 0)"), OMIT),
+            "initial": Key(list_of(one_of(*INITIAL_STATES), "initial states"), OMIT)}
+LABELS = {"mu": Key(number_or("auto")), "mu_from_time": Key(number(0), 0.0)}
+SECTIONS = ("output", "lattice", "model", "method", "dynamics", "samples", "ensemble", "labels")
+METHODS = ("ed", "kpm")
 # Raising these extends an existing output rather than contradicting it (perturbed samples come
 # last, so more of them append cleanly).
 _EXTENSIBLE = {("dynamics", "steps"), ("samples", "perturbed"), ("output",)}
@@ -157,7 +163,126 @@ def check_config(cfg: dict, base: Path | None = None) -> dict:
     if d["steps"] % d["save_every"]:
         raise ValueError(f"dynamics.steps ({d['steps']}) must be a multiple of dynamics.save_every ({d['save_every']})")
     d["initial"] = check_initial(d["initial"], base)
+    for name, keys in (("ensemble", ENSEMBLE), ("labels", LABELS)):
+        if name in cfg:
+            out[name] = check_table(name, cfg[name], keys)
+    if out.get("labels", {}).get("mu") == "auto" and "filling" not in out["model"]:
+        raise ValueError('labels.mu = "auto" needs model.filling: the filling the fixed mu must give')
     return out
+
+
+def _stored_label_mu(path: Path):
+    from .data import open_h5
+    with open_h5(path) as f:
+        return json.loads(f.attrs.get("method_settings", "{}")).get("mu")
+
+
+def ensemble_runs(cfg: dict) -> list[dict]:
+    """The run configs of an [ensemble]: every combination of seeds, spin temperatures and
+    initial states, each writing OUTPUT_STEM.runs/runK.h5."""
+    e = cfg.get("ensemble", {})
+    d = cfg["dynamics"]
+    folder = _runs_folder(cfg["output"])
+    runs = []
+    for init in e.get("initial") or [d["initial"]]:
+        for kT in e.get("kT") or [d["kT"]]:
+            for seed in e.get("seeds") or [d["seed"]]:
+                run = copy.deepcopy({k: v for k, v in cfg.items() if k not in ("ensemble", "labels")})
+                run["dynamics"].update(initial=init, kT=kT, seed=seed)
+                run["output"] = str(folder / f"run{len(runs)}.h5")
+                runs.append(run)
+    return runs
+
+
+def _runs_folder(output) -> Path:
+    output = Path(output)
+    return output.with_name(output.stem + ".runs")
+
+
+def generate_ensemble(cfg: dict, *, output=None, overwrite: bool = False, resume: bool = True,
+                      progress: bool = True) -> dict:
+    """Run every member of a checked config's [ensemble] (or the single run), then merge their
+    frames into the output with one trajectory id per run (independent samples keep ids of
+    their own), relabelled at the fixed mu of [labels] when given. Resumable at every run and
+    every merged frame; see docs/dynamics.md."""
+    from tqdm.auto import tqdm
+
+    from .data import DatasetWriter, dict_differences, read_dataset, replaceable_output
+    from .electrons import mu_for_filling
+    from .outputs import prepare_outputs
+
+    cfg = copy.deepcopy(cfg)
+    if output is not None:
+        cfg["output"] = str(output)
+    path = Path(cfg["output"])
+    runs = ensemble_runs(cfg)
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path} is a folder; give the path of an HDF5 file")
+    if path.exists() and not overwrite and not resume:
+        raise FileExistsError(f"{path} exists; use --overwrite to replace it or drop --no-resume to continue it")
+    # every run's model, method and start are checked before an existing output is touched
+    for run in runs:
+        initial_spins(run, build_provider(run)[0])
+    prepare_outputs(path.parent, output_patterns(path, ensemble=True), command="spinforce generate",
+                    overwrite=overwrite, keep=resume, exclusive=False, owned=replaceable_output)
+    for run in runs:
+        generate(run, overwrite=overwrite, resume=resume, progress=progress)
+    datasets = [read_dataset(r["output"]) for r in runs]
+    lattice, model, _, settings = build_provider(cfg)
+    labels = cfg.get("labels")
+    fixed = None
+    if labels is not None:
+        mu = labels["mu"]
+        stored = _stored_label_mu(path) if path.exists() and not overwrite else None
+        if mu == "auto" and stored is not None:
+            mu = stored  # a resumed merge keeps the mu its frames were labelled with
+        elif mu == "auto":
+            late = np.concatenate([ds.spins[(ds.step >= 0) & (ds.time >= labels["mu_from_time"])] for ds in datasets])
+            if len(late) == 0:
+                raise ValueError(f"no trajectory frame has time >= labels.mu_from_time = {labels['mu_from_time']}")
+            fixed = mu_for_filling(model, late, progress=progress)
+            mu = fixed.mu
+        label_cfg = copy.deepcopy(cfg)
+        label_cfg["model"].update(mu=float(mu), filling=None)
+        _, label_model, label_provider, _ = build_provider(label_cfg)
+        label_settings = {**settings, "labels": "fixed mu", "mu": float(mu),
+                          "mu_from_time": labels["mu_from_time"] if labels["mu"] == "auto" else None}
+    else:
+        label_model, label_provider, label_settings = model, None, settings
+    provenance = {"config": cfg, "command": "spinforce generate", "torch": torch.__version__,
+                  "runs": [r["output"] for r in runs], "fixed_mu": fixed.to_dict() if fixed is not None else None}
+    total = sum(ds.num_frames for ds in datasets)
+    device = torch.device(cfg["method"]["device"])
+    with DatasetWriter(path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
+                       method=cfg["method"]["name"], model=label_model.parameters(), method_settings=label_settings,
+                       seed=cfg["dynamics"]["seed"], provenance=provenance, overwrite=overwrite,
+                       resume=resume) as writer:
+        stored = writer.provenance.get("config")
+        if stored is not None and _comparable(stored) != _comparable(cfg):
+            raise ValueError(f"{path} was written with a different config "
+                             f"({'; '.join(dict_differences(_comparable(stored), _comparable(cfg)))}); "
+                             "use --overwrite to replace it or another output path")
+        done = writer.num_frames
+        bar = tqdm(total=total, initial=done, unit="frame", desc=f"merge {path.name}", dynamic_ncols=True,
+                   disable=not progress or done >= total)
+        k, offset = 0, 0
+        for ds in datasets:
+            for j in range(ds.num_frames):
+                if k >= done:
+                    spins = ds.spins[j]
+                    if label_provider is None:
+                        fields, energy = ds.fields[j], ds.energy[j]
+                    else:
+                        r = label_provider.compute(torch.as_tensor(spins).to(device))
+                        fields, energy = r.fields.detach().cpu().numpy(), r.energy
+                    writer.append(spins, fields, energy, time=ds.time[j], step=int(ds.step[j]),
+                                  trajectory=offset + int(ds.trajectory[j]))
+                    bar.update(1)
+                k += 1
+            offset += int(ds.trajectory.max()) + 1
+        bar.close()
+        return {"path": str(path), "frames": writer.num_frames, "runs": len(runs), "frames_before": done,
+                "mu": label_settings.get("mu"), "fixed_mu": fixed.to_dict() if fixed is not None else None}
 
 
 # --- building the run ------------------------------------------------------------------------------
@@ -227,10 +352,11 @@ def _comparable(cfg: dict) -> dict:
     return json.loads(json.dumps(c, sort_keys=True))
 
 
-def output_patterns(path) -> tuple:
-    """The files `generate` writes for the output `path`, relative to its folder (outputs.py)."""
-    name = Path(path).name
-    return (name, name + ".partial")
+def output_patterns(path, ensemble: bool = False) -> tuple:
+    """The files `generate` writes for the output `path`, relative to its folder (outputs.py);
+    with an [ensemble] (or [labels]) also the runs merged into it."""
+    name, runs = Path(path).name, _runs_folder(path).name
+    return (name, name + ".partial") + ((f"{runs}/run*.h5", f"{runs}/run*.h5.partial") if ensemble else ())
 
 
 # --- the run -----------------------------------------------------------------------------------------
@@ -343,8 +469,9 @@ def run(args) -> int:
         raise ValueError("give exactly one of a CONFIG file and --example NAME")
     source = example_path(args.example) if args.example else Path(args.config)
     cfg = load_config(source, args.overrides)
-    summary = generate(cfg, output=args.output, overwrite=args.overwrite, resume=not args.no_resume,
-                       progress=not args.no_progress)
+    run_one = generate if "ensemble" not in cfg and "labels" not in cfg else generate_ensemble
+    summary = run_one(cfg, output=args.output, overwrite=args.overwrite, resume=not args.no_resume,
+                      progress=not args.no_progress)
     before, frames = summary["frames_before"], summary["frames"]
     if before == frames:
         note = " (already complete: nothing to do)"
@@ -353,4 +480,6 @@ def run(args) -> int:
     else:
         note = ""
     print(f"{summary['path']}: {frames} frames{note}")
+    if summary.get("mu") is not None:
+        print(f"labelled at fixed mu = {summary['mu']:.6g}")
     return 0

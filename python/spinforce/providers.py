@@ -7,7 +7,10 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["FieldResult", "as_spin_tensor", "ProviderMixin"]
+__all__ = ["FieldResult", "as_spin_tensor", "ProviderMixin", "UNCERTAINTY_SCALARS", "uncertainty_scalars"]
+
+# Per-frame summaries of a committee's per-site uncertainty, as run files record them.
+UNCERTAINTY_SCALARS = ("uncertainty_mean", "uncertainty_max")
 
 
 @dataclass
@@ -18,6 +21,8 @@ class FieldResult:
     F = Omega + mu N_e at fixed filling, the classical energy for spin models).
     fields: (N, 3), H_i = -dE/dS_i.  density: (N,) electrons per site (electron models).
     mu: chemical potential used.  eigenvalues: single-particle levels (ED only).
+    uncertainty: (N,) spread of the members' torques S_i x H_i for an ML committee (None for
+    single models and exact providers; see spinforce.ml.committee).
     Arrays are numpy when the spins were numpy, torch tensors when they were torch.
     """
 
@@ -26,6 +31,13 @@ class FieldResult:
     density: Any = None
     mu: float = float("nan")
     eigenvalues: Any = None
+    uncertainty: Any = None
+
+
+def uncertainty_scalars(uncertainty) -> dict:
+    """{"uncertainty_mean": ..., "uncertainty_max": ...} over the sites of one frame."""
+    u = uncertainty.detach().cpu().numpy() if isinstance(uncertainty, torch.Tensor) else np.asarray(uncertainty)
+    return {"uncertainty_mean": float(u.mean()), "uncertainty_max": float(u.max())}
 
 
 def as_spin_tensor(spins) -> tuple[torch.Tensor, bool]:
@@ -68,6 +80,7 @@ class ProviderMixin:
             density=_out(raw.density, was_numpy),
             mu=float(raw.mu),
             eigenvalues=_out(raw.eigenvalues, was_numpy),
+            uncertainty=_out(raw.uncertainty, was_numpy),
         )
 
     def __call__(self, spins) -> FieldResult:

@@ -25,6 +25,7 @@ from .data import open_h5
 from .generate import DYNAMICS as GENERATE_DYNAMICS, KPM_SETTINGS, LATTICE, SD_MODEL
 from .generate import apply_overrides, check_initial, check_method, initial_spins, read_config
 from .generate import build_provider as build_electron_provider
+from .providers import UNCERTAINTY_SCALARS, uncertainty_scalars
 
 __all__ = ["load_config", "build_provider", "simulate", "output_patterns",
            "SimulationResult", "HELP", "add_arguments", "run"]
@@ -99,6 +100,7 @@ class SimulationResult:
     wall_seconds: float
     spin_steps_per_second: float
     resumed_from: int
+    max_uncertainty: float | None = None  # largest site uncertainty of this call's frames (committees)
 
 
 def _checkpoint_path(run_path: Path) -> Path:
@@ -151,7 +153,7 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
     import torch
     from tqdm.auto import tqdm
 
-    from .data import DatasetWriter
+    from .data import DatasetWriter, replaceable_output
     from .dynamics import LLG
     from .outputs import prepare_outputs
     from .ovf import write_ovf
@@ -177,6 +179,9 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
     fingerprint = json.dumps({**settings, "model": cfg["model"], "lattice": cfg["lattice"]}, sort_keys=True)
     ckpt_path = _checkpoint_path(run_path)
     ovf_dir = _ovf_dir(run_path)
+    # A committee's uncertainty is recorded per frame; past its threshold the run warns once.
+    committee = getattr(provider, "committee_size", 1) > 1
+    watch = _UncertaintyWatch(getattr(provider, "uncertainty_threshold", None) if committee else None)
 
     def to_device(s):
         return torch.from_numpy(np.ascontiguousarray(s)).to(device)
@@ -184,17 +189,21 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
     def fields_of(res):
         return res.fields.cpu().numpy() if torch.is_tensor(res.fields) else res.fields
 
+    def scalars_of(res):
+        return uncertainty_scalars(res.uncertainty) if committee else None
+
     continuing = resume and run_path.exists()
     # a new run computes its first frame before an existing output is touched
     first = None if continuing else provider.compute(to_device(spins0))
     prepare_outputs(run_path.parent, output_patterns(run_path), command="spinforce simulate", overwrite=overwrite,
-                    keep=resume, resumable=True, exclusive=False, owned=_owned)
+                    keep=resume, resumable=True, exclusive=False, owned=replaceable_output)
     writer = DatasetWriter(run_path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=n,
                            method=cfg["method"]["name"], model=cfg["model"], method_settings=settings,
                            seed=d["seed"], provenance={"config": cfg, "command": "spinforce simulate"},
                            overwrite=overwrite, resume=resume,
                            # HDF5 allocates whole chunks: keep them near 4 MiB, one frame for big lattices
-                           chunk_frames=max(1, min(16, (4 << 20) // (24 * n))))
+                           chunk_frames=max(1, min(16, (4 << 20) // (24 * n))),
+                           scalars=UNCERTAINTY_SCALARS if committee else ())
 
     def export_ovf(step, s):
         if cfg["ovf"]:
@@ -205,8 +214,9 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
         if writer.num_frames == 0:  # a new run: the initial frame at t = 0
             start, spins = 0, spins0
             res = first if first is not None else provider.compute(to_device(spins0))
-            writer.append(spins, fields_of(res), res.energy, time=0.0, step=0)
+            writer.append(spins, fields_of(res), res.energy, time=0.0, step=0, scalars=scalars_of(res))
             export_ovf(0, spins)
+            watch(0, res)
         else:
             last = writer.last_frame()
             start, spins = int(last["step"]), last["spins"]
@@ -217,6 +227,10 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
             raise ValueError(f"{run_path} already holds steps up to {start}; dynamics.steps = {total} is smaller")
         state = to_device(spins)
         every, ckpt_every = d["save_every"], d["checkpoint_every"]
+
+        def on_frame(step, s, result):
+            export_ovf(step, s)
+            watch(step, result)
         bar = tqdm(total=total * n, initial=start * n, unit="spin-step", unit_scale=True, disable=not progress,
                    desc=f"LLG {cfg['method']['name']} N={n}", dynamic_ncols=True)
         chunk, step, began = 1, start, _time.perf_counter()
@@ -227,7 +241,7 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
                     end = min(end, (step // ckpt_every + 1) * ckpt_every)
                 t0 = _time.perf_counter()
                 state = llg.run(state, end - step, every=every, writer=writer, start_step=step,
-                                callback=(lambda k, s, r: export_ovf(k, s)) if cfg["ovf"] else None)
+                                callback=on_frame if (cfg["ovf"] or committee) else None)
                 elapsed = _time.perf_counter() - t0
                 bar.update((end - step) * n)
                 bar.set_postfix(step=end, refresh=False)
@@ -242,20 +256,39 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
                 _write_checkpoint(ckpt_path, state.cpu().numpy(), step, fingerprint)
         if int(writer.last_frame()["step"]) < step:  # the last step is not a multiple of save_every
             res = provider.compute(state)
-            writer.append(state.cpu().numpy(), fields_of(res), res.energy, time=step * llg.dt, step=step)
+            writer.append(state.cpu().numpy(), fields_of(res), res.energy, time=step * llg.dt, step=step,
+                          scalars=scalars_of(res))
             export_ovf(step, state)
+            watch(step, res)
         wall = _time.perf_counter() - began
         frames = writer.num_frames
     return SimulationResult(path=str(run_path), steps=total, frames=frames, spins=state.cpu().numpy(),
-                            wall_seconds=wall, resumed_from=start,
+                            wall_seconds=wall, resumed_from=start, max_uncertainty=watch.max_seen,
                             spin_steps_per_second=(total - start) * n / wall if wall > 0 and total > start else 0.0)
 
 
-def _owned(path: Path) -> bool:
-    """Only spinforce's own HDF5 files beside a run are replaced (OVF frames and the temporary
-    .partial files go by name)."""
-    from .data import file_format
-    return path.suffix != ".h5" or (file_format(path) or "").startswith("spinforce-")
+class _UncertaintyWatch:
+    """Follows a committee's per-frame maximum uncertainty and warns the first time it passes
+    the threshold the committee file carries (no threshold: it only keeps the maximum)."""
+
+    def __init__(self, threshold):
+        self.threshold = threshold
+        self.max_seen = None
+        self.warned = False
+
+    def __call__(self, step, result) -> None:
+        if result.uncertainty is None:
+            return
+        u = uncertainty_scalars(result.uncertainty)["uncertainty_max"]
+        self.max_seen = u if self.max_seen is None else max(self.max_seen, u)
+        if self.threshold is not None and u > self.threshold and not self.warned:
+            self.warned = True
+            import warnings
+            from .ml.committee import UncertaintyWarning
+            warnings.warn(f"at step {step} the committee uncertainty reached {u:.4g} at a site, above the model's "
+                          f"threshold {self.threshold:.4g}: the model is extrapolating and its fields there are not "
+                          "to be trusted (run `spinforce learn` to add such states; this warning is shown once)",
+                          UncertaintyWarning, stacklevel=2)
 
 
 # --- command line -------------------------------------------------------------------------
@@ -274,8 +307,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    result = simulate(args.config, resume=args.resume, overwrite=args.overwrite, steps=args.steps,
-                      overrides=args.overrides, progress=not args.quiet)
+    import sys
+    import warnings
+
+    from .ml.committee import UncertaintyWarning
+
+    def show(message, category, *rest):
+        if issubclass(category, UncertaintyWarning):
+            print(f"spinforce simulate: warning: {message}", file=sys.stderr)
+        else:
+            default_show(message, category, *rest)
+    default_show = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        result = simulate(args.config, resume=args.resume, overwrite=args.overwrite, steps=args.steps,
+                          overrides=args.overrides, progress=not args.quiet)
+    extra = "" if result.max_uncertainty is None else f"; max committee uncertainty {result.max_uncertainty:.4g}"
     print(f"{result.path}: {result.frames} frames, step {result.steps}; "
-          f"{result.spin_steps_per_second:.4g} spin-steps/s over {result.wall_seconds:.1f} s")
+          f"{result.spin_steps_per_second:.4g} spin-steps/s over {result.wall_seconds:.1f} s{extra}")
     return 0

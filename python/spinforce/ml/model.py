@@ -21,7 +21,7 @@ from torch import nn
 
 from .descriptors import make_descriptor
 
-__all__ = ["SiteEnergyModel", "build_model", "save_model", "load_model", "export_torchscript",
+__all__ = ["SiteEnergyModel", "build_model", "save_model", "load_model", "export_torchscript", "compute_fields",
            "quiet_torchscript", "MODEL_FORMAT", "MODEL_FORMAT_VERSION", "TORCHSCRIPT_FORMAT",
            "TORCHSCRIPT_FORMAT_VERSION", "ACTIVATIONS", "DTYPES"]
 
@@ -95,8 +95,12 @@ class SiteEnergyModel(nn.Module):
 
     def site_energies(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         """(N,) site energies eps_i; spins in the model dtype."""
-        f = self.descriptor.features(spins, neighbors)
-        x = (f - self.feature_mean) / self.feature_std
+        return self.energies_from_features(self.descriptor.features(spins, neighbors))
+
+    def energies_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """(N,) site energies from raw descriptor features (N, F): a committee computes the
+        features once and runs every member's network on them."""
+        x = (features - self.feature_mean) / self.feature_std
         return self.energy_shift + self.energy_scale * self.mlp(x).squeeze(-1)
 
     def forward(self, spins: torch.Tensor, neighbors: torch.Tensor):
@@ -181,6 +185,24 @@ def load_model(path, lattice=None) -> SiteEnergyModel:
     return model
 
 
+def compute_fields(model: nn.Module, lattice, spins):
+    """A FieldResult of `model` (a SiteEnergyModel or a committee) for spins (N,3) on
+    `lattice`, as spinforce.MLForceField gives it for the exported file: float64 energy and
+    fields, and the committee's per-site uncertainty (None for a single model). Arrays are
+    numpy when the spins were numpy, torch tensors when they were torch."""
+    from ..providers import FieldResult, as_spin_tensor
+    s, was_numpy = as_spin_tensor(spins)
+    if s.dim() != 2 or s.shape != (lattice.num_sites, 3):
+        raise ValueError(f"spins must have shape ({lattice.num_sites}, 3), got {tuple(s.shape)}")
+    neighbors = lattice.neighbor_table(model.neighbor_offsets.cpu()).to(model.neighbor_offsets.device)
+    out = model(s.to(model.neighbor_offsets.device), neighbors)
+
+    def back(t):
+        t = t.detach().to(s.device, torch.float64)
+        return t.cpu().numpy() if was_numpy else t
+    return FieldResult(energy=float(out[0]), fields=back(out[1]), uncertainty=back(out[2]) if len(out) > 2 else None)
+
+
 def _is_exported_model(path: Path) -> bool:
     try:
         with quiet_torchscript():
@@ -189,8 +211,9 @@ def _is_exported_model(path: Path) -> bool:
         return False
 
 
-def export_torchscript(model: SiteEnergyModel, out, overwrite: bool = False) -> Path:
-    """Write `model` as TorchScript: forward(spins (N,3), neighbors (N,m)) -> (energy, fields)."""
+def export_torchscript(model: nn.Module, out, overwrite: bool = False) -> Path:
+    """Write `model` (a SiteEnergyModel or a committee.CommitteeModel) as TorchScript:
+    forward(spins (N,3), neighbors (N,m)) -> (energy, fields[, uncertainty])."""
     out = Path(out)
     if out.is_dir():
         raise IsADirectoryError(f"{out} is a folder; give the path of the TorchScript file to write")

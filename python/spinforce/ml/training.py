@@ -4,7 +4,12 @@ Config (TOML; relative paths are relative to the config file):
 
     [data]
     paths = ["train.h5"]            # one or more spinforce datasets of one lattice kind
-    validation_fraction = 0.2       # snapshots held out (random, by snapshot, seeded)
+    validation_fraction = 0.2       # fraction of the frames held out for validation ...
+    test_fraction = 0.0             # ... and for the final test (never trained on, never used to choose)
+    split = "trajectory"            # hold out whole trajectories ("trajectory") or single frames ("frame")
+    window = 0                      # > 0: cut trajectories into time windows of this many frames,
+                                    # each held out as a whole
+    test_paths = []                 # datasets used only as test data
 
     [descriptor]                    # or: descriptor = {kind = "bond_shells", cutoff = 2.0}
     kind = "group"                  # "group" (spinforce.Descriptor) or "bond_shells"; default: group where built in
@@ -62,7 +67,9 @@ from ..outputs import prepare_outputs
 from .descriptors import default_descriptor_kind
 from .model import DTYPES, SiteEnergyModel, build_model, load_model, model_record, save_model
 
-__all__ = ["load_config", "train", "TrainingResult", "METRICS"]
+__all__ = ["load_config", "check_descriptor", "train", "TrainingResult", "METRICS", "OUTPUTS", "SCHEMA",
+           "split_groups", "frame_groups"]
+SPLITS = ("trajectory", "frame")
 
 # The config schema (config.py): every key with its check and default.
 _DESCRIPTOR_SETTINGS = {
@@ -74,7 +81,10 @@ _DESCRIPTOR_SETTINGS = {
 }
 SCHEMA = {
     "data": {"paths": Key(strings("a dataset path or a list of them")),
-             "validation_fraction": Key(number(0, 1, hi_open=True), 0.2)},
+             "validation_fraction": Key(number(0, 1, hi_open=True), 0.2),
+             "test_fraction": Key(number(0, 1, hi_open=True), 0.0),
+             "split": Key(one_of(*SPLITS), "trajectory"), "window": Key(integer(0), 0),
+             "test_paths": Key(strings("a dataset path or a list of them (test data only)", empty=True), [])},
     "model": {"hidden": Key(int_list(1), [64, 64, 64]), "activation": Key(one_of("relu", "silu", "tanh"), "silu"),
               "dtype": Key(one_of(*DTYPES), "float64")},
     "training": {"seed": Key(integer(0), 0), "epochs": Key(integer(1), 200), "batch_size": Key(integer(1), 8),
@@ -99,6 +109,18 @@ OUTPUTS = ("log.csv", "config.json", "metrics.json", "checkpoint.pt", "checkpoin
            "model.pt.partial", "plots/parity_*.png", "plots/parity_*.npz", "plots/torque_error_hist_*.png")
 
 
+def check_descriptor(desc, section: str = "descriptor", default_kind: bool = True) -> dict:
+    """A checked descriptor table: its kind picks the settings it may hold. Without
+    default_kind the kind must be given."""
+    if not isinstance(desc, dict):
+        raise ValueError(f"[{section}] must be a table of keys, got {desc!r}")
+    if "kind" not in desc and not default_kind:
+        raise ValueError(f"[{section}] needs the key 'kind' ({', '.join(_DESCRIPTOR_SETTINGS)})")
+    kind = one_of(*_DESCRIPTOR_SETTINGS)(desc.get("kind", default_descriptor_kind()), f"{section}.kind")
+    return {"kind": kind, **check_table(section, {k: v for k, v in desc.items() if k != "kind"},
+                                        _DESCRIPTOR_SETTINGS[kind])}
+
+
 def load_config(path_or_dict, base_dir=None) -> dict:
     """Read a TOML config (or take a dict), fill defaults, check values, resolve paths."""
     if isinstance(path_or_dict, dict):
@@ -110,14 +132,14 @@ def load_config(path_or_dict, base_dir=None) -> dict:
         base = path.parent
     check_sections("the training config", raw, _SECTIONS)
     cfg = {section: check_table(section, raw.get(section, {}), keys) for section, keys in SCHEMA.items()}
-    desc = raw.get("descriptor", {})
-    if not isinstance(desc, dict):
-        raise ValueError(f"[descriptor] must be a table of keys, got {desc!r}")
-    kind = one_of(*_DESCRIPTOR_SETTINGS)(desc.get("kind", default_descriptor_kind()), "descriptor.kind")
-    cfg["descriptor"] = {"kind": kind, **check_table("descriptor", {k: v for k, v in desc.items() if k != "kind"},
-                                                     _DESCRIPTOR_SETTINGS[kind])}
-    cfg["data"]["paths"] = [str((base / p).resolve()) if not Path(p).is_absolute() else p
-                            for p in cfg["data"]["paths"]]
+    cfg["descriptor"] = check_descriptor(raw.get("descriptor", {}))
+    d = cfg["data"]
+    for key in ("paths", "test_paths"):
+        d[key] = [str((base / p).resolve()) if not Path(p).is_absolute() else p for p in d[key]]
+    if d["test_fraction"] >= 1.0 - d["validation_fraction"]:
+        raise ValueError(f"data.test_fraction must be < 1 - data.validation_fraction = "
+                         f"{1.0 - d['validation_fraction']:g}: some frames must be left to train on, "
+                         f"got {d['test_fraction']!r}")
     if torch.device(cfg["training"]["device"]).type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"training.device is {cfg['training']['device']!r} but torch sees no CUDA device")
     out = cfg["output"]["dir"]
@@ -142,6 +164,7 @@ class _Part:
     neighbors: torch.Tensor  # (N, m)
     train: np.ndarray        # snapshot indices
     val: np.ndarray
+    test: np.ndarray
 
 
 def _batched_neighbors(neighbors: torch.Tensor, batch: int) -> torch.Tensor:
@@ -189,9 +212,61 @@ def evaluate(model, parts: list[_Part], split: str, batch_size: int) -> dict:
             "energy_mae_per_site": abs_e / frames}
 
 
+def frame_groups(trajectory: np.ndarray, split: str = "trajectory", window: int = 0) -> np.ndarray:
+    """Group id of every frame of one file: frames of a group are held out together.
+
+    split "trajectory": a group is a trajectory (or, with window > 0, a run of `window`
+    consecutive frames of it); "frame": every frame alone (correlated frames of one trajectory
+    then land in different splits: not a held-out test).
+    """
+    trajectory = np.asarray(trajectory, dtype=np.int64)
+    if split == "frame":
+        return np.arange(len(trajectory))
+    if window == 0:
+        return trajectory
+    position = np.zeros(len(trajectory), dtype=np.int64)
+    for t in np.unique(trajectory):
+        at = np.flatnonzero(trajectory == t)
+        position[at] = np.arange(len(at)) // window
+    _, groups = np.unique(np.stack([trajectory, position], axis=1), axis=0, return_inverse=True)
+    return groups.ravel()
+
+
+def split_groups(groups: list, fractions: tuple, seed: int) -> list:
+    """Split the frames of several files into train / held-out sets by whole groups.
+
+    groups: per file, the group id of every frame (`frame_groups`). fractions: the wanted
+    fraction of all frames in each held-out set (validation, test, ...). Groups are drawn in a
+    seeded random order; a group joins the first held-out set that it brings closer to its
+    target, the rest is training data. Returns per file a list of index arrays
+    [train, held-out 1, held-out 2, ...]; no group is split.
+    """
+    keys = [(f, int(g)) for f, ids in enumerate(groups) for g in np.unique(ids)]
+    sizes = {(f, int(g)): int(n) for f, ids in enumerate(groups) for g, n in zip(*np.unique(ids, return_counts=True))}
+    total = sum(sizes.values())
+    targets = [int(round(fr * total)) for fr in fractions]
+    order = np.random.default_rng([seed, 0]).permutation(len(keys))
+    filled = [0] * len(fractions)
+    assign = {}
+    for k in order:
+        key = keys[k]
+        assign[key] = 0
+        for h, target in enumerate(targets):
+            if abs(filled[h] + sizes[key] - target) < abs(filled[h] - target):
+                assign[key], filled[h] = h + 1, filled[h] + sizes[key]
+                break
+    out = []
+    for f, ids in enumerate(groups):
+        which = np.array([assign[(f, int(g))] for g in ids], dtype=np.int64)
+        out.append([np.flatnonzero(which == h) for h in range(len(fractions) + 1)])
+    return out
+
+
 def _load_parts(cfg: dict, dtype: torch.dtype, seed: int, device: torch.device):
-    parts, kinds, records, lattices = [], set(), [], []
-    for path in cfg["data"]["paths"]:
+    d = cfg["data"]
+    parts, kinds, records, lattices, groups = [], set(), [], [], []
+    paths = list(d["paths"]) + list(d["test_paths"])
+    for n_file, path in enumerate(paths):
         ds = read_dataset(path)
         if ds.num_frames < 1:
             raise ValueError(f"dataset {path} holds no snapshots")
@@ -203,19 +278,38 @@ def _load_parts(cfg: dict, dtype: torch.dtype, seed: int, device: torch.device):
         kinds.add(ds.lattice_kind)
         lattices.append(ds.lattice())
         M = ds.num_frames
-        rng = np.random.default_rng([seed, len(parts)])
-        order = rng.permutation(M)
-        n_val = int(round(cfg["data"]["validation_fraction"] * M)) if M > 1 else 0
+        empty = np.zeros(0, dtype=np.int64)
         parts.append(_Part(torch.as_tensor(ds.spins, dtype=dtype, device=device),
                            torch.as_tensor(ds.fields, dtype=dtype, device=device),
-                           torch.as_tensor(ds.energy, dtype=dtype, device=device), None,
-                           np.sort(order[n_val:]), np.sort(order[:n_val])))
+                           torch.as_tensor(ds.energy, dtype=dtype, device=device), None, empty, empty, empty))
+        if n_file < len(d["paths"]):
+            groups.append(frame_groups(ds.trajectory, d["split"], int(d["window"])))
+        else:
+            parts[-1].test = np.arange(M)
         records.append({"path": str(path), "method": ds.method, "model": ds.model,
                         "method_settings": ds.method_settings, "lattice_shape": list(ds.lattice_shape),
-                        "frames": M, "seed": ds.seed, "spinforce_version": ds.spinforce_version})
+                        "frames": M, "seed": ds.seed, "spinforce_version": ds.spinforce_version,
+                        "role": "train" if n_file < len(d["paths"]) else "test"})
     if len(kinds) != 1:
         raise ValueError(f"all datasets of a training run must share one lattice kind, got {sorted(kinds)}")
+    fractions = (float(d["validation_fraction"]), float(d["test_fraction"]))
+    for part, (train, val, test) in zip(parts, split_groups(groups, fractions, seed)):
+        part.train, part.val, part.test = train, val, test
+    if not any(len(p.train) for p in parts):
+        raise ValueError("no training frames are left after holding out validation and test trajectories; "
+                         "add data or lower validation_fraction / test_fraction")
     return parts, lattices, records
+
+
+def torque_rms(parts: list[_Part], split: str) -> float:
+    """RMS exact torque |S x H| over the sites of the frames of `split` (the scale of its errors)."""
+    sq, sites = 0.0, 0
+    for part in parts:
+        idx = torch.as_tensor(getattr(part, split))
+        s, h = part.spins[idx], part.fields[idx]
+        sq += float((torch.linalg.cross(s, h, dim=-1) ** 2).sum())
+        sites += s.shape[0] * s.shape[1]
+    return math.sqrt(sq / sites) if sites else float("nan")
 
 
 def _normalise(model: SiteEnergyModel, parts: list[_Part]) -> dict:
@@ -253,7 +347,7 @@ class TrainingResult:
     run_dir: Path
     model_path: Path
     best_epoch: int
-    best: dict          # metrics of the best model on both splits
+    best: dict          # metrics of the best model on train and val (and test, when there is one)
     history: list       # CSV rows
     stopped_early: bool
 
@@ -406,12 +500,20 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
         bar.close()
     _write_csv(log_path, history)
     best_rec = torch.load(model_path, map_location="cpu", weights_only=True)
+    has_test = any(len(p.test) for p in parts)
+    if has_test or cfg["output"]["plots"]:
+        best_model = load_model(model_path, lattices[0]).to(device)
+        best_model.eval()
+    if has_test:
+        # Trajectories never trained on and never used to pick the model: the held-out error.
+        best_rec["metrics"]["test"] = evaluate(best_model, parts, "test", bs)
+        best_rec["metrics"]["test"]["frames"] = int(sum(len(p.test) for p in parts))
+        best_rec["metrics"]["test"]["torque_rms"] = torque_rms(parts, "test")
     (run_dir / "metrics.json").write_text(json.dumps(best_rec["metrics"], indent=2))
     if cfg["output"]["plots"]:
-        best_model = load_model(model_path, lattices[0]).to(device)
         write_plots(best_model, parts, "val" if has_val else "train", bs, run_dir / "plots")
     return TrainingResult(run_dir, model_path, best_rec["metrics"]["epoch"],
-                          {"train": best_rec["metrics"]["train"], "val": best_rec["metrics"]["val"]},
+                          {k: best_rec["metrics"][k] for k in ("train", "val", "test") if k in best_rec["metrics"]},
                           history, stopped_early)
 
 

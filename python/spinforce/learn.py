@@ -1,0 +1,605 @@
+"""Active learning of a force field on the states its own dynamics visits: `spinforce learn`.
+
+    spinforce learn CONFIG.toml [--out DIR] [--set SECTION.KEY=VALUE ...] [--overwrite]
+    spinforce learn --example de_square --out DIR        (configs shipped with spinforce)
+    spinforce learn --list-examples
+
+Stages (each resumable; DIR/learn_state.json records the finished ones, so running the same
+command again continues where it stopped):
+
+    data       ED-LLG (or KPM-LLG) quenches: several noise seeds, spin temperatures and starts,
+               merged with sampled states, labelled at a fixed mu that gives the wanted filling
+               (found from the late frames, spinforce.mu_for_filling, unless model.mu is given)
+    test       held-out quench trajectories, labelled at the same mu, never trained on
+    locality   the locality floor on the test states (spinforce.locality), optional
+    round k:   train   a committee of force fields on all data so far
+               evaluate  torque error and committee uncertainty on the held-out trajectories
+               explore   ML-LLG quenches with the committee, recording its uncertainty per frame
+               label     the frames of largest uncertainty, labelled exactly (ED or KPM) at the
+                         fixed mu, added as a new dataset (one trajectory id per ML run)
+    report     DIR/model.ts (the last committee), DIR/rounds.csv and rounds.png (held-out error
+               and uncertainty per round), DIR/report.md
+
+docs/ml.md ("Active learning") describes the config; the shipped examples are in
+spinforce/learn_configs/.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .config import OMIT, Key, check_sections, check_table, integer, list_of, number, number_or, one_of, shape
+
+HELP = "active learning: committee -> ML-LLG quenches -> label the most uncertain frames -> retrain (resumable)"
+
+__all__ = ["HELP", "examples", "load_config", "learn", "held_out_errors", "add_arguments", "run"]
+
+STATE_FILE = "learn_state.json"
+
+
+def output_patterns() -> tuple:
+    """Everything `spinforce learn` writes into its folder (outputs.py), stage by stage."""
+    from .generate import output_patterns as generated
+    from .locality import OUTPUTS as LOCALITY
+    from .ml.committee import OUTPUTS as COMMITTEE
+    from .outputs import under
+    from .simulate import output_patterns as simulated
+    data = generated("initial.h5", ensemble=True) + generated("test.h5", ensemble=True) + generated("round*.h5")
+    rounds = ("model.ts", "model.ts.partial") + under("committee", COMMITTEE) + under("explore", simulated("run*.h5"))
+    return ((STATE_FILE, Path(STATE_FILE).with_suffix(".partial").name, "model.ts", "rounds.csv", "rounds.png",
+             "report.md") + under("data", data) + under("locality", LOCALITY) + under("rounds/round*", rounds))
+
+
+# --- configs ----------------------------------------------------------------------------------
+def examples() -> dict:
+    folder = resources.files("spinforce") / "learn_configs"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".toml")}
+
+
+def _table(value, name):
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a table of keys, got {value!r}")
+    return value
+
+
+def _schema() -> dict:
+    """The config schema (config.py): every key of every section with its check and default."""
+    from .generate import INITIAL_STATES
+    methods = Key(one_of("ed", "kpm"), "ed")
+    quench = {"shape": Key(shape()), "method": methods, "method_settings": Key(_table, {}),
+              "dt": Key(number(0, lo_open=True), 0.05), "alpha": Key(number(0), 0.1), "steps": Key(integer(1)),
+              "save_every": Key(integer(1)), "kT": Key(list_of(number(0), "spin temperatures (numbers >= 0)"), [0.001]),
+              "initial": Key(list_of(one_of(*INITIAL_STATES), "initial states"), ["random"])}
+    seeds = list_of(integer(0, 2**63 - 1), "noise seeds (integers >= 0)")
+    return {
+        "model": {"kind": Key(one_of("square", "triangular", "cubic")), "t": Key(number(), 1.0), "J": Key(number()),
+                  "kT": Key(number(0), 0.0), "t2": Key(number(), 0.0), "t3": Key(number(), 0.0),
+                  "filling": Key(number(0, 1, lo_open=True, hi_open=True)), "mu": Key(number_or("auto"), "auto")},
+        "data": {**quench, "seeds": Key(seeds, [1]), "random": Key(integer(0), 0), "perturbed": Key(integer(0), 0),
+                 "perturbation": Key(number(0, lo_open=True), 0.2), "mu_from_time": Key(number(0), 0.0)},
+        "test": {**quench, "seeds": Key(seeds, [101])},
+        "train": {"members": Key(integer(2), 3), "validation_fraction": Key(number(0, 1, hi_open=True), 0.2),
+                  "descriptor": Key(_table), "network": Key(_table, {}), "training": Key(_table, {})},
+        "explore": {"shape": Key(shape()), "runs": Key(integer(1), 2), "dt": Key(number(0, lo_open=True), 0.05),
+                    "alpha": Key(number(0), 0.1), "kT": quench["kT"], "steps": Key(integer(1)),
+                    "save_every": Key(integer(1)), "initial": quench["initial"], "seed": Key(integer(0), 1000)},
+        "label": {"frames": Key(integer(1), 8), "method": methods, "method_settings": Key(_table, {})},
+        "loop": {"rounds": Key(integer(1), 2), "threads": Key(integer(0), 1)},
+        "locality": {"cutoffs": Key(list_of(number(0), "cutoffs (numbers >= 0)", empty=True), []),
+                     "states": Key(integer(0), 4), "sites": Key(integer(1), 2), "replacements": Key(integer(1), 2),
+                     "seed": Key(integer(0), 0)},
+    }
+
+
+def check_config(raw: dict) -> dict:
+    """A learn config with defaults filled in and checked (ValueError names the bad key)."""
+    from .generate import KPM_SETTINGS
+    from .ml.training import SCHEMA as TRAINING, check_descriptor
+    schema = _schema()
+    check_sections("the learn config", raw, schema)
+    cfg = {name: check_table(name, raw.get(name, {}), keys) for name, keys in schema.items()}
+    for section in ("data", "test", "explore"):
+        s = cfg[section]
+        if s["steps"] % s["save_every"]:
+            raise ValueError(f"{section}.steps ({s['steps']}) must be a multiple of {section}.save_every "
+                             f"({s['save_every']})")
+    for section in ("data", "test", "label"):
+        s = cfg[section]
+        s["method_settings"] = check_table(f"{section}.method_settings", s["method_settings"],
+                                           {"ed": {}, "kpm": KPM_SETTINGS}[s["method"]])
+    t = cfg["train"]
+    t["descriptor"] = check_descriptor(t["descriptor"], "train.descriptor", default_kind=False)
+    # train.network and train.training hold keys of the training config's [model] and [training];
+    # absent keys are left to the training's defaults.
+    for key, section in (("network", "model"), ("training", "training")):
+        t[key] = check_table(f"train.{key}", t[key], {k: Key(v.check, OMIT) for k, v in TRAINING[section].items()})
+    return cfg
+
+
+def load_config(path, overrides=()) -> dict:
+    from .generate import read_config
+    return check_config(read_config(path, overrides))
+
+
+# --- stages -------------------------------------------------------------------------------------
+def _generate_config(cfg: dict, section: str, output: Path, mu) -> dict:
+    """A `spinforce generate` config with [ensemble] and [labels] for data or test quenches."""
+    from .generate import check_config as check_generate
+    s, m = cfg[section], cfg["model"]
+    model = {k: m[k] for k in ("t", "J", "kT", "t2", "t3")}
+    # With mu given, the exact dynamics runs at that fixed mu, as the ML dynamics will, and its
+    # fields are the labels. With mu = "auto" it runs at the wanted filling and its frames are
+    # relabelled at the mu that gives the late frames that filling.
+    if mu == "auto":
+        model["filling"] = m["filling"]
+    else:
+        model["mu"] = float(mu)
+    first = {"initial": s["initial"][0], "kT": s["kT"][0], "seed": s["seeds"][0]}
+    raw = {"output": str(output), "lattice": {"kind": m["kind"], "shape": list(s["shape"])}, "model": model,
+           "method": {"name": s["method"], **s["method_settings"]},
+           "dynamics": {"dt": s["dt"], "alpha": s["alpha"], "steps": s["steps"], "save_every": s["save_every"],
+                        **first},
+           "samples": {"random": s.get("random", 0), "perturbed": s.get("perturbed", 0),
+                       "perturbation": s.get("perturbation", 0.2)},
+           "ensemble": {"seeds": s["seeds"], "kT": s["kT"], "initial": s["initial"]}}
+    if mu == "auto":
+        raw["labels"] = {"mu": mu, "mu_from_time": s.get("mu_from_time", 0.0)}
+    return check_generate(raw)
+
+
+def _exact_provider(cfg: dict, shape, method: str, settings: dict, mu: float):
+    from .generate import build_provider
+    m = cfg["model"]
+    model = {k: m[k] for k in ("t", "J", "kT", "t2", "t3")}
+    _, sd_model, provider, _ = build_provider({"lattice": {"kind": m["kind"], "shape": list(shape)},
+                                               "model": {**model, "mu": float(mu)},
+                                               "method": {"name": method, **settings}})
+    return sd_model, provider
+
+
+def _training_config(cfg: dict, paths: list, test_path: Path, out: Path) -> dict:
+    t = cfg["train"]
+    training = {"threads": cfg["loop"]["threads"], **t["training"]}
+    return {"data": {"paths": [str(p) for p in paths], "validation_fraction": t["validation_fraction"],
+                     "test_paths": [str(test_path)]},
+            "descriptor": dict(t["descriptor"]), "model": dict(t["network"] or {}), "training": training,
+            "output": {"dir": str(out), "plots": False}}
+
+
+def held_out_errors(model_path, dataset_path, *, phases: int = 3) -> dict:
+    """Torque error of an exported model (single or committee) on a dataset, relative to the
+    RMS exact torque: overall and per time phase (early / middle / late thirds of the trajectory
+    times), with the committee's mean per-site uncertainty."""
+    from .data import read_dataset
+    from .ml.provider import MLForceField
+    ds = read_dataset(dataset_path)
+    lattice = ds.lattice()
+    ml = MLForceField(model_path, lattice)
+    err_sq, ref_sq, unc = np.zeros(ds.num_frames), np.zeros(ds.num_frames), np.full(ds.num_frames, np.nan)
+    for k in range(ds.num_frames):
+        r = ml.compute(ds.spins[k])
+        t_ml, t_ex = np.cross(ds.spins[k], r.fields), np.cross(ds.spins[k], ds.fields[k])
+        err_sq[k], ref_sq[k] = ((t_ml - t_ex) ** 2).sum(), (t_ex ** 2).sum()
+        if r.uncertainty is not None:
+            unc[k] = float(np.mean(r.uncertainty))
+    n = ds.num_sites
+
+    def summary(sel) -> dict:
+        if not sel.any():
+            return {"frames": 0}
+        return {"frames": int(sel.sum()), "relative_torque_error": float(np.sqrt(err_sq[sel].sum() / ref_sq[sel].sum())),
+                "torque_rmse": float(np.sqrt(err_sq[sel].sum() / (sel.sum() * n))),
+                "torque_rms": float(np.sqrt(ref_sq[sel].sum() / (sel.sum() * n))),
+                "mean_uncertainty": float(np.nanmean(unc[sel])) if np.isfinite(unc[sel]).any() else None}
+
+    out = {"all": summary(np.ones(ds.num_frames, bool))}
+    traj = ds.step >= 0
+    if traj.any():
+        t_max = float(ds.time[traj].max())
+        edges = np.linspace(0.0, t_max, phases + 1)
+        names = ["early", "middle", "late"] if phases == 3 else [f"phase{k}" for k in range(phases)]
+        for k, name in enumerate(names):
+            sel = traj & (ds.time >= edges[k]) & ((ds.time < edges[k + 1]) if k < phases - 1 else True)
+            out[name] = {**summary(sel), "time": [float(edges[k]), float(edges[k + 1])]}
+    return out
+
+
+def model_size(model_pt) -> dict:
+    """Descriptor features and network parameters of one committee member."""
+    from .ml.model import load_model
+    model = load_model(model_pt)
+    return {"features": int(model.descriptor.num_features),
+            "parameters": int(sum(p.numel() for p in model.parameters()))}
+
+
+def microseconds_per_site(model_path, kind: str, shape, repeats: int = 3) -> float:
+    """Median wall time of one committee force evaluation per site (timing: noisy on a shared machine)."""
+    from .lattice import Lattice
+    from .ml.provider import MLForceField
+    lattice = Lattice(kind, list(shape))
+    ml = MLForceField(model_path, lattice)
+    spins = lattice.random_spins(0)
+    ml.compute(spins)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        ml.compute(spins)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) / lattice.num_sites * 1e6)
+
+
+def _simulate_config(cfg: dict, model_path: Path, output: Path, k: int) -> dict:
+    e = cfg["explore"]
+    return {"output": str(output), "lattice": {"kind": cfg["model"]["kind"], "shape": list(e["shape"])},
+            "method": {"name": "ml", "path": str(model_path)}, "model": {},
+            "dynamics": {"dt": e["dt"], "alpha": e["alpha"], "kT": e["kT"][k % len(e["kT"])], "steps": e["steps"],
+                         "save_every": e["save_every"], "seed": e["seed"] + k,
+                         "initial": e["initial"][k % len(e["initial"])]}}
+
+
+def _select_frames(paths: list, count: int) -> list:
+    """(run, frame) of the `count` frames with the largest maximum site uncertainty; ties by order."""
+    from .data import read_dataset
+    candidates = []
+    for run, p in enumerate(paths):
+        ds = read_dataset(p)
+        u = ds.scalars.get("uncertainty_max")
+        if u is None:
+            raise ValueError(f"{p} records no committee uncertainty; the explore model must be a committee")
+        candidates += [(-float(u[j]), run, j) for j in range(ds.num_frames) if ds.step[j] > 0]
+    candidates.sort()
+    return sorted((run, j) for _, run, j in candidates[:count])
+
+
+# --- the loop -----------------------------------------------------------------------------------
+class _State:
+    """The finished stages and their results, in DIR/learn_state.json (written atomically)."""
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path = path
+        if path.exists():
+            data = json.loads(path.read_text())
+            if data["config"] != fingerprint:
+                raise ValueError(f"{path.parent} holds an active-learning run of a different config; use --overwrite "
+                                 "to replace it or another --out")
+            self.done, self.results, self.seconds = data["done"], data["results"], data.get("seconds", {})
+        else:
+            self.done, self.results, self.seconds = [], {}, {}
+        self.fingerprint = fingerprint
+
+    def finish(self, stage: str, result, seconds: float) -> None:
+        self.done.append(stage)
+        self.results[stage] = result
+        # Wall time of the call that finished the stage (a resumed stage counts only its last part).
+        self.seconds[stage] = seconds
+        self.save()
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".partial")
+        tmp.write_text(json.dumps({"config": self.fingerprint, "done": self.done, "results": self.results,
+                                   "seconds": self.seconds}, indent=2))
+        tmp.replace(self.path)
+
+
+def stages(cfg: dict) -> list:
+    """The stage names of a config, in order."""
+    names = ["data", "test"] + (["locality"] if cfg["locality"]["cutoffs"] else [])
+    for r in range(cfg["loop"]["rounds"]):
+        names += [f"round{r}/train", f"round{r}/evaluate"]
+        if r < cfg["loop"]["rounds"] - 1:
+            names += [f"round{r}/explore", f"round{r}/label"]
+    return names + ["report"]
+
+
+def learn(cfg: dict, out, *, overwrite: bool = False, progress: bool = True, _interrupt=None) -> dict:
+    """Run (or continue) the active-learning loop of a checked config in folder `out`.
+
+    Returns the state results. `_interrupt(stage, when)` is a test hook called before and after
+    each stage is recorded.
+    """
+    import torch
+
+    from .data import replaceable_output
+    from .outputs import prepare_outputs
+    out = Path(out).resolve()
+    state_path = out / STATE_FILE
+    fingerprint = json.dumps(cfg, sort_keys=True)
+    # The folder holds only this command's files; without overwrite the run continues them.
+    prepare_outputs(out, output_patterns(), command="spinforce learn", overwrite=overwrite, keep=True,
+                    owned=replaceable_output)
+    out.mkdir(parents=True, exist_ok=True)
+    state = _State(state_path, fingerprint)
+    if not state_path.exists():
+        state.save()  # the folder is this run's from now on, also if the first stage is interrupted
+    threads = torch.get_num_threads()
+    if cfg["loop"]["threads"]:
+        torch.set_num_threads(cfg["loop"]["threads"])
+    names = stages(cfg)
+    try:
+        for name in names:
+            if name in state.done:
+                continue
+            if progress:
+                print(f"[learn] stage {name} ({names.index(name) + 1}/{len(names)})", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            result = _run_stage(name, cfg, out, state, progress)
+            if _interrupt is not None:
+                _interrupt(name, "before")
+            state.finish(name, result, time.perf_counter() - started)
+            if _interrupt is not None:
+                _interrupt(name, "after")
+    finally:
+        torch.set_num_threads(threads)
+    return state.results
+
+
+def _data_paths(cfg: dict, out: Path, upto_round: int) -> list:
+    return [out / "data" / "initial.h5"] + [out / "data" / f"round{r}.h5" for r in range(upto_round)]
+
+
+def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
+    from .generate import generate_ensemble
+    data_dir = out / "data"
+    if name == "report":
+        return _write_report(cfg, out, state.results)
+    if name == "data":
+        gen = _generate_config(cfg, "data", data_dir / "initial.h5", cfg["model"]["mu"])
+        summary = generate_ensemble(gen, progress=progress)
+        mu = summary["mu"] if cfg["model"]["mu"] == "auto" else float(cfg["model"]["mu"])
+        return {"mu": mu, "frames": summary["frames"], "fixed_mu": summary["fixed_mu"],
+                "filling_at_mu": _mean_filling(cfg, data_dir / "initial.h5", mu)}
+    mu = state.results["data"]["mu"]
+    if name == "test":
+        summary = generate_ensemble(_generate_config(cfg, "test", data_dir / "test.h5", mu), progress=progress)
+        return {"frames": summary["frames"], "filling_at_mu": _mean_filling(cfg, data_dir / "test.h5", mu)}
+    if name == "locality":
+        from .data import read_dataset
+        from .locality import locality_floor, pick_frames, write_results
+        ds = read_dataset(data_dir / "test.h5")
+        L, m = cfg["locality"], cfg["model"]
+        frames = pick_frames(ds.num_frames, L["states"])
+        res = locality_floor(ds.lattice(), ds.spins[frames], L["cutoffs"], J=m["J"], t=m["t"], kT=m["kT"], t2=m["t2"],
+                             t3=m["t3"], mu=mu, filling=m["filling"], sites=L["sites"], replacements=L["replacements"],
+                             seed=L["seed"], progress=progress)
+        write_results(res, out / "locality")
+        return {e: r["floor"] for e, r in res["ensembles"].items()} | {"cutoffs": res["cutoffs"]}
+    r = int(name.split("/")[0][len("round"):])
+    stage = name.split("/")[1]
+    round_dir = out / "rounds" / f"round{r}"
+    model_path = round_dir / "model.ts"
+    if stage == "train":
+        from .ml.committee import export_committee, train_committee
+        tcfg = _training_config(cfg, _data_paths(cfg, out, r), data_dir / "test.h5", round_dir / "committee")
+        members = train_committee(tcfg, round_dir / "committee", cfg["train"]["members"], resume=True,
+                                  progress=progress)
+        export_committee(members, model_path, overwrite=True)
+        return {"members": [str(p) for p in members], **model_size(members[0])}
+    if stage == "evaluate":
+        errors = held_out_errors(model_path, data_dir / "test.h5")
+        train_frames = sum(_frames(p) for p in _data_paths(cfg, out, r))
+        return {"held_out": errors, "training_frames": train_frames,
+                "us_per_site": microseconds_per_site(model_path, cfg["model"]["kind"], cfg["explore"]["shape"])}
+    if stage == "explore":
+        from .simulate import simulate
+        paths = []
+        for k in range(cfg["explore"]["runs"]):
+            p = round_dir / "explore" / f"run{k}.h5"
+            simulate(_simulate_config(cfg, model_path, p, k), resume=True, progress=progress)
+            paths.append(str(p))
+        return {"runs": paths}
+    if stage == "label":
+        return _label(cfg, out, r, state.results[f"round{r}/explore"]["runs"], mu, progress)
+    raise AssertionError(name)
+
+
+def _mean_filling(cfg: dict, path, mu: float) -> dict | None:
+    """Filling at mu of the first, middle and last frame of the first trajectory (ED lattices only)."""
+    from .data import read_dataset
+    from .electrons import SDModel, filling_at_mu
+    ds = read_dataset(path)
+    frames = np.flatnonzero((ds.trajectory == ds.trajectory[0]) & (ds.step >= 0))
+    if cfg["data"]["method"] != "ed" or len(frames) == 0 or ds.num_sites > 1600:
+        return None
+    pick = frames[[0, len(frames) // 2, -1]]
+    m = cfg["model"]
+    model = SDModel(ds.lattice(), t=m["t"], J=m["J"], kT=m["kT"], t2=m["t2"], t3=m["t3"], mu=float(mu))
+    values = filling_at_mu(model, ds.spins[pick], mu)
+    return {"time": [float(ds.time[k]) for k in pick], "filling": [float(v) for v in values]}
+
+
+def _frames(path) -> int:
+    from .data import read_dataset
+    return read_dataset(path).num_frames
+
+
+def _label(cfg: dict, out: Path, r: int, runs: list, mu: float, progress: bool) -> dict:
+    """Exact fields at fixed mu for the most uncertain explored frames -> data/round{r}.h5."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .data import DatasetWriter, read_dataset
+    chosen = _select_frames(runs, cfg["label"]["frames"])
+    lab = cfg["label"]
+    sd_model, provider = _exact_provider(cfg, cfg["explore"]["shape"], lab["method"], lab["method_settings"], mu)
+    lattice = sd_model.lattice
+    datasets = {run: read_dataset(runs[run]) for run in {run for run, _ in chosen}}
+    path = out / "data" / f"round{r}.h5"
+    with DatasetWriter(path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
+                       method=lab["method"], model=sd_model.parameters(),
+                       method_settings={**lab["method_settings"], "labels": "fixed mu", "mu": float(mu),
+                                        "selected": "largest committee uncertainty"},
+                       provenance={"command": "spinforce learn", "round": r, "frames": chosen, "runs": runs},
+                       resume=True) as w:
+        for n, (run, j) in enumerate(tqdm(chosen, desc=f"label round {r}", unit="frame", disable=not progress)):
+            if n < w.num_frames:
+                continue
+            ds = datasets[run]
+            res = provider.compute(torch.as_tensor(ds.spins[j]))
+            # Frames of one ML run are correlated: they share a trajectory id (held out together).
+            w.append(ds.spins[j], res.fields.detach().cpu().numpy(), res.energy, time=float(ds.time[j]),
+                     step=int(ds.step[j]), trajectory=run)
+        frames = w.num_frames
+    return {"frames": frames, "selected": chosen}
+
+
+# --- report -----------------------------------------------------------------------------------
+def round_table(cfg: dict, results: dict) -> list:
+    rows = []
+    for r in range(cfg["loop"]["rounds"]):
+        ev = results.get(f"round{r}/evaluate")
+        if ev is None:
+            continue
+        h = ev["held_out"]
+        row = {"round": r, "training_frames": ev["training_frames"],
+               "held_out_error": h["all"]["relative_torque_error"], "held_out_uncertainty": h["all"]["mean_uncertainty"]}
+        for phase in ("early", "middle", "late"):
+            if phase in h and h[phase]["frames"]:
+                row[f"{phase}_error"] = h[phase]["relative_torque_error"]
+        rows.append(row)
+    return rows
+
+
+def _write_report(cfg: dict, out: Path, results: dict) -> dict:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    last = cfg["loop"]["rounds"] - 1
+    shutil.copyfile(out / "rounds" / f"round{last}" / "model.ts", out / "model.ts")
+    rows = round_table(cfg, results)
+    fields = sorted({k for row in rows for k in row}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
+    with open(out / "rounds.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    rounds = [row["round"] for row in rows]
+    ax.plot(rounds, [100 * row["held_out_error"] for row in rows], "o-", label="held-out torque error")
+    torque_rms = results[f"round{last}/evaluate"]["held_out"]["all"]["torque_rms"]
+    ax.plot(rounds, [100 * (row["held_out_uncertainty"] or np.nan) / torque_rms for row in rows], "s--",
+            label="mean committee uncertainty")
+    loc = results.get("locality")
+    if loc and "mu" in loc:
+        for c, rc in enumerate(loc["cutoffs"]):
+            ax.axhline(100 * loc["mu"][c], color="gray", lw=0.8, ls=":")
+            ax.text(rounds[-1], 100 * loc["mu"][c], f" floor rc={rc:g}", va="bottom", ha="right", fontsize=8)
+    ax.set(xlabel="round", ylabel="% of the RMS exact torque", title="active learning")
+    ax.set_xticks(rounds)
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "rounds.png", dpi=120)
+    plt.close(fig)
+    (out / "report.md").write_text(_report_text(cfg, results, rows, out))
+    return {"rows": rows}
+
+
+def _pct(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{100 * x:.1f} %"
+
+
+def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
+    m, d, t, e = cfg["model"], cfg["data"], cfg["test"], cfg["explore"]
+    data = results["data"]
+    last_eval = results[f"round{cfg['loop']['rounds'] - 1}/evaluate"]
+    lines = [f"# Active learning: {m['kind']} s-d model, J = {m['J']:g}, filling {m['filling']:g}, "
+             f"T_el = {m['kT']:g}", "",
+             f"Labels at fixed mu = {data['mu']:.6g}"
+             + (": exact quenches at the wanted filling, relabelled at the mu that gives their late frames that "
+                "filling." if m["mu"] == "auto" else ": exact quenches and labels at this fixed mu, as the ML dynamics "
+                "runs."), ""]
+    for name, res in (("training", data), ("held-out", results.get("test", {}))):
+        f = res.get("filling_at_mu")
+        if f:
+            lines += [f"Filling at that mu along the first {name} quench: "
+                      + ", ".join(f"{v:.4f} (t = {t:g})" for t, v in zip(f["time"], f["filling"]))
+                      + f"; wanted {m['filling']:g}.", ""]
+    fixed = data.get("fixed_mu")
+    if fixed:
+        canon = np.asarray(fixed["canonical_mu"])
+        per = np.asarray(fixed["filling_per_state"])
+        lines += [f"Over those frames the canonical mu ranges {canon.min():.4g} .. {canon.max():.4g}; at the fixed mu "
+                  f"their filling ranges {per.min():.4g} .. {per.max():.4g}.", ""]
+    lines += [f"- training quenches: {m['kind']} {'x'.join(map(str, d['shape']))}, {d['method'].upper()}-LLG, "
+              f"{d['steps']} steps of dt = {d['dt']}, seeds {d['seeds']}, spin temperatures {d['kT']}, starts "
+              f"{d['initial']}; {data['frames']} frames",
+              f"- held-out quenches (never trained on): {'x'.join(map(str, t['shape']))}, seeds {t['seeds']}, "
+              f"{results['test']['frames']} frames",
+              f"- each round: a committee of {cfg['train']['members']}, {e['runs']} ML-LLG quenches on "
+              f"{'x'.join(map(str, e['shape']))} ({e['steps']} steps), the {cfg['label']['frames']} most uncertain "
+              f"frames labelled by {cfg['label']['method'].upper()}", "",
+              f"- committee member: {results['round0/train']['features']} features, "
+              f"{results['round0/train']['parameters']} parameters, descriptor {cfg['train']['descriptor']}, network "
+              f"{cfg['train']['network']}; committee of {cfg['train']['members']}: "
+              f"{last_eval['us_per_site']:.1f} µs per site and force "
+              "evaluation (one thread, shared machine)", "",
+              "| round | training frames | held-out torque error | early | middle | late | mean uncertainty |",
+              "|---|---|---|---|---|---|---|"]
+    torque_rms = results[f"round{cfg['loop']['rounds'] - 1}/evaluate"]["held_out"]["all"]["torque_rms"]
+    for row in rows:
+        u = row["held_out_uncertainty"]
+        lines.append(f"| {row['round']} | {row['training_frames']} | {_pct(row['held_out_error'])} | "
+                     f"{_pct(row.get('early_error'))} | {_pct(row.get('middle_error'))} | {_pct(row.get('late_error'))} | "
+                     f"{_pct(u / torque_rms if u is not None else None)} |")
+    lines += ["", "Errors are RMS torque errors relative to the RMS exact torque of the held-out frames "
+              f"({torque_rms:.4g}); early / middle / late are thirds of the quench time.", ""]
+    loc = results.get("locality")
+    if loc:
+        lines += ["Locality floor on the held-out states (spread of the exact torque when the spins beyond rc are "
+                  "replaced; no model with that cutoff can do better):", "",
+                  "| rc | fixed mu | fixed filling |", "|---|---|---|"]
+        for c, rc in enumerate(loc["cutoffs"]):
+            lines.append(f"| {rc:g} | {_pct(loc.get('mu', [None] * 99)[c])} | {_pct(loc.get('filling', [None] * 99)[c])} |")
+        cutoff = cfg["train"]["descriptor"].get("cutoff")
+        lines += ["", f"The descriptor cutoff is {cutoff}."]
+        if cutoff in loc["cutoffs"] and "mu" in loc and rows:
+            floor = loc["mu"][loc["cutoffs"].index(cutoff)]
+            final = rows[-1]["held_out_error"]
+            lines += [f"Final held-out error / fixed-mu floor at that cutoff: {_pct(final)} / {_pct(floor)} = "
+                      f"{final / floor:.1f}x." if floor > 0 else "The floor at that cutoff is zero."]
+        lines += [""]
+    seconds = json.loads((out / STATE_FILE).read_text()).get("seconds", {}) if (out / STATE_FILE).exists() else {}
+    if seconds:
+        lines += [f"Wall time of the stages: {sum(seconds.values()) / 60:.1f} min ("
+                  + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ").", ""]
+    lines += ["![held-out error per round](rounds.png)", "", "`model.ts` is the last committee (spinforce.MLForceField "
+              "returns its mean fields and per-site uncertainty)."]
+    return "\n".join(lines) + "\n"
+
+
+# --- command line -------------------------------------------------------------------------------
+def add_arguments(p) -> None:
+    p.add_argument("config", nargs="?", help="learn config (TOML); see docs/ml.md")
+    p.add_argument("--example", metavar="NAME", help="a config shipped with spinforce (see --list-examples)")
+    p.add_argument("--list-examples", action="store_true", help="list the shipped configs and exit")
+    p.add_argument("--out", help="output folder (default: the config file's stem beside it, or the example's name)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set loop.rounds=1 (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace what an earlier run wrote into the output folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    if args.list_examples:
+        for name, path in sorted(examples().items()):
+            print(f"{name:20s} {path.read_text().splitlines()[0].lstrip('# ')}")
+        return 0
+    if (args.config is None) == (args.example is None):
+        raise ValueError("give exactly one of a CONFIG file and --example NAME")
+    if args.example and args.example not in examples():
+        raise ValueError(f"unknown example {args.example!r}; shipped: {', '.join(sorted(examples()))}")
+    source = examples()[args.example] if args.example else Path(args.config)
+    cfg = load_config(source, args.overrides)
+    out = Path(args.out) if args.out else (Path(args.example) if args.example else source.with_suffix(""))
+    results = learn(cfg, out, overwrite=args.overwrite, progress=not args.no_progress)
+    for row in round_table(cfg, results):
+        print(f"round {row['round']}: {row['training_frames']} training frames, held-out torque error "
+              f"{_pct(row['held_out_error'])}")
+    print(f"wrote {out / 'model.ts'} and {out / 'report.md'}")
+    return 0

@@ -1,0 +1,105 @@
+"""`spinforce learn`: the active-learning loop, resumed after an interruption at every stage."""
+import csv
+
+import numpy as np
+import pytest
+
+import spinforce as sf
+from spinforce import cli
+from spinforce.data import read_dataset
+from spinforce.learn import check_config, examples, learn, load_config, stages
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+TINY = {
+    "model": {"kind": "square", "J": 3.0, "kT": 0.1, "filling": 0.4, "mu": "auto"},
+    "data": {"shape": [4, 4], "steps": 20, "save_every": 10, "seeds": [1], "initial": ["random"], "perturbed": 2},
+    "test": {"shape": [4, 4], "steps": 20, "save_every": 10, "seeds": [101]},
+    "train": {"members": 2, "descriptor": {"kind": "bond_shells", "cutoff": 1.5}, "network": {"hidden": [8]},
+              "training": {"epochs": 3, "batch_size": 4, "energy_weight_start": 1, "energy_weight_ramp": 1,
+                           "early_stop_patience": 0}},
+    "explore": {"shape": [4, 4], "runs": 2, "steps": 20, "save_every": 5},
+    "label": {"frames": 3},
+    "loop": {"rounds": 2, "threads": 1},
+    "locality": {"cutoffs": [1.0], "states": 2, "sites": 1, "replacements": 1},
+}
+
+
+class Stop(Exception):
+    pass
+
+
+def stop_at(target, when):
+    def hook(stage, moment):
+        if (stage, moment) == (target, when):
+            raise Stop(stage)
+    return hook
+
+
+def outputs(out):
+    """What a finished run leaves: its datasets, the committee's predictions, the round table."""
+    lat = sf.Lattice("square", (4, 4))
+    r = sf.MLForceField(out / "model.ts", lat).compute(lat.random_spins(7))
+    data = {p.name: read_dataset(p) for p in sorted((out / "data").glob("*.h5"))}
+    rows = list(csv.DictReader(open(out / "rounds.csv")))
+    return data, r, rows
+
+
+@pytest.mark.slow
+def test_resumed_after_every_stage_equals_uninterrupted(tmp_path):
+    cfg = check_config(TINY)
+    names = stages(cfg)
+    assert names == ["data", "test", "locality", "round0/train", "round0/evaluate", "round0/explore",
+                     "round0/label", "round1/train", "round1/evaluate", "report"]
+    learn(cfg, tmp_path / "whole", progress=False)
+    # Interrupted after each stage's work but before it was recorded, then after it was recorded.
+    for name in names:
+        for when in ("before", "after"):
+            with pytest.raises(Stop):
+                learn(cfg, tmp_path / "pieces", progress=False, _interrupt=stop_at(name, when))
+    learn(cfg, tmp_path / "pieces", progress=False)
+    (da, ra, rows_a), (db, rb, rows_b) = outputs(tmp_path / "whole"), outputs(tmp_path / "pieces")
+    assert list(da) == ["initial.h5", "round0.h5", "test.h5"] == list(db)
+    for name in da:
+        for key in ("spins", "fields", "energy", "trajectory"):
+            np.testing.assert_array_equal(getattr(da[name], key), getattr(db[name], key), err_msg=f"{name} {key}")
+    np.testing.assert_array_equal(ra.fields, rb.fields)
+    np.testing.assert_array_equal(ra.uncertainty, rb.uncertainty)
+    assert rows_a == rows_b and len(rows_a) == 2
+    # Labelled frames: exact fields at the fixed mu, one trajectory id per ML run, the most uncertain frames.
+    mu = da["initial.h5"].method_settings["mu"]
+    r0 = da["round0.h5"]
+    assert r0.num_frames == 3 and r0.method_settings["mu"] == mu and set(r0.trajectory) <= {0, 1}
+    ed = sf.ExactDiagonalization(sf.SDModel(sf.Lattice("square", 4), J=3.0, kT=0.1, mu=mu))
+    np.testing.assert_allclose(r0.fields[0], ed.compute(r0.spins[0]).fields, atol=1e-10)
+    report = (tmp_path / "whole" / "report.md").read_text()
+    assert "held-out torque error" in report and "Locality floor" in report
+    assert (tmp_path / "whole" / "rounds.png").stat().st_size > 1000
+
+
+def test_shipped_examples_are_valid():
+    found = examples()
+    assert {"de_square", "tetra_triangular"} <= set(found)
+    de = load_config(found["de_square"])
+    assert de["model"]["J"] == 6.0 and de["model"]["kT"] == 0.0 and de["model"]["mu"] == -4.69
+    assert de["model"]["filling"] == pytest.approx((1 - 0.015) / 2)
+    tet = load_config(found["tetra_triangular"])
+    assert tet["model"]["kind"] == "triangular" and tet["model"]["filling"] == 0.25
+    assert cli.main(["learn", "--list-examples"]) == 0
+
+
+@pytest.mark.parametrize("section,key,value,match", [("loop", "rounds", 0, "rounds"), ("model", "mu", "x", "mu"),
+                                                     ("data", "steps", 15, "multiple"), ("train", "members", 1, "members"),
+                                                     ("label", "method", "dft", "method")])
+def test_bad_config(section, key, value, match):
+    raw = {k: dict(v) for k, v in TINY.items()}
+    raw[section][key] = value
+    with pytest.raises(ValueError, match=match):
+        check_config(raw)
+
+
+def test_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        learn(check_config(TINY), tmp_path, progress=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
