@@ -278,3 +278,16 @@ def test_uncertainty_ranks_the_error_against_a_new_draw(tmp_path):
         uncertainty_calibration(export_torchscript(base, tmp_path / "single.ts"), tmp_path / "truth.h5")
     with pytest.raises(ValueError, match="bins"):
         uncertainty_calibration(ts, tmp_path / "truth.h5", bins=0)
+
+
+@pytest.mark.gpu
+def test_committee_provider_on_gpu_matches_cpu(tmp_path):
+    lat = spinforce.Lattice("square", 8)
+    base = random_member(lat, 7)
+    ts = export_torchscript(CommitteeModel([base, perturbed(base, 0.2, 1), perturbed(base, 0.2, 2)]), tmp_path / "c.ts")
+    s = torch.from_numpy(lat.random_spins(4))
+    cpu = spinforce.MLForceField(ts, lat).compute(s)
+    gpu = spinforce.MLForceField(ts, lat, device="cuda").compute(s.cuda())
+    assert gpu.uncertainty.device.type == "cuda"
+    torch.testing.assert_close(gpu.fields.cpu(), cpu.fields, rtol=0, atol=1e-10)
+    torch.testing.assert_close(gpu.uncertainty.cpu(), cpu.uncertainty, rtol=0, atol=1e-10)
