@@ -1,12 +1,12 @@
 """Does a committee's uncertainty rank its real errors on frames it was not trained on?
 
-    python bench/committee.py [--out runs/committee] [--size 10] [--members 4] [--epochs 40]
+    python bench/committee.py [--out runs/committee] [--size 10] [--members 4] [--epochs 40] [--kT-el 0]
 
-Square s-d model (t = 1, J = 6, T_el = 0) at a fixed chemical potential mu = -4.69 on a small
-lattice, labelled by exact diagonalisation:
+Square s-d model (t = 1, J = 6, electron temperature kT_el, 0 by default) at a fixed chemical
+potential mu = -4.69 on a small lattice, labelled by exact diagonalisation:
 1. ED-LLG quenches from random spins (spin temperature kT): `--train` trajectories with seeds
-   1, 2, ... for training; two more (seeds 101, 102) held out, and one hotter quench (seed 201,
-   kT_hot) as states unlike the training data.
+   1, 2, ... for training; two more (seeds 101, 102) held out, one hotter quench (seed 201,
+   kT_hot) and 20 independent random states (seed 301) as states unlike the training data.
 2. A committee of `--members` bond-shell models trained from one config (seeds 0..K-1).
 3. spinforce.ml.committee.uncertainty_calibration on each held-out set and on all of them:
    Spearman correlation of per-site uncertainty and per-site torque error, calibration PNGs.
@@ -30,12 +30,14 @@ from spinforce.ml.committee import export_committee, train_committee, uncertaint
 from _common import RESULTS
 
 
-def quench(out: Path, size: int, seed: int, kT: float, steps: int, save_every: int) -> Path:
+def quench(out: Path, size: int, seed: int, kT: float, steps: int, save_every: int, kT_el: float,
+           random_states: int = 0) -> Path:
     cfg = check_config({
         "output": str(out), "lattice": {"kind": "square", "shape": [size, size]},
-        "model": {"t": 1.0, "J": 6.0, "mu": -4.69, "kT": 0.0}, "method": {"name": "ed"},
+        "model": {"t": 1.0, "J": 6.0, "mu": -4.69, "kT": kT_el}, "method": {"name": "ed"},
         "dynamics": {"dt": 0.05, "alpha": 0.1, "kT": kT, "steps": steps, "save_every": save_every,
-                     "initial": "random", "seed": seed}})
+                     "initial": "random", "seed": seed},
+        "samples": {"random": random_states}})
     generate(cfg, progress=True)
     return out
 
@@ -69,16 +71,20 @@ def main() -> None:
     p.add_argument("--hidden", type=int, nargs="+", default=[32, 32])
     p.add_argument("--cutoff", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--kT-el", type=float, default=0.0, help="electron temperature")
+    p.add_argument("--results", default="committee.json", help="file name in bench/results")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = args.out.resolve()
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    train_paths = [quench(data / f"train_{s}.h5", args.size, s, args.kT, args.steps, args.save_every)
+    train_paths = [quench(data / f"train_{s}.h5", args.size, s, args.kT, args.steps, args.save_every, args.kT_el)
                    for s in range(1, args.train + 1)]
-    held = [quench(data / f"heldout_{s}.h5", args.size, s, args.kT, args.steps, args.save_every) for s in (101, 102)]
-    hot = quench(data / "hot_201.h5", args.size, 201, args.kT_hot, args.steps, args.save_every)
+    held = [quench(data / f"heldout_{s}.h5", args.size, s, args.kT, args.steps, args.save_every, args.kT_el)
+            for s in (101, 102)]
+    hot = quench(data / "hot_201.h5", args.size, 201, args.kT_hot, args.steps, args.save_every, args.kT_el)
+    random_states = quench(data / "random_301.h5", args.size, 301, args.kT, 0, args.save_every, args.kT_el, 20)
     t_data = time.perf_counter() - began
 
     config = {"data": {"paths": [str(p) for p in train_paths], "validation_fraction": 0.2},
@@ -94,7 +100,8 @@ def main() -> None:
     ts = export_committee(members, out / "committee.ts", overwrite=True)
 
     sets = {"held-out quenches": merge(held, data / "heldout.h5"), "hotter quench": hot,
-            "all held-out": merge(held + [hot], data / "all_heldout.h5")}
+            "random states": random_states,
+            "all held-out": merge(held + [hot, random_states], data / "all_heldout.h5")}
     results = {}
     for name, path in sets.items():
         tag = name.replace(" ", "_").replace("-", "")
@@ -111,9 +118,9 @@ def main() -> None:
               "training_frames": {k: v for k, v in train_fit.items() if k not in ("dataset", "bins")},
               "heldout": results}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "committee.json").write_text(json.dumps(record, indent=2, default=str))
+    (RESULTS / args.results).write_text(json.dumps(record, indent=2, default=str))
     (out / "committee_results.json").write_text(json.dumps(record, indent=2, default=str))
-    print(f"wrote {RESULTS / 'committee.json'} and the calibration plots in {out}")
+    print(f"wrote {RESULTS / args.results} and the calibration plots in {out}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from spinforce.simulate import simulate
 from test_ml import config, write_heisenberg_dataset
 
 DESCRIPTOR = {"cutoff": 1.5, "powers": [1, 2], "pair_orbits": True}
+pytestmark = pytest.mark.usefixtures("single_thread")  # small systems: extra threads only contend
 
 
 def random_member(lattice, seed, dtype="float64"):
