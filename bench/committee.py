@@ -6,7 +6,8 @@ Square s-d model (t = 1, J = 6, electron temperature kT_el, 0 by default) at a f
 potential mu = -4.69 on a small lattice, labelled by exact diagonalisation:
 1. ED-LLG quenches from random spins (spin temperature kT): `--train` trajectories with seeds
    1, 2, ... for training; two more (seeds 101, 102) held out, one hotter quench (seed 201,
-   kT_hot) and 20 independent random states (seed 301) as states unlike the training data.
+   kT_hot), 20 independent random states (seed 301), and 30 noisy ferromagnets (noise amplitude
+   0.03 to 2, seed 401) as states unlike the training data.
 2. A committee of `--members` bond-shell models trained from one config (seeds 0..K-1).
 3. spinforce.ml.committee.uncertainty_calibration on each held-out set and on all of them:
    Spearman correlation of per-site uncertainty and per-site torque error, calibration PNGs.
@@ -39,6 +40,27 @@ def quench(out: Path, size: int, seed: int, kT: float, steps: int, save_every: i
                      "initial": "random", "seed": seed},
         "samples": {"random": random_states}})
     generate(cfg, progress=True)
+    return out
+
+
+def noisy_ferromagnets(out: Path, size: int, kT_el: float, frames: int = 30, seed: int = 401) -> Path:
+    """Ferromagnets with Gaussian noise of amplitude 0.03 ... 2 on the spins, labelled by ED."""
+    import spinforce
+    if out.exists():
+        return out
+    lattice = spinforce.Lattice("square", (size, size))
+    ed = spinforce.ExactDiagonalization(spinforce.SDModel(lattice, t=1.0, J=6.0, mu=-4.69, kT=kT_el))
+    rng = np.random.default_rng(seed)
+    tmp = out.with_suffix(".partial.h5")
+    with DatasetWriter(tmp, lattice_kind="square", lattice_shape=lattice.shape, num_sites=lattice.num_sites,
+                       method="ed", model={"t": 1.0, "J": 6.0, "mu": -4.69, "kT": kT_el}, seed=seed,
+                       overwrite=True) as w:
+        for amplitude in np.geomspace(0.03, 2.0, frames):
+            s = np.array([0.0, 0.0, 1.0]) + amplitude * rng.normal(size=(lattice.num_sites, 3))
+            s /= np.linalg.norm(s, axis=1, keepdims=True)
+            r = ed.compute(s)
+            w.append(s, r.fields, r.energy)
+    tmp.replace(out)
     return out
 
 
@@ -85,6 +107,7 @@ def main() -> None:
             for s in (101, 102)]
     hot = quench(data / "hot_201.h5", args.size, 201, args.kT_hot, args.steps, args.save_every, args.kT_el)
     random_states = quench(data / "random_301.h5", args.size, 301, args.kT, 0, args.save_every, args.kT_el, 20)
+    ferromagnets = noisy_ferromagnets(data / "noisy_ferromagnets_401.h5", args.size, args.kT_el)
     t_data = time.perf_counter() - began
 
     config = {"data": {"paths": [str(p) for p in train_paths], "validation_fraction": 0.2},
@@ -100,7 +123,7 @@ def main() -> None:
     ts = export_committee(members, out / "committee.ts", overwrite=True)
 
     sets = {"held-out quenches": merge(held, data / "heldout.h5"), "hotter quench": hot,
-            "random states": random_states,
+            "random states": random_states, "noisy ferromagnets": ferromagnets,
             "all held-out": merge(held + [hot, random_states], data / "all_heldout.h5")}
     results = {}
     for name, path in sets.items():
@@ -108,7 +131,8 @@ def main() -> None:
         res = uncertainty_calibration(ts, path, out=out / f"calibration_{tag}.png", progress=True)
         results[name] = {k: v for k, v in res.items() if k != "dataset"}
         print(f"{name:20s} frames {res['frames']:4d}  Spearman site {res['spearman_site']:.3f}  "
-              f"frame {res['spearman_frame']:.3f}  rel. torque RMSE {res['relative_torque_rmse']:.3f}  "
+              f"(|torque| {res['spearman_site_torque']:.3f})  frame {res['spearman_frame']:.3f}  "
+              f"rel. torque RMSE {res['relative_torque_rmse']:.3f}  "
               f"RMSE/RMS-uncertainty {res['torque_rmse'] / res['uncertainty_rms']:.2f}")
     train_fit = uncertainty_calibration(ts, merge(train_paths, data / "train_all.h5"))
     print(f"{'training frames':20s} frames {train_fit['frames']:4d}  Spearman site {train_fit['spearman_site']:.3f}  "

@@ -275,6 +275,7 @@ def test_uncertainty_ranks_the_error_against_a_new_draw(tmp_path):
     py = uncertainty_calibration(committee, tmp_path / "truth.h5", bins=6)
     assert py["spearman_site"] == pytest.approx(res["spearman_site"], abs=1e-9)
     assert py["torque_rmse"] == pytest.approx(res["torque_rmse"], rel=1e-10)
+    assert py["spearman_site_torque"] == pytest.approx(res["spearman_site_torque"], abs=1e-9)
     with pytest.raises(ValueError, match="committee"):
         uncertainty_calibration(export_torchscript(base, tmp_path / "single.ts"), tmp_path / "truth.h5")
     with pytest.raises(ValueError, match="bins"):
