@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -129,7 +130,10 @@ def main() -> None:
     for name, path in sets.items():
         tag = name.replace(" ", "_").replace("-", "")
         res = uncertainty_calibration(ts, path, out=out / f"calibration_{tag}.png", progress=True)
-        results[name] = {k: v for k, v in res.items() if k != "dataset"}
+        results[name] = {k: v for k, v in res.items() if k not in ("dataset", "png")}
+        if name in ("all held-out", "noisy ferromagnets"):
+            RESULTS.mkdir(exist_ok=True)
+            shutil.copy(res["png"], RESULTS / f"{Path(args.results).stem}_{tag}.png")
         print(f"{name:20s} frames {res['frames']:4d}  Spearman site {res['spearman_site']:.3f}  "
               f"(|torque| {res['spearman_site_torque']:.3f})  frame {res['spearman_frame']:.3f}  "
               f"rel. torque RMSE {res['relative_torque_rmse']:.3f}  "
