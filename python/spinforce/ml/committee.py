@@ -288,7 +288,9 @@ def uncertainty_calibration(committee, dataset, *, out=None, bins: int = 10, dev
     fields, best frames never trained on. Returns a dict with the Spearman correlation between
     per-site uncertainty and per-site torque error |S x (H_model - H_exact)| (``spearman_site``),
     the same per frame between the largest site uncertainty and the frame's RMS torque error
-    (``spearman_frame``), the torque RMSE and RMS torque, and ``bins``: sites in `bins`
+    (``spearman_frame``), as a baseline the correlation between the size of the predicted torque
+    and the error (``spearman_site_torque``: what the uncertainty must beat to tell more than
+    "large torques, large errors"), the torque RMSE and RMS torque, and ``bins``: sites in `bins`
     equal-count bins of uncertainty, each with its mean uncertainty and RMS torque error. With
     `out` (a .png path) it writes the calibration plot there and the numbers next to it (.json).
     """
@@ -304,13 +306,14 @@ def uncertainty_calibration(committee, dataset, *, out=None, bins: int = 10, dev
     if progress:
         from tqdm.auto import tqdm
         iterator = tqdm(iterator, desc="calibration", unit="frame", dynamic_ncols=True)
-    u_sites, err_sites, torque_sq = [], [], 0.0
+    u_sites, err_sites, torque_pred, torque_sq = [], [], [], 0.0
     for i in iterator:
         s, h = ds.spins[i], ds.fields[i]
         result = compute(s)
         if result.uncertainty is None:
             raise ValueError("uncertainty_calibration needs a committee; this model gives no uncertainty")
         err = np.linalg.norm(np.cross(s, np.asarray(result.fields) - h), axis=1)
+        torque_pred.append(np.linalg.norm(np.cross(s, np.asarray(result.fields)), axis=1))
         u_sites.append(np.asarray(result.uncertainty, dtype=float))
         err_sites.append(err)
         torque_sq += float((np.cross(s, h) ** 2).sum())
@@ -325,6 +328,7 @@ def uncertainty_calibration(committee, dataset, *, out=None, bins: int = 10, dev
         "frames": int(ds.num_frames), "sites": int(n_sites), "dataset": ds.path,
         "spearman_site": spearman(u, err) if n_sites > 1 else float("nan"),
         "spearman_frame": spearman(u.max(1), np.sqrt((err ** 2).mean(1))) if ds.num_frames > 1 else float("nan"),
+        "spearman_site_torque": spearman(np.stack(torque_pred), err) if n_sites > 1 else float("nan"),
         "rms_torque": rms_torque, "torque_rmse": float(np.sqrt((err ** 2).mean())),
         "relative_torque_rmse": float(np.sqrt((err ** 2).mean())) / rms_torque if rms_torque > 0 else float("nan"),
         "uncertainty_mean": float(u.mean()), "uncertainty_max": float(u.max()),

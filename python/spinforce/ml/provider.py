@@ -18,7 +18,10 @@ class MLForceField(ProviderMixin, _core.MLForceField):
     device: "cpu" or "cuda[:k]", where the network runs; results come back on the device of the
     spins given to ``compute``. The network runs in C++ (torch::jit), so an integrator holding this
     provider does no Python work per step. ``compute(spins)`` returns energy and fields
-    (density, mu and eigenvalues are not defined for a spin-only model).
+    (density, mu and eigenvalues are not defined for a spin-only model). For a committee file
+    (``spinforce export`` of several models) they are the members' means, ``uncertainty`` holds
+    the per-site spread of their torques, and ``committee_size`` and ``uncertainty_threshold``
+    (None when the file has none) describe it; for a single model ``uncertainty`` is None.
     """
 
     def __init__(self, path, lattice, *, device: str = "cpu"):
