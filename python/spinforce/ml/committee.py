@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..providers import uncertainty_scalars
 from .model import (DTYPES, TORCHSCRIPT_FORMAT, TORCHSCRIPT_FORMAT_VERSION, SiteEnergyModel, export_torchscript,
                     load_model)
 
@@ -331,7 +332,7 @@ def uncertainty_calibration(committee, dataset, *, out=None, bins: int = 10, dev
         "spearman_site_torque": spearman(np.stack(torque_pred), err) if n_sites > 1 else float("nan"),
         "rms_torque": rms_torque, "torque_rmse": float(np.sqrt((err ** 2).mean())),
         "relative_torque_rmse": float(np.sqrt((err ** 2).mean())) / rms_torque if rms_torque > 0 else float("nan"),
-        "uncertainty_mean": float(u.mean()), "uncertainty_max": float(u.max()),
+        **uncertainty_scalars(u),  # the same per-frame summary simulate records
         "uncertainty_rms": float(np.sqrt((u ** 2).mean())), "bins": table,
     }
     if out is not None:
