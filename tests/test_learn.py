@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 TINY = {
     "model": {"kind": "square", "J": 3.0, "kT": 0.1, "filling": 0.4, "mu": "auto"},
     "data": {"shape": [4, 4], "steps": 20, "save_every": 10, "seeds": [1], "initial": ["random"], "perturbed": 2},
-    "test": {"shape": [4, 4], "steps": 20, "save_every": 10, "seeds": [101]},
+    "test": {"shape": [4, 4], "steps": 20, "save_every": 10, "seeds": [101, 102]},
     "train": {"members": 2, "descriptor": {"kind": "bond_shells", "cutoff": 1.5}, "network": {"hidden": [8]},
               "training": {"epochs": 3, "batch_size": 4, "energy_weight_start": 1, "energy_weight_ramp": 1,
                            "early_stop_patience": 0}},
@@ -22,6 +22,7 @@ TINY = {
     "label": {"frames": 3},
     "loop": {"rounds": 2, "threads": 1},
     "locality": {"cutoffs": [1.0], "states": 2, "sites": 1, "replacements": 1},
+    "check": {"runs": 2},
 }
 
 
@@ -50,7 +51,7 @@ def test_resumed_after_every_stage_equals_uninterrupted(tmp_path):
     cfg = check_config(TINY)
     names = stages(cfg)
     assert names == ["data", "test", "locality", "round0/train", "round0/evaluate", "round0/explore",
-                     "round0/label", "round1/train", "round1/evaluate", "report"]
+                     "round0/label", "round1/train", "round1/evaluate", "check", "report"]
     learn(cfg, tmp_path / "whole", progress=False)
     # Interrupted after each stage's work but before it was recorded, then after it was recorded.
     for name in names:
@@ -73,7 +74,16 @@ def test_resumed_after_every_stage_equals_uninterrupted(tmp_path):
     ed = sf.ExactDiagonalization(sf.SDModel(sf.Lattice("square", 4), J=3.0, kT=0.1, mu=mu))
     np.testing.assert_allclose(r0.fields[0], ed.compute(r0.spins[0]).fields, atol=1e-10)
     report = (tmp_path / "whole" / "report.md").read_text()
-    assert "held-out torque error" in report and "Locality floor" in report
+    assert "held-out torque error" in report and "Locality floor" in report and "Dynamics check" in report
+    # The check's ML quenches: the last committee, the held-out settings, noise seeds 5000, 5001.
+    import json
+    for out in ("whole", "pieces"):
+        check = json.loads((tmp_path / out / "check" / "ensembles.json").read_text())
+        assert check["model"]["runs"] == 2 and check["reference"]["runs"] == 2
+        assert check["model"]["time"] == check["reference"]["time"] == [0.0, 0.5, 1.0]
+    run0 = [read_dataset(tmp_path / out / "check" / "run0.h5") for out in ("whole", "pieces")]
+    np.testing.assert_array_equal(run0[0].spins, run0[1].spins)
+    assert (tmp_path / "whole" / "check" / "ensembles.png").stat().st_size > 1000
     assert (tmp_path / "whole" / "rounds.png").stat().st_size > 1000
 
 

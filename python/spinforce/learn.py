@@ -17,6 +17,10 @@ command again continues where it stopped):
                explore   ML-LLG quenches with the committee, recording its uncertainty per frame
                label     the frames of largest uncertainty, labelled exactly (ED or KPM) at the
                          fixed mu, added as a new dataset (one trajectory id per ML run)
+    check      the real test: an ensemble of ML-LLG quenches with the last committee, run with the
+               settings of the held-out quenches (other noise seeds), against the exact ensemble:
+               bond average and |chirality| per saved time, C(r) at the last time, within two
+               standard errors of the difference of the ensemble means (spinforce.analysis.ensembles)
     report     DIR/model.ts (the last committee), DIR/rounds.csv and rounds.png (held-out error
                and uncertainty per round), DIR/report.md
 
@@ -53,8 +57,10 @@ def output_patterns() -> tuple:
     from .simulate import output_patterns as simulated
     data = generated("initial.h5", ensemble=True) + generated("test.h5", ensemble=True) + generated("round*.h5")
     rounds = ("model.ts", "model.ts.partial") + under("committee", COMMITTEE) + under("explore", simulated("run*.h5"))
+    check = simulated("run*.h5") + ("ensembles.json", "ensembles.png")
     return ((STATE_FILE, Path(STATE_FILE).with_suffix(".partial").name, "model.ts", "rounds.csv", "rounds.png",
-             "report.md") + under("data", data) + under("locality", LOCALITY) + under("rounds/round*", rounds))
+             "report.md") + under("data", data) + under("locality", LOCALITY) + under("rounds/round*", rounds)
+            + under("check", check))
 
 
 # --- configs ----------------------------------------------------------------------------------
@@ -92,6 +98,7 @@ def _schema() -> dict:
                     "save_every": Key(integer(1)), "initial": quench["initial"], "seed": Key(integer(0), 1000)},
         "label": {"frames": Key(integer(1), 8), "method": methods, "method_settings": Key(_table, {})},
         "loop": {"rounds": Key(integer(1), 2), "threads": Key(integer(0), 1)},
+        "check": {"runs": Key(integer(0), 0), "seed": Key(integer(0), 5000), "sigmas": Key(number(0, lo_open=True), 2.0)},
         "locality": {"cutoffs": Key(list_of(number(0), "cutoffs (numbers >= 0)", empty=True), []),
                      "states": Key(integer(0), 4), "sites": Key(integer(1), 2), "replacements": Key(integer(1), 2),
                      "seed": Key(integer(0), 0)},
@@ -235,13 +242,16 @@ def microseconds_per_site(model_path, kind: str, shape, repeats: int = 3) -> flo
     return float(np.median(times) / lattice.num_sites * 1e6)
 
 
-def _simulate_config(cfg: dict, model_path: Path, output: Path, k: int) -> dict:
-    e = cfg["explore"]
+def _simulate_config(cfg: dict, model_path: Path, output: Path, k: int, section: str = "explore",
+                     kT=None, initial=None, seed=None) -> dict:
+    """ML-LLG run k with the quench settings of `section` (explore: its own seeds; check: those given)."""
+    e = cfg[section]
     return {"output": str(output), "lattice": {"kind": cfg["model"]["kind"], "shape": list(e["shape"])},
             "method": {"name": "ml", "path": str(model_path)}, "model": {},
-            "dynamics": {"dt": e["dt"], "alpha": e["alpha"], "kT": e["kT"][k % len(e["kT"])], "steps": e["steps"],
-                         "save_every": e["save_every"], "seed": e["seed"] + k,
-                         "initial": e["initial"][k % len(e["initial"])]}}
+            "dynamics": {"dt": e["dt"], "alpha": e["alpha"], "kT": e["kT"][k % len(e["kT"])] if kT is None else kT,
+                         "steps": e["steps"], "save_every": e["save_every"],
+                         "seed": e["seed"] + k if seed is None else seed,
+                         "initial": e["initial"][k % len(e["initial"])] if initial is None else initial}}
 
 
 def _select_frames(paths: list, count: int) -> list:
@@ -295,7 +305,7 @@ def stages(cfg: dict) -> list:
         names += [f"round{r}/train", f"round{r}/evaluate"]
         if r < cfg["loop"]["rounds"] - 1:
             names += [f"round{r}/explore", f"round{r}/label"]
-    return names + ["report"]
+    return names + (["check"] if cfg["check"]["runs"] else []) + ["report"]
 
 
 def learn(cfg: dict, out, *, overwrite: bool = False, progress: bool = True, _interrupt=None) -> dict:
@@ -349,6 +359,8 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
     data_dir = out / "data"
     if name == "report":
         return _write_report(cfg, out, state.results)
+    if name == "check":
+        return _check_dynamics(cfg, out, state.results["data"]["mu"], progress)
     if name == "data":
         gen = _generate_config(cfg, "data", data_dir / "initial.h5", cfg["model"]["mu"])
         summary = generate_ensemble(gen, progress=progress)
@@ -397,6 +409,30 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
     if stage == "label":
         return _label(cfg, out, r, state.results[f"round{r}/explore"]["runs"], mu, progress)
     raise AssertionError(name)
+
+
+def _check_dynamics(cfg: dict, out: Path, mu, progress: bool) -> dict:
+    """ML-LLG ensemble with the last committee against the exact held-out quenches (same lattice,
+    dt, alpha, length, spin temperature and start of run k; noise seeds check.seed + k)."""
+    from .analysis.ensembles import compare_ensembles
+    from .generate import ensemble_runs
+    from .simulate import simulate
+    c = cfg["check"]
+    exact = ensemble_runs(_generate_config(cfg, "test", out / "data" / "test.h5", mu))
+    if len(exact) < 2:
+        raise ValueError("check needs at least 2 held-out quenches (test.seeds x test.kT x test.initial)")
+    model_path = out / "rounds" / f"round{cfg['loop']['rounds'] - 1}" / "model.ts"
+    paths = []
+    for k in range(c["runs"]):
+        run = exact[k % len(exact)]["dynamics"]
+        p = out / "check" / f"run{k}.h5"
+        simulate(_simulate_config(cfg, model_path, p, k, "test", kT=run["kT"], initial=run["initial"],
+                                  seed=c["seed"] + k), resume=True, progress=progress)
+        paths.append(p)
+    result = compare_ensembles([r["output"] for r in exact], paths, sigmas=c["sigmas"], out=out / "check" / "ensembles")
+    (out / "check" / "ensembles.json").write_text(json.dumps(result, indent=1))
+    return {"agreement": result["agreement"], "runs": c["runs"], "exact_runs": len(exact),
+            "png": str(out / "check" / "ensembles.png")}
 
 
 def _mean_filling(cfg: dict, path, mu: float) -> dict | None:
@@ -564,6 +600,22 @@ def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
             lines += [f"Final held-out error / fixed-mu floor at that cutoff: {_pct(final)} / {_pct(floor)} = "
                       f"{final / floor:.1f}x." if floor > 0 else "The floor at that cutoff is zero."]
         lines += [""]
+    check = results.get("check")
+    if check:
+        names = {"bond": "nearest-neighbour bond average (every saved time)",
+                 "chirality": "mean |scalar chirality| (every saved time)", "correlation": "C(r) at the last time"}
+        lines += [f"Dynamics check: {check['runs']} ML-LLG quenches with the last committee against the "
+                  f"{check['exact_runs']} exact held-out quenches (same settings, other noise seeds). The ML mean "
+                  f"should lie within {cfg['check']['sigmas']:g} standard errors of the difference of the two means "
+                  "(identical dynamics miss that at about 5 % of the times):", "",
+                  "| observable | within | largest deviation (SE of the difference) | (SE of the exact mean) |",
+                  "|---|---|---|---|"]
+        for key, a in check["agreement"].items():
+            if a is not None:
+                lines.append(f"| {names.get(key, key)} | {sum(a['within'])}/{len(a['within'])} "
+                             f"{'(all)' if a['all_within'] else ''} | {a['max_deviation_in_stderr']:.1f} | "
+                             f"{a['max_deviation_in_reference_stderr']:.1f} |")
+        lines += ["", "![ML-LLG vs exact ensembles](check/ensembles.png)", ""]
     seconds = json.loads((out / STATE_FILE).read_text()).get("seconds", {}) if (out / STATE_FILE).exists() else {}
     if seconds:
         lines += [f"Wall time of the stages: {sum(seconds.values()) / 60:.1f} min ("
