@@ -88,7 +88,7 @@ SCHEMA = {
     "model": {"hidden": Key(int_list(1), [64, 64, 64]), "activation": Key(one_of("relu", "silu", "tanh"), "silu"),
               "dtype": Key(one_of(*DTYPES), "float64")},
     "training": {"seed": Key(integer(0), 0), "epochs": Key(integer(1), 200), "batch_size": Key(integer(1), 8),
-                 "learning_rate": Key(number(0, lo_open=True), 1e-3),
+                 "learning_rate": Key(number(0, lo_open=True), 1e-3), "weight_decay": Key(number(0), 0.0),
                  "lr_schedule": Key(one_of("plateau", "exponential", "constant"), "plateau"),
                  "lr_factor": Key(number(0, 1, lo_open=True, hi_open=True), 0.5), "lr_patience": Key(integer(0), 10),
                  "lr_gamma": Key(number(0, 1, lo_open=True), 0.99), "min_lr": Key(number(0), 1e-6),
@@ -409,7 +409,8 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
     prepare_outputs(run_dir, OUTPUTS, command="spinforce train", overwrite=overwrite, keep=resume, resumable=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     data_scale = _normalise(model, parts)
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(t["learning_rate"]))
+    # Decoupled weight decay (AdamW; 0 is plain Adam): a brake on memorising correlated frames.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(t["learning_rate"]), weight_decay=float(t["weight_decay"]))
     scheduler = _make_scheduler(optimizer, t)
     history, start_epoch, best, best_epoch, stale = [], 0, math.inf, -1, 0
     if checkpoint is not None:
