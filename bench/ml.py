@@ -131,6 +131,8 @@ def kpm_scan(lattice, states, labels, params, a, target_lattice) -> tuple[list[d
         probes = spinforce.KPM(target, moments=2, probing_distance=distance).num_probes
         row = {"moments": moments, "probing_distance": distance, "num_probes_reference": kpm.num_probes,
                "num_probes_timed": probes, "cost": moments * probes,
+               # one site per colour: no probing error on the reference lattice, but there is on the timed one
+               "exact_traces_on_reference": kpm.num_colours == lattice.num_sites,
                "error": relative_torque_error(states, fields, exact)}
         for k in kinds:
             sel = [i for i, lbl in enumerate(labels) if lbl.split()[0] == k]
@@ -160,11 +162,16 @@ def kpm_row(a, kind, ml_path, params, mu_source, ref, device, sync) -> dict:
         target_error, source = measured["frame"], f"measured on the frames of {a.states}"
     else:
         raise ValueError("give --model-error (the model's relative torque error) or --states (frames to measure it on)")
-    passing = [r for r in scan if r["error"] <= target_error]
-    chosen = min(passing, key=lambda r: (r["cost"], r["error"])) if passing else min(scan, key=lambda r: r["error"])
+    usable = [r for r in scan if not r["exact_traces_on_reference"]]
+    if not usable:
+        raise ValueError(f"every probing distance colours each site of {ref_lattice!r} alone (exact traces): the scan "
+                         "cannot measure the probing error; give smaller --kpm-distances or a larger reference lattice")
+    passing = [r for r in usable if r["error"] <= target_error]
+    chosen = min(passing, key=lambda r: (r["cost"], r["error"])) if passing else min(usable, key=lambda r: r["error"])
     for r in scan:
         print(f"  M = {r['moments']:4d}, d = {r['probing_distance']:g} ({r['num_probes_reference']} / "
-              f"{r['num_probes_timed']} probes): error {r['error']:.3f}" + ("  <- chosen" if r is chosen else ""))
+              f"{r['num_probes_timed']} probes): error {r['error']:.3f}" + ("  <- chosen" if r is chosen else "")
+              + ("  (exact traces on the reference lattice: not eligible)" if r["exact_traces_on_reference"] else ""))
     if not passing:
         print(f"  no KPM setting of the scan reaches the model's error {target_error:.3f}: timing the most accurate")
     kpm = spinforce.KPM(spinforce.SDModel(target_lattice, **params), moments=chosen["moments"],
