@@ -19,6 +19,9 @@
    frames; the cheapest (moments x probe vectors at the timed size) whose error against ED is
    at most the model's is timed against the ML model, interleaved. KPM works at T_el = 0: the
    expansion of the step-shaped grand-potential density is Jackson-damped (docs/kpm.md).
+   The probing error is measured on the reference lattice, whose colouring may differ from the
+   timed one: the JSON records the probe counts of both (settings that probe every reference
+   site alone, i.e. exact traces there, are not eligible).
 The exact methods use the s-d model at fixed mu (as the ML labels): square t = 1, J = 6,
 T_el = 0, mu = -4.69 (de_square) or triangular J = 2, T_el = 0.05, mu for filling 1/4 on the
 reference states (tetra_triangular), unless --t/--J/--kT/--mu say otherwise.
