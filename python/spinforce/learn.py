@@ -564,7 +564,8 @@ def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
                   f"their filling ranges {per.min():.4g} .. {per.max():.4g}.", ""]
     lines += [f"- training quenches: {m['kind']} {'x'.join(map(str, d['shape']))}, {d['method'].upper()}-LLG, "
               f"{d['steps']} steps of dt = {d['dt']}, seeds {d['seeds']}, spin temperatures {d['kT']}, starts "
-              f"{d['initial']}; {data['frames']} frames",
+              f"{d['initial']}, each followed by {d['random']} independent random states and {d['perturbed']} perturbed "
+              f"frames; {data['frames']} frames",
               f"- held-out quenches (never trained on): {'x'.join(map(str, t['shape']))}, seeds {t['seeds']}, "
               f"{results['test']['frames']} frames",
               f"- each round: a committee of {cfg['train']['members']}, {e['runs']} ML-LLG quenches on "
