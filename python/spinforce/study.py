@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import (OMIT, Key, check_sections, check_table, device, integer, list_of, number, number_pair, one_of,
+from .config import (OMIT, Key, boolean, check_sections, check_table, device, integer, list_of, number, number_pair, one_of,
                      shape, string)
 
 __all__ = ["HELP", "studies", "load_config", "run_study", "analyze_study", "output_patterns", "add_arguments", "run"]
@@ -64,8 +64,8 @@ def _schema() -> dict:
         "analysis": {"fit_window": Key(_window, "auto"), "early_window": Key(number_pair(), OMIT),
                      "window_shifts": Key(list_of(number(0, lo_open=True), "factors > 0"), [0.5, 0.71, 1.0, 1.41, 2.0]),
                      "threshold": Key(number(-1, 1, hi_open=True), 0.5),
-                     "snapshots": Key(integer(1), 4), "every": Key(integer(1), 1)},
-        "check": {"shape": Key(shape()), "runs": Key(integer(2), 4), "steps": Key(integer(1), OMIT),
+                     "snapshots": Key(integer(1), 4), "every": Key(integer(1), 1), "figures": Key(boolean(), True)},
+        "check": {"enabled": Key(boolean(), True), "shape": Key(shape()), "runs": Key(integer(2), 4), "steps": Key(integer(1), OMIT),
                   "method": Key(one_of("ed", "kpm"), "ed"), "model": Key(lambda v, n: check_table(n, v, SD_MODEL))},
     }
 
@@ -98,6 +98,8 @@ def load_config(name_or_path, overrides=(), *, size: int | None = None, runs: in
                       {k: v for k, v in schema.items() if k not in tables}, where=f"the study config {path.name}")
     for k, keys in tables.items():  # [check] is optional: absent, no check is run
         cfg[k] = check_table(k, raw.get(k, {}), keys) if k in raw or k != "check" else None
+    if cfg["check"] is not None and not cfg["check"]["enabled"]:
+        cfg["check"] = None  # switched off, e.g. --set check.enabled=false
     if cfg["order"] == "chirality" and cfg["lattice"]["kind"] != "triangular":
         raise ValueError(f"order = 'chirality' (domain walls) needs lattice.kind = 'triangular', "
                          f"got {cfg['lattice']['kind']!r}")
@@ -401,7 +403,7 @@ def analyze_study(cfg: dict, paths, out=None, *, progress: bool = True, check=No
                                                  for k in picks]
     if check is not None:
         results["check"] = _check_results(cfg, check, progress)
-    if out is not None:
+    if out is not None and a["figures"]:
         results["figures"] = _figures(cfg, results, series, fits, lattice, paths, picks, Path(out))
     return results
 
