@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import (OMIT, Key, boolean, check_sections, check_table, device, integer, list_of, number, number_pair, one_of,
-                     shape, string)
+from .config import (OMIT, Key, boolean, check_sections, check_table, device, integer, list_of, number, number_pair,
+                     one_of, shape, shipped_configs, string)
 
 __all__ = ["HELP", "studies", "load_config", "run_study", "analyze_study", "output_patterns", "add_arguments", "run"]
 
@@ -42,8 +42,7 @@ REFERENCE_EXPONENTS = {"chirality": {"Allen-Cahn": 0.5, "linear": 1.0}, "bond": 
 # --- configs ------------------------------------------------------------------------------------
 def studies() -> dict:
     """Studies shipped with spinforce: name -> config path."""
-    folder = resources.files("spinforce") / "study_configs"
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".toml")}
+    return shipped_configs("study_configs")
 
 
 def _window(value, name):
@@ -65,7 +64,8 @@ def _schema() -> dict:
                      "window_shifts": Key(list_of(number(0, lo_open=True), "factors > 0"), [0.5, 0.71, 1.0, 1.41, 2.0]),
                      "threshold": Key(number(-1, 1, hi_open=True), 0.5),
                      "snapshots": Key(integer(1), 4), "every": Key(integer(1), 1), "figures": Key(boolean(), True)},
-        "check": {"enabled": Key(boolean(), True), "shape": Key(shape()), "runs": Key(integer(2), 4), "steps": Key(integer(1), OMIT),
+        "check": {"enabled": Key(boolean(), True), "shape": Key(shape()), "runs": Key(integer(2), 4),
+                  "steps": Key(integer(1), OMIT),
                   "method": Key(one_of("ed", "kpm"), "ed"), "model": Key(lambda v, n: check_table(n, v, SD_MODEL))},
     }
 
@@ -456,7 +456,8 @@ def _figures(cfg, results, series, fits, lattice, paths, picks, out: Path) -> li
     fit_lines = {names[k]: [f for f in (fits.get(w, {}).get(k) for w in ("early", "late")) if f and "exponent" in f]
                  for k in fits["late"]}
     files.append(plots.plot_length_scales(t, lengths, fit_lines, out / "length_scales.png", errors=errors,
-                                          title=f"{cfg['name']}: L(t) of {len(paths)} runs on {'x'.join(map(str, lattice.shape))}"))
+                                          title=f"{cfg['name']}: L(t) of {len(paths)} runs on "
+                                                f"{'x'.join(map(str, lattice.shape))}"))
     lists, _ = _common_frames(paths[:1])
     for k in picks:
         frame = int(series["frames"][k])
@@ -507,6 +508,10 @@ def _num(x, digits=3) -> str:
 
 
 def report_text(results: dict) -> str:
+    figures = set(results.get("figures", []))
+
+    def image(name: str, alt: str) -> str:  # only figures that were drawn (analysis.figures)
+        return f"![{alt}]({name})" if name in figures else ""
     cfg = results["config"]
     d, e = cfg["dynamics"], cfg["ensemble"]
     lat = results["lattice"]
@@ -540,7 +545,7 @@ def report_text(results: dict) -> str:
     refs = ", ".join(f"{k} n = {v:.3g}" for k, v in results["references"].items())
     lines += ["", f"References: {refs}. The last columns use the larger of the two standard errors. The window-shift "
               "spread is max - min of n over the window moved along log t by the factors "
-              f"{cfg['analysis']['window_shifts']}.", "", "![L(t)](length_scales.png)", ""]
+              f"{cfg['analysis']['window_shifts']}.", "", image("length_scales.png", "L(t)"), ""]
     s = results["series"]
     last = -1
     lines += [f"At the last time t = {_num(s['time'][last])}: L_sf = {_num(s['L_sf'][last])} ± "
@@ -549,12 +554,13 @@ def report_text(results: dict) -> str:
                  if results["order"] == "bond" else "") + " (jackknife errors over the runs).", ""]
     if results["order"] == "chirality":
         lines += ["Domain walls (bonds between up and down triangles of opposite chirality), fraction of wall length "
-                  "along a1, a2, a2 - a1:", "", "| t | walls per run (bonds) | a1 | a2 | a2 - a1 |", "|---|---|---|---|---|"]
+                  "along a1, a2, a2 - a1:", "", "| t | walls per run (bonds) | a1 | a2 | a2 - a1 |",
+                  "|---|---|---|---|---|"]
         for k in _picks(np.asarray(s["time"], dtype=float), 6):
             f = s["wall_fractions"][k]
             lines.append(f"| {_num(s['time'][k])} | {_num(s['wall_bonds'][k])} | "
                          + " | ".join(_num(x, 3) for x in f) + " |")
-        lines += ["", "![wall directions](wall_directions.png)", ""]
+        lines += ["", image("wall_directions.png", "wall directions"), ""]
     else:
         lines += ["Cluster sizes (b_i above the threshold, pooled over the runs):", "",
                   "| t | clusters | mean size | largest |", "|---|---|---|---|"]
@@ -563,9 +569,9 @@ def report_text(results: dict) -> str:
             lines.append(f"| {_num(h['time'])} | {int(count.sum())} | "
                          f"{_num(float((size * count).sum() / count.sum()) if count.sum() else np.nan)} | "
                          f"{int(size.max()) if size.size else 0} |")
-        lines += ["", "![clusters](clusters.png)", ""]
-    lines += ["Snapshots of run 0: " + " ".join(f"![t = {t:g}](snapshot_t{t:g}.png)" for t in results["snapshot_times"]),
-              ""]
+        lines += ["", image("clusters.png", "clusters"), ""]
+    shots = " ".join(image(f"snapshot_t{t:g}.png", f"t = {t:g}") for t in results["snapshot_times"])
+    lines += ["Snapshots of run 0: " + shots, ""] if shots.strip() else []
     check = results.get("check")
     if check is not None:
         lines += [f"## Check: {check['method'].upper()}-LLG against ML-LLG on "
@@ -579,7 +585,7 @@ def report_text(results: dict) -> str:
             lines += [f"Spin correlation C(r) at t = {_num(check['ml']['time'])}: largest |C_ML - C_exact| = "
                       f"{_num(check['C_max_abs_difference'])} ({_num(check['C_max_difference_in_errors'], 2)} combined "
                       "standard errors, r > 0)."]
-        lines += ["", "![check](check.png)", ""]
+        lines += ["", image("check.png", "check"), ""]
     secs = results.get("seconds_this_call", {})
     lines += ["Commands:", "", "```"] + results.get("commands", []) + ["```", "",
               f"Wall time of this call: " + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items())

@@ -81,7 +81,8 @@ def chirality_limits() -> tuple[float, float]:
     return -TETRAHEDRAL_CHIRALITY, TETRAHEDRAL_CHIRALITY
 
 
-def plot_length_scales(t, lengths: dict, fits: dict, path, title: str = "Domain growth", errors: dict | None = None) -> Path:
+def plot_length_scales(t, lengths: dict, fits: dict, path, title: str = "Domain growth",
+                       errors: dict | None = None) -> Path:
     """L(t) of each measure on log-log axes, with its fitted power law(s) over the fit window(s).
 
     fits: name -> PowerLawFit, or a list of fits or of their dicts (several windows).
