@@ -118,6 +118,10 @@ def test_interrupted_study_resumed_equals_uninterrupted(committees, tmp_path, mo
     assert resumed["fits"] == reference["fits"]
     state = json.loads((tmp_path / "cut" / "study_state.json").read_text())
     assert len(state["commands"]) == 2  # the refused call changed nothing
+    other = load_config("tetra_triangular", TINY + ["check.enabled=false", "dynamics.kT=0.01"], size=8, runs=3,
+                        model=committees["triangular"])
+    with pytest.raises(ValueError, match="different settings"):
+        run_study(other, tmp_path / "cut", resume=True, progress=False)
 
 
 def test_bond_study_clusters_and_check(committees, tmp_path):

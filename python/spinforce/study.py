@@ -152,7 +152,7 @@ def _last_step(path: Path) -> int:
         return int(f["step"][n - 1]) if n else -1
 
 
-def _ensemble(configs: list, desc: str, progress: bool, overwrite: bool) -> list:
+def _ensemble(configs: list, desc: str, progress: bool) -> list:
     """Run (or continue) every simulate config; finished runs are skipped. Returns the run paths."""
     from tqdm.auto import tqdm
 
@@ -178,7 +178,7 @@ def _fingerprint(cfg: dict) -> dict:
     """What must not change for existing runs to belong to this study (steps and runs may grow)."""
     d = {k: v for k, v in cfg["dynamics"].items() if k != "steps"}
     return {"lattice": cfg["lattice"], "dynamics": d, "seed": cfg["ensemble"]["seed"], "model": cfg["model"],
-            "check": cfg["check"]}
+            "model_sha256": _sha256(cfg["model"]), "check": cfg["check"]}
 
 
 def run_study(cfg: dict, out, *, overwrite: bool = False, resume: bool = False, progress: bool = True,
@@ -209,12 +209,12 @@ def run_study(cfg: dict, out, *, overwrite: bool = False, resume: bool = False, 
     try:
         started = time.perf_counter()
         configs = [_run_config(cfg, out / "runs" / f"run{k}.h5", k) for k in range(cfg["ensemble"]["runs"])]
-        paths = _ensemble(configs, "ML-LLG runs", progress, overwrite)
+        paths = _ensemble(configs, "ML-LLG runs", progress)
         seconds["runs"] = time.perf_counter() - started
         check = None
         if cfg["check"] is not None:
             started = time.perf_counter()
-            check = _run_check(cfg, out, progress, overwrite)
+            check = _run_check(cfg, out, progress)
             seconds["check"] = time.perf_counter() - started
         started = time.perf_counter()
         results = analyze_study(cfg, paths, out, progress=progress, check=check)
@@ -234,7 +234,7 @@ def _save_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
-def _run_check(cfg: dict, out: Path, progress: bool, overwrite: bool) -> dict:
+def _run_check(cfg: dict, out: Path, progress: bool) -> dict:
     c = cfg["check"]
     steps = c.get("steps", cfg["dynamics"]["steps"])
     exact = (c["method"], c["model"])
@@ -245,8 +245,8 @@ def _run_check(cfg: dict, out: Path, progress: bool, overwrite: bool) -> dict:
             rc["method"]["device"] = "cpu"  # ED on the small check lattice
     ml = [_run_config(cfg, out / "check" / "ml" / f"run{k}.h5", k, shape_=c["shape"], steps=steps)
           for k in range(c["runs"])]
-    return {"exact": _ensemble(ed, f"check: {c['method'].upper()}-LLG runs", progress, overwrite),
-            "ml": _ensemble(ml, "check: ML-LLG runs", progress, overwrite)}
+    return {"exact": _ensemble(ed, f"check: {c['method'].upper()}-LLG runs", progress),
+            "ml": _ensemble(ml, "check: ML-LLG runs", progress)}
 
 
 # --- analysis ------------------------------------------------------------------------------------
