@@ -348,7 +348,8 @@ def ensemble_series(paths, lattice, order: str, threshold: float, every: int = 1
             loo = [cluster_statistics(np.concatenate(per_run[:j] + per_run[j + 1:]), lattice.dim)["length"]
                    for j in range(len(per_run))] if len(per_run) > 1 else []
             row.update(bond_mean=float(b.mean()), clusters=stats["count"] / len(s),
-                       cluster_mean_size=stats["mean_size"], L_cluster=stats["length"] if stats["count"] else np.nan,
+                       cluster_mean_size=stats["mean_size"], cluster_weighted_size=stats["weighted_mean_size"],
+                       L_cluster=stats["length"] if stats["count"] else np.nan,
                        L_cluster_err=jackknife_stderr(loo), L_cluster_loo=np.array(loo))
             sizes_per_frame.append(pooled)
         rows.append(row)
@@ -478,7 +479,7 @@ def _figures(cfg, results, series, fits, lattice, paths, picks, out: Path) -> li
                                           title="domain-wall length along the lattice directions"))
     else:
         stats = [{"count": series["clusters"][k], "mean_size": series["cluster_mean_size"][k],
-                  "weighted_mean_size": np.nan} for k in range(len(t))]
+                  "weighted_mean_size": series["cluster_weighted_size"][k]} for k in range(len(t))]
         files.append(plots.plot_cluster_statistics(t, stats, [(t[k], series["cluster_sizes"][k]) for k in picks],
                                                    out / "clusters.png", cfg["analysis"]["threshold"],
                                                    what="b_i"))
