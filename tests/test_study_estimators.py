@@ -150,6 +150,8 @@ def test_window_sensitivity_spread():
         f = fit["factor"]
         lo, hi = 20 * f * (1 - 1e-9), 200 * f * (1 + 1e-9)
         assert lo <= fit["t_min"] < lo * 10 ** 0.1 and hi / 10 ** 0.1 < fit["t_max"] <= hi
+    coarse = np.arange(1.0, 11.0)  # [4.5, 10] and [4.95, 11] hold the same frames 5..10: fitted once
+    assert [f["factor"] for f in A.window_sensitivity(coarse, coarse ** 0.5, 4.5, 10, (1.0, 1.1))["fits"]] == [1.0]
     with pytest.raises(ValueError, match="t_min < t_max"):
         A.window_sensitivity(t, L, 200, 20)
 

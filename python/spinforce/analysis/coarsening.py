@@ -159,7 +159,8 @@ def fit_power_law(t, L, t_min: float | None = None, t_max: float | None = None) 
 
 def window_sensitivity(t, L, t_min: float, t_max: float, factors=(0.5, 0.71, 1.0, 1.41, 2.0)) -> dict:
     """The power-law fit over the window [t_min, t_max] shifted along log t: [t_min f, t_max f] for each
-    factor f, clipped to the times there are. Windows with fewer than 3 points are left out.
+    factor f, clipped to the times there are. Windows with fewer than 3 points, and clipped
+    windows that hold the same frames as one before, are left out.
 
     Returns {"fits": [PowerLawFit as dict with its factor], "spread": max - min exponent,
     "std": standard deviation of the exponents} (NaN without two usable windows).
@@ -174,6 +175,8 @@ def window_sensitivity(t, L, t_min: float, t_max: float, factors=(0.5, 0.71, 1.0
             fit = fit_power_law(t, L, t_min * f, t_max * f)
         except ValueError:
             continue  # the shifted window holds too few points
+        if any((g["t_min"], g["t_max"]) == (fit.t_min, fit.t_max) for g in fits):
+            continue  # clipped at the ends of the data to a window already fitted
         fits.append({"factor": float(f), **fit.to_dict()})
     n = np.array([f["exponent"] for f in fits])
     return {"fits": fits, "spread": float(n.max() - n.min()) if n.size > 1 else float("nan"),
