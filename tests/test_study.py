@@ -64,7 +64,7 @@ def test_chirality_study_numbers_are_those_of_its_run_files(committees, tmp_path
     assert late["exponent"] == pytest.approx(direct.exponent, rel=1e-12) and late["window"] == [0.3, 3.0]
     # the check: ED-LLG and ML-LLG ensembles of the same size, seeds and steps
     check = res["check"]
-    ed = [tmp_path / "s" / "check" / "ed" / f"run{k}.h5" for k in range(2)]
+    ed = [tmp_path / "s" / "check" / "exact" / f"run{k}.h5" for k in range(2)]
     assert read_dataset(ed[1]).method == "ed" and read_dataset(ed[1]).seed == 2
     L_ed = A.ensemble_lengths(A.plaquette_chirality(_last_spins(ed), spinforce.Lattice("triangular", 4)),
                               spinforce.Lattice("triangular", 4))
@@ -146,7 +146,7 @@ def test_bond_study_clusters_and_check(committees, tmp_path):
     assert res["fits"]["early"]["L_cluster"]["exponent"] == pytest.approx(early.exponent, rel=1e-12)
     assert res["references"]["LSW"] == pytest.approx(1 / 3)
     check = res["check"]
-    ed = [tmp_path / "s" / "check" / "ed" / f"run{k}.h5" for k in range(2)]
+    ed = [tmp_path / "s" / "check" / "exact" / f"run{k}.h5" for k in range(2)]
     small = spinforce.Lattice("square", 4)
     curves = np.stack([A.radial_correlation(x, small, normalize=False)[1] for x in _last_spins(ed)])
     np.testing.assert_allclose(check["exact"]["C"], curves.mean(0), rtol=1e-12)
@@ -165,7 +165,8 @@ def test_study_command_line_errors_and_outputs(committees, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     for bad, message in ((["--size", "1"], "--size"), (["--set", "check.runs=1"], "check.runs"),
                          (["--set", "lattice.kind=\"square\""], "order = 'chirality'"),
-                         (["--set", "analysis.fit_window=[5, 1]"], "analysis.fit_window")):
+                         (["--set", "analysis.fit_window=[5, 1]"], "analysis.fit_window"),
+                         (["--set", "check.method_settings={moments=64}"], "unknown key 'moments'")):
         assert spinforce.cli.main(["study", "tetra_triangular", "--model", str(committees["triangular"]),
                                    "--out", str(tmp_path / "o")] + bad) == 2
         assert message in capsys.readouterr().err

@@ -45,6 +45,12 @@ def studies() -> dict:
     return shipped_configs("study_configs")
 
 
+def _table(value, name):
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a table of keys, got {value!r}")
+    return value
+
+
 def _window(value, name):
     if value == "auto":
         return value
@@ -66,7 +72,8 @@ def _schema() -> dict:
                      "snapshots": Key(integer(1), 4), "every": Key(integer(1), 1), "figures": Key(boolean(), True)},
         "check": {"enabled": Key(boolean(), True), "shape": Key(shape()), "runs": Key(integer(2), 4),
                   "steps": Key(integer(1), OMIT),
-                  "method": Key(one_of("ed", "kpm"), "ed"), "model": Key(lambda v, n: check_table(n, v, SD_MODEL))},
+                  "method": Key(one_of("ed", "kpm"), "ed"), "method_settings": Key(_table, {}),
+                  "model": Key(lambda v, n: check_table(n, v, SD_MODEL))},
     }
 
 
@@ -100,6 +107,11 @@ def load_config(name_or_path, overrides=(), *, size: int | None = None, runs: in
         cfg[k] = check_table(k, raw.get(k, {}), keys) if k in raw or k != "check" else None
     if cfg["check"] is not None and not cfg["check"]["enabled"]:
         cfg["check"] = None  # switched off, e.g. --set check.enabled=false
+    if cfg["check"] is not None:  # KPM's settings (moments, ...); ED has none
+        from .generate import KPM_SETTINGS
+        c = cfg["check"]
+        c["method_settings"] = check_table("check.method_settings", c["method_settings"],
+                                           {"ed": {}, "kpm": KPM_SETTINGS}[c["method"]])
     if cfg["order"] == "chirality" and cfg["lattice"]["kind"] != "triangular":
         raise ValueError(f"order = 'chirality' (domain walls) needs lattice.kind = 'triangular', "
                          f"got {cfg['lattice']['kind']!r}")
@@ -127,17 +139,18 @@ def output_patterns() -> tuple:
     from .simulate import output_patterns as simulated
     runs = simulated("run*.h5")
     return ((STATE_FILE, Path(STATE_FILE).with_suffix(".partial").name, "report.md", "results.json", "*.png")
-            + under("runs", runs) + under("check/ed", runs) + under("check/ml", runs))
+            + under("runs", runs) + under("check/exact", runs) + under("check/ml", runs))
 
 
 def _run_config(cfg: dict, output: Path, k: int, *, kind=None, shape_=None, steps=None, method=None) -> dict:
-    """The `spinforce simulate` config of run k (ML by default; method = (name, model table) for ED/KPM)."""
+    """The `spinforce simulate` config of run k (ML by default; method = (name, model table, settings) for
+    ED/KPM)."""
     d = {key: v for key, v in cfg["dynamics"].items()}
     d.update(seed=cfg["ensemble"]["seed"] + k, initial="random")
     if steps is not None:
         d["steps"] = steps
-    name, model = method or ("ml", {})
-    m = {"name": name, "device": cfg["device"], **({"path": cfg["model"]} if name == "ml" else {})}
+    name, model, settings = method or ("ml", {}, {"path": cfg["model"]})
+    m = {"name": name, "device": cfg["device"], **settings}
     return {"output": str(output), "lattice": {"kind": kind or cfg["lattice"]["kind"],
                                                "shape": list(shape_ or cfg["lattice"]["shape"])},
             "method": m, "model": dict(model), "dynamics": d}
@@ -237,8 +250,8 @@ def _save_state(path: Path, state: dict) -> None:
 def _run_check(cfg: dict, out: Path, progress: bool) -> dict:
     c = cfg["check"]
     steps = c.get("steps", cfg["dynamics"]["steps"])
-    exact = (c["method"], c["model"])
-    ed = [_run_config(cfg, out / "check" / "ed" / f"run{k}.h5", k, shape_=c["shape"], steps=steps, method=exact)
+    exact = (c["method"], c["model"], c["method_settings"])
+    ed = [_run_config(cfg, out / "check" / "exact" / f"run{k}.h5", k, shape_=c["shape"], steps=steps, method=exact)
           for k in range(c["runs"])]
     if c["method"] == "ed":
         for rc in ed:
