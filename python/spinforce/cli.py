@@ -20,6 +20,7 @@ COMMANDS = {
     "info": "spinforce.info",
     "locality": "spinforce.locality",
     "learn": "spinforce.learn",
+    "study": "spinforce.study",
 }
 
 # Errors a user can fix from the command line: printed as one line, exit status 2.

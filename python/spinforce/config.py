@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 __all__ = ["REQUIRED", "OMIT", "Key", "check_table", "check_sections", "did_you_mean", "integer", "number",
            "boolean", "one_of", "string", "shape", "vector3", "int_list", "number_pair", "device", "strings",
-           "list_of", "number_or"]
+           "list_of", "number_or", "shipped_configs"]
 
 REQUIRED = object()   # the key must be given
 OMIT = object()       # no default: an absent key stays absent (settings passed on as given)
@@ -209,3 +209,11 @@ def device() -> Callable:
             raise ValueError(f"{name} must be 'cpu', 'cuda' or 'cuda:<index>', got {value!r}")
         return value
     return check
+
+
+def shipped_configs(folder: str) -> dict:
+    """The TOML configs shipped in the package folder spinforce/<folder>: name (file stem) -> path."""
+    from importlib import resources
+    from pathlib import Path
+    found = resources.files("spinforce") / folder
+    return {Path(str(p)).stem: Path(str(p)) for p in found.iterdir() if str(p).endswith(".toml")}

@@ -19,14 +19,13 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .config import (OMIT, Key, check_sections, check_table, device, did_you_mean, integer, list_of, number,
-                     number_or, number_pair, one_of, shape, string)
+                     number_or, number_pair, one_of, shape, shipped_configs, string)
 
 HELP = "LLG runs with ED or KPM fields, saved as training snapshots (HDF5)"
 
@@ -69,8 +68,7 @@ _EXTENSIBLE = {("dynamics", "steps"), ("samples", "perturbed"), ("output",)}
 # --- configs ---------------------------------------------------------------------------------------
 def examples() -> dict:
     """Example configs shipped with spinforce: name -> path."""
-    folder = resources.files("spinforce") / "configs"
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".toml")}
+    return shipped_configs("configs")
 
 
 def example_path(name: str) -> Path:

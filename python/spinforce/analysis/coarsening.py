@@ -6,10 +6,27 @@ where |q - Q| is the distance of q to the nearest peak Q (over reciprocal-lattic
 the point-group star of the peak), summed over the whole reciprocal grid or over |q - Q| <= q_max.
 For a sharp peak of width ~ 1/L on a flat background this is proportional to the domain size.
 
+With q_max="peak" only the peak is used: the points (other than Q itself) whose |q - Q| lies
+below the first shell, past the largest shell average of S, where the shell average falls
+below half that largest one. A Porod tail ~ q^-(d+1) of sharp walls makes the whole-grid first
+moment grow logarithmically with the cutoff; inside the peak it does not, and straight stripes
+of period lambda give L_S = lambda exactly.
+
 Length from the correlation function
     L_C = the first distance where the normalised radial correlation C(r)/C(0) falls below
     `level` (1/e by default; level=0 gives the first zero), linearly interpolated between
     neighbour shells. NaN when it stays above `level` out to r_max (domains span the system).
+
+Growth exponent: `fit_power_law` over a window; `window_sensitivity` repeats the fit with the
+window shifted along log t and reports the spread of the exponents.
+
+Domain walls of the chirality (triangular lattice): every lattice bond is the shared edge of
+one up and one down triangle; it is a wall when their chiralities have opposite signs. The
+fraction of wall length along each lattice direction a1, a2, a2 - a1 is the fraction of wall
+bonds of that direction (a straight wall along a_k is made of bonds along a_k only).
+
+Site clusters: connected components of the sites where a mask is true, joined through
+nearest-neighbour bonds (for instance b_i > threshold: ferromagnetic puddles).
 
 Ferromagnetic clusters
     Bonds <ij> (nearest neighbours) with S_i . S_j > threshold are "ferromagnetic"; a cluster
@@ -23,22 +40,32 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .fields import check_spins
+from .fields import _site_index, check_spins
 from .structure import distance_to_peaks, peak_wavevectors
 
-__all__ = ["structure_factor_length", "correlation_length", "PowerLawFit", "fit_power_law",
-           "connected_components", "ferromagnetic_clusters", "cluster_statistics"]
+__all__ = ["structure_factor_length", "correlation_length", "PowerLawFit", "fit_power_law", "window_sensitivity",
+           "connected_components", "ferromagnetic_clusters", "site_clusters", "cluster_statistics",
+           "wall_direction_fractions", "LATTICE_DIRECTIONS"]
+
+# Directions of the triangular lattice's bonds in lattice coordinates: a1, a2, a2 - a1.
+LATTICE_DIRECTIONS = ("a1", "a2", "a2-a1")
 
 
-def structure_factor_length(sq, lattice, peaks=None, q_max: float | None = None) -> float:
-    """L_S = 2 pi / <|q - Q|>_S (module doc). peaks: (P, dim) wavevectors, default the star of the maximum."""
+def structure_factor_length(sq, lattice, peaks=None, q_max: float | str | None = None) -> float:
+    """L_S = 2 pi / <|q - Q|>_S (module doc). peaks: (P, dim) wavevectors, default the star of the maximum.
+    q_max: None (whole grid), a number (|q - Q| <= q_max) or "peak" (the peak only, module doc)."""
     sq = np.asarray(sq, dtype=float)
     if sq.shape != tuple(lattice.shape[::-1]):
         raise ValueError(f"sq must have the grid shape {tuple(lattice.shape[::-1])}, got {sq.shape}")
     if peaks is None:
         peaks = peak_wavevectors(sq, lattice)
     dq = distance_to_peaks(lattice, peaks)
-    if q_max is not None:
+    if isinstance(q_max, str):
+        if q_max != "peak":
+            raise ValueError(f"q_max must be a number > 0, None or 'peak', got {q_max!r}")
+        keep = (dq > 1e-9) & (dq < _peak_edge(dq, sq))
+        dq, sq = dq[keep], sq[keep]
+    elif q_max is not None:
         if not q_max > 0:
             raise ValueError(f"q_max must be > 0, got {q_max!r}")
         keep = dq <= q_max
@@ -48,6 +75,18 @@ def structure_factor_length(sq, lattice, peaks=None, q_max: float | None = None)
         raise ValueError("the structure factor vanishes; no length can be defined")
     moment = (dq * sq).sum() / weight
     return float(2.0 * np.pi / moment) if moment > 0 else float("inf")
+
+
+def _peak_edge(dq: np.ndarray, sq: np.ndarray, fraction: float = 0.5) -> float:
+    """|q - Q| of the first shell past the largest shell average of S where it is below fraction * largest."""
+    shell, inverse = np.unique(np.round(dq.ravel(), 9), return_inverse=True)
+    mean = np.bincount(inverse, weights=sq.ravel()) / np.bincount(inverse)
+    mean[shell <= 1e-9] = -np.inf  # Q itself holds the mean of the field (a finite-size term), not the peak
+    top = int(np.argmax(mean))
+    if not mean[top] > 0:
+        raise ValueError("the structure factor vanishes off its peak; no length can be defined")
+    below = np.nonzero(mean[top:] < fraction * mean[top])[0]
+    return float(shell[top + below[0]]) if below.size else float("inf")
 
 
 def correlation_length(r, c, level: float = float(np.exp(-1.0))) -> float:
@@ -118,6 +157,32 @@ def fit_power_law(t, L, t_min: float | None = None, t_max: float | None = None) 
                        t_min=float(np.exp(x.min())), t_max=float(np.exp(x.max())), num_points=m)
 
 
+def window_sensitivity(t, L, t_min: float, t_max: float, factors=(0.5, 0.71, 1.0, 1.41, 2.0)) -> dict:
+    """The power-law fit over the window [t_min, t_max] shifted along log t: [t_min f, t_max f] for each
+    factor f, clipped to the times there are. Windows with fewer than 3 points, and clipped
+    windows that hold the same frames as one before, are left out.
+
+    Returns {"fits": [PowerLawFit as dict with its factor], "spread": max - min exponent,
+    "std": standard deviation of the exponents} (NaN without two usable windows).
+    """
+    if not (np.isfinite(t_min) and np.isfinite(t_max) and 0 < t_min < t_max):
+        raise ValueError(f"the fit window needs 0 < t_min < t_max, got t_min={t_min!r}, t_max={t_max!r}")
+    fits = []
+    for f in factors:
+        if not f > 0:
+            raise ValueError(f"window shift factors must be > 0, got {f!r}")
+        try:
+            fit = fit_power_law(t, L, t_min * f, t_max * f)
+        except ValueError:
+            continue  # the shifted window holds too few points
+        if any((g["t_min"], g["t_max"]) == (fit.t_min, fit.t_max) for g in fits):
+            continue  # clipped at the ends of the data to a window already fitted
+        fits.append({"factor": float(f), **fit.to_dict()})
+    n = np.array([f["exponent"] for f in fits])
+    return {"fits": fits, "spread": float(n.max() - n.min()) if n.size > 1 else float("nan"),
+            "std": float(n.std(ddof=1)) if n.size > 1 else float("nan")}
+
+
 def connected_components(num_sites: int, u, v) -> np.ndarray:
     """Component label (the smallest site index in it) of every site of the graph with edges (u, v).
 
@@ -161,12 +226,56 @@ def ferromagnetic_clusters(spins, lattice, threshold: float = 0.9, min_size: int
     other = nbr.ravel()
     ferro = (np.einsum("ia,ia->i", s[site], s[other]) > threshold) & (site < other)
     root = connected_components(lattice.num_sites, site[ferro], other[ferro])
-    counts = np.bincount(root, minlength=lattice.num_sites)
+    return _numbered(root, np.ones(lattice.num_sites, bool), min_size)
+
+
+def _numbered(root: np.ndarray, member: np.ndarray, min_size: int):
+    """(labels, sizes) of components (root per site) of the member sites, largest first, -1 elsewhere."""
+    n = root.size
+    counts = np.bincount(root[member], minlength=n)
     roots = np.nonzero(counts >= max(int(min_size), 1))[0]
     order = roots[np.argsort(-counts[roots], kind="stable")]
-    number = np.full(lattice.num_sites, -1, dtype=np.int64)
+    number = np.full(n, -1, dtype=np.int64)
     number[order] = np.arange(order.size)
-    return number[root], counts[order]
+    labels = number[root]
+    labels[~member] = -1
+    return labels, counts[order]
+
+
+def site_clusters(mask, lattice, min_size: int = 1):
+    """(labels, sizes) of the connected regions of sites where `mask` (N,) is true, joined by
+    nearest-neighbour bonds; labels -1 outside, sizes largest first (module doc)."""
+    mask = np.asarray(mask)
+    if mask.shape != (lattice.num_sites,) or mask.dtype != bool:
+        raise ValueError(f"mask must be a boolean array of shape ({lattice.num_sites},), got {mask.dtype} {mask.shape}")
+    if int(min_size) != min_size or min_size < 1:
+        raise ValueError(f"min_size must be an integer >= 1, got {min_size!r}")
+    nbr = lattice.neighbors(1)
+    site = np.repeat(np.arange(lattice.num_sites), nbr.shape[1])
+    other = nbr.ravel()
+    joined = mask[site] & mask[other] & (site < other)
+    root = connected_components(lattice.num_sites, site[joined], other[joined])
+    return _numbered(root, mask, min_size)
+
+
+def wall_direction_fractions(triangle_values, lattice) -> tuple[np.ndarray, np.ndarray]:
+    """(fractions, counts), each (3,) over the directions LATTICE_DIRECTIONS: wall bonds, where the up
+    and down triangles on either side have values of opposite sign (module doc). Triangle values in
+    the order of `fields.triangles` (up triangles first), e.g. `scalar_chirality`. Fractions are NaN
+    without walls."""
+    if lattice.kind != "triangular":
+        raise ValueError(f"wall directions are defined on the triangular lattice, not {lattice.kind!r}")
+    n = lattice.num_sites
+    v = np.asarray(triangle_values, dtype=float)
+    if v.shape != (2 * n,) or not np.isfinite(v).all():
+        raise ValueError(f"triangle_values must be {2 * n} finite values (up triangles, then down), got {v.shape}")
+    up, down = np.sign(v[:n]), np.sign(v[n:])
+    x = lattice.coordinates
+    # the down triangle across each edge of the up triangle at x: a1 edge -> x - a2, a2 edge -> x - a1, a2-a1 edge -> x
+    across = [_site_index(lattice, x - np.array([0, 1])), _site_index(lattice, x - np.array([1, 0])), np.arange(n)]
+    counts = np.array([np.count_nonzero(up * down[k] < 0) for k in across])
+    total = counts.sum()
+    return (counts / total if total else np.full(3, np.nan)), counts
 
 
 def cluster_statistics(sizes, dim: int = 2) -> dict:

@@ -10,10 +10,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.tri import Triangulation  # noqa: E402
 
+from .coarsening import PowerLawFit  # noqa: E402
 from .fields import TETRAHEDRAL_CHIRALITY, _require_planar, _site_index  # noqa: E402
 
 __all__ = ["display_triangulation", "plot_snapshot", "plot_length_scales", "plot_cluster_statistics",
-           "plot_correlation_comparison"]
+           "plot_correlation_comparison", "plot_fractions", "plot_bands"]
 
 
 def display_triangulation(lattice, max_side: int = 128):
@@ -80,8 +81,13 @@ def chirality_limits() -> tuple[float, float]:
     return -TETRAHEDRAL_CHIRALITY, TETRAHEDRAL_CHIRALITY
 
 
-def plot_length_scales(t, lengths: dict, fits: dict, path, title: str = "Domain growth") -> Path:
-    """L(t) of each measure on log-log axes, with its fitted power law over the fit window."""
+def plot_length_scales(t, lengths: dict, fits: dict, path, title: str = "Domain growth",
+                       errors: dict | None = None) -> Path:
+    """L(t) of each measure on log-log axes, with its fitted power law(s) over the fit window(s).
+
+    fits: name -> PowerLawFit, or a list of fits or of their dicts (several windows).
+    errors: name -> standard error of L at each time, drawn as a band.
+    """
     t = np.asarray(t, dtype=float)
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for k, (name, L) in enumerate(lengths.items()):
@@ -91,11 +97,18 @@ def plot_length_scales(t, lengths: dict, fits: dict, path, title: str = "Domain 
             continue
         colour = f"C{k}"
         ax.loglog(t[ok], L[ok], "o", ms=3.5, color=colour, label=name)
-        fit = fits.get(name)
-        if fit is not None:
+        if errors is not None and name in errors:
+            err = np.nan_to_num(np.asarray(errors[name], dtype=float)[ok])
+            ax.fill_between(t[ok], np.maximum(L[ok] - err, L[ok] * 1e-3), L[ok] + err, color=colour, alpha=0.2, lw=0)
+        found = fits.get(name)
+        for style, fit in zip(("-", "--", ":"), found if isinstance(found, list) else [found]):
+            if fit is None:
+                continue
+            if isinstance(fit, dict):
+                fit = PowerLawFit(**{key: fit[key] for key in PowerLawFit.__dataclass_fields__})
             tt = np.geomspace(fit.t_min, fit.t_max, 50)
-            ax.loglog(tt, fit(tt), "-", color=colour, lw=1.5,
-                      label=f"fit: n = {fit.exponent:.3f} ± {fit.stderr:.3f}")
+            ax.loglog(tt, fit(tt), style, color=colour, lw=1.5,
+                      label=f"fit {fit.t_min:.3g}..{fit.t_max:.3g}: n = {fit.exponent:.3f} ± {fit.stderr:.3f}")
     ax.set_xlabel("time t")
     ax.set_ylabel("L (lattice constants)")
     ax.set_title(title)
@@ -104,7 +117,7 @@ def plot_length_scales(t, lengths: dict, fits: dict, path, title: str = "Domain 
     return _save(fig, path)
 
 
-def plot_cluster_statistics(t, stats: list, size_samples: list, path, threshold: float) -> Path:
+def plot_cluster_statistics(t, stats: list, size_samples: list, path, threshold: float, what: str = "S_i·S_j") -> Path:
     """Left: mean and size-weighted mean cluster size and cluster count vs time.
     Right: cluster-size distributions (log bins) at a few times, size_samples = [(t, sizes)]."""
     t = np.asarray(t, dtype=float)
@@ -123,7 +136,7 @@ def plot_cluster_statistics(t, stats: list, size_samples: list, path, threshold:
     twin.set_ylabel("number of clusters")
     ax1.legend(loc="upper left", fontsize=8)
     twin.legend(loc="lower right", fontsize=8)
-    ax1.set_title(f"ferromagnetic clusters (S_i·S_j > {threshold:g})")
+    ax1.set_title(f"ferromagnetic clusters ({what} > {threshold:g})")
     for k, (tk, sizes) in enumerate(size_samples):
         sizes = np.asarray(sizes)
         if sizes.size == 0:
@@ -159,6 +172,39 @@ def plot_correlation_comparison(curves: dict, path, title: str = "spin-spin corr
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_fractions(t, fractions, labels, path, title: str = "") -> Path:
+    """Fractions (T, K) vs time, one line per label, on a log time axis."""
+    t = np.asarray(t, dtype=float)
+    fractions = np.asarray(fractions, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ok = t > 0
+    for k, label in enumerate(labels):
+        ax.semilogx(t[ok], fractions[ok, k], "o-", ms=3, label=label)
+    ax.axhline(1.0 / len(labels), color="k", lw=0.6, ls=":", label="isotropic")
+    ax.set(xlabel="time t", ylabel="fraction", title=title, ylim=(0, 1))
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_bands(curves: dict, path, *, xlabel: str, ylabel: str, title: str = "", log: bool = False) -> Path:
+    """Curves with error bands: curves = {label: (x, y, standard error of y)}."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for k, (label, (x, y, err)) in enumerate(curves.items()):
+        x, y, err = (np.asarray(a, dtype=float) for a in (x, y, err))
+        ok = np.isfinite(y) & ((x > 0) & (y > 0) if log else True)
+        ax.plot(x[ok], y[ok], "o-", ms=3, lw=1, color=f"C{k}", label=label)
+        e = np.nan_to_num(err[ok])
+        ax.fill_between(x[ok], y[ok] - e, y[ok] + e, color=f"C{k}", alpha=0.25, lw=0)
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
 
 
