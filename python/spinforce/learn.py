@@ -20,7 +20,7 @@ command again continues where it stopped):
     check      the real test: an ensemble of ML-LLG quenches with the last committee, run with the
                settings of the held-out quenches (other noise seeds), against the exact ensemble:
                bond average and |chirality| per saved time, C(r) at the last time, within two
-               standard errors of the difference of the ensemble means (spinforce.analysis.ensembles)
+               standard errors of the difference of the ensemble means (spinforce.analysis.ensemble)
     report     DIR/model.ts (the last committee), DIR/rounds.csv and rounds.png (held-out error
                and uncertainty per round), DIR/report.md
 
@@ -414,7 +414,7 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
 def _check_dynamics(cfg: dict, out: Path, mu, progress: bool) -> dict:
     """ML-LLG ensemble with the last committee against the exact held-out quenches (same lattice,
     dt, alpha, length, spin temperature and start of run k; noise seeds check.seed + k)."""
-    from .analysis.ensembles import compare_ensembles
+    from .analysis.ensemble import compare_ensembles
     from .generate import ensemble_runs
     from .simulate import simulate
     c = cfg["check"]

@@ -425,7 +425,7 @@ def analyze_study(cfg: dict, paths, out=None, *, progress: bool = True, check=No
 def _check_results(cfg: dict, check: dict, progress: bool) -> dict:
     """ML vs exact on the check lattice: L(t) (chirality) or the spin C(r) at the last time (bond),
     ensemble means with standard errors over the runs."""
-    from .analysis import radial_correlation
+    from .analysis.ensemble import ensemble_observables
     from .lattice import Lattice
     c = cfg["check"]
     lattice = Lattice(cfg["lattice"]["kind"], c["shape"])
@@ -436,12 +436,9 @@ def _check_results(cfg: dict, check: dict, progress: bool) -> dict:
                                 f"analyse check {label}")
             out[label] = {k: s[k] for k in ("time", "L_sf", "L_sf_err", "L_corr", "L_corr_err", "chirality_abs_mean")}
         else:
-            lists, times = _common_frames(paths)
-            spins = _spins(paths, lists, len(times) - 1)
-            curves = [radial_correlation(x, lattice, normalize=False) for x in spins]
-            cs = np.stack([cv for _, cv in curves])
-            out[label] = {"time": float(times[-1]), "r": curves[0][0], "C": cs.mean(0),
-                          "C_err": cs.std(0, ddof=1) / np.sqrt(len(cs))}
+            corr = ensemble_observables(paths)["correlation"]
+            out[label] = {"time": corr["time"], "r": np.asarray(corr["r"]), "C": np.asarray(corr["mean"]),
+                          "C_err": np.asarray(corr["stderr"])}
     if cfg["order"] == "chirality":
         n = min(len(out["exact"]["time"]), len(out["ml"]["time"]))
         for name in ("L_sf", "L_corr"):

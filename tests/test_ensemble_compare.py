@@ -1,11 +1,11 @@
-"""Ensemble comparison of quench runs (spinforce.analysis.ensembles), checked against direct sums."""
+"""Ensemble comparison of quench runs (spinforce.analysis.ensemble), checked against direct sums."""
 import json
 
 import numpy as np
 import pytest
 
 from spinforce import Lattice
-from spinforce.analysis.ensembles import compare_ensembles, ensemble_observables
+from spinforce.analysis.ensemble import compare_ensembles, ensemble_observables
 from spinforce.data import DatasetWriter
 
 
