@@ -26,7 +26,7 @@ from pathlib import Path
 import spinforce  # before torch: it chooses how idle OpenMP threads wait
 import torch
 from _common import write_json
-from spinforce.ml.descriptors import default_descriptor_kind
+from spinforce.descriptors.registry import DEFAULT_KIND
 from spinforce.ml.model import build_model, export_torchscript
 
 BUSY_LOOP = "while True: pass"
@@ -59,7 +59,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         lat = spinforce.Lattice("triangular", a.side)
-        model = build_model(lat, default_descriptor_kind(), {"cutoff": 2.0}, [32, 32], "silu", "float32")
+        model = build_model(lat, DEFAULT_KIND, {"cutoff": 2.0}, [32, 32], "silu", "float32")
         ts_path = export_torchscript(model, Path(tmp) / "bench.ts")
         provider = spinforce.MLForceField(ts_path, lat)
         llg = spinforce.LLG(provider, dt=0.05, alpha=0.3, kT=0.002)

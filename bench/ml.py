@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from spinforce.data import read_dataset
 from spinforce.electrons import mu_for_filling
 from spinforce.locality import pick_frames
-from spinforce.ml.descriptors import default_descriptor_kind
+from spinforce.descriptors.registry import DEFAULT_KIND
 from spinforce.ml.model import TORCHSCRIPT_FORMAT, build_model, export_torchscript, quiet_torchscript
 from _common import interleaved_medians, median_time
 
@@ -208,7 +208,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, nargs="+", default=PUBLISHED)
     p.add_argument("--activation", default="relu")
     p.add_argument("--dtype", default="float32")
-    p.add_argument("--descriptor", default=default_descriptor_kind())
+    p.add_argument("--descriptor", default=DEFAULT_KIND)
     p.add_argument("--cutoff", type=float, default=3.0)
     p.add_argument("--sizes", type=int, nargs="*", default=[100, 316],   # L x L: 10^4 and 10^5 sites
                    help="sides for ML vs bare network (random weights); none to skip")

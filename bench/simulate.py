@@ -23,7 +23,7 @@ import torch
 import spinforce
 from _common import interleaved_medians, write_json
 from spinforce.analysis import fit_power_law
-from spinforce.ml.descriptors import default_descriptor_kind
+from spinforce.descriptors.registry import DEFAULT_KIND
 from spinforce.ml.model import build_model, export_torchscript
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         template = spinforce.Lattice("triangular", sizes[0])
-        model = build_model(template, default_descriptor_kind(), {"cutoff": a.cutoff}, a.hidden, "silu", "float32")
+        model = build_model(template, DEFAULT_KIND, {"cutoff": a.cutoff}, a.hidden, "silu", "float32")
         ts_path = export_torchscript(model, Path(tmp) / "bench.ts")
         for L in sizes:
             lat = spinforce.Lattice("triangular", L)
@@ -75,7 +75,7 @@ def main() -> None:
     print(f"median ratio step / (2 evaluations) = {np.median([r['ratio_step_over_2evals'] for r in rows]):.3f} "
           "(target <= 1.2)")
     write_json("simulate" if device.type == "cpu" else f"simulate_{device.type}", {
-        "device": str(device), "hidden": a.hidden, "cutoff": a.cutoff, "descriptor": default_descriptor_kind(),
+        "device": str(device), "hidden": a.hidden, "cutoff": a.cutoff, "descriptor": DEFAULT_KIND,
         "steps_per_timing": a.steps, "repeats": a.repeats, "rows": rows,
         "scaling_exponent": None if fit is None else {"a": fit.exponent, "stderr": fit.stderr},
         "median_ratio_step_over_2evals": float(np.median([r["ratio_step_over_2evals"] for r in rows])),

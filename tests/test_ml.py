@@ -273,7 +273,7 @@ def test_provider_on_gpu_matches_cpu(trained, tmp_path):
 def test_bond_shell_descriptor_invariances(kind, L):
     """Global spin rotations, time reversal and lattice point-group operations leave the
     features unchanged (point group: features follow the sites they belong to)."""
-    from spinforce.ml.descriptors import BondShellDescriptor
+    from spinforce.descriptors import BondShellDescriptor
     lat = spinforce.Lattice(kind, L)
     d = BondShellDescriptor(lat, cutoff=2.0, powers=[1, 2], pair_orbits=True)
     nb = lat.neighbor_table(d.neighbor_offsets)

@@ -115,7 +115,7 @@ def test_sizes_are_checked_before_distances_are_enumerated(tmp_path):
     code = f"""
 import time, numpy as np, spinforce as sf
 from spinforce.data import DatasetWriter
-from spinforce.ml.descriptors import DESCRIPTOR_KINDS, make_descriptor
+from spinforce.descriptors.registry import DESCRIPTOR_KINDS, make_descriptor
 from spinforce.ml.training import train
 
 def refused(call, pattern):

@@ -37,7 +37,8 @@ class Descriptor(torch.nn.Module):
     C(f^G_r, f^G_ref, f^G'_ref,bond) for multi-dimensional G.
     """
 
-    version: int
+    version: int = _VERSION
+    kind = "group"
 
     def __init__(self, lattice, cutoff: float = 2.0, bond_cutoff: float = 1.0, triangle_cutoff: float | None = None,
                  block_radius: float = 1.0, floor: float = 0.1, implementation: str = "op"):

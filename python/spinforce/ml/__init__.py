@@ -1,5 +1,18 @@
-"""Machine-learning force fields: descriptors, the Behler-Parrinello model, training, export."""
-from .descriptors import BondShellDescriptor, make_descriptor, default_descriptor_kind  # noqa: F401
-from .model import SiteEnergyModel, load_model, export_torchscript  # noqa: F401
-from .training import train, load_config  # noqa: F401
-from .committee import CommitteeModel, train_committee, export_committee, uncertainty_calibration  # noqa: F401
+"""Machine-learning force fields: the Behler-Parrinello model, training, committees, export.
+
+Names load on first use, so that ``import spinforce`` (which needs only the provider) does not
+import the trainer, h5py or matplotlib.
+"""
+import importlib
+
+_NAMES = {"SiteEnergyModel": "model", "load_model": "model", "export_torchscript": "model",
+          "train": "training", "load_config": "training",
+          "CommitteeModel": "committee", "train_committee": "committee", "export_committee": "committee",
+          "uncertainty_calibration": "committee"}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .descriptors import make_descriptor
+from ..descriptors.registry import make_descriptor
 
 __all__ = ["SiteEnergyModel", "build_model", "save_model", "load_model", "export_torchscript", "compute_fields",
            "quiet_torchscript", "MODEL_FORMAT", "MODEL_FORMAT_VERSION", "TORCHSCRIPT_FORMAT",

@@ -32,7 +32,7 @@ class MLForceField(ProviderMixin, _core.MLForceField):
             raise FileNotFoundError(f"TorchScript file {path} does not exist")
         super().__init__(path, lattice, device=str(device))
         keep_freed_memory()  # large lattices: avoid page faults on every evaluation (see runtime.py)
-        from .descriptors import descriptor_version
+        from ..descriptors.registry import descriptor_version
         have = descriptor_version(self.descriptor_kind)
         if have != self.descriptor_version:
             raise ValueError(f"{path} was exported with {self.descriptor_kind} descriptor version "

@@ -64,7 +64,7 @@ from ..config import (OMIT, Key, boolean, check_sections, check_table, device, i
 from ..data import dict_differences, read_dataset
 from ..generate import read_config
 from ..outputs import prepare_outputs
-from .descriptors import default_descriptor_kind
+from ..descriptors.registry import DEFAULT_KIND
 from .model import DTYPES, SiteEnergyModel, build_model, load_model, model_record, save_model
 
 __all__ = ["load_config", "check_descriptor", "train", "TrainingResult", "METRICS", "OUTPUTS", "SCHEMA",
@@ -116,7 +116,7 @@ def check_descriptor(desc, section: str = "descriptor", default_kind: bool = Tru
         raise ValueError(f"[{section}] must be a table of keys, got {desc!r}")
     if "kind" not in desc and not default_kind:
         raise ValueError(f"[{section}] needs the key 'kind' ({', '.join(_DESCRIPTOR_SETTINGS)})")
-    kind = one_of(*_DESCRIPTOR_SETTINGS)(desc.get("kind", default_descriptor_kind()), f"{section}.kind")
+    kind = one_of(*_DESCRIPTOR_SETTINGS)(desc.get("kind", DEFAULT_KIND), f"{section}.kind")
     return {"kind": kind, **check_table(section, {k: v for k, v in desc.items() if k != "kind"},
                                         _DESCRIPTOR_SETTINGS[kind])}
 

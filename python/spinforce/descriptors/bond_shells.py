@@ -1,28 +1,11 @@
-"""Descriptors the force field can be built on, and the interface they share.
-
-A descriptor is an ``nn.Module`` with
-  neighbor_offsets  (m, dim) int64 buffer: the neighbourhood, as lattice offsets
-  num_features      int
-  lattice_kind      str, the lattice kind it was built for
-  version           int, bumped whenever the features of the same settings change
-  features(spins (N,3), neighbors (N,m)) -> (N, F), TorchScript-compatible, differentiable in spins
-  settings() -> dict, and a classmethod from_settings(lattice, settings)
-where ``neighbors = lattice.neighbor_table(neighbor_offsets)``.
-
-Kinds (``descriptor = {kind = ...}`` in a training config):
-  "group"       the group-theoretical descriptor ``spinforce.Descriptor`` (default where available)
-  "bond_shells" ``BondShellDescriptor`` below, a simple invariant baseline
-"""
+"""Bond-shell descriptor: invariant bond sums around a site, a simple baseline (docs/ml.md)."""
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["BondShellDescriptor", "DESCRIPTOR_KINDS", "default_descriptor_kind", "descriptor_version",
-           "make_descriptor"]
+__all__ = ["BondShellDescriptor"]
 
 
 class BondShellDescriptor(nn.Module):
@@ -117,46 +100,3 @@ def _pair_orbit_matrix(lattice, offsets: torch.Tensor) -> torch.Tensor:
     matrix = torch.zeros(m * m, len(orbit_of), dtype=torch.float64)
     matrix[torch.tensor(rows), torch.tensor(cols)] = 1.0
     return matrix
-
-
-def _group_descriptor_class():
-    import spinforce
-    return getattr(spinforce, "Descriptor", None)
-
-
-DESCRIPTOR_KINDS = ("group", "bond_shells")
-
-
-def default_descriptor_kind() -> str:
-    """"group" where the group-theoretical descriptor is built in, else "bond_shells"."""
-    return "group" if _group_descriptor_class() is not None else "bond_shells"
-
-
-def descriptor_version(kind: str) -> int | None:
-    """Version of the descriptor `kind` in this installation (None where it is not built in)."""
-    if kind == "bond_shells":
-        return BondShellDescriptor.version
-    cls = _group_descriptor_class() if kind == "group" else None
-    if cls is None:
-        return None
-    # The version is set per instance; its module holds it as _VERSION.
-    version = getattr(cls, "version", None)
-    if not isinstance(version, int):
-        version = getattr(sys.modules[cls.__module__], "_VERSION", None)
-    return None if version is None else int(version)
-
-
-def make_descriptor(kind: str, lattice, settings: dict) -> nn.Module:
-    """Build a descriptor of `kind` on `lattice` from its settings dict."""
-    if kind == "bond_shells":
-        try:
-            return BondShellDescriptor.from_settings(lattice, settings)
-        except TypeError as exc:
-            raise ValueError(f"bad bond_shells descriptor settings {settings!r}: allowed keys are cutoff, powers, pair_orbits") from exc
-    if kind == "group":
-        cls = _group_descriptor_class()
-        if cls is None:
-            raise ValueError("descriptor kind 'group' needs spinforce.Descriptor, which this installation lacks; "
-                             "use kind = 'bond_shells'")
-        return cls.from_settings(lattice, settings) if hasattr(cls, "from_settings") else cls(lattice, **settings)
-    raise ValueError(f"descriptor kind must be one of {list(DESCRIPTOR_KINDS)}, got {kind!r}")

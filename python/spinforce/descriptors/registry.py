@@ -1,0 +1,44 @@
+"""The descriptors a force field can be built on, by kind, and the interface they share.
+
+A descriptor is an ``nn.Module`` with
+  kind              str, its name in a training config (``descriptor = {kind = ...}``)
+  version           int, bumped whenever the features of the same settings change
+  neighbor_offsets  (m, dim) int64 buffer: the neighbourhood, as lattice offsets
+  num_features      int
+  lattice_kind      str, the lattice kind it was built for
+  features(spins (N,3), neighbors (N,m)) -> (N, F), TorchScript-compatible, differentiable in spins
+  settings() -> dict, and a classmethod from_settings(lattice, settings)
+where ``neighbors = lattice.neighbor_table(neighbor_offsets)``. Adding one: a module in this
+folder and a line in KINDS.
+
+Kinds:
+  "group"       the group-theoretical descriptor ``spinforce.Descriptor`` (the default)
+  "bond_shells" ``BondShellDescriptor``: bond sums per neighbour shell, a baseline
+"""
+from __future__ import annotations
+
+from .bond_shells import BondShellDescriptor
+from .module import Descriptor
+
+__all__ = ["KINDS", "DESCRIPTOR_KINDS", "DEFAULT_KIND", "descriptor_version", "make_descriptor"]
+
+KINDS = {"group": Descriptor, "bond_shells": BondShellDescriptor}
+DESCRIPTOR_KINDS = tuple(KINDS)
+DEFAULT_KIND = "group"
+
+
+def descriptor_version(kind: str) -> int | None:
+    """Version of the descriptor `kind` in this installation (None for a kind it does not have)."""
+    cls = KINDS.get(kind)
+    return None if cls is None else int(cls.version)
+
+
+def make_descriptor(kind: str, lattice, settings: dict):
+    """Build a descriptor of `kind` on `lattice` from its settings dict."""
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise ValueError(f"descriptor kind must be one of {list(DESCRIPTOR_KINDS)}, got {kind!r}")
+    try:
+        return cls.from_settings(lattice, settings)
+    except TypeError as exc:
+        raise ValueError(f"bad {kind} descriptor settings {settings!r}: {exc}") from exc

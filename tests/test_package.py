@@ -1,0 +1,33 @@
+"""What `import spinforce` costs: the engines and the provider, not the trainer or file formats."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def test_import_spinforce_does_not_load_trainer_generate_h5py_or_matplotlib():
+    code = ("import json, sys, spinforce; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('spinforce', 'h5py', 'matplotlib'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(json.loads(out.strip().splitlines()[-1]))
+    heavy = {"h5py", "matplotlib", "spinforce.ml.training", "spinforce.ml.committee", "spinforce.generate",
+             "spinforce.data"}
+    assert not loaded & heavy, sorted(loaded & heavy)
+    assert "spinforce.ml.provider" in loaded  # MLForceField is part of the top level
+
+
+def test_descriptor_registry_builds_every_kind_and_reports_versions():
+    import spinforce
+    from spinforce.descriptors import DESCRIPTOR_KINDS, BondShellDescriptor, descriptor_version, make_descriptor
+    lat = spinforce.Lattice("square", (6, 6))
+    assert set(DESCRIPTOR_KINDS) == {"group", "bond_shells"}
+    for kind in DESCRIPTOR_KINDS:
+        d = make_descriptor(kind, lat, {"cutoff": 1.5})
+        assert d.kind == kind and d.version == descriptor_version(kind) == 1
+    assert isinstance(make_descriptor("bond_shells", lat, {"cutoff": 1.5}), BondShellDescriptor)
+    assert descriptor_version("nonsense") is None
+    with pytest.raises(ValueError, match="descriptor kind must be one of"):
+        make_descriptor("nonsense", lat, {})
+    with pytest.raises(ValueError, match="bad bond_shells descriptor settings"):
+        make_descriptor("bond_shells", lat, {"cutof": 1.5})
