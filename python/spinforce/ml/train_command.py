@@ -1,6 +1,7 @@
 """Train a Behler-Parrinello force field from one or more datasets.
 
     spinforce train CONFIG.toml [--resume] [--overwrite] [--no-progress]
+    torchrun --nproc_per_node=P -m spinforce train CONFIG.toml    (P processes, one run)
 
 The config (TOML) names the datasets, the descriptor, the network and the training schedule;
 see docs/ml.md. The run directory gets log.csv, checkpoint.pt, model.pt (the best model),
@@ -23,5 +24,6 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from .training import train
     result = train(args.config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
-    print(json.dumps({"model": str(result.model_path), "best_epoch": result.best_epoch, **result.best}, indent=2))
+    if result.rank == 0:  # one summary for a run on several processes
+        print(json.dumps({"model": str(result.model_path), "best_epoch": result.best_epoch, **result.best}, indent=2))
     return 0

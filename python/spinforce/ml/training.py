@@ -49,10 +49,12 @@ count start afresh, so that the kept model has had its energies trained.
 """
 from __future__ import annotations
 
+import builtins
 import copy
 import csv
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,6 +186,123 @@ def predict(model: SiteEnergyModel, spins: torch.Tensor, neighbors: torch.Tensor
     return eps.view(B, N).sum(1), -grad.view(B, N, 3)
 
 
+class _Ranks:
+    """This process's place among the processes of one training run (torch.distributed), or a
+    process alone (rank 0 of 1). Every rank holds all the data; each takes a contiguous share of
+    the snapshots of every mini-batch and every evaluated split, and sums are reduced over all."""
+
+    def __init__(self, rank: int = 0, world: int = 1, device: torch.device | None = None):
+        self.rank, self.world, self.device = rank, world, device
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    def share(self, idx):
+        """This rank's contiguous block of idx (empty when idx has fewer entries than ranks)."""
+        n = len(idx)
+        return idx[n * self.rank // self.world:n * (self.rank + 1) // self.world]
+
+    def sum(self, values: list) -> list:
+        """The sums over all ranks of a few numbers (float64; counts stay exact below 2^53)."""
+        if not self.distributed:
+            return list(values)
+        import torch.distributed as dist
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def sum_gradients(self, params) -> None:
+        """Replace every gradient by its sum over the ranks (a rank that had no snapshots adds
+        zero). A parameter no rank has a gradient for keeps none, as on one process, so that the
+        optimizer leaves it (and its step count) alone."""
+        if not self.distributed:
+            return
+        import torch.distributed as dist
+        params = [q for q in params if q.requires_grad]
+        has_grad = [q.grad is not None for q in params]
+        flat = torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).reshape(-1) for q in params]
+                         + [torch.tensor(has_grad, dtype=params[0].dtype, device=params[0].device)])
+        dist.all_reduce(flat)
+        sums = flat[:-len(params)].split([q.numel() for q in params])
+        for q, g, used in zip(params, sums, flat[-len(params):].tolist()):
+            q.grad = g.view_as(q).clone() if used > 0 else None
+
+    def broadcast(self, obj):
+        """Rank 0's obj on every rank (picklable objects)."""
+        if not self.distributed:
+            return obj
+        import torch.distributed as dist
+        box = [obj]
+        dist.broadcast_object_list(box, src=0, device=self.device if self.device.type == "cuda" else None)
+        return box[0]
+
+    def on_rank0(self, write) -> None:
+        """Run write() on rank 0 alone; an error there is raised on every rank (and not left as
+        a hang of the other ranks in their next collective)."""
+        err = None
+        if self.rank == 0:
+            try:
+                write()
+            except Exception as e:  # re-raised below, after the other ranks have heard of it
+                err = e
+        failed = self.broadcast(None if err is None else (type(err).__name__, str(err)))
+        if err is not None:
+            raise err
+        if failed is not None:
+            raise getattr(builtins, failed[0], RuntimeError)(f"{failed[1]} (on rank 0)")
+
+    def barrier(self) -> None:
+        if self.distributed:
+            import torch.distributed as dist
+            dist.barrier()
+
+
+def _join_ranks(device_name: str) -> tuple[_Ranks, torch.device, bool]:
+    """The ranks of this run and this rank's device; joins torch.distributed when the launcher's
+    environment (torchrun: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK) says there is
+    more than one process, or uses the process group the caller has initialised. The third value
+    says whether the group was started here (and is to be destroyed at the end)."""
+    import torch.distributed as dist
+    device = torch.device(device_name)
+    started = False
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        backend = str(dist.get_backend())
+        wanted = "nccl" if device.type == "cuda" else "gloo"
+        if wanted not in backend:
+            raise ValueError(f"training.device {device_name!r} needs a {wanted!r} process group, but "
+                             f"torch.distributed was initialised with backend {backend!r}")
+    else:
+        try:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+        except ValueError:
+            raise ValueError(f"the environment variable WORLD_SIZE must be a number of processes, got "
+                             f"{os.environ['WORLD_SIZE']!r}") from None
+        if world <= 1:
+            return _Ranks(), device, False
+        missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+        if missing:
+            raise ValueError(f"WORLD_SIZE={world} asks for a distributed run, but {', '.join(missing)} "
+                             f"{'is' if len(missing) == 1 else 'are'} not set: launch with torchrun "
+                             f"(torchrun --nproc_per_node={world} -m spinforce train CONFIG)")
+        rank = int(os.environ["RANK"])
+    if world > 1 and device.type == "cuda":
+        if device.index is not None:
+            raise ValueError(f"training.device is {device_name!r}: on several processes give 'cuda' without "
+                             f"an index; each process then uses the GPU cuda:LOCAL_RANK")
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        if local >= torch.cuda.device_count():
+            raise ValueError(f"process with LOCAL_RANK={local} has no GPU: torch sees {torch.cuda.device_count()} "
+                             f"CUDA device(s) on this node; start at most one process per GPU")
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        started = True
+    return _Ranks(rank, world, device), device, started
+
+
 def _errors(model, part: _Part, idx: np.ndarray, batch_size: int, create_graph=False):
     """Yields (torque error, field error, energy error per site, spins, batch) per mini-batch."""
     for start in range(0, len(idx), batch_size):
@@ -194,18 +313,19 @@ def _errors(model, part: _Part, idx: np.ndarray, batch_size: int, create_graph=F
         yield torch.linalg.cross(s, dh, dim=-1), dh, (e_pred - e) / s.shape[1], sel
 
 
-def evaluate(model, parts: list[_Part], split: str, batch_size: int) -> dict:
+def evaluate(model, parts: list[_Part], split: str, batch_size: int, ranks: _Ranks = _Ranks()) -> dict:
     """Torque RMSE, field RMSE (root mean square over sites of the vector error) and the mean
-    absolute energy error per site, over the snapshots of `split`."""
+    absolute energy error per site, over the snapshots of `split` (shared out over the ranks)."""
     sq_t = sq_h = abs_e = 0.0
     sites = frames = 0
     for part in parts:
-        for dt, dh, de, _ in _errors(model, part, getattr(part, split), batch_size):
+        for dt, dh, de, _ in _errors(model, part, ranks.share(getattr(part, split)), batch_size):
             sq_t += float((dt.detach() ** 2).sum())
             sq_h += float((dh.detach() ** 2).sum())
             abs_e += float(de.detach().abs().sum())
             sites += dt.shape[0] * dt.shape[1]
             frames += dt.shape[0]
+    sq_t, sq_h, abs_e, sites, frames = ranks.sum([sq_t, sq_h, abs_e, sites, frames])
     if frames == 0:
         return {m: float("nan") for m in METRICS}
     return {"torque_rmse": math.sqrt(sq_t / sites), "field_rmse": math.sqrt(sq_h / sites),
@@ -350,6 +470,7 @@ class TrainingResult:
     best: dict          # metrics of the best model on train and val (and test, when there is one)
     history: list       # CSV rows
     stopped_early: bool
+    rank: int = 0       # this process's rank in a run on several processes (0 alone)
 
 
 def _write_csv(path: Path, rows: list) -> None:
@@ -365,20 +486,49 @@ def train(config, *, resume: bool = False, overwrite: bool = False, progress: bo
 
     A run directory that already holds a run is continued with ``resume=True`` (from its last
     checkpoint, continuing the same loss curve) or replaced with ``overwrite=True``.
+
+    Started by torchrun (or inside an initialised torch.distributed process group), every
+    process calls train alike: each takes its share of the snapshots of every mini-batch and the
+    gradients are summed over the processes, so the run follows the loss curve of one process;
+    rank 0 alone writes files and shows progress. See docs/ml.md, "Training on several processes".
     """
     cfg = load_config(config, base_dir)
     if resume and overwrite:
         raise ValueError("give at most one of --resume and --overwrite")
+    ranks, device, started = _join_ranks(cfg["training"]["device"])
     threads = torch.get_num_threads()
     try:
         if cfg["training"]["threads"]:
             torch.set_num_threads(int(cfg["training"]["threads"]))
-        return _train(cfg, resume, overwrite, progress)
+        return _train(cfg, resume, overwrite, progress and ranks.rank == 0, ranks, device)
     finally:
         torch.set_num_threads(threads)
+        if started:
+            import torch.distributed as dist
+            dist.destroy_process_group()
 
 
-def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> TrainingResult:
+def _batch_loss(model, part: _Part, sel, batch_frames: int, lam: float, inv_scale2: float) -> torch.Tensor:
+    """The loss of the mini-batch of batch_frames snapshots, or, for sel a share of them, the
+    share's part of it: its sums divided by the whole batch's counts (the shares add up to it)."""
+    sel = torch.as_tensor(sel)
+    s, h, e = part.spins[sel], part.fields[sel], part.energy[sel]
+    e_pred, h_pred = predict(model, s, part.neighbors, create_graph=True)
+    torque_sq = (torch.linalg.cross(s, h_pred - h, dim=-1) ** 2).sum(-1)
+    energy_sq = ((e_pred - e) / s.shape[1]) ** 2
+    if len(sel) == batch_frames:
+        loss = torque_sq.mean() * inv_scale2
+        if lam > 0:
+            loss = loss + lam * energy_sq.mean() * inv_scale2
+        return loss
+    loss = torque_sq.sum() / (batch_frames * s.shape[1]) * inv_scale2
+    if lam > 0:
+        loss = loss + lam * energy_sq.sum() / batch_frames * inv_scale2
+    return loss
+
+
+def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ranks = _Ranks(),
+           device: torch.device | None = None) -> TrainingResult:
     t = cfg["training"]
     run_dir = Path(cfg["output"]["dir"])
     ckpt_path, model_path, log_path = run_dir / "checkpoint.pt", run_dir / "model.pt", run_dir / "log.csv"
@@ -398,7 +548,7 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
     seed = int(t["seed"])
     torch.manual_seed(seed)
     dtype = DTYPES[cfg["model"]["dtype"]]
-    device = torch.device(t["device"])
+    device = device or torch.device(t["device"])
     parts, lattices, data_records = _load_parts(cfg, dtype, seed, device)
     desc = dict(cfg["descriptor"])
     kind = desc.pop("kind")
@@ -406,8 +556,10 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
     model = build_model(lattices[0], kind, desc, m["hidden"], m["activation"], m["dtype"]).to(device)
     for part, lat in zip(parts, lattices):
         part.neighbors = lat.neighbor_table(model.neighbor_offsets.cpu()).to(device)
-    prepare_outputs(run_dir, OUTPUTS, command="spinforce train", overwrite=overwrite, keep=resume, resumable=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    def prepare():
+        prepare_outputs(run_dir, OUTPUTS, command="spinforce train", overwrite=overwrite, keep=resume, resumable=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    ranks.on_rank0(prepare)
     data_scale = _normalise(model, parts)
     # Decoupled weight decay (AdamW; 0 is plain Adam): a brake on memorising correlated frames.
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(t["learning_rate"]), weight_decay=float(t["weight_decay"]))
@@ -420,7 +572,11 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
             scheduler.load_state_dict(checkpoint["scheduler"])
         history, start_epoch = checkpoint["history"], checkpoint["epoch"]
         best, best_epoch, stale = checkpoint["best"], checkpoint["best_epoch"], checkpoint["stale"]
-    (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+    if ranks.distributed:  # the ranks start from one model (as DDP does), whatever their history
+        for tensor in model.state_dict().values():
+            torch.distributed.broadcast(tensor, src=0)
+    if ranks.rank == 0:
+        (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
 
     bs = int(t["batch_size"])
     batches = [(p, i) for p, part in enumerate(parts) for i in range(0, len(part.train), bs)]
@@ -444,21 +600,19 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
         model.train()
         for b in torch.randperm(len(batches), generator=gen).tolist():
             p, start = batches[b]
-            part = parts[p]
-            sel = torch.as_tensor(perms[p][start:start + bs])
-            s, h, e = part.spins[sel], part.fields[sel], part.energy[sel]
-            e_pred, h_pred = predict(model, s, part.neighbors, create_graph=True)
-            torque_err = torch.linalg.cross(s, h_pred - h, dim=-1)
-            loss = (torque_err ** 2).sum(-1).mean() * inv_scale2
-            if lam > 0:
-                loss = loss + lam * (((e_pred - e) / s.shape[1]) ** 2).mean() * inv_scale2
+            batch = perms[p][start:start + bs]
+            mine = ranks.share(batch)  # the whole batch on one process
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if len(mine):
+                loss = _batch_loss(model, parts[p], mine, len(batch), lam, inv_scale2)
+                loss.backward()
+                loss_sum += float(loss.detach())
+            ranks.sum_gradients(model.parameters())
             optimizer.step()
-            loss_sum += float(loss.detach())
+        (loss_sum,) = ranks.sum([loss_sum])
         model.eval()
-        tr = evaluate(model, parts, "train", bs)
-        va = evaluate(model, parts, "val", bs) if has_val else tr
+        tr = evaluate(model, parts, "train", bs, ranks)
+        va = evaluate(model, parts, "val", bs, ranks) if has_val else tr
         row = {"epoch": epoch + 1, "learning_rate": optimizer.param_groups[0]["lr"], "energy_weight": lam,
                "loss": loss_sum / len(batches), **{f"train_{k}": v for k, v in tr.items()},
                **{f"val_{k}": v for k, v in va.items()}}
@@ -475,20 +629,22 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
             scheduler.step(monitor) if t["lr_schedule"] == "plateau" else scheduler.step()
         if monitor < best * (1.0 - float(t["early_stop_min_delta"])):
             best, best_epoch, stale = monitor, epoch + 1, 0
-            rec = model_record(model, data_records, cfg)
-            rec["metrics"] = {"epoch": epoch + 1, "train": tr, "val": va, "data": data_scale}
-            save_model(model_path, rec)
+            if ranks.rank == 0:
+                rec = model_record(model, data_records, cfg)
+                rec["metrics"] = {"epoch": epoch + 1, "train": tr, "val": va, "data": data_scale}
+                save_model(model_path, rec)
         else:
             stale += 1
         stopped_early = (int(t["early_stop_patience"]) > 0 and stale >= int(t["early_stop_patience"])
                          and (float(t["energy_weight"]) == 0 or epoch >= first_full_weight))
-        _write_csv(log_path, history)
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "epoch": epoch + 1, "history": history, "best": best, "best_epoch": best_epoch,
-                    "stale": stale, "stopped_early": stopped_early, "config": cfg},
-                   ckpt_path.with_suffix(".pt.partial"))
-        ckpt_path.with_suffix(".pt.partial").replace(ckpt_path)
+        if ranks.rank == 0:
+            _write_csv(log_path, history)
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "epoch": epoch + 1, "history": history, "best": best, "best_epoch": best_epoch,
+                        "stale": stale, "stopped_early": stopped_early, "config": cfg},
+                       ckpt_path.with_suffix(".pt.partial"))
+            ckpt_path.with_suffix(".pt.partial").replace(ckpt_path)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(val_torque=f"{va['torque_rmse']:.3g}", best=f"{best:.3g}",
@@ -499,23 +655,32 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool) -> Training
             break
     if bar is not None:
         bar.close()
-    _write_csv(log_path, history)
-    best_rec = torch.load(model_path, map_location="cpu", weights_only=True)
+    best_rec = None
+    if ranks.rank == 0:
+        _write_csv(log_path, history)
+        best_rec = torch.load(model_path, map_location="cpu", weights_only=True)
+    best_rec = ranks.broadcast(best_rec)
     has_test = any(len(p.test) for p in parts)
-    if has_test or cfg["output"]["plots"]:
-        best_model = load_model(model_path, lattices[0]).to(device)
+    if has_test or (cfg["output"]["plots"] and ranks.rank == 0):
+        if ranks.rank == 0:
+            best_model = load_model(model_path, lattices[0]).to(device)
+        else:
+            best_model = copy.deepcopy(model)
+            best_model.load_state_dict(best_rec["state_dict"])
         best_model.eval()
     if has_test:
         # Trajectories never trained on and never used to pick the model: the held-out error.
-        best_rec["metrics"]["test"] = evaluate(best_model, parts, "test", bs)
+        best_rec["metrics"]["test"] = evaluate(best_model, parts, "test", bs, ranks)
         best_rec["metrics"]["test"]["frames"] = int(sum(len(p.test) for p in parts))
         best_rec["metrics"]["test"]["torque_rms"] = torque_rms(parts, "test")
-    (run_dir / "metrics.json").write_text(json.dumps(best_rec["metrics"], indent=2))
-    if cfg["output"]["plots"]:
-        write_plots(best_model, parts, "val" if has_val else "train", bs, run_dir / "plots")
+    if ranks.rank == 0:
+        (run_dir / "metrics.json").write_text(json.dumps(best_rec["metrics"], indent=2))
+        if cfg["output"]["plots"]:
+            write_plots(best_model, parts, "val" if has_val else "train", bs, run_dir / "plots")
+    ranks.barrier()  # every rank returns once the run's files are written
     return TrainingResult(run_dir, model_path, best_rec["metrics"]["epoch"],
                           {k: best_rec["metrics"][k] for k in ("train", "val", "test") if k in best_rec["metrics"]},
-                          history, stopped_early)
+                          history, stopped_early, ranks.rank)
 
 
 def write_plots(model, parts: list[_Part], split: str, batch_size: int, out_dir: Path) -> None:
