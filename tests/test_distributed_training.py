@@ -1,0 +1,153 @@
+"""`spinforce train` on several processes (torch.distributed, gloo): 2 ranks follow the loss curve
+of 1 rank in float64, checkpoints resume with another number of ranks, rank 0 alone writes, and
+bad launches are clear errors."""
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spinforce  # noqa: F401  before torch (also in the spawned ranks)
+import torch
+import torch.multiprocessing as mp
+
+from spinforce.ml.training import train
+from test_training_behaviour import write_data
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+TOL = 1e-10  # 1 vs 2 ranks: the same sums, added in another order
+EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    # 10 frames, split by frame: 2 validation, 1 test, 7 training = mini-batches of 3, 3 and 1;
+    # in the batch of 1, rank 0 of 2 has no snapshot and adds nothing.
+    return write_data(tmp_path_factory.mktemp("data") / "d.h5", (4, 4), 10, seed=4)
+
+
+def config(path, out, epochs=EPOCHS):
+    # the energy term joins at epoch 3: a parameter only it trains (the energy shift) has no
+    # gradient before, on one rank as on two
+    return {"data": {"paths": [str(path)], "validation_fraction": 0.2, "test_fraction": 0.1, "split": "frame"},
+            "descriptor": {"kind": "bond_shells", "cutoff": 1.5, "powers": [1, 2]},
+            "model": {"hidden": [8], "activation": "silu", "dtype": "float64"},
+            "training": {"seed": 3, "epochs": epochs, "batch_size": 3, "learning_rate": 1e-2, "threads": 1,
+                         "energy_weight": 1.0, "energy_weight_start": 2, "energy_weight_ramp": 2,
+                         "early_stop_patience": 0, "lr_schedule": "plateau", "lr_patience": 1},
+            "output": {"dir": str(out), "plots": False}}
+
+
+@pytest.fixture(scope="module")
+def reference(dataset, tmp_path_factory):
+    """The uninterrupted run on one process."""
+    return train(config(dataset, tmp_path_factory.mktemp("one") / "run"), progress=False)
+
+
+def assert_same_curve(history, reference_history):
+    assert len(history) == len(reference_history) == EPOCHS
+    for got, want in zip(history, reference_history):
+        for key, value in want.items():
+            assert float(got[key]) == pytest.approx(float(value), rel=TOL, abs=TOL), (key, got["epoch"])
+
+
+def assert_same_model(path, reference_path):
+    got = torch.load(path, weights_only=True)["state_dict"]
+    want = torch.load(reference_path, weights_only=True)["state_dict"]
+    assert got.keys() == want.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=TOL, atol=TOL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # starts 2 processes that import torch
+def test_torchrun_two_ranks_follow_the_one_rank_loss_curve(dataset, reference, tmp_path):
+    cfg = config(dataset, tmp_path / "run")
+    toml = "\n".join(f"[{section}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
+                     for section, table in cfg.items())
+    (tmp_path / "train.toml").write_text(toml)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "python"), OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          f"--master_port={free_port()}", "-m", "spinforce", "train", str(tmp_path / "train.toml")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with open(tmp_path / "run" / "log.csv") as f:
+        history = list(csv.DictReader(f))
+    assert_same_curve(history, reference.history)
+    print("max |loss(2 ranks) - loss(1 rank)| =",
+          max(abs(float(a["loss"]) - b["loss"]) for a, b in zip(history, reference.history)))
+    assert_same_model(tmp_path / "run" / "model.pt", reference.model_path)
+    test_metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
+    want = json.loads((reference.run_dir / "metrics.json").read_text())["test"]
+    assert test_metrics["frames"] == want["frames"] == 1
+    for key in ("torque_rmse", "field_rmse", "energy_mae_per_site"):
+        assert test_metrics[key] == pytest.approx(want[key], rel=TOL)
+    # rank 0 alone prints the summary and shows the progress bar
+    assert run.stdout.count('"best_epoch"') == 1
+    assert run.stderr.count(f" 0/{EPOCHS} [") == 1, run.stderr[-3000:]
+
+
+def _spawned(rank, world, store, jobs, out):
+    """One rank of a run on `world` processes in a process group the caller started."""
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        results = {}
+        for name, cfg, resume in jobs:
+            try:
+                result = train(cfg, resume=resume, progress=False)
+                results[name] = {"rank": result.rank, "history": result.history}
+            except FileExistsError as err:
+                results[name] = {"error": str(err)}
+        # every rank's final model: the ranks must hold one model
+        results["params"] = {k: v.clone() for k, v in torch.load(Path(cfg["output"]["dir"]) / "checkpoint.pt",
+                                                                  weights_only=False)["model"].items()}
+        torch.save(results, Path(out) / f"rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow  # starts 2 processes that import torch
+def test_checkpoints_resume_with_another_number_of_ranks(dataset, reference, tmp_path):
+    # interrupted after 3 epochs on 2 ranks, resumed on 1 ...
+    two_then_one = config(dataset, tmp_path / "two_then_one", epochs=3)
+    # ... and after 3 epochs on 1 rank, resumed on 2
+    one_then_two = config(dataset, tmp_path / "one_then_two", epochs=3)
+    train(one_then_two, progress=False)
+    jobs = [("existing", one_then_two, False),  # a finished run in the folder, neither resume nor overwrite
+            ("first", two_then_one, False),
+            ("resumed", config(dataset, tmp_path / "one_then_two"), True)]
+    mp.spawn(_spawned, args=(2, tmp_path / "store", jobs, tmp_path), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    for r, got in enumerate(ranks):
+        # a rank-0 check that fails stops every rank, with the same error
+        assert "resume" in got["existing"]["error"], got["existing"]
+        assert got["resumed"]["rank"] == r
+        assert_same_curve(got["resumed"]["history"], reference.history)
+    for key, value in ranks[0]["params"].items():
+        assert torch.equal(ranks[1]["params"][key], value), key  # bitwise: the ranks step alike
+    resumed = train(config(dataset, tmp_path / "two_then_one"), resume=True, progress=False)
+    assert_same_curve(resumed.history, reference.history)
+    assert_same_model(resumed.model_path, reference.model_path)
+
+
+def test_bad_launch_environment_is_a_clear_error(dataset, tmp_path, monkeypatch):
+    for var in ("RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="RANK, MASTER_ADDR, MASTER_PORT are not set: launch with torchrun"):
+        train(config(dataset, tmp_path / "a"), progress=False)
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="WORLD_SIZE must be a number"):
+        train(config(dataset, tmp_path / "b"), progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    monkeypatch.setenv("WORLD_SIZE", "1")  # torchrun with one process: the run of one process
+    assert train(config(dataset, tmp_path / "c", epochs=1), progress=False).rank == 0
