@@ -151,3 +151,12 @@ def test_bad_launch_environment_is_a_clear_error(dataset, tmp_path, monkeypatch)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     monkeypatch.setenv("WORLD_SIZE", "1")  # torchrun with one process: the run of one process
     assert train(config(dataset, tmp_path / "c", epochs=1), progress=False).rank == 0
+
+
+def test_learn_refuses_to_run_on_several_processes(tmp_path, monkeypatch):
+    from spinforce.learn import check_config, learn
+    from test_learn import TINY
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="spinforce learn runs as one process, but the launcher started 2"):
+        learn(check_config(TINY), tmp_path / "learn", progress=False)
+    assert not (tmp_path / "learn").exists()

@@ -317,7 +317,11 @@ def learn(cfg: dict, out, *, overwrite: bool = False, progress: bool = True, _in
     import torch
 
     from .data import replaceable_output
+    from .ml.training import launched_processes
     from .outputs import prepare_outputs
+    if launched_processes() > 1:  # every process would run every stage into the same folder
+        raise ValueError(f"spinforce learn runs as one process, but the launcher started {launched_processes()} "
+                         f"(WORLD_SIZE); start it without torchrun (spinforce train runs on several processes)")
     out = Path(out).resolve()
     state_path = out / STATE_FILE
     fingerprint = json.dumps(cfg, sort_keys=True)

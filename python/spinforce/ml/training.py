@@ -258,6 +258,16 @@ class _Ranks:
             dist.barrier()
 
 
+def launched_processes() -> int:
+    """How many processes the launcher (torchrun, or a batch system exporting WORLD_SIZE) started
+    for this run; 1 without one."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise ValueError(f"the environment variable WORLD_SIZE must be a number of processes, got "
+                         f"{os.environ['WORLD_SIZE']!r}") from None
+
+
 def _join_ranks(device_name: str) -> tuple[_Ranks, torch.device, bool]:
     """The ranks of this run and this rank's device; joins torch.distributed when the launcher's
     environment (torchrun: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK) says there is
@@ -274,11 +284,7 @@ def _join_ranks(device_name: str) -> tuple[_Ranks, torch.device, bool]:
             raise ValueError(f"training.device {device_name!r} needs a {wanted!r} process group, but "
                              f"torch.distributed was initialised with backend {backend!r}")
     else:
-        try:
-            world = int(os.environ.get("WORLD_SIZE", "1"))
-        except ValueError:
-            raise ValueError(f"the environment variable WORLD_SIZE must be a number of processes, got "
-                             f"{os.environ['WORLD_SIZE']!r}") from None
+        world = launched_processes()
         if world <= 1:
             return _Ranks(), device, False
         missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
