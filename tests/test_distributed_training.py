@@ -22,6 +22,16 @@ TOL = 1e-10  # 1 vs 2 ranks: the same sums, added in another order
 EPOCHS = 6
 
 
+@pytest.fixture(scope="module", autouse=True)
+def default_dtype_of_a_fresh_process():
+    # The initial weights follow torch's default dtype (another test module sets float64); the
+    # launched ranks start with float32, so the run on one process here must too.
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    yield
+    torch.set_default_dtype(dtype)
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     # 10 frames, split by frame: 2 validation, 1 test, 7 training = mini-batches of 3, 3 and 1;
