@@ -287,6 +287,9 @@ def _join_ranks(device_name: str) -> tuple[_Ranks, torch.device, bool]:
         world = launched_processes()
         if world <= 1:
             return _Ranks(), device, False
+        if not dist.is_available():
+            raise ValueError(f"WORLD_SIZE={world} asks for a distributed run, but this torch is built without "
+                             f"torch.distributed")
         missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
         if missing:
             raise ValueError(f"WORLD_SIZE={world} asks for a distributed run, but {', '.join(missing)} "
