@@ -36,11 +36,11 @@ void bind_kpm(py::module_& m) {
              return k.moments(s);
            },
            py::arg("spins"))
-      .def("_chebyshev_step_seconds",
+      .def("_chebyshev_steps",
            [](KPM& k, const at::Tensor& spins, int64_t steps) {
              at::Tensor s = checked_spins(spins, k.num_sites());
              py::gil_scoped_release release;
-             return k.chebyshev_step_seconds(s, steps);
+             k.chebyshev_steps(s, steps);
            },
            py::arg("spins"), py::arg("steps"));
 
