@@ -54,6 +54,7 @@ void bind_electrons(py::module_& m) {
   py::class_<ExactDiagonalization, FieldProvider, std::shared_ptr<ExactDiagonalization>>(m, "ExactDiagonalization")
       .def(py::init([](std::shared_ptr<SDModel> model) { return std::make_shared<ExactDiagonalization>(std::move(model)); }),
            py::arg("model"))
+      .def_property_readonly("_workspace", &workspace_stats<ExactDiagonalization>)
       .def("_hamiltonian",
            [](ExactDiagonalization& ed, const at::Tensor& spins) {
              return ed.hamiltonian(checked_spins(spins, ed.num_sites()));

@@ -29,6 +29,7 @@ void bind_kpm(py::module_& m) {
       .def_property_readonly("bounds",
                              [](const KPM& k) { return std::make_pair(k.center() - k.half_width(), k.center() + k.half_width()); })
       .def_property_readonly("colours", &KPM::colours)
+      .def_property_readonly("_workspace", &workspace_stats<KPM>)
       .def("_moments",
            [](KPM& k, const at::Tensor& spins) {
              at::Tensor s = checked_spins(spins, k.num_sites());

@@ -24,7 +24,8 @@ void bind_ml(py::module_& m) {
                                if (std::isnan(f.uncertainty_threshold())) return std::nullopt;
                                return f.uncertainty_threshold();
                              })
-      .def_property_readonly("neighbors", &MLForceField::neighbors);
+      .def_property_readonly("neighbors", &MLForceField::neighbors)
+      .def_property_readonly("_workspace", &workspace_stats<MLForceField>);
 }
 
 }  // namespace spinforce

@@ -41,6 +41,7 @@ at::Tensor ExactDiagonalization::hamiltonian(const at::Tensor& s) {
 }
 
 FieldResult ExactDiagonalization::compute(const at::Tensor& spins) {
+  Workspace::Scope scope(workspace_);
   const int64_t N = model_->num_sites();
   at::Tensor h = hamiltonian(spins);
   auto [levels, vectors] = at::linalg_eigh(h, "L");

@@ -264,11 +264,13 @@ KPM::Forward KPM::forward(const at::Tensor& spins, const at::Tensor& onsite) {
 }
 
 at::Tensor KPM::moments(const at::Tensor& spins) {
+  Workspace::Scope scope(workspace_);
   Forward f = forward(spins, onsite_block(spins));
   return at::tensor(f.moments, at::kDouble);
 }
 
 FieldResult KPM::compute(const at::Tensor& spins) {
+  Workspace::Scope scope(workspace_);
   const int64_t N = num_sites(), M = settings_.moments, R = num_probes();
   const Target target = target_of(spins);
   at::Tensor onsite = onsite_block(spins);

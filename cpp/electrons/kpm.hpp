@@ -22,6 +22,7 @@
 
 #include "electrons/chebyshev.hpp"
 #include "electrons/sd_model.hpp"
+#include "common/workspace.hpp"
 #include "providers/field_provider.hpp"
 
 namespace spinforce {
@@ -41,6 +42,7 @@ class KPM : public FieldProvider {
   int64_t num_sites() const override { return model_->num_sites(); }
   std::string name() const override { return "KPM"; }
   FieldResult compute(const at::Tensor& spins) override;
+  const Workspace& workspace() const { return workspace_; }
 
   // Chebyshev moments mu_m = Re sum_r R_r^+ T_m(H~) R_r (estimates of Tr T_m(H~)), (M,) float64 CPU.
   at::Tensor moments(const at::Tensor& spins);
@@ -77,6 +79,7 @@ class KPM : public FieldProvider {
   int64_t num_colours_ = 0;
   std::vector<int32_t> colour_;
   std::map<std::string, DeviceData> device_cache_;
+  Workspace workspace_;  // the evaluations' large tensors, reused by the next evaluation
 };
 
 }  // namespace spinforce

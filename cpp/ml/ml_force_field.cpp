@@ -83,6 +83,7 @@ MLForceField::~MLForceField() = default;
 std::string MLForceField::device() const { return impl_->device.str(); }
 
 FieldResult MLForceField::compute(const at::Tensor& spins) {
+  Workspace::Scope scope(workspace_);
   // The module differentiates its energy: autograd must be on even when the caller runs under
   // no_grad or inference mode.
   c10::InferenceMode inference_off(false);
