@@ -28,6 +28,7 @@ import torch
 from .config import (OMIT, Key, check_sections, check_table, device, did_you_mean, integer, list_of, number,
                      number_or, number_pair, one_of, shape, string)
 from .dynamics import INTEGRATORS
+from .lattice import LATTICE_KINDS
 
 HELP = "LLG runs with ED or KPM fields, saved as training snapshots (HDF5)"
 
@@ -37,7 +38,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 # The config schema: every key of every table, with its check and default (config.py).
-LATTICE = {"kind": Key(one_of("square", "triangular", "cubic")), "shape": Key(shape())}
+LATTICE = {"kind": Key(one_of(*LATTICE_KINDS)), "shape": Key(shape())}
 SD_MODEL = {"t": Key(number(), 1.0), "J": Key(number()), "mu": Key(number(), OMIT),
             "filling": Key(number(0, 1, lo_open=True, hi_open=True), OMIT), "kT": Key(number(0), 0.0),
             "t2": Key(number(), 0.0), "t3": Key(number(), 0.0)}
