@@ -1,5 +1,5 @@
 // CUDA kernels of the LLG stages: one thread per spin, the arithmetic of
-// cpp/dynamics/llg_update.hpp unchanged (so the CPU tests cover it), Philox noise keyed by
+// the registered schemes (cpp/dynamics/integrators.hpp) unchanged (so the CPU tests cover it), Philox noise keyed by
 // (seed, step, site) as on the CPU. Spins, fields and work arrays are (N, 3) rows of three
 // doubles: a warp reads 32 consecutive rows, 768 contiguous bytes per array.
 #include <cstdint>
@@ -12,10 +12,10 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void llg_stage_kernel(LLGStage stage, LLGArrays arrays, LLGCoefficients coeff, int64_t num_sites,
+__global__ void llg_stage_kernel(int scheme, int stage, LLGArrays arrays, LLGCoefficients coeff, int64_t num_sites,
                                  uint64_t step) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < num_sites) llg_stage_site(stage, i, arrays, coeff, step);
+  if (i < num_sites) integrator_stage_site(scheme, stage, i, arrays, coeff, step);
 }
 
 __global__ void philox_normals_kernel(uint64_t seed, uint64_t step, int64_t num_sites, double* out) {
@@ -25,10 +25,10 @@ __global__ void philox_normals_kernel(uint64_t seed, uint64_t step, int64_t num_
 
 }  // namespace
 
-void llg_stage_cuda(LLGStage stage, const LLGArrays& arrays, const LLGCoefficients& coeff, int64_t num_sites,
+void llg_stage_cuda(int scheme, int stage, const LLGArrays& arrays, const LLGCoefficients& coeff, int64_t num_sites,
                     uint64_t step, int device) {
-  gpu::launch("llg_stage", device, gpu::blocks_for(num_sites, kThreads), kThreads, 0, llg_stage_kernel, stage, arrays,
-              coeff, num_sites, step);
+  gpu::launch("llg_stage", device, gpu::blocks_for(num_sites, kThreads), kThreads, 0, llg_stage_kernel, scheme, stage,
+              arrays, coeff, num_sites, step);
 }
 
 void philox_normals_cuda(uint64_t seed, uint64_t step, int64_t num_sites, double* out, int device) {

@@ -194,3 +194,20 @@ def test_perturbed_configurations_are_ordered_states_with_noise():
     bonds = np.array(bonds)
     # weakly perturbed ferromagnets (bonds near +1), Neel states (near -1) and random states (near 0)
     assert bonds.max() > 0.8 and bonds.min() < -0.8 and np.any(np.abs(bonds) < 0.2)
+
+
+def test_atomic_write_replaces_in_one_step_and_cleans_up(tmp_path):
+    from spinforce.outputs import atomic_write, partial_path
+
+    path = tmp_path / "frame.ovf"
+    assert partial_path(path) == tmp_path / "frame.ovf.partial"
+    with atomic_write(path) as tmp:
+        assert tmp == partial_path(path)
+        tmp.write_text("first")
+        assert not path.exists()  # nobody sees the file before it is complete
+    assert path.read_text() == "first" and not tmp.exists()
+    with pytest.raises(RuntimeError):
+        with atomic_write(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash while writing")
+    assert path.read_text() == "first" and not tmp.exists()

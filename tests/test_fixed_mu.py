@@ -95,3 +95,26 @@ def test_filling_at_mu_inverts_mu_for_filling():
     per_state = filling_at_mu(model, S, fixed.mu)
     np.testing.assert_allclose(per_state, fixed.filling_per_state, atol=1e-12)
     assert per_state.mean() == pytest.approx(0.3, abs=1e-10)
+
+
+def test_solve_mu_weighted_unsorted_levels_against_root_finder():
+    # One solver serves ED (unit weights), KPM (quadrature weights of its spectral measure, nodes
+    # in descending order) and pooled states: any order, any non-negative weights.
+    from scipy.optimize import brentq
+
+    rng = np.random.default_rng(4)
+    e, w = rng.normal(size=300), rng.uniform(0.1, 2.0, size=300)
+    target, kT = 0.37 * w.sum(), 0.07
+
+    def excess(mu):
+        return float(np.dot(w, 0.5 * (1.0 - np.tanh((e - mu) / (2.0 * kT))))) - target
+
+    reference = brentq(excess, -10.0, 10.0, xtol=1e-15, rtol=1e-15)
+    assert solve_mu(e, target, kT, weights=w) == pytest.approx(reference, abs=1e-12)
+    order = rng.permutation(e.size)
+    assert solve_mu(e[order], target, kT, weights=w[order]) == pytest.approx(reference, abs=1e-12)
+    # kT = 0: the staircase rule holds whatever the order of the levels.
+    levels, weights = np.array([2.0, 0.0, -1.0, 0.0]), np.array([1.0, 0.5, 1.5, 0.5])
+    assert solve_mu(levels, 2.5, 0.0, weights=weights) == 1.0   # -1 and the 0-shell full: gap midpoint
+    assert solve_mu(levels, 2.0, 0.0, weights=weights) == 0.0   # 0-shell half full: mu on it
+    assert solve_mu(levels, 1.0, 0.0, weights=weights) == -1.0

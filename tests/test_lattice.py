@@ -103,3 +103,28 @@ def test_bad_configurations():
         sf.Lattice("square", 4).tetrahedral()
     with pytest.raises(ValueError, match="too small"):
         sf.Lattice("square", (2, 6)).neighbors(1)
+
+
+# --- the table of lattice kinds ----------------------------------------------------------------
+from spinforce.lattice import LATTICE_KINDS  # noqa: E402
+
+GROUP_ORDER = {"D4": 8, "C6v": 12, "Oh": 48}  # orders of the Schoenflies point groups
+
+
+@pytest.mark.parametrize("kind", sorted(LATTICE_KINDS))
+def test_lattice_kind_table_matches_the_geometry(kind):
+    info = LATTICE_KINDS[kind]
+    lat = sf.Lattice(kind, 6)
+    assert lat.kind_info == info and info["name"] == kind
+    assert info["dim"] == lat.dim == len(lat.shape) and info["planar"] == (lat.dim == 2)
+    assert info["point_group"] == lat.point_group_name
+    assert len(lat.point_group_matrices) == GROUP_ORDER[info["point_group"]]
+    a = np.asarray(lat.primitive_vectors)
+    gram = a @ a.T
+    assert info["orthogonal"] == bool(np.allclose(gram, np.diag(np.diag(gram))))
+    nn = {tuple(int(x) for x in o) for o in lat.shell_offsets(1)}
+    # Elementary triangles: two nearest-neighbour offsets whose difference is one too.
+    has_triangles = any(tuple(p - q for p, q in zip(u, v)) in nn for u in nn for v in nn if u != v)
+    assert info["triangles"] == has_triangles
+    # Bipartite: every nearest-neighbour offset changes the parity of the coordinate sum.
+    assert info["bipartite"] == all(sum(o) % 2 == 1 for o in nn)

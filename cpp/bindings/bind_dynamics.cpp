@@ -8,6 +8,7 @@
 #include "common/spins.hpp"
 #include "dynamics/llg.hpp"
 #include "dynamics/philox.hpp"
+#include "providers/counting.hpp"
 #include "providers/heisenberg.hpp"
 
 namespace spinforce {
@@ -30,6 +31,13 @@ void bind_dynamics(py::module_& m) {
       .def("_compute_tensor",
            [](Heisenberg& h, const at::Tensor& spins) { return h.compute_tensor(checked_spins(spins, h.num_sites())); },
            py::arg("spins"));
+
+  py::class_<CountingProvider, FieldProvider, std::shared_ptr<CountingProvider>>(m, "_CountingProvider")
+      .def(py::init<std::shared_ptr<FieldProvider>>(), py::arg("provider"))
+      .def_property_readonly("evaluations", &CountingProvider::evaluations);
+
+  // The registered integrators (dynamics/integrators.hpp), the default first.
+  m.def("_integrators", &Integrator::names);
 
   py::class_<LLG, std::shared_ptr<LLG>>(m, "LLG")
       .def(py::init([](std::shared_ptr<FieldProvider> provider, double dt, double alpha, double kT, double gamma,

@@ -4,6 +4,7 @@
 #include "common/errors.hpp"
 #include "common/spins.hpp"
 #include "electrons/ed.hpp"
+#include "electrons/fermi_dirac.hpp"
 #include "electrons/sd_model.hpp"
 
 namespace spinforce {
@@ -53,11 +54,24 @@ void bind_electrons(py::module_& m) {
   py::class_<ExactDiagonalization, FieldProvider, std::shared_ptr<ExactDiagonalization>>(m, "ExactDiagonalization")
       .def(py::init([](std::shared_ptr<SDModel> model) { return std::make_shared<ExactDiagonalization>(std::move(model)); }),
            py::arg("model"))
+      .def_property_readonly("_workspace", &workspace_stats<ExactDiagonalization>)
       .def("_hamiltonian",
            [](ExactDiagonalization& ed, const at::Tensor& spins) {
              return ed.hamiltonian(checked_spins(spins, ed.num_sites()));
            },
            py::arg("spins"));
+
+  m.def("_solve_mu",
+        [](const at::Tensor& levels, double target, double kT, std::optional<at::Tensor> weights) {
+          at::Tensor e = levels.to(at::kCPU, at::kDouble).contiguous().view(-1);
+          at::Tensor w;
+          if (weights) {
+            w = weights->to(at::kCPU, at::kDouble).contiguous().view(-1);
+            require(w.numel() == e.numel(), "weights must have one entry per level (", e.numel(), "), got ", w.numel());
+          }
+          return solve_mu(e.data_ptr<double>(), w.defined() ? w.data_ptr<double>() : nullptr, e.numel(), target, kT);
+        },
+        py::arg("levels"), py::arg("target"), py::arg("kT"), py::arg("weights") = py::none());
 }
 
 }  // namespace spinforce

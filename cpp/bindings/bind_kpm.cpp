@@ -29,6 +29,7 @@ void bind_kpm(py::module_& m) {
       .def_property_readonly("bounds",
                              [](const KPM& k) { return std::make_pair(k.center() - k.half_width(), k.center() + k.half_width()); })
       .def_property_readonly("colours", &KPM::colours)
+      .def_property_readonly("_workspace", &workspace_stats<KPM>)
       .def("_moments",
            [](KPM& k, const at::Tensor& spins) {
              at::Tensor s = checked_spins(spins, k.num_sites());
@@ -36,11 +37,11 @@ void bind_kpm(py::module_& m) {
              return k.moments(s);
            },
            py::arg("spins"))
-      .def("_chebyshev_step_seconds",
+      .def("_chebyshev_steps",
            [](KPM& k, const at::Tensor& spins, int64_t steps) {
              at::Tensor s = checked_spins(spins, k.num_sites());
              py::gil_scoped_release release;
-             return k.chebyshev_step_seconds(s, steps);
+             k.chebyshev_steps(s, steps);
            },
            py::arg("spins"), py::arg("steps"));
 

@@ -27,10 +27,30 @@ at::Tensor offsets_to(const std::vector<Offset>& offsets, int dim) {
 
 }  // namespace
 
+static py::dict kind_dict(const LatticeKind& k) {
+  py::dict d;
+  d["name"] = k.name;
+  d["dim"] = k.dim;
+  d["point_group"] = k.point_group;
+  d["orthogonal"] = k.orthogonal;
+  d["triangles"] = k.triangles;
+  d["bipartite"] = k.bipartite;
+  d["planar"] = k.planar();
+  return d;
+}
+
 void bind_lattice(py::module_& m) {
+  // The table of lattice kinds (lattice/lattice.hpp): name -> dim, point group, capabilities.
+  m.def("_lattice_kinds", [] {
+    py::dict out;
+    for (const LatticeKind& k : lattice_kinds()) out[py::str(k.name)] = kind_dict(k);
+    return out;
+  });
+
   py::class_<Lattice, std::shared_ptr<Lattice>>(m, "Lattice", py::dynamic_attr())
       .def(py::init<const std::string&, const std::vector<int64_t>&>(), py::arg("kind"), py::arg("shape"))
       .def_property_readonly("kind", &Lattice::kind)
+      .def_property_readonly("kind_info", [](const Lattice& l) { return kind_dict(l.kind_info()); })
       .def_property_readonly("dim", &Lattice::dim)
       .def_property_readonly("shape", [](const Lattice& l) { return py::tuple(py::cast(l.shape())); })
       .def_property_readonly("num_sites", &Lattice::num_sites)

@@ -4,11 +4,18 @@
 #include <optional>
 
 #include "bindings/bindings.hpp"
+#include "ml/manifest.hpp"
 #include "ml/ml_force_field.hpp"
 
 namespace spinforce {
 
 void bind_ml(py::module_& m) {
+  // The descriptor versions the C++ provider accepts (ml/manifest.hpp): kind -> version.
+  m.def("_descriptor_versions", [] {
+    py::dict out;
+    for (const auto& d : manifest::kDescriptorVersions) out[py::str(d.kind)] = d.version;
+    return out;
+  });
   py::class_<MLForceField, FieldProvider, std::shared_ptr<MLForceField>>(m, "MLForceField")
       .def(py::init([](const std::string& path, std::shared_ptr<Lattice> lattice, const std::string& device) {
              return std::make_shared<MLForceField>(path, std::move(lattice), device);
@@ -24,7 +31,8 @@ void bind_ml(py::module_& m) {
                                if (std::isnan(f.uncertainty_threshold())) return std::nullopt;
                                return f.uncertainty_threshold();
                              })
-      .def_property_readonly("neighbors", &MLForceField::neighbors);
+      .def_property_readonly("neighbors", &MLForceField::neighbors)
+      .def_property_readonly("_workspace", &workspace_stats<MLForceField>);
 }
 
 }  // namespace spinforce

@@ -6,53 +6,31 @@
 
 namespace spinforce {
 
-LLG::LLG(std::shared_ptr<FieldProvider> provider, double dt, double alpha, double kT, double gamma,
-         const std::string& integrator, uint64_t seed)
-    : provider_(std::move(provider)), kT_(kT) {
-  require(provider_ != nullptr, "provider must be a field provider, got None");
+namespace {
+
+LLGCoefficients coefficients(double dt, double alpha, double kT, double gamma, uint64_t seed) {
   require(std::isfinite(dt) && dt > 0.0, "dt must be a finite number > 0, got ", dt);
   require(std::isfinite(alpha) && alpha >= 0.0, "alpha must be a finite number >= 0, got ", alpha);
   require(std::isfinite(kT) && kT >= 0.0, "kT must be a finite number >= 0, got ", kT);
   require(std::isfinite(gamma) && gamma > 0.0, "gamma must be a finite number > 0, got ", gamma);
-  if (integrator == "sib") {
-    integrator_ = Integrator::SIB;
-  } else if (integrator == "heun") {
-    integrator_ = Integrator::Heun;
-  } else {
-    value_error("integrator must be 'sib' or 'heun', got '", integrator, "'");
-  }
-  coeff_.dt = dt;
-  coeff_.alpha = alpha;
-  coeff_.gamma = gamma;
-  coeff_.noise_sigma = std::sqrt(2.0 * alpha * kT / (gamma * dt));
-  coeff_.seed = seed;
+  LLGCoefficients c;
+  c.dt = dt;
+  c.alpha = alpha;
+  c.gamma = gamma;
+  c.noise_sigma = std::sqrt(2.0 * alpha * kT / (gamma * dt));
+  c.seed = seed;
+  return c;
 }
 
-bool LLG::apply(LLGStage stage, at::Tensor& spins, const at::Tensor& fields, Buffers& b, int64_t step) const {
-  const at::Tensor H = fields.to(spins.device(), at::kDouble).contiguous();
-  const LLGArrays arrays{spins.data_ptr<double>(), H.data_ptr<double>(), b.work.data_ptr<double>(),
-                         b.aux.defined() ? b.aux.data_ptr<double>() : nullptr,
-                         b.noise.defined() ? b.noise.data_ptr<double>() : nullptr};
-  const int64_t n = spins.size(0);
-  const uint64_t counter = static_cast<uint64_t>(step);
-  const bool corrector = stage == LLGStage::SIBCorrector || stage == LLGStage::HeunCorrector;
-  if (spins.is_cuda()) {
-#ifdef SPINFORCE_WITH_CUDA
-    llg_stage_cuda(stage, arrays, coeff_, n, counter, spins.get_device());
-    return at::isfinite(corrector ? spins : b.work).all().item<bool>();
-#else
-    value_error("spins are on ", spins.device(), " but this spinforce was built without CUDA kernels");
-#endif
-  }
-  const LLGCoefficients c = coeff_;
-  const double* out = corrector ? arrays.spins : arrays.work;
-  bool finite = true;  // checked on the row just written, while it is in cache
-#pragma omp parallel for schedule(static) reduction(&& : finite)
-  for (int64_t i = 0; i < n; ++i) {
-    llg_stage_site(stage, i, arrays, c, counter);
-    finite = finite && std::isfinite(out[3 * i]) && std::isfinite(out[3 * i + 1]) && std::isfinite(out[3 * i + 2]);
-  }
-  return finite;
+}  // namespace
+
+LLG::LLG(std::shared_ptr<FieldProvider> provider, double dt, double alpha, double kT, double gamma,
+         const std::string& integrator, uint64_t seed)
+    : provider_(std::move(provider)),
+      coeff_(coefficients(dt, alpha, kT, gamma, seed)),
+      kT_(kT),
+      integrator_(integrator, coeff_) {
+  require(provider_ != nullptr, "provider must be a field provider, got None");
 }
 
 void LLG::non_finite(int64_t step, const at::Tensor& fields) const {
@@ -73,23 +51,20 @@ at::Tensor LLG::run(const at::Tensor& spins_in, int64_t steps, int64_t every, in
   require(spins_in.dim() == 2 && spins_in.size(0) == provider_->num_sites() && spins_in.size(1) == 3,
           "spins must have shape (", provider_->num_sites(), ", 3), got ", spins_in.sizes());
   at::Tensor S = spins_in.to(at::kDouble).contiguous().clone();
-  Buffers buffers;
-  buffers.work = at::empty_like(S);
-  if (integrator_ == Integrator::Heun) buffers.aux = at::empty_like(S);
-  // On the CPU drawing the noise twice would cost more than keeping it.
-  if (coeff_.noise_sigma > 0.0 && S.device().is_cpu()) buffers.noise = at::empty_like(S);
-  const LLGStage first = integrator_ == Integrator::SIB ? LLGStage::SIBPredictor : LLGStage::HeunPredictor;
-  const LLGStage second = integrator_ == Integrator::SIB ? LLGStage::SIBCorrector : LLGStage::HeunCorrector;
 
-  // The fields of S^n are computed by the first stage, or were already computed for a frame.
+  // The fields of S^n are computed by the first stage, or were already computed for a frame
+  // (of this run, or the last frame of the previous one when it ended at these spins).
   FieldResult current;
-  bool have_current = false;
+  bool have_current = last_spins_.defined() && last_spins_.device() == S.device() && at::equal(last_spins_, S);
+  if (have_current) current = last_result_;
+  last_spins_ = at::Tensor();
+  last_result_ = FieldResult();
+  const auto evaluate = [this](const at::Tensor& X) { return provider_->compute(X).fields; };
   for (int64_t k = 0; k < steps; ++k) {
     const int64_t n = start_step + k;
     if (!have_current) current = provider_->compute(S);
-    if (!apply(first, S, current.fields, buffers, n)) non_finite(n + 1, current.fields);
-    const FieldResult staged = provider_->compute(buffers.work);
-    if (!apply(second, S, staged.fields, buffers, n)) non_finite(n + 1, staged.fields);
+    const at::Tensor bad = integrator_.step(S, current.fields, static_cast<uint64_t>(n), evaluate);
+    if (bad.defined()) non_finite(n + 1, bad);
     have_current = false;
     const int64_t done = n + 1;
     if (every > 0 && done % every == 0) {
@@ -98,6 +73,11 @@ at::Tensor LLG::run(const at::Tensor& spins_in, int64_t steps, int64_t every, in
       if (frame) frame(done, S, current);
     }
     if (poll) poll(done);
+  }
+  if (have_current) {
+    last_spins_ = S.clone();
+    last_result_ = current;
+    last_result_.fields = current.fields.clone();
   }
   return S;
 }

@@ -1,15 +1,14 @@
 #pragma once
 // Stochastic Landau-Lifshitz-Gilbert dynamics driven by any FieldProvider. The time loop runs
 // here; the caller is only called back when a frame is due (and, optionally, by a cheap poll
-// hook for progress and interrupts). The arithmetic of a step lives in dynamics/llg_update.hpp.
+// hook for progress and interrupts). A step is the integrator's (dynamics/integrator.hpp).
 #include <ATen/ATen.h>
 
 #include <functional>
 #include <memory>
 #include <string>
 
-#include "dynamics/llg_cuda.hpp"
-#include "dynamics/llg_update.hpp"
+#include "dynamics/integrator.hpp"
 #include "providers/field_provider.hpp"
 
 namespace spinforce {
@@ -21,8 +20,8 @@ class LLG {
   // poll(step) after every step, outside any parallel region; may throw to stop the run.
   using PollCallback = std::function<void(int64_t)>;
 
-  // dt > 0, alpha >= 0, kT >= 0 (spin temperature, k_B = 1), gamma > 0,
-  // integrator "sib" (default) or "heun"; seed keys the Philox stream.
+  // dt > 0, alpha >= 0, kT >= 0 (spin temperature, k_B = 1), gamma > 0, integrator one of
+  // Integrator::names() ("sib", the default in Python, "heun", "rk4"); seed keys the Philox stream.
   LLG(std::shared_ptr<FieldProvider> provider, double dt, double alpha, double kT, double gamma,
       const std::string& integrator, uint64_t seed);
 
@@ -31,6 +30,8 @@ class LLG {
   // n % every == 0 (start_step < n <= start_step + steps). The noise of step n depends only on
   // (seed, n, site), so run(S_k, start_step=k) continues a run bit-identically. ValueError naming
   // the step when a stage produces non-finite spins (non-finite fields, or dt far too large).
+  // The fields of the returned spins, when computed for a frame, are kept: a run that starts
+  // from exactly those spins (the next chunk of a chunked run) does not evaluate them again.
   at::Tensor run(const at::Tensor& spins, int64_t steps, int64_t every, int64_t start_step,
                  const FrameCallback& frame = nullptr, const PollCallback& poll = nullptr);
 
@@ -41,20 +42,18 @@ class LLG {
   double kT() const { return kT_; }
   double gamma() const { return coeff_.gamma; }
   uint64_t seed() const { return coeff_.seed; }
-  std::string integrator_name() const { return integrator_ == Integrator::SIB ? "sib" : "heun"; }
+  std::string integrator_name() const { return integrator_.name(); }
 
  private:
-  struct Buffers {
-    at::Tensor work, aux, noise;  // see LLGArrays; aux and noise undefined where unused
-  };
-  // Returns false when the stage wrote a non-finite spin.
-  bool apply(LLGStage stage, at::Tensor& spins, const at::Tensor& fields, Buffers& buffers, int64_t step) const;
   [[noreturn]] void non_finite(int64_t step, const at::Tensor& fields) const;
 
   std::shared_ptr<FieldProvider> provider_;
   LLGCoefficients coeff_;
   double kT_;
   Integrator integrator_;
+  // The last frame: its spins and their provider result (copies, safe from the caller).
+  at::Tensor last_spins_;
+  FieldResult last_result_;
 };
 
 }  // namespace spinforce

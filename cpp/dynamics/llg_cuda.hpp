@@ -4,11 +4,12 @@
 // stream of that device.
 #include <cstdint>
 
-#include "dynamics/llg_update.hpp"
+#include "dynamics/integrators.hpp"
 
 namespace spinforce {
 
-void llg_stage_cuda(LLGStage stage, const LLGArrays& arrays, const LLGCoefficients& coeff, int64_t num_sites,
+// Stage `stage` of registered scheme `scheme` (dynamics/integrators.hpp) on every site.
+void llg_stage_cuda(int scheme, int stage, const LLGArrays& arrays, const LLGCoefficients& coeff, int64_t num_sites,
                     uint64_t step, int device);
 // The normals of sites 0..num_sites-1 at (seed, step) as the kernels draw them: out (num_sites, 4).
 void philox_normals_cuda(uint64_t seed, uint64_t step, int64_t num_sites, double* out, int device);

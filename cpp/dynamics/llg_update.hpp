@@ -1,21 +1,13 @@
 #pragma once
 // Per-spin arithmetic of the stochastic LLG integrators, shared verbatim by the CPU loop
-// (dynamics/llg.cpp) and the CUDA kernel (cuda/llg.cu).
+// (dynamics/integrator.cpp) and the CUDA kernel (cuda/llg.cu).
 //
 // Landau-Lifshitz form of the Gilbert equation dS/dt = -gamma S x (H + xi) + alpha S x dS/dt:
 //   dS/dt = A x S,   A = gamma/(1+alpha^2) (H_eff + alpha S x H_eff),   H_eff = H + xi,
 // xi Gaussian with variance 2 alpha kT/(gamma dt) per component, drawn once per step from
-// Philox keyed by (seed, step, site) and used unchanged in both stages of the step.
+// Philox keyed by (seed, step, site) and used unchanged in every stage of the step.
 //
-// Integrators (two field evaluations per step each):
-//  SIB  (Mentink et al., J. Phys.: Condens. Matter 22, 176001 (2010)), Cayley map
-//       C(a)S = ((1 - a.a) S + 2 a x S + 2 (a.S) a) / (1 + a.a):
-//       predictor S~ = C(dt/2 A(S^n)) S^n, midpoint S_m = normalise((S^n + S~)/2),
-//       corrector S^{n+1} = C(dt/2 A(S_m)) S^n.
-//  Heun (Depondt & Mertens, J. Phys.: Condens. Matter 21, 336005 (2009)), exact rotations R(w):
-//       predictor S' = R(dt A(S^n)) S^n, corrector S^{n+1} = R(dt (A(S^n) + A(S'))/2) S^n.
-// Both rotate S^n, so |S| = 1 holds to round-off, and both converge to the Stratonovich
-// solution that the Gilbert noise of Brown's fluctuation-dissipation theorem requires.
+// The integrators (dynamics/integrators.hpp) build their stages from the pieces below.
 #include <cmath>
 #include <cstdint>
 
@@ -41,9 +33,6 @@ SPINFORCE_HD void store3(double* p, int64_t i, Vec3 v) {
   p[3 * i + 2] = v.z;
 }
 
-enum class Integrator : int { SIB = 0, Heun = 1 };
-enum class LLGStage : int { SIBPredictor = 0, SIBCorrector = 1, HeunPredictor = 2, HeunCorrector = 3 };
-
 // Everything a stage needs besides the arrays. noise_sigma = sqrt(2 alpha kT / (gamma dt)).
 struct LLGCoefficients {
   double dt = 0.0;
@@ -54,12 +43,13 @@ struct LLGCoefficients {
 };
 
 // The arrays of one stage, (N,3) row-major float64:
-//   spins   S^n, overwritten with S^{n+1} by the correctors (each site touches only its own row)
-//   fields  H of the configuration the stage evaluates at (S^n, S_m or S')
-//   work    the predictors' output (S_m for SIB, S' for Heun)
-//   aux     Heun only: A(S^n) saved by the predictor for the corrector
-//   noise   optional: the predictor stores xi and the corrector reads it back instead of drawing
-//           it again (the CPU saves the transcendentals; the GPU passes nullptr and redraws)
+//   spins   S^n, overwritten with S^{n+1} by a scheme's last stage (each site touches only its
+//           own row)
+//   fields  H of the configuration the stage evaluates at: S^n for the first stage, `work` after
+//   work    the configuration an earlier stage wrote for the next field evaluation
+//   aux     for the schemes that carry a sum across stages (Heun: A(S^n); RK4: its slopes)
+//   noise   optional: the first stage stores xi and later stages read it back instead of
+//           drawing it again (the CPU saves the transcendentals; the GPU passes nullptr and redraws)
 struct LLGArrays {
   double* spins;
   const double* fields;
@@ -104,42 +94,14 @@ SPINFORCE_HD Vec3 exact_rotate(Vec3 w, Vec3 S) {
 
 SPINFORCE_HD Vec3 normalized(Vec3 v) { return (1.0 / std::sqrt(dot(v, v))) * v; }
 
-// One stage of one step for site i.
-SPINFORCE_HD void llg_stage_site(LLGStage stage, int64_t i, const LLGArrays& a, const LLGCoefficients& c,
-                                 uint64_t step) {
-  const Vec3 S = load3(a.spins, i);
-  const bool corrector = stage == LLGStage::SIBCorrector || stage == LLGStage::HeunCorrector;
-  Vec3 xi;
-  if (corrector && a.noise != nullptr) {
-    xi = load3(a.noise, i);
-  } else {
-    xi = thermal_field(c, step, i);
-    if (a.noise != nullptr) store3(a.noise, i, xi);
-  }
-  switch (stage) {
-    case LLGStage::SIBPredictor: {
-      const Vec3 A = precession_vector(S, load3(a.fields, i) + xi, c);
-      const Vec3 S_pred = cayley_rotate((0.5 * c.dt) * A, S);
-      store3(a.work, i, normalized(0.5 * (S + S_pred)));
-      break;
-    }
-    case LLGStage::SIBCorrector: {
-      const Vec3 A = precession_vector(load3(a.work, i), load3(a.fields, i) + xi, c);
-      store3(a.spins, i, cayley_rotate((0.5 * c.dt) * A, S));
-      break;
-    }
-    case LLGStage::HeunPredictor: {
-      const Vec3 A = precession_vector(S, load3(a.fields, i) + xi, c);
-      store3(a.aux, i, A);
-      store3(a.work, i, exact_rotate(c.dt * A, S));
-      break;
-    }
-    case LLGStage::HeunCorrector: {
-      const Vec3 A = precession_vector(load3(a.work, i), load3(a.fields, i) + xi, c);
-      store3(a.spins, i, exact_rotate((0.5 * c.dt) * (load3(a.aux, i) + A), S));
-      break;
-    }
-  }
+// The thermal field of site i for stage `stage` of step `step`: drawn by the first stage (and
+// kept in a.noise when there is one), read back by the later ones, so that every stage of a
+// step sees the same xi.
+SPINFORCE_HD Vec3 stage_noise(int stage, int64_t i, const LLGArrays& a, const LLGCoefficients& c, uint64_t step) {
+  if (stage > 0 && a.noise != nullptr) return load3(a.noise, i);
+  const Vec3 xi = thermal_field(c, step, i);
+  if (a.noise != nullptr) store3(a.noise, i, xi);
+  return xi;
 }
 
 }  // namespace spinforce

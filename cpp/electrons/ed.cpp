@@ -3,6 +3,7 @@
 #include "common/errors.hpp"
 #include "common/limits.hpp"
 #include "electrons/occupation.hpp"
+#include "electrons/sd_terms.hpp"
 
 namespace spinforce {
 
@@ -19,34 +20,28 @@ const at::Tensor& ExactDiagonalization::hopping_matrix(const at::Device& device)
   auto it = hopping_cache_.find(device.str());
   if (it != hopping_cache_.end()) return it->second;
   const int64_t N = model_->num_sites();
+  const HoppingTable table = hopping_table(*model_);
   at::Tensor h = at::zeros({2 * N, 2 * N}, at::kComplexDouble);
   auto acc = h.accessor<c10::complex<double>, 2>();
-  for (const auto& shell : model_->hopping_shells()) {
-    auto nb = shell.neighbors.accessor<int64_t, 2>();
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t a = 0; a < nb.size(1); ++a)
-        for (int s = 0; s < 2; ++s) acc[2 * i + s][2 * nb[i][a] + s] += -shell.amplitude;
-  }
+  auto nb = table.neighbors.accessor<int64_t, 2>();
+  const double* amplitude = table.amplitudes.data_ptr<double>();
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t a = 0; a < nb.size(1); ++a)
+      for (int s = 0; s < 2; ++s) acc[2 * i + s][2 * nb[i][a] + s] += amplitude[a];
   return hopping_cache_.emplace(device.str(), h.to(device)).first->second;
 }
 
 at::Tensor ExactDiagonalization::hamiltonian(const at::Tensor& s) {
   const int64_t N = model_->num_sites();
   at::Tensor h = hopping_matrix(s.device()).clone();
-  // On-site block -J [[Sz, Sx - i Sy], [Sx + i Sy, -Sz]], written through a (N, 2, N, 2) view.
-  const double J = model_->J();
-  at::Tensor sx = s.select(1, 0), sy = s.select(1, 1), sz = s.select(1, 2);
-  at::Tensor block = at::empty({N, 2, 2}, s.options().dtype(at::kComplexDouble));
-  block.select(1, 0).select(1, 0).copy_(-J * sz);
-  block.select(1, 1).select(1, 1).copy_(J * sz);
-  block.select(1, 0).select(1, 1).copy_(at::complex(-J * sx, J * sy));
-  block.select(1, 1).select(1, 0).copy_(at::complex(-J * sx, -J * sy));
+  at::Tensor block = onsite_blocks(s, model_->J());
   at::Tensor diag = h.view({N, 2, N, 2}).diagonal(0, 0, 2);  // (2, 2, N)
   diag.add_(block.permute({1, 2, 0}));
   return h;
 }
 
 FieldResult ExactDiagonalization::compute(const at::Tensor& spins) {
+  Workspace::Scope scope(workspace_);
   const int64_t N = model_->num_sites();
   at::Tensor h = hamiltonian(spins);
   auto [levels, vectors] = at::linalg_eigh(h, "L");
@@ -64,12 +59,12 @@ FieldResult ExactDiagonalization::compute(const at::Tensor& spins) {
   at::Tensor n_up = (at::real(up * up.conj()) * fw).sum(0);
   at::Tensor n_dn = (at::real(dn * dn.conj()) * fw).sum(0);
 
-  const double J = model_->J();
+  const OnsiteFields onsite = fields_from_onsite_density(r, n_up, n_dn, model_->J());
   FieldResult result;
   result.energy = occ.energy;
   result.mu = occ.mu;
-  result.fields = at::stack({2.0 * J * at::real(r), -2.0 * J * at::imag(r), J * (n_up - n_dn)}, 1);
-  result.density = n_up + n_dn;
+  result.fields = onsite.fields;
+  result.density = onsite.density;
   result.eigenvalues = levels;
   return result;
 }

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "electrons/sd_model.hpp"
+#include "common/workspace.hpp"
 #include "providers/field_provider.hpp"
 
 namespace spinforce {
@@ -19,6 +20,7 @@ class ExactDiagonalization : public FieldProvider {
   std::string name() const override { return "ExactDiagonalization"; }
   // spins: validated (N,3) float64 on CPU or CUDA; the work runs on the spins' device.
   FieldResult compute(const at::Tensor& spins) override;
+  const Workspace& workspace() const { return workspace_; }
   // Dense (2N, 2N) complex128 Hamiltonian for these spins, orbital index 2*i + s.
   at::Tensor hamiltonian(const at::Tensor& spins);
   const SDModel& model() const { return *model_; }
@@ -28,6 +30,7 @@ class ExactDiagonalization : public FieldProvider {
 
   std::shared_ptr<const SDModel> model_;
   std::map<std::string, at::Tensor> hopping_cache_;  // per device
+  Workspace workspace_;  // the evaluations' large tensors, reused by the next evaluation
 };
 
 }  // namespace spinforce

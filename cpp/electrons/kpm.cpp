@@ -1,15 +1,16 @@
 #include "electrons/kpm.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <type_traits>
 
 #include "common/errors.hpp"
 #include "common/limits.hpp"
+#include "electrons/fermi_dirac.hpp"
 #include "electrons/kpm_cuda.hpp"
 #include "electrons/kpm_stencil.hpp"
-#include "electrons/occupation.hpp"
+#include "electrons/probing.hpp"
+#include "electrons/sd_terms.hpp"
 
 namespace spinforce {
 
@@ -18,7 +19,6 @@ using kpm::Stencil;
 
 namespace {
 
-constexpr double kPi = 3.14159265358979323846;
 // The bounds below are exact; the margin keeps round-off (complex64 included) inside [-1, 1].
 constexpr double kBoundsMargin = 1.01;
 // Below this many vector elements per step an OpenMP team costs more than it saves.
@@ -50,124 +50,6 @@ std::pair<double, double> spectral_bounds(const SDModel& model) {
     hi = n == 0 ? eps : std::max(hi, eps);
   }
   return {lo - std::abs(model.J()), hi + std::abs(model.J())};
-}
-
-// Reproducible per-(seed, orbital) random numbers in [0, 1): splitmix64.
-double uniform_hash(uint64_t seed, uint64_t index) {
-  uint64_t z = seed * 0x9E3779B97F4A7C15ULL + index + 0x632BE59BD9B4E019ULL;
-  for (int round = 0; round < 2; ++round) {
-    z += 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-  }
-  return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
-}
-
-// Greedy colouring in site order: sites of one colour lie farther apart than `distance`
-// (minimum image on the periodic lattice). No distance: every site its own colour.
-std::vector<int32_t> probing_colours(const Lattice& lattice, std::optional<double> distance) {
-  const int64_t N = lattice.num_sites();
-  std::vector<int32_t> colour(N);
-  if (!distance) {
-    for (int64_t i = 0; i < N; ++i) colour[i] = static_cast<int32_t>(i);
-    return colour;
-  }
-  // Wrapped displacements within the distance, found once at site 0 (translation invariance);
-  // at most N - 1 of them however large the distance.
-  std::vector<Offset> displacements;
-  for (int64_t j : lattice.sites_within(*distance)) displacements.push_back(lattice.coords(j));
-  std::vector<int64_t> used_by(N + 1, -1);  // used_by[c] == i: colour c taken near site i
-  for (int64_t i = 0; i < N; ++i) {
-    poll_interrupt();
-    const Offset c = lattice.coords(i);
-    for (const Offset& o : displacements) {
-      const int64_t j = lattice.site_index({c[0] + o[0], c[1] + o[1], c[2] + o[2]});
-      if (j < i) used_by[colour[j]] = i;
-    }
-    int32_t k = 0;
-    while (used_by[k] == i) ++k;
-    colour[i] = k;
-  }
-  return colour;
-}
-
-// Calls visit(m, T_m(x)) for m = 0..M-1 by the three-term recurrence (stable for |x| <= 1).
-template <class Visit>
-void for_each_chebyshev(double x, int64_t M, Visit visit) {
-  double t0 = 1.0, t1 = x;
-  visit(0, t0);
-  if (M > 1) visit(1, t1);
-  for (int64_t m = 2; m < M; ++m) {
-    const double t2 = 2.0 * x * t1 - t0;
-    visit(m, t2);
-    t0 = t1;
-    t1 = t2;
-  }
-}
-
-double chebyshev_node(int64_t k, int64_t Mq) { return std::cos(kPi * (k + 0.5) / Mq); }
-
-// Sums over the Chebyshev nodes x~_k = cos(pi (k + 1/2)/Mq):
-// analysis out_m = sum_k f_k T_m(x~_k); synthesis out_k = sum_m f_m T_m(x~_k).
-std::vector<double> chebyshev_analysis(const std::vector<double>& f, int64_t M) {
-  const int64_t Mq = static_cast<int64_t>(f.size());
-  std::vector<double> out(M, 0.0);
-  for (int64_t k = 0; k < Mq; ++k) {
-    poll_interrupt();  // O(Mq M): minutes for a million moments
-    for_each_chebyshev(chebyshev_node(k, Mq), M, [&](int64_t m, double t) { out[m] += f[k] * t; });
-  }
-  return out;
-}
-
-std::vector<double> chebyshev_synthesis(const std::vector<double>& f, int64_t Mq) {
-  const int64_t M = static_cast<int64_t>(f.size());
-  std::vector<double> out(Mq, 0.0);
-  for (int64_t k = 0; k < Mq; ++k) {
-    poll_interrupt();
-    for_each_chebyshev(chebyshev_node(k, Mq), M, [&](int64_t m, double t) { out[k] += f[m] * t; });
-  }
-  return out;
-}
-
-int64_t quadrature_points(int64_t M) { return std::max<int64_t>(4 * M, 1024); }
-
-// The spectral measure of the moments on the Chebyshev nodes: Tr h(H) ~ sum_k w_k h(x_k) for
-// any smooth h, with the Jackson kernel applied (Weisse et al. 2006, Sec. II.C).
-std::vector<double> node_weights(const std::vector<double>& moments, const std::vector<double>& jackson) {
-  const int64_t M = static_cast<int64_t>(moments.size()), Mq = quadrature_points(M);
-  std::vector<double> damped(M);
-  for (int64_t m = 0; m < M; ++m) damped[m] = (m == 0 ? 1.0 : 2.0) * jackson[m] * moments[m] / Mq;
-  return chebyshev_synthesis(damped, Mq);
-}
-
-// Chemical potential with sum_k w_k f(x_k - mu) = Ne, by bisection (the count is monotone).
-double solve_mu(const std::vector<double>& w, double center, double half_width, double kT, double Ne) {
-  const int64_t Mq = static_cast<int64_t>(w.size());
-  auto count = [&](double mu) {
-    double n = 0.0;
-    for (int64_t k = 0; k < Mq; ++k) n += w[k] * fermi(center + half_width * chebyshev_node(k, Mq), mu, kT);
-    return n;
-  };
-  double lo = center - half_width - 40.0 * kT - 1.0, hi = center + half_width + 40.0 * kT + 1.0;
-  for (int it = 0; it < 100 && hi - lo > 1e-14 * (1.0 + std::abs(lo) + std::abs(hi)); ++it) {
-    poll_interrupt();
-    const double mid = 0.5 * (lo + hi);
-    (count(mid) < Ne ? lo : hi) = mid;
-  }
-  return 0.5 * (lo + hi);
-}
-
-// Jackson-damped Chebyshev coefficients c_m of the grand-potential density at mu.
-std::vector<double> grand_potential_coefficients(int64_t M, const std::vector<double>& jackson, double center,
-                                                 double half_width, double mu, double kT) {
-  const int64_t Mq = quadrature_points(M);
-  std::vector<double> g(Mq);
-  for (int64_t k = 0; k < Mq; ++k)
-    g[k] = grand_potential_density(center + half_width * chebyshev_node(k, Mq), mu, kT);
-  std::vector<double> c = chebyshev_analysis(g, M);
-  for (int64_t m = 0; m < M; ++m) c[m] *= (m == 0 ? 1.0 : 2.0) * jackson[m] / Mq;
-  return c;
 }
 
 template <class T>
@@ -275,36 +157,6 @@ void reverse_step(const Target& target, const Stencil<T>& st, const Cx<T>* alpha
 
 }  // namespace
 
-std::vector<double> jackson_kernel(int64_t M) {
-  std::vector<double> g(M);
-  const double q = kPi / static_cast<double>(M + 1);
-  for (int64_t m = 0; m < M; ++m)
-    g[m] = ((M + 1 - m) * std::cos(q * m) + std::sin(q * m) * std::cos(q) / std::sin(q)) / static_cast<double>(M + 1);
-  return g;
-}
-
-at::Tensor kpm_density_of_states(const at::Tensor& moments_in, double center, double half_width,
-                                 const at::Tensor& energies_in) {
-  require(moments_in.dim() == 1 && moments_in.numel() >= 2, "moments must be a 1-d array of at least 2 moments");
-  require(std::isfinite(half_width) && half_width > 0, "half_width must be > 0, got ", half_width);
-  at::Tensor moments = moments_in.to(at::kCPU, at::kDouble).contiguous();
-  at::Tensor energies = energies_in.to(at::kCPU, at::kDouble).contiguous();
-  const int64_t M = moments.numel();
-  const std::vector<double> g = jackson_kernel(M);
-  const double* mu = moments.data_ptr<double>();
-  at::Tensor out = at::zeros_like(energies);
-  const double* e = energies.data_ptr<double>();
-  double* rho = out.data_ptr<double>();
-  for (int64_t n = 0; n < energies.numel(); ++n) {
-    const double x = (e[n] - center) / half_width;
-    if (!(std::abs(x) < 1.0)) continue;
-    double sum = 0.0;
-    for_each_chebyshev(x, M, [&](int64_t m, double t) { sum += (m == 0 ? 1.0 : 2.0) * g[m] * mu[m] * t; });
-    rho[n] = sum / (kPi * half_width * std::sqrt(1.0 - x * x));
-  }
-  return out;
-}
-
 KPM::KPM(std::shared_ptr<const SDModel> model, KPMSettings settings)
     : model_(std::move(model)), settings_(std::move(settings)) {
   require(model_ != nullptr, "model must be a spinforce.SDModel");
@@ -363,40 +215,19 @@ at::Tensor KPM::colours() const {
 const KPM::DeviceData& KPM::device_data(const at::Device& device) {
   auto it = device_cache_.find(device.str());
   if (it != device_cache_.end()) return it->second;
-  const int64_t N = num_sites(), R = num_probes();
   DeviceData d;
-  std::vector<at::Tensor> tables;
-  std::vector<double> amplitudes;
-  for (const auto& shell : model_->hopping_shells()) {
-    tables.push_back(shell.neighbors);
-    for (size_t a = 0; a < shell.offsets.size(); ++a) amplitudes.push_back(-shell.amplitude / half_width_);
-  }
-  d.neighbors = tables.empty() ? at::empty({N, 0}, at::kLong) : at::cat(tables, 1).contiguous();
-  d.hopping = at::tensor(amplitudes.empty() ? std::vector<double>{0.0} : amplitudes, at::kDouble).to(real_type_);
-  // Probe vector 2c + s: random phases on the sites of colour c, spin s (exact traces: ones).
-  at::Tensor theta = at::zeros({N, 2}, at::kDouble);
-  if (settings_.probing_distance) {
-    double* th = theta.data_ptr<double>();
-    for (int64_t k = 0; k < 2 * N; ++k) th[k] = 2.0 * kPi * uniform_hash(settings_.seed, static_cast<uint64_t>(k));
-  }
-  at::Tensor phase = at::polar(at::ones_like(theta), theta).to(complex_type_);
-  at::Tensor rows = at::arange(N, at::kLong), cols = 2 * colours();
-  d.probes = at::zeros({N, 2, R}, complex_type_);
-  for (int s = 0; s < 2; ++s) d.probes.select(1, s).index_put_({rows, cols + s}, phase.select(1, s));
+  const HoppingTable table = hopping_table(*model_);
+  d.neighbors = table.neighbors;
+  // A kernel reads at least one amplitude even without hoppings.
+  d.hopping = (table.amplitudes.numel() == 0 ? at::zeros({1}, at::kDouble) : table.amplitudes / half_width_).to(real_type_);
+  d.probes = probe_vectors(colour_, num_colours_, settings_.probing_distance.has_value(), settings_.seed, complex_type_);
   d.probe_norm = at::real(d.probes.conj() * d.probes).sum().item<double>();  // mu_0, on the CPU once
   for (at::Tensor* t : {&d.neighbors, &d.hopping, &d.probes}) *t = t->to(device).contiguous();
   return device_cache_.emplace(device.str(), std::move(d)).first->second;
 }
 
 at::Tensor KPM::onsite_block(const at::Tensor& s) const {
-  // (h - a)/b with h = -J [[Sz, Sx - i Sy], [Sx + i Sy, -Sz]], rows h00 h01 h10 h11.
-  const double J = model_->J(), a = center_, b = half_width_;
-  at::Tensor sx = s.select(1, 0), sy = s.select(1, 1), sz = s.select(1, 2);
-  at::Tensor zero = at::zeros_like(sx);
-  at::Tensor block = at::stack({at::complex((-J * sz - a) / b, zero), at::complex(-J * sx / b, J * sy / b),
-                                at::complex(-J * sx / b, -J * sy / b), at::complex((J * sz - a) / b, zero)},
-                               1);
-  return block.to(complex_type_).contiguous();
+  return onsite_blocks(s, model_->J(), center_, half_width_).to(complex_type_).contiguous();
 }
 
 KPM::Forward KPM::forward(const at::Tensor& spins, const at::Tensor& onsite) {
@@ -433,11 +264,13 @@ KPM::Forward KPM::forward(const at::Tensor& spins, const at::Tensor& onsite) {
 }
 
 at::Tensor KPM::moments(const at::Tensor& spins) {
+  Workspace::Scope scope(workspace_);
   Forward f = forward(spins, onsite_block(spins));
   return at::tensor(f.moments, at::kDouble);
 }
 
 FieldResult KPM::compute(const at::Tensor& spins) {
+  Workspace::Scope scope(workspace_);
   const int64_t N = num_sites(), M = settings_.moments, R = num_probes();
   const Target target = target_of(spins);
   at::Tensor onsite = onsite_block(spins);
@@ -449,7 +282,9 @@ FieldResult KPM::compute(const at::Tensor& spins) {
   if (model_->fixed_mu()) {
     mu = *model_->mu();
   } else {
-    mu = solve_mu(node_weights(f.moments, jackson), center_, half_width_, kT, model_->num_electrons());
+    const SpectralMeasure measure = spectral_measure(f.moments, jackson, center_, half_width_);
+    mu = solve_mu(measure.energies.data(), measure.weights.data(), static_cast<int64_t>(measure.weights.size()),
+                  model_->num_electrons(), kT);
   }
   const std::vector<double> c = grand_potential_coefficients(M, jackson, center_, half_width_, mu, kT);
   double omega = 0.0;
@@ -504,16 +339,16 @@ FieldResult KPM::compute(const at::Tensor& spins) {
   at::Tensor D = (Gc + Gc.conj().transpose(1, 2)) / (2.0 * half_width_);
   at::Tensor d01 = D.select(1, 0).select(1, 1);
   at::Tensor d00 = at::real(D.select(1, 0).select(1, 0)), d11 = at::real(D.select(1, 1).select(1, 1));
-  const double J = model_->J();
+  const OnsiteFields fields = fields_from_onsite_density(d01, d00, d11, model_->J());
   FieldResult result;
-  result.fields = at::stack({2.0 * J * at::real(d01), -2.0 * J * at::imag(d01), J * (d00 - d11)}, 1).contiguous();
-  result.density = (d00 + d11).contiguous();
+  result.fields = fields.fields;
+  result.density = fields.density;
   result.mu = mu;
-  result.energy = model_->fixed_mu() ? omega : omega + mu * model_->num_electrons();
+  result.energy = ensemble_energy(*model_, omega, mu);
   return result;
 }
 
-double KPM::chebyshev_step_seconds(const at::Tensor& spins, int64_t steps) {
+void KPM::chebyshev_steps(const at::Tensor& spins, int64_t steps) {
   require(steps >= 1, "steps must be >= 1, got ", steps);
   const int64_t R = num_probes();
   const DeviceData& d = device_data(spins.device());
@@ -521,22 +356,15 @@ double KPM::chebyshev_step_seconds(const at::Tensor& spins, int64_t steps) {
   const Target target = target_of(spins);
   at::Tensor a = d.probes.clone(), b = d.probes.clone();
   at::Tensor dot = at::zeros({2}, spins.options().dtype(at::kDouble));
-  double seconds = 0.0;
-  AT_DISPATCH_FLOATING_TYPES(real_type_, "kpm_step_timing", [&] {
+  AT_DISPATCH_FLOATING_TYPES(real_type_, "kpm_steps", [&] {
     const Stencil<scalar_t> st = make_stencil<scalar_t>(d.neighbors, d.hopping, onsite, R);
-    auto step = [&] {
+    for (int64_t n = 0; n < steps; ++n) {
       chebyshev_step<scalar_t>(target, st, cx<scalar_t>(b), cx<scalar_t>(a), cx<scalar_t>(a), 2, -1,
                                dot.data_ptr<double>());
       std::swap(a, b);
-    };
-    step();
-    dot.sum().item<double>();  // synchronises a CUDA device
-    const auto start = std::chrono::steady_clock::now();
-    for (int64_t n = 0; n < steps; ++n) step();
-    dot.sum().item<double>();
-    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / steps;
+    }
   });
-  return seconds;
+  dot.sum().item<double>();  // waits for a CUDA device
 }
 
 }  // namespace spinforce

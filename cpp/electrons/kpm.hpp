@@ -20,7 +20,9 @@
 #include <utility>
 #include <vector>
 
+#include "electrons/chebyshev.hpp"
 #include "electrons/sd_model.hpp"
+#include "common/workspace.hpp"
 #include "providers/field_provider.hpp"
 
 namespace spinforce {
@@ -33,15 +35,6 @@ struct KPMSettings {
   std::optional<std::pair<double, double>> bounds;  // spectral bounds (lo, hi); default: exact band bounds
 };
 
-// Jackson kernel g_m, m = 0..M-1.
-std::vector<double> jackson_kernel(int64_t M);
-
-// Density of states rho(e) (states per unit energy, integrating to mu_0 = 2N) from moments
-// mu_m = Tr T_m(H~), with the Jackson kernel, at energies e (any shape, float64 CPU) for the
-// rescaling H~ = (H - center)/half_width. Zero outside the bounds.
-at::Tensor kpm_density_of_states(const at::Tensor& moments, double center, double half_width,
-                                 const at::Tensor& energies);
-
 class KPM : public FieldProvider {
  public:
   KPM(std::shared_ptr<const SDModel> model, KPMSettings settings);
@@ -49,12 +42,13 @@ class KPM : public FieldProvider {
   int64_t num_sites() const override { return model_->num_sites(); }
   std::string name() const override { return "KPM"; }
   FieldResult compute(const at::Tensor& spins) override;
+  const Workspace& workspace() const { return workspace_; }
 
   // Chebyshev moments mu_m = Re sum_r R_r^+ T_m(H~) R_r (estimates of Tr T_m(H~)), (M,) float64 CPU.
   at::Tensor moments(const at::Tensor& spins);
-  // Mean seconds per forward Chebyshev step on the block of probe vectors over `steps` steps,
-  // after one warm-up step; for bench/kpm.py.
-  double chebyshev_step_seconds(const at::Tensor& spins, int64_t steps);
+  // `steps` forward Chebyshev steps on the block of probe vectors and nothing else, returning
+  // when the device is done: the kernel that bench/kpm.py times.
+  void chebyshev_steps(const at::Tensor& spins, int64_t steps);
 
   const SDModel& model() const { return *model_; }
   const KPMSettings& settings() const { return settings_; }
@@ -85,6 +79,7 @@ class KPM : public FieldProvider {
   int64_t num_colours_ = 0;
   std::vector<int32_t> colour_;
   std::map<std::string, DeviceData> device_cache_;
+  Workspace workspace_;  // the evaluations' large tensors, reused by the next evaluation
 };
 
 }  // namespace spinforce

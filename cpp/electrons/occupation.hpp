@@ -2,6 +2,7 @@
 // Occupations of single-particle levels at fixed mu or fixed electron count, T_el >= 0.
 #include <ATen/ATen.h>
 
+#include "electrons/fermi_dirac.hpp"
 #include "electrons/sd_model.hpp"
 
 namespace spinforce {
@@ -13,16 +14,10 @@ struct Occupation {
   double num_electrons = 0.0;
 };
 
-// Levels (M,) sorted ascending. At kT = 0 and fixed filling, a degenerate Fermi level (levels
-// within kDegeneracyTol*(1 + max|e|)) shares the remaining electrons equally among its members,
-// which is independent of the eigenvector basis returned by LAPACK; mu is that level, or the
-// midpoint of the gap when the shell is exactly full.
+// Levels (M,) sorted ascending; mu from solve_mu (fermi_dirac.hpp). At kT = 0 and fixed
+// filling, a degenerate Fermi level (levels within kDegeneracyTol*(1 + max|e|)) shares the
+// remaining electrons equally among its members, which is independent of the eigenvector basis
+// returned by LAPACK.
 Occupation occupy(const at::Tensor& levels, const SDModel& model);
-
-constexpr double kDegeneracyTol = 1e-9;
-
-// Grand-potential density g(e) = -kT ln(1 + exp(-(e - mu)/kT)), kT = 0 gives min(e - mu, 0).
-double grand_potential_density(double e, double mu, double kT);
-double fermi(double e, double mu, double kT);
 
 }  // namespace spinforce

@@ -57,28 +57,9 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
-Lattice::Lattice(const std::string& kind, const std::vector<int64_t>& shape) : kind_(kind) {
-  const double s3 = std::sqrt(3.0);
-  if (kind == "square") {
-    dim_ = 2;
-    a_[0] = {1, 0, 0};
-    a_[1] = {0, 1, 0};
-    point_group_name_ = "D4";
-    // 90 degree rotation and the mirror y -> -y.
-    point_group_ = generate_group({matrix2(0, -1, 1, 0), matrix2(1, 0, 0, -1)});
-  } else if (kind == "triangular") {
-    dim_ = 2;
-    a_[0] = {1, 0, 0};
-    a_[1] = {0.5, s3 / 2, 0};
-    point_group_name_ = "C6v";
-    // 60 degree rotation: a1 -> a2, a2 -> a2 - a1; mirror y -> -y: a1 -> a1, a2 -> a1 - a2.
-    point_group_ = generate_group({matrix2(0, -1, 1, 1), matrix2(1, 1, 0, -1)});
-  } else if (kind == "cubic") {
-    dim_ = 3;
-    a_[0] = {1, 0, 0};
-    a_[1] = {0, 1, 0};
-    a_[2] = {0, 0, 1};
-    point_group_name_ = "Oh";
+const std::vector<LatticeKind>& lattice_kinds() {
+  static const std::vector<LatticeKind> kinds = [] {
+    const double s3 = std::sqrt(3.0);
     IntMatrix c4z{}, c3{}, inv{};
     c4z[0] = {0, -1, 0};
     c4z[1] = {1, 0, 0};
@@ -89,10 +70,34 @@ Lattice::Lattice(const std::string& kind, const std::vector<int64_t>& shape) : k
     inv[0] = {-1, 0, 0};
     inv[1] = {0, -1, 0};
     inv[2] = {0, 0, -1};
-    point_group_ = generate_group({c4z, c3, inv});
-  } else {
-    value_error("lattice kind must be one of 'square', 'triangular', 'cubic', got '", kind, "'");
+    std::vector<LatticeKind> k;
+    // 90 degree rotation and the mirror y -> -y.
+    k.push_back({"square", 2, {{{1, 0, 0}, {0, 1, 0}, {0, 0, 0}}}, "D4",
+                 {matrix2(0, -1, 1, 0), matrix2(1, 0, 0, -1)}, true, false, true});
+    // 60 degree rotation: a1 -> a2, a2 -> a2 - a1; mirror y -> -y: a1 -> a1, a2 -> a1 - a2.
+    k.push_back({"triangular", 2, {{{1, 0, 0}, {0.5, s3 / 2, 0}, {0, 0, 0}}}, "C6v",
+                 {matrix2(0, -1, 1, 1), matrix2(1, 1, 0, -1)}, false, true, false});
+    k.push_back({"cubic", 3, {{{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}}, "Oh", {c4z, c3, inv}, true, false, true});
+    return k;
+  }();
+  return kinds;
+}
+
+const LatticeKind& lattice_kind(const std::string& name) {
+  std::string known;
+  for (const LatticeKind& k : lattice_kinds()) {
+    if (k.name == name) return k;
+    known += (known.empty() ? "'" : ", '") + k.name + "'";
   }
+  value_error("lattice kind must be one of ", known, ", got '", name, "'");
+}
+
+Lattice::Lattice(const std::string& kind, const std::vector<int64_t>& shape)
+    : kind_(kind), info_(&lattice_kind(kind)) {
+  dim_ = info_->dim;
+  a_ = info_->primitive_vectors;
+  point_group_name_ = info_->point_group;
+  point_group_ = generate_group(info_->point_group_generators);
   require(static_cast<int>(shape.size()) == dim_, "shape of a ", kind, " lattice must have ", dim_,
           " entries, got ", shape.size());
   shape_ = shape;
@@ -226,7 +231,7 @@ std::vector<int64_t> Lattice::sites_within(double radius) const {
   std::vector<char> seen(num_sites_, 0);
   // On orthogonal axes (square, cubic) a site has an image within the radius exactly when its
   // minimal image, |n_d| <= L_d / 2, is; the triangular axes need the whole box.
-  const bool orthogonal = kind_ != "triangular";
+  const bool orthogonal = info_->orthogonal;
   const int64_t K = static_cast<int64_t>(std::ceil(radius / (std::sqrt(3.0) / 2.0))) + 1;
   int64_t box[3] = {0, 0, 0};
   for (int d = 0; d < dim_; ++d) box[d] = orthogonal ? std::min(K, shape_[d] / 2) : K;

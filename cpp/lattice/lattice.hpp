@@ -19,13 +19,33 @@ constexpr int64_t kMaxSites = int64_t(1) << 40;
 // Largest neighbour shell index k accepted by shell_offsets / shell_distance.
 constexpr int kMaxShell = 10000;
 
+// A lattice kind: its geometry, its site symmetry, and what the analysis may do on it. The one
+// table of kinds is lattice_kinds(); a new kind is one entry there.
+struct LatticeKind {
+  std::string name;
+  int dim;
+  std::array<std::array<double, 3>, 3> primitive_vectors;  // rows, dim x dim used
+  std::string point_group;                                 // of a site: "D4", "C6v", "Oh"
+  std::vector<IntMatrix> point_group_generators;           // acting on offsets
+  bool orthogonal;  // primitive vectors at right angles: minimum images coordinate by coordinate
+  bool triangles;   // nearest neighbours form elementary triangles, two (up, down) per cell;
+                    // otherwise a planar kind has square plaquettes
+  bool bipartite;   // nearest neighbours join two sublattices (Neel states exist)
+  bool planar() const { return dim == 2; }  // snapshots and scalar chiralities of cells
+};
+
+const std::vector<LatticeKind>& lattice_kinds();
+// ValueError naming the known kinds when `name` is none of them.
+const LatticeKind& lattice_kind(const std::string& name);
+
 class Lattice {
  public:
-  // kind: "square", "triangular" (a1=(1,0), a2=(1/2, sqrt3/2)) or "cubic". ValueError when a
-  // side is < 1 or the site count exceeds kMaxSites.
+  // kind: a name in lattice_kinds(): "square", "triangular" (a1=(1,0), a2=(1/2, sqrt3/2)) or
+  // "cubic". ValueError when a side is < 1 or the site count exceeds kMaxSites.
   Lattice(const std::string& kind, const std::vector<int64_t>& shape);
 
   const std::string& kind() const { return kind_; }
+  const LatticeKind& kind_info() const { return *info_; }
   int dim() const { return dim_; }
   const std::vector<int64_t>& shape() const { return shape_; }
   int64_t num_sites() const { return num_sites_; }
@@ -65,6 +85,7 @@ class Lattice {
   std::vector<std::pair<double, Offset>> sorted_offsets(double radius) const;
 
   std::string kind_;
+  const LatticeKind* info_ = nullptr;
   int dim_ = 0;
   std::vector<int64_t> shape_;
   int64_t num_sites_ = 0;

@@ -4,12 +4,26 @@
 #include <torch/script.h>
 
 #include "common/errors.hpp"
+#include "ml/manifest.hpp"
 
 namespace spinforce {
 
 namespace {
-constexpr const char* kFormat = "spinforce-torchscript";
-constexpr int64_t kFormatVersion = 1;
+using namespace manifest;
+
+// ValueError unless this spinforce has descriptor `kind` at `version`.
+void require_descriptor(const std::string& path, const std::string& kind, int64_t version) {
+  std::string known;
+  for (const DescriptorVersion& d : kDescriptorVersions) {
+    if (kind == d.kind) {
+      require(version == d.version, path, " was exported with the ", kind, " descriptor version ", version,
+              "; this spinforce has version ", d.version, ": retrain or re-export the model");
+      return;
+    }
+    known += (known.empty() ? "'" : ", '") + std::string(d.kind) + "'";
+  }
+  value_error(path, " uses the descriptor kind '", kind, "', which this spinforce lacks (it has ", known, ")");
+}
 
 c10::IValue attribute(const torch::jit::Module& m, const std::string& path, const char* name) {
   if (!m.hasattr(name))
@@ -46,14 +60,15 @@ MLForceField::MLForceField(const std::string& path, std::shared_ptr<const Lattic
   m.eval();
   // Fields need d(energy)/d(spins) only; weight gradients would be computed too otherwise.
   for (at::Tensor p : m.parameters()) p.set_requires_grad(false);
-  const std::string format = attribute(m, path, "format").toStringRef();
+  const std::string format = attribute(m, path, kFormatKey).toStringRef();
   require(format == kFormat, path, " has format '", format, "', expected '", kFormat, "'");
-  const int64_t version = attribute(m, path, "format_version").toInt();
+  const int64_t version = attribute(m, path, kFormatVersionKey).toInt();
   require(version == kFormatVersion, path, " has TorchScript format_version ", version,
           "; this spinforce reads version ", kFormatVersion);
-  lattice_kind_ = attribute(m, path, "lattice_kind").toStringRef();
-  descriptor_kind_ = attribute(m, path, "descriptor_kind").toStringRef();
-  descriptor_version_ = attribute(m, path, "descriptor_version").toInt();
+  lattice_kind_ = attribute(m, path, kLatticeKindKey).toStringRef();
+  descriptor_kind_ = attribute(m, path, kDescriptorKindKey).toStringRef();
+  descriptor_version_ = attribute(m, path, kDescriptorVersionKey).toInt();
+  require_descriptor(path, descriptor_kind_, descriptor_version_);
   require(lattice_kind_ == lattice_->kind(), "the model ", path, " was trained on the '", lattice_kind_,
           "' lattice; it cannot run on a '", lattice_->kind(), "' lattice");
   // The network's dtype: that of its weights (a committee has no top-level feature_mean).
@@ -61,14 +76,14 @@ MLForceField::MLForceField(const std::string& path, std::shared_ptr<const Lattic
     dtype_ = p.scalar_type();
     break;
   }
-  if (m.hasattr("committee_size")) {
-    committee_size_ = m.attr("committee_size").toInt();
+  if (m.hasattr(kCommitteeSizeKey)) {
+    committee_size_ = m.attr(kCommitteeSizeKey).toInt();
     require(committee_size_ >= 2, path, ": committee_size must be >= 2, got ", committee_size_);
-    uncertainty_threshold_ = attribute(m, path, "uncertainty_threshold").toDouble();
+    uncertainty_threshold_ = attribute(m, path, kUncertaintyThresholdKey).toDouble();
   }
 
   // Neighbourhood: the model's offsets, laid on this lattice (ValueError if it is too small).
-  at::Tensor offsets = attribute(m, path, "neighbor_offsets").toTensor().to(at::kCPU, at::kLong).contiguous();
+  at::Tensor offsets = attribute(m, path, kNeighborOffsetsKey).toTensor().to(at::kCPU, at::kLong).contiguous();
   require(offsets.dim() == 2 && offsets.size(1) == lattice_->dim(), path, ": neighbor_offsets has shape ",
           offsets.sizes(), ", expected (m, ", lattice_->dim(), ")");
   std::vector<Offset> list(offsets.size(0), Offset{0, 0, 0});
@@ -83,6 +98,7 @@ MLForceField::~MLForceField() = default;
 std::string MLForceField::device() const { return impl_->device.str(); }
 
 FieldResult MLForceField::compute(const at::Tensor& spins) {
+  Workspace::Scope scope(workspace_);
   // The module differentiates its energy: autograd must be on even when the caller runs under
   // no_grad or inference mode.
   c10::InferenceMode inference_off(false);

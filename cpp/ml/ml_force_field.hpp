@@ -11,6 +11,7 @@
 #include <string>
 
 #include "lattice/lattice.hpp"
+#include "common/workspace.hpp"
 #include "providers/field_provider.hpp"
 
 namespace spinforce {
@@ -29,6 +30,7 @@ class MLForceField : public FieldProvider {
   // Energy and fields (float64, on the device of `spins`); for a committee also the (N,)
   // uncertainty.
   FieldResult compute(const at::Tensor& spins) override;
+  const Workspace& workspace() const { return workspace_; }
 
   const std::string& lattice_kind() const { return lattice_kind_; }
   const std::string& descriptor_kind() const { return descriptor_kind_; }
@@ -50,6 +52,7 @@ class MLForceField : public FieldProvider {
   int64_t committee_size_ = 1;
   double uncertainty_threshold_ = std::nan("");
   at::Tensor neighbors_;  // (N, m) int64 on the model device
+  Workspace workspace_;  // the evaluations' large tensors, reused by the next evaluation
 };
 
 }  // namespace spinforce

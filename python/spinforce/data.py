@@ -38,6 +38,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .outputs import partial_path
+
 __all__ = ["FORMAT", "FORMAT_VERSION", "DatasetWriter", "Dataset", "read_dataset", "default_trajectories", "open_h5",
            "file_format", "check_replaceable", "replaceable_output", "dict_differences"]
 
@@ -269,7 +271,7 @@ class DatasetWriter:
                 self._file.create_dataset("trajectory", data=ids, maxshape=(None,), chunks=(chunk_frames,))
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._staged = self.path.with_suffix(self.path.suffix + ".partial")
+        self._staged = partial_path(self.path)
         self._file = h5py.File(self._staged, "w")
         f = self._file
         f.attrs["format"] = FORMAT

@@ -16,7 +16,7 @@ from .providers import FieldResult, ProviderMixin, as_spin_tensor, uncertainty_s
 
 __all__ = ["Heisenberg", "LLG", "spin_temperature"]
 
-INTEGRATORS = ("sib", "heun")
+INTEGRATORS = tuple(_core._integrators())  # the registry of the core, the default first
 
 
 def _vector3(value, name: str) -> tuple:
@@ -58,9 +58,10 @@ class LLG(_core.LLG):
     """Stochastic LLG integrator driven by any field provider.
 
     ``LLG(provider, dt=0.02, alpha=0.1, kT=0.0, gamma=1.0, integrator="sib", seed=0)``.
-    integrator: "sib" (Mentink's semi-implicit midpoint scheme, default) or "heun"
-    (Depondt-Heun with exact rotations); both keep |S| = 1 to round-off and need two field
-    evaluations per step. kT is the spin temperature (k_B = 1), in the energy units of the
+    integrator: "sib" (Mentink's semi-implicit midpoint scheme, default), "heun"
+    (Depondt-Heun with exact rotations), both keeping |S| = 1 to round-off with two field
+    evaluations per step, or "rk4" (classical Runge-Kutta projected on the sphere, fourth order
+    without noise, four evaluations per step); ``INTEGRATORS`` lists them. kT is the spin temperature (k_B = 1), in the energy units of the
     provider; time is in units of hbar/t for the electron models.
 
     The integrator keeps a step counter ``step``: the thermal noise of step n is a function of

@@ -101,31 +101,11 @@ def solve_mu(levels, target: float, kT: float, weights=None) -> float:
     kT > 0: bisection on the monotone count. kT = 0: the count is a staircase; when `target`
     fills a set of levels exactly, mu is the midpoint of the gap above them (every mu in that
     gap gives the same count), otherwise the level that holds the partly filled shell.
+    The solver of the core (cpp/electrons/fermi_dirac.hpp), the one ED and KPM use.
     """
-    e = np.asarray(levels, dtype=np.float64).ravel()
-    w = np.ones_like(e) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
-    total = float(w.sum())
-    if not 0.0 < target < total:
-        raise ValueError(f"the wanted electron count {target} must lie in (0, {total}), the number of states")
-    if kT > 0.0:
-        lo, hi = float(e.min()) - 40.0 * kT - 1.0, float(e.max()) + 40.0 * kT + 1.0
-        for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            if _count(e, w, mid, kT) < target:
-                lo = mid
-            else:
-                hi = mid
-            if hi - lo <= 1e-14 * (1.0 + abs(lo) + abs(hi)):
-                break
-        return 0.5 * (lo + hi)
-    order = np.argsort(e, kind="stable")
-    e, cum = e[order], np.cumsum(w[order])
-    tol = 1e-9 * max(1.0, total)
-    k = int(np.searchsorted(cum, target - tol))  # first level whose filling reaches the target
-    degenerate = 1e-9 * (1.0 + float(np.abs(e).max()))
-    if abs(cum[k] - target) <= tol and k + 1 < e.size and e[k + 1] - e[k] > degenerate:
-        return 0.5 * (float(e[k]) + float(e[k + 1]))
-    return float(e[k])
+    e = torch.as_tensor(np.asarray(levels, dtype=np.float64).ravel())
+    w = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64).ravel())
+    return float(_core._solve_mu(e, float(target), float(kT), w))
 
 
 def _level_weights(provider, spins) -> tuple[np.ndarray, np.ndarray | None]:

@@ -26,6 +26,8 @@ import torch
 
 from .config import (OMIT, Key, check_sections, check_table, device, did_you_mean, integer, list_of, number,
                      number_or, number_pair, one_of, shape, shipped_configs, string)
+from .dynamics import INTEGRATORS
+from .lattice import LATTICE_KINDS
 
 HELP = "LLG runs with ED or KPM fields, saved as training snapshots (HDF5)"
 
@@ -35,7 +37,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 # The config schema: every key of every table, with its check and default (config.py).
-LATTICE = {"kind": Key(one_of("square", "triangular", "cubic")), "shape": Key(shape())}
+LATTICE = {"kind": Key(one_of(*LATTICE_KINDS)), "shape": Key(shape())}
 SD_MODEL = {"t": Key(number(), 1.0), "J": Key(number()), "mu": Key(number(), OMIT),
             "filling": Key(number(0, 1, lo_open=True, hi_open=True), OMIT), "kT": Key(number(0), 0.0),
             "t2": Key(number(), 0.0), "t3": Key(number(), 0.0)}
@@ -45,7 +47,7 @@ KPM_SETTINGS = {"moments": Key(integer(2), OMIT), "probing_distance": Key(number
                 "bounds": Key(number_pair(), OMIT)}
 METHOD = {"name": Key(one_of("ed", "kpm"), "ed"), "device": Key(device(), "cpu")}
 DYNAMICS = {"dt": Key(number(0, lo_open=True)), "alpha": Key(number(0)), "kT": Key(number(0), 0.0),
-            "gamma": Key(number(0, lo_open=True), 1.0), "integrator": Key(one_of("sib", "heun"), "sib"),
+            "gamma": Key(number(0, lo_open=True), 1.0), "integrator": Key(one_of(*INTEGRATORS), INTEGRATORS[0]),
             "steps": Key(integer(0)), "save_every": Key(integer(1)),
             "initial": Key(string("random, ferromagnetic, neel, tetrahedral or a .npy file"), "random"),
             "seed": Key(integer(0, 2**63 - 1), 0)}

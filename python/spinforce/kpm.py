@@ -9,7 +9,6 @@ import torch
 from . import _core
 from ._validate import real
 from .providers import ProviderMixin, as_spin_tensor
-from .runtime import keep_freed_memory
 
 __all__ = ["KPM"]
 
@@ -62,7 +61,6 @@ class KPM(ProviderMixin, _core.KPM):
             bounds = (real(bounds[0], "bounds[0] (lower)"), real(bounds[1], "bounds[1] (upper)"))
         super().__init__(model, moments=int(moments), probing_distance=probing_distance, seed=int(seed),
                          dtype=_dtype_name(dtype), bounds=bounds)
-        keep_freed_memory()  # large lattices: avoid page faults on every evaluation (see runtime.py)
         self.model = model
 
     def settings(self) -> dict:

@@ -7,9 +7,12 @@ import torch
 from . import _core
 from ._validate import integer
 
-__all__ = ["Lattice"]
+__all__ = ["Lattice", "LATTICE_KINDS"]
 
-_DIMENSIONS = {"square": 2, "triangular": 2, "cubic": 3}
+# The table of lattice kinds of the core (cpp/lattice/lattice.hpp): name -> {"dim",
+# "point_group", "orthogonal", "triangles" (elementary nearest-neighbour triangles, two per cell;
+# else square plaquettes), "bipartite", "planar" (snapshots, cell chiralities)}.
+LATTICE_KINDS = _core._lattice_kinds()
 
 # Unit vectors to the corners of a regular tetrahedron, one per sublattice of the 2x2 cell.
 _TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=float) / np.sqrt(3.0)
@@ -24,10 +27,10 @@ class Lattice(_core.Lattice):
     """
 
     def __init__(self, kind: str, shape):
-        if kind not in _DIMENSIONS:
-            raise ValueError(f"lattice kind must be one of {sorted(_DIMENSIONS)}, got {kind!r}")
+        if kind not in LATTICE_KINDS:
+            raise ValueError(f"lattice kind must be one of {sorted(LATTICE_KINDS)}, got {kind!r}")
         if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-            shape = (int(shape),) * _DIMENSIONS[kind]
+            shape = (int(shape),) * LATTICE_KINDS[kind]["dim"]
         if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
             raise ValueError(f"shape must be an integer or a tuple of integers, got {shape!r}")
         shape = tuple(integer(L, f"every entry of shape {tuple(shape)!r}") for L in shape)
@@ -84,8 +87,9 @@ class Lattice(_core.Lattice):
 
     def neel(self, direction=(0.0, 0.0, 1.0)) -> np.ndarray:
         """Checkerboard antiferromagnet on the square or cubic lattice (even sides)."""
-        if self.kind == "triangular":
-            raise ValueError("neel needs a bipartite lattice ('square' or 'cubic'); the triangular lattice is not")
+        if not self.kind_info["bipartite"]:
+            bipartite = [k for k, info in LATTICE_KINDS.items() if info["bipartite"]]
+            raise ValueError(f"neel needs a bipartite lattice {bipartite}; the {self.kind} lattice is not")
         if any(L % 2 for L in self.shape):
             raise ValueError(f"neel needs even lattice sides, got shape {self.shape}")
         sign = np.where(self.coordinates.sum(axis=1) % 2 == 0, 1.0, -1.0)

@@ -14,10 +14,36 @@ every command:
 """
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-__all__ = ["under", "scan_outputs", "prepare_outputs"]
+__all__ = ["under", "scan_outputs", "prepare_outputs", "partial_path", "atomic_write"]
+
+
+def partial_path(path) -> Path:
+    """PATH.partial: where a file is written before it takes its name PATH."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+@contextmanager
+def atomic_write(path):
+    """Write a file under PATH.partial, then rename it to PATH in one step.
+
+    ``with atomic_write(path) as tmp:`` yields the .partial path to write to. Readers never see a
+    half-written PATH, and a crash or an exception leaves any previous PATH as it was; on an
+    exception the .partial file is removed.
+    """
+    path = Path(path)
+    tmp = partial_path(path)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
 
 
 def under(prefix: str, patterns) -> tuple:

@@ -8,10 +8,11 @@ relations are those of the lattice, the geometry is not.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from .outputs import atomic_write
 
 __all__ = ["write_ovf", "read_ovf"]
 
@@ -37,12 +38,10 @@ def write_ovf(path, spins, lattice, *, title: str = "spinforce frame", time: flo
         f"# xnodes: {nodes[0]}\n# ynodes: {nodes[1]}\n# znodes: {nodes[2]}\n"
         "# xstepsize: 1\n# ystepsize: 1\n# zstepsize: 1\n# End: Header\n# Begin: Data Text\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".partial")
-    with open(tmp, "w") as f:
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
         f.write(header)
         np.savetxt(f, s, fmt="%.17g")
         f.write("# End: Data Text\n# End: Segment\n")
-    os.replace(tmp, path)
     return path
 
 

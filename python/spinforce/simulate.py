@@ -25,6 +25,7 @@ from .data import open_h5
 from .generate import DYNAMICS as GENERATE_DYNAMICS, KPM_SETTINGS, LATTICE, SD_MODEL
 from .generate import apply_overrides, check_initial, check_method, initial_spins, read_config
 from .generate import build_provider as build_electron_provider
+from .outputs import atomic_write, partial_path
 from .providers import UNCERTAINTY_SCALARS, uncertainty_scalars
 
 __all__ = ["load_config", "build_provider", "simulate", "output_patterns",
@@ -116,18 +117,16 @@ def output_patterns(run_path) -> tuple:
     run_path = Path(run_path)
     name, ovf = run_path.name, _ovf_dir(run_path).name
     ckpt = _checkpoint_path(run_path)
-    return (name, name + ".partial", ckpt.name, ckpt.with_suffix(".partial").name, f"{ovf}/frame_*.ovf",
+    return (name, partial_path(name).name, ckpt.name, partial_path(ckpt).name, f"{ovf}/frame_*.ovf",
             f"{ovf}/frame_*.ovf.partial")
 
 
 def _write_checkpoint(path: Path, spins: np.ndarray, step: int, fingerprint: str) -> None:
-    tmp = path.with_suffix(".partial")
-    with h5py.File(tmp, "w") as f:
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:  # a crash leaves the previous checkpoint
         f.attrs["format"] = CHECKPOINT_FORMAT
         f.attrs["step"] = int(step)
         f.attrs["fingerprint"] = fingerprint
         f.create_dataset("spins", data=spins)
-    os.replace(tmp, path)  # atomic: a crash leaves the previous checkpoint intact
 
 
 def _read_checkpoint(path: Path, fingerprint: str):

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..lattice import LATTICE_KINDS
+
 __all__ = ["check_spins", "triangles", "scalar_chirality", "site_chirality", "plaquette_chirality",
            "bond_average", "bond_products", "magnetization"]
 
@@ -53,8 +55,9 @@ def _site_index(lattice, coords: np.ndarray) -> np.ndarray:
 
 
 def _require_planar(lattice, what: str) -> None:
-    if lattice.kind not in ("triangular", "square"):
-        raise ValueError(f"{what} is defined on the 'triangular' and 'square' lattices, not {lattice.kind!r}")
+    if not lattice.kind_info["planar"]:
+        planar = [k for k, info in LATTICE_KINDS.items() if info["planar"]]
+        raise ValueError(f"{what} is defined on the planar lattices {planar}, not {lattice.kind!r}")
 
 
 def triangles(lattice) -> np.ndarray:
@@ -62,7 +65,7 @@ def triangles(lattice) -> np.ndarray:
     _require_planar(lattice, "scalar chirality")
     x = lattice.coordinates
     e1, e2 = np.array([1, 0]), np.array([0, 1])
-    if lattice.kind == "triangular":
+    if lattice.kind_info["triangles"]:
         up = np.stack([x, x + e1, x + e2], axis=1)
         down = np.stack([x + e1, x + e1 + e2, x + e2], axis=1)
         corners = np.concatenate([up, down], axis=0)
@@ -105,7 +108,7 @@ def plaquette_chirality(spins, lattice) -> np.ndarray:
     """
     chi = scalar_chirality(spins, lattice)
     n = lattice.num_sites
-    if lattice.kind == "triangular":
+    if lattice.kind_info["triangles"]:
         return 0.5 * (chi[..., :n] + chi[..., n:])
     return chi.reshape(chi.shape[:-1] + (n, 4)).mean(axis=-1)
 

@@ -29,7 +29,7 @@ def display_triangulation(lattice, max_side: int = 128):
     x, y = np.meshgrid(np.arange(nx - 1), np.arange(ny - 1), indexing="ij")
     x0 = np.stack([x.ravel(), y.ravel()], axis=1)
     e1, e2 = np.array([1, 0]), np.array([0, 1])
-    if lattice.kind == "triangular":
+    if lattice.kind_info["triangles"]:
         first = np.stack([x0, x0 + e1, x0 + e2], axis=1)
         second = np.stack([x0 + e1, x0 + e1 + e2, x0 + e2], axis=1)
     else:

@@ -52,7 +52,7 @@ class FrameAnalyzer:
             raise ValueError(f"threshold must be in [-1, 1), got {threshold!r}")
         self.lattice = lattice
         self.threshold = float(threshold)
-        self.planar = lattice.kind in ("triangular", "square")
+        self.planar = lattice.kind_info["planar"]
 
     def __call__(self, spins) -> tuple[dict, np.ndarray]:
         """(row of scalar observables, pooled cluster sizes)."""
@@ -286,7 +286,7 @@ def _write_outputs(out: Path, result: RunAnalysis, lattice, spins, all_sizes, th
     picks = sorted(set(np.linspace(0, len(t) - 1, min(4, len(t))).astype(int)))
     files.append(plots.plot_cluster_statistics(t, stats, [(t[k], all_sizes[k]) for k in picks],
                                                out / "clusters.png", threshold))
-    if lattice.kind in ("triangular", "square"):
+    if lattice.kind_info["planar"]:
         lo, hi = plots.chirality_limits()
         files.append(plots.plot_snapshot(lattice, out / "chirality_snapshot.png",
                                          cell_values=_cell_chirality(spins, lattice), vmin=lo, vmax=hi,
@@ -315,7 +315,7 @@ def _write_outputs(out: Path, result: RunAnalysis, lattice, spins, all_sizes, th
 
 def _cell_chirality(spins, lattice) -> np.ndarray:
     """(N, 2) up/down triangle chirality (triangular) or the plaquette chirality twice (square)."""
-    if lattice.kind == "triangular":
+    if lattice.kind_info["triangles"]:
         chi = scalar_chirality(spins, lattice)
         return chi.reshape(2, -1).T
     return np.repeat(plaquette_chirality(spins, lattice)[:, None], 2, axis=1)

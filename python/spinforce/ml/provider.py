@@ -5,7 +5,6 @@ import os
 
 from .. import _core
 from ..providers import ProviderMixin
-from ..runtime import keep_freed_memory
 
 __all__ = ["MLForceField"]
 
@@ -31,7 +30,6 @@ class MLForceField(ProviderMixin, _core.MLForceField):
         if not os.path.exists(path):
             raise FileNotFoundError(f"TorchScript file {path} does not exist")
         super().__init__(path, lattice, device=str(device))
-        keep_freed_memory()  # large lattices: avoid page faults on every evaluation (see runtime.py)
         from ..descriptors.registry import descriptor_version
         have = descriptor_version(self.descriptor_kind)
         if have != self.descriptor_version:
