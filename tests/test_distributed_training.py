@@ -84,7 +84,11 @@ def test_torchrun_two_ranks_follow_the_one_rank_loss_curve(dataset, reference, t
     toml = "\n".join(f"[{section}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
                      for section, table in cfg.items())
     (tmp_path / "train.toml").write_text(toml)
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "python"), OMP_NUM_THREADS="1")
+    # the ranks import the spinforce this test imports (installed, or the source tree in development)
+    import spinforce
+    here = str(Path(spinforce.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p),
+               OMP_NUM_THREADS="1")
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                           f"--master_port={free_port()}", "-m", "spinforce", "train", str(tmp_path / "train.toml")],
                          capture_output=True, text=True, env=env, timeout=300)
