@@ -608,7 +608,7 @@ def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
     check = results.get("check")
     if check:
         names = {"bond": "nearest-neighbour bond average (every saved time)",
-                 "chirality": "mean |scalar chirality| (every saved time)", "correlation": "C(r) at the last time"}
+                 "chirality": "mean absolute scalar chirality (every saved time)", "correlation": "C(r) at the last time"}
         lines += [f"Dynamics check: {check['runs']} ML-LLG quenches with the last committee against the "
                   f"{check['exact_runs']} exact held-out quenches (same settings, other noise seeds). The ML mean "
                   f"should lie within {cfg['check']['sigmas']:g} standard errors of the difference of the two means "
