@@ -198,6 +198,15 @@ def number_or(*words: str) -> Callable:
     return check
 
 
+def table() -> Callable:
+    """A free-form table (its keys are checked later, by what reads it)."""
+    def check(value, name):
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} must be a table of keys, got {value!r}")
+        return value
+    return check
+
+
 def device() -> Callable:
     def check(value, name):
         import torch
@@ -217,3 +226,8 @@ def shipped_configs(folder: str) -> dict:
     from pathlib import Path
     found = resources.files("spinforce") / folder
     return {Path(str(p)).stem: Path(str(p)) for p in found.iterdir() if str(p).endswith(".toml")}
+
+
+def shipped_config_lines(configs: dict, width: int = 20) -> list:
+    """One line per shipped config: its name and the first line of its header comment."""
+    return [f"{name:{width}s} {path.read_text().splitlines()[0].lstrip('# ')}" for name, path in sorted(configs.items())]

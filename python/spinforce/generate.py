@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .config import (OMIT, Key, check_sections, check_table, device, did_you_mean, integer, list_of, number,
-                     number_or, number_pair, one_of, shape, shipped_configs, string)
+                     number_or, number_pair, one_of, shape, shipped_config_lines, shipped_configs, string)
 from .dynamics import INTEGRATORS
 from .lattice import LATTICE_KINDS
 
@@ -461,9 +461,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     if args.list_examples:
-        for name, path in sorted(examples().items()):
-            first = path.read_text().splitlines()[0].lstrip("# ")
-            print(f"{name:28s} {first}")
+        print("\n".join(shipped_config_lines(examples(), width=28)))
         return 0
     if (args.config is None) == (args.example is None):
         raise ValueError("give exactly one of a CONFIG file and --example NAME")

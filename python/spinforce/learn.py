@@ -34,12 +34,12 @@ import json
 import shutil
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from .config import OMIT, Key, check_sections, check_table, integer, list_of, number, number_or, one_of, shape
+from .config import (OMIT, Key, check_sections, check_table, integer, list_of, number, number_or, one_of, shape,
+                     shipped_config_lines, shipped_configs, table)
 
 HELP = "active learning: committee -> ML-LLG quenches -> label the most uncertain frames -> retrain (resumable)"
 
@@ -65,21 +65,15 @@ def output_patterns() -> tuple:
 
 # --- configs ----------------------------------------------------------------------------------
 def examples() -> dict:
-    folder = resources.files("spinforce") / "learn_configs"
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".toml")}
-
-
-def _table(value, name):
-    if not isinstance(value, dict):
-        raise ValueError(f"{name} must be a table of keys, got {value!r}")
-    return value
+    """Active-learning configs shipped with spinforce: name -> path."""
+    return shipped_configs("learn_configs")
 
 
 def _schema() -> dict:
     """The config schema (config.py): every key of every section with its check and default."""
     from .generate import INITIAL_STATES
     methods = Key(one_of("ed", "kpm"), "ed")
-    quench = {"shape": Key(shape()), "method": methods, "method_settings": Key(_table, {}),
+    quench = {"shape": Key(shape()), "method": methods, "method_settings": Key(table(), {}),
               "dt": Key(number(0, lo_open=True), 0.05), "alpha": Key(number(0), 0.1), "steps": Key(integer(1)),
               "save_every": Key(integer(1)), "kT": Key(list_of(number(0), "spin temperatures (numbers >= 0)"), [0.001]),
               "initial": Key(list_of(one_of(*INITIAL_STATES), "initial states"), ["random"])}
@@ -92,11 +86,11 @@ def _schema() -> dict:
                  "perturbation": Key(number(0, lo_open=True), 0.2), "mu_from_time": Key(number(0), 0.0)},
         "test": {**quench, "seeds": Key(seeds, [101])},
         "train": {"members": Key(integer(2), 3), "validation_fraction": Key(number(0, 1, hi_open=True), 0.2),
-                  "descriptor": Key(_table), "network": Key(_table, {}), "training": Key(_table, {})},
+                  "descriptor": Key(table()), "network": Key(table(), {}), "training": Key(table(), {})},
         "explore": {"shape": Key(shape()), "runs": Key(integer(1), 2), "dt": Key(number(0, lo_open=True), 0.05),
                     "alpha": Key(number(0), 0.1), "kT": quench["kT"], "steps": Key(integer(1)),
                     "save_every": Key(integer(1)), "initial": quench["initial"], "seed": Key(integer(0), 1000)},
-        "label": {"frames": Key(integer(1), 8), "method": methods, "method_settings": Key(_table, {})},
+        "label": {"frames": Key(integer(1), 8), "method": methods, "method_settings": Key(table(), {})},
         "loop": {"rounds": Key(integer(1), 2), "threads": Key(integer(0), 1)},
         "check": {"runs": Key(integer(0), 0), "seed": Key(integer(0), 5000), "sigmas": Key(number(0, lo_open=True), 2.0)},
         "locality": {"cutoffs": Key(list_of(number(0), "cutoffs (numbers >= 0)", empty=True), []),
@@ -644,8 +638,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     if args.list_examples:
-        for name, path in sorted(examples().items()):
-            print(f"{name:20s} {path.read_text().splitlines()[0].lstrip('# ')}")
+        print("\n".join(shipped_config_lines(examples())))
         return 0
     if (args.config is None) == (args.example is None):
         raise ValueError("give exactly one of a CONFIG file and --example NAME")

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import (OMIT, Key, boolean, check_sections, check_table, device, integer, list_of, number, number_pair,
-                     one_of, shape, shipped_configs, string)
+                     one_of, shape, shipped_config_lines, shipped_configs, string, table)
 
 __all__ = ["HELP", "studies", "load_config", "run_study", "analyze_study", "output_patterns", "add_arguments", "run"]
 
@@ -43,12 +43,6 @@ REFERENCE_EXPONENTS = {"chirality": {"Allen-Cahn": 0.5, "linear": 1.0}, "bond": 
 def studies() -> dict:
     """Studies shipped with spinforce: name -> config path."""
     return shipped_configs("study_configs")
-
-
-def _table(value, name):
-    if not isinstance(value, dict):
-        raise ValueError(f"{name} must be a table of keys, got {value!r}")
-    return value
 
 
 def _window(value, name):
@@ -72,7 +66,7 @@ def _schema() -> dict:
                      "snapshots": Key(integer(1), 4), "every": Key(integer(1), 1), "figures": Key(boolean(), True)},
         "check": {"enabled": Key(boolean(), True), "shape": Key(shape()), "runs": Key(integer(2), 4),
                   "steps": Key(integer(1), OMIT),
-                  "method": Key(one_of("ed", "kpm"), "ed"), "method_settings": Key(_table, {}),
+                  "method": Key(one_of("ed", "kpm"), "ed"), "method_settings": Key(table(), {}),
                   "model": Key(lambda v, n: check_table(n, v, SD_MODEL))},
     }
 
@@ -622,8 +616,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     if args.list:
-        for name, path in sorted(studies().items()):
-            print(f"{name:20s} {path.read_text().splitlines()[0].lstrip('# ')}")
+        print("\n".join(shipped_config_lines(studies())))
         return 0
     if args.name is None:
         raise ValueError("give the name of a study (see --list) or a study config file")
