@@ -115,9 +115,8 @@ def ensemble_observables(paths) -> dict:
            "observables": {k: {"mean": v.mean(axis=0).tolist(), "stderr": (v.std(axis=0, ddof=1) / np.sqrt(n)).tolist()}
                            for k, v in series.items()}}
     last = np.array([r[2][frames - 1] for r in runs])                        # (R, N, 3)
-    curves = [mean_radial_correlation(s[None], lattice)[1] for s in last]
-    r, _ = mean_radial_correlation(last[:1], lattice)
-    curves = np.array(curves)
+    per_run = [mean_radial_correlation(s[None], lattice) for s in last]
+    r, curves = per_run[0][0], np.array([c for _, c in per_run])
     out["correlation"] = {"time": float(times[-1]), "r": r.tolist(), "mean": curves.mean(axis=0).tolist(),
                           "stderr": (curves.std(axis=0, ddof=1) / np.sqrt(n)).tolist()}
     return out
