@@ -17,10 +17,15 @@ void bind_ml(py::module_& m) {
     return out;
   });
   py::class_<MLForceField, FieldProvider, std::shared_ptr<MLForceField>>(m, "MLForceField")
-      .def(py::init([](const std::string& path, std::shared_ptr<Lattice> lattice, const std::string& device) {
-             return std::make_shared<MLForceField>(path, std::move(lattice), device);
+      .def(py::init([](const std::string& path, std::shared_ptr<Lattice> lattice, const std::string& device,
+                       std::optional<std::string> dtype) {
+             return std::make_shared<MLForceField>(path, std::move(lattice), device, dtype.value_or(""));
            }),
-           py::arg("path"), py::arg("lattice"), py::kw_only(), py::arg("device") = "cpu")
+           py::arg("path"), py::arg("lattice"), py::kw_only(), py::arg("device") = "cpu",
+           py::arg("dtype") = py::none())
+      .def_property_readonly("dtype", [](const MLForceField& f) {
+        return std::string(f.dtype() == at::kFloat ? "float32" : "float64");
+      })
       .def_property_readonly("lattice_kind", &MLForceField::lattice_kind)
       .def_property_readonly("descriptor_kind", &MLForceField::descriptor_kind)
       .def_property_readonly("descriptor_version", &MLForceField::descriptor_version)

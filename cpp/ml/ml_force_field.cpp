@@ -39,7 +39,7 @@ struct MLForceField::Impl {
 };
 
 MLForceField::MLForceField(const std::string& path, std::shared_ptr<const Lattice> lattice,
-                           const std::string& device)
+                           const std::string& device, const std::string& dtype)
     : impl_(std::make_unique<Impl>()), lattice_(std::move(lattice)) {
   require(lattice_ != nullptr, "lattice must be a spinforce.Lattice");
   try {
@@ -47,6 +47,8 @@ MLForceField::MLForceField(const std::string& path, std::shared_ptr<const Lattic
   } catch (const c10::Error&) {
     value_error("device must be 'cpu', 'cuda' or 'cuda:<index>', got '", device, "'");
   }
+  require(dtype.empty() || dtype == "float32" || dtype == "float64",
+          "dtype must be 'float32', 'float64' or None (the model's own), got '", dtype, "'");
   if (impl_->device.is_cuda() && !at::hasCUDA())
     value_error("device '", device, "' asked for, but this torch has no CUDA device available");
   try {
@@ -71,7 +73,17 @@ MLForceField::MLForceField(const std::string& path, std::shared_ptr<const Lattic
   require_descriptor(path, descriptor_kind_, descriptor_version_);
   require(lattice_kind_ == lattice_->kind(), "the model ", path, " was trained on the '", lattice_kind_,
           "' lattice; it cannot run on a '", lattice_->kind(), "' lattice");
-  // The network's dtype: that of its weights (a committee has no top-level feature_mean).
+  // The network's dtype: that of its weights (a committee has no top-level feature_mean), or
+  // the one asked for. Module::to casts weights and buffers alike, including the dtype
+  // reference buffer that forward casts the spins to, so the whole evaluation runs in it.
+  // Floating tensors only: index buffers stay integer (torch::jit::Module::to would cast all).
+  if (!dtype.empty()) {
+    const at::ScalarType want = dtype == "float32" ? at::kFloat : at::kDouble;
+    for (at::Tensor t : m.parameters())
+      if (t.is_floating_point()) t.set_data(t.detach().to(want));
+    for (at::Tensor t : m.buffers())
+      if (t.is_floating_point()) t.set_data(t.detach().to(want));
+  }
   for (const at::Tensor& p : m.parameters()) {
     dtype_ = p.scalar_type();
     break;

@@ -19,10 +19,13 @@ namespace spinforce {
 class MLForceField : public FieldProvider {
  public:
   // path: TorchScript file; lattice: must be of the kind the model was trained on (any size);
-  // device: "cpu", "cuda", "cuda:1", ... where the network runs. Raises ValueError on a file
-  // that is not a spinforce TorchScript force field, a lattice of the wrong kind, or a lattice
-  // too small for the model's neighbourhood.
-  MLForceField(const std::string& path, std::shared_ptr<const Lattice> lattice, const std::string& device);
+  // device: "cpu", "cuda", "cuda:1", ... where the network runs; dtype: "" (the model's own),
+  // "float32" or "float64", the precision the network runs in (float32 halves the cost on CPU;
+  // the fields are always returned in float64). Raises ValueError on a file that is not a
+  // spinforce TorchScript force field, a lattice of the wrong kind, a lattice too small for the
+  // model's neighbourhood, or another dtype.
+  MLForceField(const std::string& path, std::shared_ptr<const Lattice> lattice, const std::string& device,
+               const std::string& dtype = "");
   ~MLForceField() override;
 
   int64_t num_sites() const override { return lattice_->num_sites(); }

@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .config import Key, boolean, check_sections, check_table, integer, number, string, vector3
+from .config import OMIT, Key, boolean, check_sections, check_table, integer, number, one_of, string, vector3
 from .data import open_h5
 from .generate import DYNAMICS as GENERATE_DYNAMICS, KPM_SETTINGS, LATTICE, SD_MODEL
 from .generate import apply_overrides, check_initial, check_method, initial_spins, read_config
@@ -36,7 +36,9 @@ HEISENBERG_MODEL = {"J1": Key(number()), "J2": Key(number(), 0.0), "field": Key(
 # The config schema is that of `spinforce generate` (lattice, model, method, dynamics, output),
 # with more methods and two more keys.
 METHOD_MODELS = {"ed": SD_MODEL, "kpm": SD_MODEL, "heisenberg": HEISENBERG_MODEL, "ml": {}}
-METHOD_SETTINGS = {"ed": {}, "kpm": KPM_SETTINGS, "heisenberg": {}, "ml": {"path": Key(string("a TorchScript file"))}}
+METHOD_SETTINGS = {"ed": {}, "kpm": KPM_SETTINGS, "heisenberg": {}, "ml": {"path": Key(string("a TorchScript file")),
+                                                                     # the network's precision; absent: the model's own
+                                                                     "dtype": Key(one_of("float32", "float64"), OMIT)}}
 DYNAMICS = {**GENERATE_DYNAMICS, "checkpoint_every": Key(GENERATE_DYNAMICS["steps"].check, 0)}
 SECTIONS = ("output", "ovf", "lattice", "model", "method", "dynamics")
 CHECKPOINT_FORMAT = "spinforce-checkpoint"
@@ -89,7 +91,8 @@ def build_provider(cfg: dict):
     lattice = spinforce.Lattice(cfg["lattice"]["kind"], cfg["lattice"]["shape"])
     if name == "heisenberg":
         return lattice, spinforce.Heisenberg(lattice, **cfg["model"])
-    return lattice, spinforce.MLForceField(cfg["method"]["path"], lattice, device=cfg["method"]["device"])
+    return lattice, spinforce.MLForceField(cfg["method"]["path"], lattice, device=cfg["method"]["device"],
+                                           dtype=cfg["method"].get("dtype"))
 
 
 @dataclass

@@ -58,6 +58,7 @@ def _schema() -> dict:
     return {
         "title": Key(string()), "order": Key(one_of(*ORDERS)), "model": Key(string("a TorchScript file"), OMIT),
         "device": Key(device(), "cpu"), "threads": Key(integer(0), 0),
+        "dtype": Key(one_of("float32", "float64"), "float64"),
         "lattice": LATTICE, "dynamics": dynamics,
         "ensemble": {"runs": Key(integer(1), 4), "seed": Key(integer(0, 2**62), 1)},
         "analysis": {"fit_window": Key(_window, "auto"), "early_window": Key(number_pair(), OMIT),
@@ -143,7 +144,7 @@ def _run_config(cfg: dict, output: Path, k: int, *, kind=None, shape_=None, step
     d.update(seed=cfg["ensemble"]["seed"] + k, initial="random")
     if steps is not None:
         d["steps"] = steps
-    name, model, settings = method or ("ml", {}, {"path": cfg["model"]})
+    name, model, settings = method or ("ml", {}, {"path": cfg["model"], "dtype": cfg["dtype"]})
     m = {"name": name, "device": cfg["device"], **settings}
     return {"output": str(output), "lattice": {"kind": kind or cfg["lattice"]["kind"],
                                                "shape": list(shape_ or cfg["lattice"]["shape"])},
@@ -185,7 +186,7 @@ def _fingerprint(cfg: dict) -> dict:
     """What must not change for existing runs to belong to this study (steps and runs may grow)."""
     d = {k: v for k, v in cfg["dynamics"].items() if k != "steps"}
     return {"lattice": cfg["lattice"], "dynamics": d, "seed": cfg["ensemble"]["seed"], "model": cfg["model"],
-            "model_sha256": _sha256(cfg["model"]), "check": cfg["check"]}
+            "dtype": cfg["dtype"], "model_sha256": _sha256(cfg["model"]), "check": cfg["check"]}
 
 
 def run_study(cfg: dict, out, *, overwrite: bool = False, resume: bool = False, progress: bool = True,
