@@ -1,0 +1,104 @@
+"""A shipped committee's torque error on lattices larger than it was trained on.
+
+    python bench/large_lattice_error.py --model de_square [--size 30] [--runs 2] [--times 1 5 20 50]
+    python bench/large_lattice_error.py --model tetra_triangular --size 24
+
+The committees of `spinforce/models/` were trained and tested on 12x12 exact states. The
+states that matter are those of big-lattice quenches. An ED-LLG quench of 30x30 sites costs
+hours here (one ED evaluation ~10 s, two per step), so this measures the model on the states
+its own dynamics visits instead: `--runs` ML-LLG thermal quenches from random spins (the
+dynamics of the model's study config, `spinforce/study_configs/NAME.toml`, on `--size`),
+the frames at `--times` labelled by exact diagonalisation at the model's fixed mu (ED at
+30x30: 1800 x 1800 complex matrices). Reported per time: the relative torque error
+RMS |S x (H_ML - H_ED)| / RMS |S x H_ED| (pooled over runs and sites), the committee's mean
+uncertainty, and the ED filling at the fixed mu (de_square: 1.5 % holes = filling 0.4925 is
+what mu = -4.69 should give once FM puddles have formed). These frames were never trained on,
+but they are ML trajectories: where the model is wrong the exact dynamics would go elsewhere,
+so this is an optimistic stand-in for ED-LLG frames (docs/ml.md).
+JSON to bench/results/large_lattice_error_NAME.json.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+import spinforce  # before torch: it chooses how idle OpenMP threads wait
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from spinforce.data import read_dataset
+from spinforce.simulate import simulate
+from _common import write_json
+from ml import relative_torque_error
+
+PACKAGE = Path(spinforce.__file__).parent
+# The exact model each shipped committee's labels were made with (its report): fixed mu.
+EXACT = {"de_square": {"kind": "square", "t": 1.0, "J": 6.0, "kT": 0.0, "mu": -4.69},
+         "tetra_triangular": {"kind": "triangular", "t": 1.0, "J": 2.0, "kT": 0.05, "mu": -2.4642}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=sorted(EXACT), default="de_square")
+    p.add_argument("--size", type=int, default=30)
+    p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--times", type=float, nargs="+", default=[1.0, 5.0, 20.0, 50.0])
+    a = p.parse_args()
+    ex = EXACT[a.model]
+    study = tomllib.loads((PACKAGE / "study_configs" / f"{a.model}.toml").read_text())["dynamics"]
+    dt = study["dt"]
+    steps = [int(round(t / dt)) for t in a.times]
+    lattice = spinforce.Lattice(ex["kind"], (a.size, a.size))
+    ed = spinforce.ExactDiagonalization(spinforce.SDModel(lattice, t=ex["t"], J=ex["J"], kT=ex["kT"], mu=ex["mu"]))
+    rows = {t: {"states": [], "ml": [], "ed": [], "uncertainty": [], "filling": []} for t in a.times}
+    ed_seconds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(a.runs):
+            path = Path(tmp) / f"run{k}.h5"
+            cfg = {"output": str(path), "lattice": {"kind": ex["kind"], "shape": [a.size, a.size]},
+                   "method": {"name": "ml", "path": str(PACKAGE / "models" / f"{a.model}.ts")},
+                   "dynamics": {"dt": dt, "alpha": study["alpha"], "kT": study["kT"], "steps": max(steps),
+                                "save_every": 1, "initial": "random", "seed": 1000 + k}}
+            simulate(cfg, progress=False)
+            ds = read_dataset(path)
+            for t, step in zip(a.times, steps):
+                i = int(np.flatnonzero(ds.step == step)[0])
+                s = ds.spins[i]
+                t0 = time.perf_counter()
+                r = ed.compute(s)
+                ed_seconds.append(time.perf_counter() - t0)
+                row = rows[t]
+                row["states"].append(s)
+                row["ml"].append(ds.fields[i])
+                row["ed"].append(r.fields)
+                row["filling"].append(float(np.mean(r.density)) / 2)
+                if "uncertainty_mean" in ds.scalars:
+                    row["uncertainty"].append(float(ds.scalars["uncertainty_mean"][i]))
+                tqdm.write(f"run {k} t = {t:g}: error {relative_torque_error([s], [ds.fields[i]], [r.fields]):.3f}")
+    results = []
+    for t in a.times:
+        row = rows[t]
+        results.append({"time": t, "frames": len(row["states"]),
+                        "relative_torque_error": relative_torque_error(row["states"], row["ml"], row["ed"]),
+                        "per_run": [relative_torque_error([s], [h], [e]) for s, h, e in
+                                    zip(row["states"], row["ml"], row["ed"])],
+                        "mean_uncertainty": float(np.mean(row["uncertainty"])) if row["uncertainty"] else None,
+                        "filling_at_fixed_mu": float(np.mean(row["filling"]))})
+    print(f"{a.model} on {a.size}x{a.size}, {a.runs} ML-LLG quenches, labels: ED at mu = {ex['mu']}")
+    print(f"{'t':>6} {'error':>8} {'per run':>20} {'mean u':>8} {'filling':>8}")
+    for r in results:
+        per = " ".join(f"{e:.3f}" for e in r["per_run"])
+        u = "-" if r["mean_uncertainty"] is None else f"{r['mean_uncertainty']:.3f}"
+        print(f"{r['time']:6g} {r['relative_torque_error']:8.3f} {per:>20} {u:>8} {r['filling_at_fixed_mu']:8.4f}")
+    write_json(f"large_lattice_error_{a.model}",
+                     {"model": a.model, "size": a.size, "runs": a.runs, "exact": ex,
+                      "dynamics": {"dt": dt, "alpha": study["alpha"], "kT": study["kT"]},
+                      "ed_seconds_median": float(np.median(ed_seconds)), "results": results})
+
+
+if __name__ == "__main__":
+    main()
