@@ -47,7 +47,7 @@ def slab_fields(make_provider, spins, shape, slabs, halo):
 
 
 def test_ml_slab_fields_need_a_halo_of_twice_the_neighbourhood():
-    shape = (6, 16)
+    shape = (8, 24)
     offsets = sf.MLForceField(MODEL, sf.Lattice("square", (8, 8))).neighbor_offsets
     r = reach(offsets)
     assert r >= 1
@@ -92,7 +92,7 @@ def test_site_energies_sum_to_the_energy():
 
 # --- runs on two processes ---------------------------------------------------------------------
 def ml_config(out, **dynamics):
-    return {"output": str(out), "lattice": {"kind": "square", "shape": [6, 8]},
+    return {"output": str(out), "lattice": {"kind": "square", "shape": [8, 12]},
             "method": {"name": "ml", "path": MODEL},
             "dynamics": {"dt": 0.05, "alpha": 0.1, "kT": 0.05, "seed": 5, "steps": 24, "save_every": 4,
                          "initial": "random", **dynamics}}
@@ -144,7 +144,7 @@ def assert_same_run(path, reference, bitwise):
     return np.abs(got.spins - want.spins).max()
 
 
-@pytest.mark.slow  # starts 2 processes that import torch (~10 s on a quiet machine)
+@pytest.mark.slow  # starts 2 processes that import torch (~15 s)
 def test_two_ranks_follow_one_process_resume_and_reject_bad_splits(tmp_path):
     ml, hb = tmp_path / "ml", tmp_path / "hb"
     for d in (ml, hb):
@@ -155,7 +155,7 @@ def test_two_ranks_follow_one_process_resume_and_reject_bad_splits(tmp_path):
     # interrupted at step 14 (between frames; checkpoint at 10) on two ranks, resumed on two;
     # interrupted on two ranks, resumed on one
     interrupted = ml_config(ml / "resumed.h5", checkpoint_every=5)
-    too_thin = dict(ml_config(ml / "thin.h5"), lattice={"kind": "square", "shape": [6, 6]})
+    too_thin = dict(ml_config(ml / "thin.h5"), lattice={"kind": "square", "shape": [8, 10]})
     odd = dict(heisenberg_config(hb / "odd.h5"), lattice={"kind": "triangular", "shape": [5, 9]})
     ed = dict(heisenberg_config(hb / "ed.h5"), method={"name": "ed"}, model={"J": 1.0, "filling": 0.25})
     jobs = [("ml", ml_config(ml / "two.h5"), {}),
@@ -169,12 +169,13 @@ def test_two_ranks_follow_one_process_resume_and_reject_bad_splits(tmp_path):
     for r, got in enumerate(ranks):
         assert got["ml"]["rank"] == r and got["ml"]["frames"] == 7
         assert (got["ml"]["spins"] is None) == (r == 1)  # the whole lattice on rank 0 alone
-        # 2 stages x 24 steps, plus 7 frames' energies and the first frame: 57 exchanges of
-        # 2 x 2r = 4 rows of 6 sites, 3 float64 each, sent by each rank
-        assert got["ml"]["halo_bytes"] == 57 * 4 * 6 * 3 * 8
+        # exchanges: 2 SIB stages x 24 steps, less the 5 first stages whose fields a frame had
+        # just computed, plus the fields of 6 frames, their energies and the first frame's: 56,
+        # each sending 2 x 6 rows (twice the model's 3) of 8 sites, 3 float64 each
+        assert got["ml"]["halo_bytes"] == 56 * 2 * 6 * 8 * 3 * 8
         assert "FileExistsError" in got["existing"]["error"]
-        assert "lattice.shape = (6, 6) on 2 processes gives slabs of 3 rows" in got["too thin"]["error"]
-        assert "halo of 4 rows" in got["too thin"]["error"]
+        assert "lattice.shape = (8, 10) on 2 processes gives slabs of 5 rows" in got["too thin"]["error"]
+        assert "halo of 6 rows" in got["too thin"]["error"]
         assert "lattice.shape = (5, 9): its last side 9 must be divisible by the number of processes, 2" \
             in got["odd"]["error"]
         assert "method.name = 'ed' cannot run on several processes" in got["ed"]["error"]

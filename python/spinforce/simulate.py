@@ -343,7 +343,7 @@ def _simulate(cfg, ranks, device, resume, overwrite, progress) -> SimulationResu
             state = share(box.get("spins"))
         else:
             state = state0
-            record(0, first if first is not None else whole(state0))
+            record(0, whole(state0) if continuing else first)  # (first is None on ranks other than 0)
         every, ckpt_every = d["save_every"], d["checkpoint_every"]
         bar = tqdm(total=total * n, initial=start * n, unit="spin-step", unit_scale=True, disable=not progress,
                    desc=f"LLG {cfg['method']['name']} N={n}" + (f" on {ranks.world} processes" if slabs else ""),

@@ -64,7 +64,9 @@ class MLForceField(ProviderMixin, _core.MLForceField):
         m = self._module()
         dtype = next(iter(m.parameters())).dtype
         s = tensor.to(self.device, dtype)
-        with torch.no_grad():
+        # as in the C++ provider: the plain executor, without the optimising one's warm-up
+        # (profiling runs, fuser compilation) on the first calls
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             if self.committee_size > 1:
                 features = m.descriptor.features(s, self.neighbors)
                 e = torch.stack([member.energies_from_features(features) for member in m.members.children()]).mean(0)
