@@ -6,6 +6,7 @@ HDF5 run file every `save_every` steps (the spinforce dataset format, so `spinfo
 checkpoints the spins every `checkpoint_every` steps and resumes from the latest of checkpoint
 and last frame. The thermal noise of step n depends only on (seed, n, site), so a resumed run
 reproduces the uninterrupted one bit for bit. See docs/simulate.md for the config keys.
+Under torchrun an ML or Heisenberg run is split into slabs, one per process (docs/distributed.md).
 """
 from __future__ import annotations
 
