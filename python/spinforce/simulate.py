@@ -346,6 +346,13 @@ def _simulate(cfg, ranks, device, resume, overwrite, progress) -> SimulationResu
             state = state0
             record(0, whole(state0) if continuing else first)  # (first is None on ranks other than 0)
         every, ckpt_every = d["save_every"], d["checkpoint_every"]
+        if slabs is None:  # the integrator appends the frames; OVF files and the committee watch here
+            def on_frame(k, s, result):
+                export_ovf(k, numpy(s))
+                watch(k, result)
+            frames = {"writer": writer, "callback": on_frame if (cfg["ovf"] or committee) else None}
+        else:
+            frames = {"callback": lambda k, s, result: record(k, whole(s, result))}
         bar = tqdm(total=total * n, initial=start * n, unit="spin-step", unit_scale=True, disable=not progress,
                    desc=f"LLG {cfg['method']['name']} N={n}" + (f" on {ranks.world} processes" if slabs else ""),
                    dynamic_ncols=True)
@@ -356,8 +363,7 @@ def _simulate(cfg, ranks, device, resume, overwrite, progress) -> SimulationResu
                 if ckpt_every:
                     end = min(end, (step // ckpt_every + 1) * ckpt_every)
                 t0 = _time.perf_counter()
-                state = llg.run(state, end - step, every=every, start_step=step,
-                                callback=lambda k, s, result: record(k, whole(s, result)))
+                state = llg.run(state, end - step, every=every, start_step=step, **frames)
                 elapsed = _time.perf_counter() - t0
                 bar.update((end - step) * n)
                 bar.set_postfix(step=end, refresh=False)
