@@ -9,6 +9,7 @@
 #include "dynamics/llg.hpp"
 #include "dynamics/philox.hpp"
 #include "providers/counting.hpp"
+#include "providers/halo.hpp"
 #include "providers/heisenberg.hpp"
 
 namespace spinforce {
@@ -36,18 +37,26 @@ void bind_dynamics(py::module_& m) {
       .def(py::init<std::shared_ptr<FieldProvider>>(), py::arg("provider"))
       .def_property_readonly("evaluations", &CountingProvider::evaluations);
 
+  // A slab of a lattice split over processes (spinforce.distributed builds it).
+  py::class_<HaloProvider, FieldProvider, std::shared_ptr<HaloProvider>>(m, "_HaloProvider")
+      .def(py::init<std::shared_ptr<FieldProvider>, int64_t, int64_t, HaloProvider::Exchange>(), py::arg("provider"),
+           py::arg("num_sites"), py::arg("first"), py::arg("exchange"))
+      .def_property_readonly("provider", &HaloProvider::inner)
+      .def_property_readonly("first", &HaloProvider::first);
+
   // The registered integrators (dynamics/integrators.hpp), the default first.
   m.def("_integrators", &Integrator::names);
 
   py::class_<LLG, std::shared_ptr<LLG>>(m, "LLG")
       .def(py::init([](std::shared_ptr<FieldProvider> provider, double dt, double alpha, double kT, double gamma,
-                       const std::string& integrator, int64_t seed) {
+                       const std::string& integrator, int64_t seed, int64_t site_offset) {
              require(seed >= 0, "seed must be an integer >= 0, got ", seed);
+             require(site_offset >= 0, "site_offset must be an integer >= 0, got ", site_offset);
              return std::make_shared<LLG>(std::move(provider), dt, alpha, kT, gamma, integrator,
-                                          static_cast<uint64_t>(seed));
+                                          static_cast<uint64_t>(seed), static_cast<uint64_t>(site_offset));
            }),
            py::arg("provider"), py::kw_only(), py::arg("dt"), py::arg("alpha"), py::arg("kT") = 0.0,
-           py::arg("gamma") = 1.0, py::arg("integrator") = "sib", py::arg("seed") = 0)
+           py::arg("gamma") = 1.0, py::arg("integrator") = "sib", py::arg("seed") = 0, py::arg("site_offset") = 0)
       .def_property_readonly("provider", &LLG::provider_ptr)
       .def_property_readonly("dt", &LLG::dt)
       .def_property_readonly("alpha", &LLG::alpha)
@@ -55,6 +64,7 @@ void bind_dynamics(py::module_& m) {
       .def_property_readonly("gamma", &LLG::gamma)
       .def_property_readonly("integrator", &LLG::integrator_name)
       .def_property_readonly("seed", [](const LLG& l) { return static_cast<int64_t>(l.seed()); })
+      .def_property_readonly("site_offset", [](const LLG& l) { return static_cast<int64_t>(l.site_offset()); })
       // frame(step, spins, result) gets a copy of the spins. progress(step) is called from the
       // loop at most every `poll_seconds` of wall time; Ctrl-C is checked at the same moments.
       .def("_run",

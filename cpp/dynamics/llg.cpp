@@ -8,7 +8,7 @@ namespace spinforce {
 
 namespace {
 
-LLGCoefficients coefficients(double dt, double alpha, double kT, double gamma, uint64_t seed) {
+LLGCoefficients coefficients(double dt, double alpha, double kT, double gamma, uint64_t seed, uint64_t site_offset) {
   require(std::isfinite(dt) && dt > 0.0, "dt must be a finite number > 0, got ", dt);
   require(std::isfinite(alpha) && alpha >= 0.0, "alpha must be a finite number >= 0, got ", alpha);
   require(std::isfinite(kT) && kT >= 0.0, "kT must be a finite number >= 0, got ", kT);
@@ -19,15 +19,16 @@ LLGCoefficients coefficients(double dt, double alpha, double kT, double gamma, u
   c.gamma = gamma;
   c.noise_sigma = std::sqrt(2.0 * alpha * kT / (gamma * dt));
   c.seed = seed;
+  c.site_offset = site_offset;
   return c;
 }
 
 }  // namespace
 
 LLG::LLG(std::shared_ptr<FieldProvider> provider, double dt, double alpha, double kT, double gamma,
-         const std::string& integrator, uint64_t seed)
+         const std::string& integrator, uint64_t seed, uint64_t site_offset)
     : provider_(std::move(provider)),
-      coeff_(coefficients(dt, alpha, kT, gamma, seed)),
+      coeff_(coefficients(dt, alpha, kT, gamma, seed, site_offset)),
       kT_(kT),
       integrator_(integrator, coeff_) {
   require(provider_ != nullptr, "provider must be a field provider, got None");

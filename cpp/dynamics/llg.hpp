@@ -22,8 +22,10 @@ class LLG {
 
   // dt > 0, alpha >= 0, kT >= 0 (spin temperature, k_B = 1), gamma > 0, integrator one of
   // Integrator::names() ("sib", the default in Python, "heun", "rk4"); seed keys the Philox stream.
+  // site_offset: global index of site 0 of the provider's spins (a slab of a lattice split over
+  // processes); the noise of site i is that of global site site_offset + i.
   LLG(std::shared_ptr<FieldProvider> provider, double dt, double alpha, double kT, double gamma,
-      const std::string& integrator, uint64_t seed);
+      const std::string& integrator, uint64_t seed, uint64_t site_offset = 0);
 
   // Advances validated spins (N,3 float64 on CPU or CUDA) from step start_step by `steps` steps
   // and returns the final spins. When every > 0, frame() is called after each step n with
@@ -42,6 +44,7 @@ class LLG {
   double kT() const { return kT_; }
   double gamma() const { return coeff_.gamma; }
   uint64_t seed() const { return coeff_.seed; }
+  uint64_t site_offset() const { return coeff_.site_offset; }
   std::string integrator_name() const { return integrator_.name(); }
 
  private:

@@ -40,6 +40,9 @@ struct LLGCoefficients {
   double gamma = 1.0;
   double noise_sigma = 0.0;
   uint64_t seed = 0;
+  // Global index of site 0 of the spins integrated here (a slab of a lattice split over
+  // processes): the noise is keyed by the global site index, whatever the split.
+  uint64_t site_offset = 0;
 };
 
 // The arrays of one stage, (N,3) row-major float64:
@@ -61,7 +64,7 @@ struct LLGArrays {
 SPINFORCE_HD Vec3 thermal_field(const LLGCoefficients& c, uint64_t step, int64_t site) {
   if (c.noise_sigma == 0.0) return {0.0, 0.0, 0.0};
   double g[4];
-  philox_normals(c.seed, step, static_cast<uint64_t>(site), g);
+  philox_normals(c.seed, step, c.site_offset + static_cast<uint64_t>(site), g);
   return {c.noise_sigma * g[0], c.noise_sigma * g[1], c.noise_sigma * g[2]};
 }
 

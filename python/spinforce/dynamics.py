@@ -44,6 +44,16 @@ class Heisenberg(ProviderMixin, _core.Heisenberg):
         super().__init__(lattice, J1=real(J1, "J1"), J2=real(J2, "J2"), field=_vector3(field, "field"),
                          anisotropy=real(anisotropy, "anisotropy"), axis=_vector3(axis, "axis"))
 
+    def site_energies(self, spins):
+        """(N,) site energies e_i summing to the energy, each bond shared by its two ends:
+        e_i = -(1/2) S_i.(sum_j J_ij S_j) - field.S_i - anisotropy (S_i.axis)^2 = -(S_i.H_i + field.S_i)/2.
+        numpy in, numpy out; a tensor in, a tensor out."""
+        tensor, was_numpy = as_spin_tensor(spins)
+        fields = self.compute(tensor).fields
+        s = tensor.to(fields.dtype)
+        e = -0.5 * ((s * fields).sum(1) + s @ torch.tensor(self.field, dtype=s.dtype, device=s.device))
+        return e.cpu().numpy() if was_numpy else e
+
     def parameters(self) -> dict:
         """Model parameters as a plain dict (for provenance records)."""
         return {"J1": self.J1, "J2": self.J2, "field": list(self.field), "anisotropy": self.anisotropy,
@@ -57,7 +67,7 @@ class Heisenberg(ProviderMixin, _core.Heisenberg):
 class LLG(_core.LLG):
     """Stochastic LLG integrator driven by any field provider.
 
-    ``LLG(provider, dt=0.02, alpha=0.1, kT=0.0, gamma=1.0, integrator="sib", seed=0)``.
+    ``LLG(provider, dt=0.02, alpha=0.1, kT=0.0, gamma=1.0, integrator="sib", seed=0, site_offset=0)``.
     integrator: "sib" (Mentink's semi-implicit midpoint scheme, default), "heun"
     (Depondt-Heun with exact rotations), both keeping |S| = 1 to round-off with two field
     evaluations per step, or "rk4" (classical Runge-Kutta projected on the sphere, fourth order
@@ -67,10 +77,12 @@ class LLG(_core.LLG):
     The integrator keeps a step counter ``step``: the thermal noise of step n is a function of
     (seed, n, site) only, so ``run`` continues where the previous call stopped, and a run
     restarted from saved spins with ``start_step=n`` repeats the original bit for bit.
+    site_offset: the global index of the provider's site 0 when it holds one slab of a lattice
+    split over processes (spinforce.distributed): site i draws the noise of site site_offset + i.
     """
 
     def __init__(self, provider, *, dt: float, alpha: float, kT: float = 0.0, gamma: float = 1.0,
-                 integrator: str = "sib", seed: int = 0):
+                 integrator: str = "sib", seed: int = 0, site_offset: int = 0):
         if not isinstance(provider, _core.FieldProvider):
             raise ValueError(f"provider must be a spinforce field provider (ExactDiagonalization, KPM, "
                              f"Heisenberg, ...), got {type(provider).__name__}")
@@ -78,8 +90,10 @@ class LLG(_core.LLG):
             raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+        if isinstance(site_offset, bool) or not isinstance(site_offset, (int, np.integer)) or not 0 <= site_offset < 2**62:
+            raise ValueError(f"site_offset must be an integer in [0, 2**62), got {site_offset!r}")
         super().__init__(provider, dt=real(dt, "dt"), alpha=real(alpha, "alpha"), kT=real(kT, "kT"),
-                         gamma=real(gamma, "gamma"), integrator=integrator, seed=int(seed))
+                         gamma=real(gamma, "gamma"), integrator=integrator, seed=int(seed), site_offset=int(site_offset))
         self.step = 0
 
     @property

@@ -311,7 +311,7 @@ def learn(cfg: dict, out, *, overwrite: bool = False, progress: bool = True, _in
     import torch
 
     from .data import replaceable_output
-    from .ml.training import launched_processes
+    from .distributed import launched_processes
     from .outputs import prepare_outputs
     if launched_processes() > 1:  # every process would run every stage into the same folder
         raise ValueError(f"spinforce learn runs as one process, but the launcher started {launched_processes()} "

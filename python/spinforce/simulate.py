@@ -6,6 +6,7 @@ HDF5 run file every `save_every` steps (the spinforce dataset format, so `spinfo
 checkpoints the spins every `checkpoint_every` steps and resumes from the latest of checkpoint
 and last frame. The thermal noise of step n depends only on (seed, n, site), so a resumed run
 reproduces the uninterrupted one bit for bit. See docs/simulate.md for the config keys.
+Under torchrun an ML or Heisenberg run is split into slabs, one per process (docs/distributed.md).
 """
 from __future__ import annotations
 
@@ -81,18 +82,52 @@ def load_config(config, overrides=(), base_dir=None) -> dict:
     return cfg
 
 
-def build_provider(cfg: dict):
-    """(lattice, provider) described by a checked config."""
+def build_provider(cfg: dict, shape=None, device=None):
+    """(lattice, provider) described by a checked config; shape and device, when given, replace
+    lattice.shape and method.device (a slab's padded lattice, a rank's GPU)."""
     import spinforce
     name = cfg["method"]["name"]
     if name in ("ed", "kpm"):
         lattice, _, provider, _ = build_electron_provider(cfg)
         return lattice, provider
-    lattice = spinforce.Lattice(cfg["lattice"]["kind"], cfg["lattice"]["shape"])
+    lattice = spinforce.Lattice(cfg["lattice"]["kind"], cfg["lattice"]["shape"] if shape is None else shape)
     if name == "heisenberg":
         return lattice, spinforce.Heisenberg(lattice, **cfg["model"])
-    return lattice, spinforce.MLForceField(cfg["method"]["path"], lattice, device=cfg["method"]["device"],
+    return lattice, spinforce.MLForceField(cfg["method"]["path"], lattice,
+                                           device=cfg["method"]["device"] if device is None else str(device),
                                            dtype=cfg["method"].get("dtype"))
+
+
+def split_provider(cfg: dict, ranks, device):
+    """(slabs, slab provider, padded provider) of this rank for a run on several processes: the
+    lattice cut into slabs (distributed.Slabs) with the halo the provider needs, the provider of
+    the padded slab, and the halo provider the integrator runs (its fields are the slab's)."""
+    from . import _core
+    from .distributed import Slabs, reach
+    name = cfg["method"]["name"]
+    lattice = _lattice(cfg)
+    if name == "heisenberg":  # a field sums the coupled neighbours
+        m = cfg["model"]
+        halo = max((reach(lattice.shell_offsets(k)) for k, J in ((1, m["J1"]), (2, m["J2"])) if J != 0), default=0)
+        why = "the Heisenberg couplings reach"
+    elif name == "ml":  # a field is a derivative of the site energies of its neighbours, each reading its own
+        import torch
+        from .ml.model import quiet_torchscript
+        with quiet_torchscript():
+            offsets = torch.jit.load(cfg["method"]["path"], map_location="cpu").neighbor_offsets
+        halo = 2 * reach(offsets)
+        why = f"the model needs (twice the {halo // 2} rows of its neighbourhood)"
+    else:
+        raise ValueError(f"method.name = {name!r} cannot run on several processes: the fields of an electron model "
+                         "are not local; only 'heisenberg' and 'ml' runs are split into slabs (start one process)")
+    slabs = Slabs(lattice.shape, ranks, halo, why)
+    _, padded = build_provider(cfg, shape=slabs.padded_shape, device=device)
+    return slabs, _core._HaloProvider(padded, slabs.num_sites, slabs.first, slabs.exchange), padded
+
+
+def _lattice(cfg: dict):
+    import spinforce
+    return spinforce.Lattice(cfg["lattice"]["kind"], cfg["lattice"]["shape"])
 
 
 @dataclass
@@ -100,11 +135,22 @@ class SimulationResult:
     path: str
     steps: int
     frames: int
-    spins: np.ndarray
+    spins: np.ndarray | None  # the final spins of the whole lattice (None on ranks other than 0)
     wall_seconds: float
     spin_steps_per_second: float
     resumed_from: int
     max_uncertainty: float | None = None  # largest site uncertainty of this call's frames (committees)
+    rank: int = 0  # this process's rank in a run on several processes
+    halo_bytes: int = 0  # bytes this rank sent in halo exchanges (several processes)
+
+
+@dataclass
+class _Frame:
+    """A frame of the whole lattice, as the run file records it."""
+    spins: np.ndarray
+    fields: np.ndarray
+    energy: float
+    uncertainty: np.ndarray | None = None
 
 
 def _checkpoint_path(run_path: Path) -> Path:
@@ -151,7 +197,35 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
     otherwise left alone (FileExistsError). The config, every file it names and the first frame
     are checked before any existing output is touched. The run file always ends with the state
     of the last step, also when that step is not a multiple of save_every.
+
+    Started by torchrun on P processes (or inside an initialised torch.distributed group), a
+    Heisenberg or ML run is split into P slabs along the lattice's last axis, one per process,
+    which exchange halos before every field evaluation; rank 0 writes the files. The trajectory
+    is that of one process (docs/distributed.md).
     """
+    import torch
+
+    from .distributed import join_ranks
+
+    cfg = load_config(config, overrides, base_dir)
+    if steps is not None:
+        cfg["dynamics"]["steps"] = integer(0)(steps, "steps")
+    if resume and overwrite:
+        raise ValueError("give at most one of --resume and --overwrite")
+    device = torch.device(cfg["method"]["device"])
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("method.device is 'cuda' but no CUDA device is available")
+    ranks, device, started = join_ranks(cfg["method"]["device"], setting="method.device", command="simulate")
+    try:
+        return _simulate(cfg, ranks, device, resume, overwrite, progress and ranks.rank == 0)
+    finally:
+        if started:
+            torch.distributed.destroy_process_group()
+
+
+def _simulate(cfg, ranks, device, resume, overwrite, progress) -> SimulationResult:
+    import contextlib
+
     import torch
     from tqdm.auto import tqdm
 
@@ -160,113 +234,175 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
     from .outputs import prepare_outputs
     from .ovf import write_ovf
 
-    cfg = load_config(config, overrides, base_dir)
-    if steps is not None:
-        cfg["dynamics"]["steps"] = integer(0)(steps, "steps")
-    if resume and overwrite:
-        raise ValueError("give at most one of --resume and --overwrite")
     d = cfg["dynamics"]
-    device = torch.device(cfg["method"]["device"])
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("method.device is 'cuda' but no CUDA device is available")
-    lattice, provider = build_provider(cfg)
+    root = ranks.rank == 0
+    if ranks.distributed:
+        slabs, provider, padded = split_provider(cfg, ranks, device)
+        lattice = _lattice(cfg)
+    else:
+        slabs, padded = None, None
+        lattice, provider = build_provider(cfg)
     llg = LLG(provider, dt=d["dt"], alpha=d["alpha"], kT=d["kT"], gamma=d["gamma"], integrator=d["integrator"],
-              seed=d["seed"])
-    spins0 = np.asarray(initial_spins(cfg, lattice), dtype=np.float64)
+              seed=d["seed"], site_offset=slabs.site_offset if slabs else 0)
     run_path = Path(cfg["output"])
     total = int(d["steps"])
     n = lattice.num_sites
-    # What must match for a file to be a continuation of this run (steps may grow).
+    # What must match for a file to be a continuation of this run (steps may grow; the number
+    # of processes may change).
     settings = {"method": cfg["method"], "dynamics": {k: v for k, v in d.items() if k != "steps"}}
     fingerprint = json.dumps({**settings, "model": cfg["model"], "lattice": cfg["lattice"]}, sort_keys=True)
     ckpt_path = _checkpoint_path(run_path)
     ovf_dir = _ovf_dir(run_path)
     # A committee's uncertainty is recorded per frame; past its threshold the run warns once.
-    committee = getattr(provider, "committee_size", 1) > 1
-    watch = _UncertaintyWatch(getattr(provider, "uncertainty_threshold", None) if committee else None)
+    network = provider if padded is None else padded  # the provider with the model's attributes
+    committee = getattr(network, "committee_size", 1) > 1
+    watch = _UncertaintyWatch(getattr(network, "uncertainty_threshold", None) if committee else None)
 
-    def to_device(s):
-        return torch.from_numpy(np.ascontiguousarray(s)).to(device)
+    def numpy(t):
+        return None if t is None else t.detach().cpu().numpy()
 
-    def fields_of(res):
-        return res.fields.cpu().numpy() if torch.is_tensor(res.fields) else res.fields
-
-    def scalars_of(res):
-        return uncertainty_scalars(res.uncertainty) if committee else None
-
-    continuing = resume and run_path.exists()
-    # a new run computes its first frame before an existing output is touched
-    first = None if continuing else provider.compute(to_device(spins0))
-    prepare_outputs(run_path.parent, output_patterns(run_path), command="spinforce simulate", overwrite=overwrite,
-                    keep=resume, resumable=True, exclusive=False, owned=replaceable_output)
-    writer = DatasetWriter(run_path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=n,
-                           method=cfg["method"]["name"], model=cfg["model"], method_settings=settings,
-                           seed=d["seed"], provenance={"config": cfg, "command": "spinforce simulate"},
-                           overwrite=overwrite, resume=resume,
-                           # HDF5 allocates whole chunks: keep them near 4 MiB, one frame for big lattices
-                           chunk_frames=max(1, min(16, (4 << 20) // (24 * n))),
-                           scalars=UNCERTAINTY_SCALARS if committee else ())
-
-    def export_ovf(step, s):
-        if cfg["ovf"]:
-            write_ovf(ovf_dir / f"frame_{step:09d}.ovf", np.asarray(s.cpu() if torch.is_tensor(s) else s), lattice,
-                      title=f"spinforce step {step}", time=step * llg.dt, overwrite=True)
-
-    with writer:
-        if writer.num_frames == 0:  # a new run: the initial frame at t = 0
-            start, spins = 0, spins0
-            res = first if first is not None else provider.compute(to_device(spins0))
-            writer.append(spins, fields_of(res), res.energy, time=0.0, step=0, scalars=scalars_of(res))
-            export_ovf(0, spins)
-            watch(0, res)
+    def whole(state, result=None):
+        """The _Frame of the whole lattice at `state` (this process's spins, a tensor) on rank 0,
+        None on the others; result: the provider's result for `state` when already known."""
+        if slabs is None:
+            result = provider.compute(state) if result is None else result
+            return _Frame(numpy(state), numpy(result.fields), float(result.energy),
+                          numpy(result.uncertainty) if committee else None)
+        spins_padded = slabs.exchange(state)
+        if result is None:
+            r = padded.compute(spins_padded)
+            fields, uncertainty = slabs.slab_of(r.fields), slabs.slab_of(r.uncertainty) if committee else None
         else:
+            fields, uncertainty = result.fields, result.uncertainty
+        # the energy of a slab: the site energies of its own sites
+        (energy,) = ranks.sum([float(slabs.slab_of(padded.site_energies(spins_padded)).sum())])
+        parts = [slabs.gather(t) for t in (state, fields) + ((uncertainty,) if committee else ())]
+        if not root:
+            return None
+        return _Frame(*(numpy(t) for t in parts[:2]), energy, numpy(parts[2]) if committee else None)
+
+    def share(spins):
+        """This process's spins (a tensor on the device) from rank 0's spins of the whole lattice."""
+        if slabs is None:
+            return torch.from_numpy(np.ascontiguousarray(spins)).to(device)
+        return slabs.scatter(spins, device)
+
+    def scalars_of(frame):
+        return uncertainty_scalars(frame.uncertainty) if committee else None
+
+    continuing = ranks.on_rank0(lambda: resume and run_path.exists())
+    spins0 = _on_rank0_value(ranks, lambda: np.asarray(initial_spins(cfg, lattice), dtype=np.float64))
+    state0 = share(spins0)
+    # a new run computes its first frame before an existing output is touched
+    first = None if continuing else whole(state0)
+
+    def open_writer():
+        prepare_outputs(run_path.parent, output_patterns(run_path), command="spinforce simulate",
+                        overwrite=overwrite, keep=resume, resumable=True, exclusive=False, owned=replaceable_output)
+        return DatasetWriter(run_path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=n,
+                             method=cfg["method"]["name"], model=cfg["model"], method_settings=settings,
+                             seed=d["seed"], provenance={"config": cfg, "command": "spinforce simulate"},
+                             overwrite=overwrite, resume=resume,
+                             # HDF5 allocates whole chunks: keep them near 4 MiB, one frame for big lattices
+                             chunk_frames=max(1, min(16, (4 << 20) // (24 * n))),
+                             scalars=UNCERTAINTY_SCALARS if committee else ())
+    writer = _on_rank0_value(ranks, open_writer)  # the writer lives on rank 0 alone
+
+    def export_ovf(step, spins):
+        if cfg["ovf"]:
+            write_ovf(ovf_dir / f"frame_{step:09d}.ovf", spins, lattice, title=f"spinforce step {step}",
+                      time=step * llg.dt, overwrite=True)
+
+    def record(step, frame):
+        """Rank 0 appends a frame of the whole lattice to the run file."""
+        def append():
+            writer.append(frame.spins, frame.fields, frame.energy, time=step * llg.dt, step=step,
+                          scalars=scalars_of(frame))
+            export_ovf(step, frame.spins)
+            watch(step, frame)
+        ranks.on_rank0(append)
+
+    def checkpoint(step, state):
+        spins = state if slabs is None else slabs.gather(state)
+        ranks.on_rank0(lambda: _write_checkpoint(ckpt_path, numpy(spins), step, fingerprint))
+
+    with writer if writer is not None else contextlib.nullcontext():
+        box = {}
+
+        def where_to_start():
+            """(step to start from, whether it continues the file) on rank 0."""
+            if writer.num_frames == 0:  # a new run: the initial frame at t = 0
+                return 0, False
             last = writer.last_frame()
             start, spins = int(last["step"]), last["spins"]
             ckpt = _read_checkpoint(ckpt_path, fingerprint)
             if ckpt is not None and ckpt[0] > start:
                 start, spins = ckpt
-        if start > total:
-            raise ValueError(f"{run_path} already holds steps up to {start}; dynamics.steps = {total} is smaller")
-        state = to_device(spins)
+            if start > total:
+                raise ValueError(f"{run_path} already holds steps up to {start}; dynamics.steps = {total} is smaller")
+            box["spins"] = spins
+            return start, True
+        start, continued = ranks.on_rank0(where_to_start)
+        if continued:
+            state = share(box.get("spins"))
+        else:
+            state = state0
+            record(0, whole(state0) if continuing else first)  # (first is None on ranks other than 0)
         every, ckpt_every = d["save_every"], d["checkpoint_every"]
-
-        def on_frame(step, s, result):
-            export_ovf(step, s)
-            watch(step, result)
+        if slabs is None:  # the integrator appends the frames; OVF files and the committee watch here
+            def on_frame(k, s, result):
+                export_ovf(k, numpy(s))
+                watch(k, result)
+            frames = {"writer": writer, "callback": on_frame if (cfg["ovf"] or committee) else None}
+        else:
+            frames = {"callback": lambda k, s, result: record(k, whole(s, result))}
         bar = tqdm(total=total * n, initial=start * n, unit="spin-step", unit_scale=True, disable=not progress,
-                   desc=f"LLG {cfg['method']['name']} N={n}", dynamic_ncols=True)
-        chunk, step, began = 1, start, _time.perf_counter()
+                   desc=f"LLG {cfg['method']['name']} N={n}" + (f" on {ranks.world} processes" if slabs else ""),
+                   dynamic_ncols=True)
+        chunk, step, began, finished = 1, start, _time.perf_counter(), False
         try:
             while step < total:
                 end = min(total, step + chunk)
                 if ckpt_every:
                     end = min(end, (step // ckpt_every + 1) * ckpt_every)
                 t0 = _time.perf_counter()
-                state = llg.run(state, end - step, every=every, writer=writer, start_step=step,
-                                callback=on_frame if (cfg["ovf"] or committee) else None)
+                state = llg.run(state, end - step, every=every, start_step=step, **frames)
                 elapsed = _time.perf_counter() - t0
                 bar.update((end - step) * n)
                 bar.set_postfix(step=end, refresh=False)
                 step = end
                 if ckpt_every and step % ckpt_every == 0:
-                    _write_checkpoint(ckpt_path, state.cpu().numpy(), step, fingerprint)
+                    checkpoint(step, state)
                 # aim at about half a second per chunk: the bar moves, Python overhead stays small
                 chunk = int(max(1, min(chunk * 4, chunk * 0.5 / max(elapsed, 1e-9))))
+            finished = True
         finally:
             bar.close()
-            if step > start:  # whatever happened, the spins reached so far can be resumed
-                _write_checkpoint(ckpt_path, state.cpu().numpy(), step, fingerprint)
-        if int(writer.last_frame()["step"]) < step:  # the last step is not a multiple of save_every
-            res = provider.compute(state)
-            writer.append(state.cpu().numpy(), fields_of(res), res.energy, time=step * llg.dt, step=step,
-                          scalars=scalars_of(res))
-            export_ovf(step, state)
-            watch(step, res)
+            # whatever happened, the spins reached so far can be resumed; on several processes
+            # only when every rank got here (a failed rank would leave the others waiting)
+            if step > start and (finished or slabs is None):
+                checkpoint(step, state)
+        # the last step is not a multiple of save_every: the run file ends with it all the same
+        if ranks.on_rank0(lambda: int(writer.last_frame()["step"]) < step):
+            record(step, whole(state))
         wall = _time.perf_counter() - began
-        frames = writer.num_frames
-    return SimulationResult(path=str(run_path), steps=total, frames=frames, spins=state.cpu().numpy(),
+        frames = ranks.on_rank0(lambda: writer.num_frames)
+    final = state if slabs is None else slabs.gather(state)
+    return SimulationResult(path=str(run_path), steps=total, frames=frames, spins=numpy(final),
                             wall_seconds=wall, resumed_from=start, max_uncertainty=watch.max_seen,
-                            spin_steps_per_second=(total - start) * n / wall if wall > 0 and total > start else 0.0)
+                            spin_steps_per_second=(total - start) * n / wall if wall > 0 and total > start else 0.0,
+                            rank=ranks.rank, halo_bytes=slabs.halo_bytes if slabs else 0)
+
+
+def _on_rank0_value(ranks, make):
+    """make() on rank 0, None on the other ranks (for values that do not travel: arrays, open
+    files); an error on rank 0 is raised on every rank."""
+    box = {}
+
+    def run():
+        box["value"] = make()
+    ranks.on_rank0(run)
+    return box.get("value")
 
 
 class _UncertaintyWatch:
@@ -324,6 +460,8 @@ def run(args) -> int:
         warnings.showwarning = show
         result = simulate(args.config, resume=args.resume, overwrite=args.overwrite, steps=args.steps,
                           overrides=args.overrides, progress=not args.quiet)
+    if result.rank != 0:  # rank 0 reports for a run on several processes
+        return 0
     extra = "" if result.max_uncertainty is None else f"; max committee uncertainty {result.max_uncertainty:.4g}"
     print(f"{result.path}: {result.frames} frames, step {result.steps}; "
           f"{result.spin_steps_per_second:.4g} spin-steps/s over {result.wall_seconds:.1f} s{extra}")

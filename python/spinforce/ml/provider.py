@@ -42,5 +42,41 @@ class MLForceField(ProviderMixin, _core.MLForceField):
         self.path = path
         self.lattice = lattice
 
+    def _module(self):
+        """The TorchScript module, loaded into Python on first use (site energies)."""
+        if getattr(self, "_script", None) is None:
+            import torch
+            from .model import quiet_torchscript
+            with quiet_torchscript():
+                self._script = torch.jit.load(self.path, map_location=self.device)
+        return self._script
+
+    @property
+    def neighbor_offsets(self):
+        """(m, dim) integer offsets of the model's neighbourhood (a site's energy reads these sites)."""
+        return self._module().neighbor_offsets.cpu()
+
+    def site_energies(self, spins):
+        """(N,) site energies eps_i whose sum is the energy (a committee: the members' mean).
+        numpy in, numpy out; a tensor in, a tensor out (float64, on the device of the spins)."""
+        import torch
+        from ..providers import as_spin_tensor
+        tensor, was_numpy = as_spin_tensor(spins)
+        if tensor.shape != (self.num_sites, 3):
+            raise ValueError(f"spins must have shape ({self.num_sites}, 3), got {tuple(tensor.shape)}")
+        m = self._module()
+        dtype = next(iter(m.parameters())).dtype
+        s = tensor.to(self.device, dtype)
+        # as in the C++ provider: the plain executor, without the optimising one's warm-up
+        # (profiling runs, fuser compilation) on the first calls
+        with torch.no_grad(), torch.jit.optimized_execution(False):
+            if self.committee_size > 1:
+                features = m.descriptor.features(s, self.neighbors)
+                e = torch.stack([member.energies_from_features(features) for member in m.members.children()]).mean(0)
+            else:
+                e = m.site_energies(s, self.neighbors)
+        e = e.to(tensor.device, torch.float64)
+        return e.numpy() if was_numpy else e
+
     def __repr__(self) -> str:
         return f"MLForceField({self.path!r}, {self.lattice!r}, device={self.device!r}, dtype={self.dtype!r})"

@@ -49,7 +49,6 @@ count start afresh, so that the kept model has had its energies trained.
 """
 from __future__ import annotations
 
-import builtins
 import copy
 import csv
 import json
@@ -65,6 +64,7 @@ from ..config import (OMIT, Key, boolean, check_sections, check_table, device, i
                       string, strings)
 from ..data import dict_differences, read_dataset
 from ..generate import read_config
+from ..distributed import Ranks as _Ranks, join_ranks
 from ..outputs import prepare_outputs
 from ..descriptors.registry import DEFAULT_KIND
 from .model import DTYPES, SiteEnergyModel, build_model, load_model, model_record, save_model
@@ -184,132 +184,6 @@ def predict(model: SiteEnergyModel, spins: torch.Tensor, neighbors: torch.Tensor
         eps = model.site_energies(s, _batched_neighbors(neighbors, B))
         (grad,) = torch.autograd.grad(eps.sum(), s, create_graph=create_graph)
     return eps.view(B, N).sum(1), -grad.view(B, N, 3)
-
-
-class _Ranks:
-    """This process's place among the processes of one training run (torch.distributed), or a
-    process alone (rank 0 of 1). Every rank holds all the data; each takes a contiguous share of
-    the snapshots of every mini-batch and every evaluated split, and sums are reduced over all."""
-
-    def __init__(self, rank: int = 0, world: int = 1, device: torch.device | None = None):
-        self.rank, self.world, self.device = rank, world, device
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
-
-    def share(self, idx):
-        """This rank's contiguous block of idx (empty when idx has fewer entries than ranks)."""
-        n = len(idx)
-        return idx[n * self.rank // self.world:n * (self.rank + 1) // self.world]
-
-    def sum(self, values: list) -> list:
-        """The sums over all ranks of a few numbers (float64; counts stay exact below 2^53)."""
-        if not self.distributed:
-            return list(values)
-        import torch.distributed as dist
-        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return t.tolist()
-
-    def sum_gradients(self, params) -> None:
-        """Replace every gradient by its sum over the ranks (a rank that had no snapshots adds
-        zero). A parameter no rank has a gradient for keeps none, as on one process, so that the
-        optimizer leaves it (and its step count) alone."""
-        if not self.distributed:
-            return
-        import torch.distributed as dist
-        params = [q for q in params if q.requires_grad]
-        has_grad = [q.grad is not None for q in params]
-        flat = torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).reshape(-1) for q in params]
-                         + [torch.tensor(has_grad, dtype=params[0].dtype, device=params[0].device)])
-        dist.all_reduce(flat)
-        sums = flat[:-len(params)].split([q.numel() for q in params])
-        for q, g, used in zip(params, sums, flat[-len(params):].tolist()):
-            q.grad = g.view_as(q).clone() if used > 0 else None
-
-    def broadcast(self, obj):
-        """Rank 0's obj on every rank (picklable objects)."""
-        if not self.distributed:
-            return obj
-        import torch.distributed as dist
-        box = [obj]
-        dist.broadcast_object_list(box, src=0, device=self.device if self.device.type == "cuda" else None)
-        return box[0]
-
-    def on_rank0(self, write) -> None:
-        """Run write() on rank 0 alone; an error there is raised on every rank (and not left as
-        a hang of the other ranks in their next collective)."""
-        err = None
-        if self.rank == 0:
-            try:
-                write()
-            except Exception as e:  # re-raised below, after the other ranks have heard of it
-                err = e
-        failed = self.broadcast(None if err is None else (type(err).__name__, str(err)))
-        if err is not None:
-            raise err
-        if failed is not None:
-            raise getattr(builtins, failed[0], RuntimeError)(f"{failed[1]} (on rank 0)")
-
-    def barrier(self) -> None:
-        if self.distributed:
-            import torch.distributed as dist
-            dist.barrier()
-
-
-def launched_processes() -> int:
-    """How many processes the launcher (torchrun, or a batch system exporting WORLD_SIZE) started
-    for this run; 1 without one."""
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        raise ValueError(f"the environment variable WORLD_SIZE must be a number of processes, got "
-                         f"{os.environ['WORLD_SIZE']!r}") from None
-
-
-def _join_ranks(device_name: str) -> tuple[_Ranks, torch.device, bool]:
-    """The ranks of this run and this rank's device; joins torch.distributed when the launcher's
-    environment (torchrun: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK) says there is
-    more than one process, or uses the process group the caller has initialised. The third value
-    says whether the group was started here (and is to be destroyed at the end)."""
-    import torch.distributed as dist
-    device = torch.device(device_name)
-    started = False
-    if dist.is_available() and dist.is_initialized():
-        rank, world = dist.get_rank(), dist.get_world_size()
-        backend = str(dist.get_backend())
-        wanted = "nccl" if device.type == "cuda" else "gloo"
-        if wanted not in backend:
-            raise ValueError(f"training.device {device_name!r} needs a {wanted!r} process group, but "
-                             f"torch.distributed was initialised with backend {backend!r}")
-    else:
-        world = launched_processes()
-        if world <= 1:
-            return _Ranks(), device, False
-        if not dist.is_available():
-            raise ValueError(f"WORLD_SIZE={world} asks for a distributed run, but this torch is built without "
-                             f"torch.distributed")
-        missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
-        if missing:
-            raise ValueError(f"WORLD_SIZE={world} asks for a distributed run, but {', '.join(missing)} "
-                             f"{'is' if len(missing) == 1 else 'are'} not set: launch with torchrun "
-                             f"(torchrun --nproc_per_node={world} -m spinforce train CONFIG)")
-        rank = int(os.environ["RANK"])
-    if world > 1 and device.type == "cuda":
-        if device.index is not None:
-            raise ValueError(f"training.device is {device_name!r}: on several processes give 'cuda' without "
-                             f"an index; each process then uses the GPU cuda:LOCAL_RANK")
-        local = int(os.environ.get("LOCAL_RANK", rank))
-        if local >= torch.cuda.device_count():
-            raise ValueError(f"process with LOCAL_RANK={local} has no GPU: torch sees {torch.cuda.device_count()} "
-                             f"CUDA device(s) on this node; start at most one process per GPU")
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        started = True
-    return _Ranks(rank, world, device), device, started
 
 
 def _errors(model, part: _Part, idx: np.ndarray, batch_size: int, create_graph=False):
@@ -504,7 +378,7 @@ def train(config, *, resume: bool = False, overwrite: bool = False, progress: bo
     cfg = load_config(config, base_dir)
     if resume and overwrite:
         raise ValueError("give at most one of --resume and --overwrite")
-    ranks, device, started = _join_ranks(cfg["training"]["device"])
+    ranks, device, started = join_ranks(cfg["training"]["device"], setting="training.device", command="train")
     threads = torch.get_num_threads()
     try:
         if cfg["training"]["threads"]:
