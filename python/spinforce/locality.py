@@ -64,7 +64,7 @@ def _ensembles(value, name):
     return names
 
 
-# The config schema (config.py); [model] is that of `spinforce generate` with mu and filling.
+# The config schema (config.py); [model] is the s-d model of a run (run_setup.py), mu and filling both allowed.
 ANALYSIS = {"cutoffs": Key(list_of(number(0), "cutoffs (numbers >= 0)"), [2.0, 3.0]), "states": Key(integer(0), 8),
             "sites": Key(integer(1), 4), "replacements": Key(integer(1), 4),
             "ensembles": Key(_ensembles, list(ENSEMBLES)), "seed": Key(integer(0), 0),
@@ -79,7 +79,7 @@ def check_analysis(given: dict) -> dict:
 
 def load_config(path, overrides=()) -> dict:
     """Read and check a locality config (see the module docstring)."""
-    from .generate import SD_MODEL, read_config
+    from .run_setup import SD_MODEL, read_config
     path = Path(path)
     raw = read_config(path, overrides)
     check_sections(f"the locality config {path}", raw, SECTIONS)

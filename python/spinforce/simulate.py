@@ -20,24 +20,20 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .config import Key, boolean, check_sections, check_table, integer, number, string, vector3
+from .config import Key, boolean, check_sections, check_table, integer, string
 from .data import open_h5
-from .generate import DYNAMICS as GENERATE_DYNAMICS, KPM_SETTINGS, LATTICE, SD_MODEL
-from .generate import apply_overrides, check_initial, check_method, initial_spins, read_config
-from .generate import build_provider as build_electron_provider
+from .run_setup import DYNAMICS as RUN_DYNAMICS, LATTICE, PROVIDERS, apply_overrides, check_initial, check_method, \
+    check_sd_model, initial_spins, read_config
+from .run_setup import build_provider as build_run
 from .outputs import atomic_write, partial_path
 from .providers import UNCERTAINTY_SCALARS, uncertainty_scalars
 
 __all__ = ["load_config", "build_provider", "simulate", "output_patterns",
            "SimulationResult", "HELP", "add_arguments", "run"]
 
-HEISENBERG_MODEL = {"J1": Key(number()), "J2": Key(number(), 0.0), "field": Key(vector3(), [0.0, 0.0, 0.0]),
-                    "anisotropy": Key(number(), 0.0), "axis": Key(vector3(), [0.0, 0.0, 1.0])}
-# The config schema is that of `spinforce generate` (lattice, model, method, dynamics, output),
-# with more methods and two more keys.
-METHOD_MODELS = {"ed": SD_MODEL, "kpm": SD_MODEL, "heisenberg": HEISENBERG_MODEL, "ml": {}}
-METHOD_SETTINGS = {"ed": {}, "kpm": KPM_SETTINGS, "heisenberg": {}, "ml": {"path": Key(string("a TorchScript file"))}}
-DYNAMICS = {**GENERATE_DYNAMICS, "checkpoint_every": Key(GENERATE_DYNAMICS["steps"].check, 0)}
+# The config schema is that of a run (run_setup.py: lattice, model, method, dynamics, output), with
+# every provider of the registry, and two more keys (ovf, dynamics.checkpoint_every).
+DYNAMICS = {**RUN_DYNAMICS, "checkpoint_every": Key(RUN_DYNAMICS["steps"].check, 0)}
 SECTIONS = ("output", "ovf", "lattice", "model", "method", "dynamics")
 CHECKPOINT_FORMAT = "spinforce-checkpoint"
 
@@ -61,7 +57,7 @@ def load_config(config, overrides=(), base_dir=None) -> dict:
     check_sections("the config", raw, SECTIONS)
     if "output" not in raw:
         raise ValueError("output must be given: the path of the HDF5 run file to write")
-    method = check_method(raw, METHOD_SETTINGS)
+    method = check_method(raw)
     name = method["name"]
     if name == "ml":
         method["path"] = str((base / method["path"]).resolve())
@@ -69,27 +65,19 @@ def load_config(config, overrides=(), base_dir=None) -> dict:
            "ovf": boolean()(raw.get("ovf", False), "ovf"),
            "lattice": check_table("lattice", raw.get("lattice", {}), LATTICE),
            "method": method,
-           "model": check_table("model", raw.get("model", {}), METHOD_MODELS[name]),
+           "model": check_table("model", raw.get("model", {}), PROVIDERS[name].model),
            "dynamics": check_table("dynamics", raw.get("dynamics", {}), DYNAMICS)}
-    if name in ("ed", "kpm"):
+    if PROVIDERS[name].electrons:
         cfg["model"] = {"mu": None, "filling": None, **cfg["model"]}
-        if (cfg["model"]["mu"] is None) == (cfg["model"]["filling"] is None):
-            raise ValueError("[model] of an electron model needs exactly one of mu and filling")
+        check_sd_model(cfg["model"])
     cfg["dynamics"]["initial"] = check_initial(cfg["dynamics"]["initial"], base)
     return cfg
 
 
 def build_provider(cfg: dict):
-    """(lattice, provider) described by a checked config."""
-    import spinforce
-    name = cfg["method"]["name"]
-    if name in ("ed", "kpm"):
-        lattice, _, provider, _ = build_electron_provider(cfg)
-        return lattice, provider
-    lattice = spinforce.Lattice(cfg["lattice"]["kind"], cfg["lattice"]["shape"])
-    if name == "heisenberg":
-        return lattice, spinforce.Heisenberg(lattice, **cfg["model"])
-    return lattice, spinforce.MLForceField(cfg["method"]["path"], lattice, device=cfg["method"]["device"])
+    """(lattice, provider) described by a checked config (run_setup.build_provider)."""
+    built = build_run(cfg)
+    return built.lattice, built.provider
 
 
 @dataclass

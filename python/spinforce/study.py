@@ -52,7 +52,7 @@ def _window(value, name):
 
 
 def _schema() -> dict:
-    from .generate import LATTICE, SD_MODEL
+    from .run_setup import ELECTRON_METHODS, LATTICE, SD_MODEL
     from .simulate import DYNAMICS
     dynamics = {k: v for k, v in DYNAMICS.items() if k not in ("seed", "initial")}  # set per run
     return {
@@ -66,7 +66,7 @@ def _schema() -> dict:
                      "snapshots": Key(integer(1), 4), "every": Key(integer(1), 1), "figures": Key(boolean(), True)},
         "check": {"enabled": Key(boolean(), True), "shape": Key(shape()), "runs": Key(integer(2), 4),
                   "steps": Key(integer(1), OMIT),
-                  "method": Key(one_of("ed", "kpm"), "ed"), "method_settings": Key(table(), {}),
+                  "method": Key(one_of(*ELECTRON_METHODS), ELECTRON_METHODS[0]), "method_settings": Key(table(), {}),
                   "model": Key(lambda v, n: check_table(n, v, SD_MODEL))},
     }
 
@@ -75,7 +75,7 @@ def load_config(name_or_path, overrides=(), *, size: int | None = None, runs: in
                 model=None) -> dict:
     """A checked study config from a shipped name or a TOML path, with --set overrides, --size,
     --runs and --model applied."""
-    from .generate import read_config
+    from .run_setup import check_settings, read_config
     shipped = studies()
     path = shipped.get(str(name_or_path))
     if path is None:
@@ -102,10 +102,8 @@ def load_config(name_or_path, overrides=(), *, size: int | None = None, runs: in
     if cfg["check"] is not None and not cfg["check"]["enabled"]:
         cfg["check"] = None  # switched off, e.g. --set check.enabled=false
     if cfg["check"] is not None:  # KPM's settings (moments, ...); ED has none
-        from .generate import KPM_SETTINGS
         c = cfg["check"]
-        c["method_settings"] = check_table("check.method_settings", c["method_settings"],
-                                           {"ed": {}, "kpm": KPM_SETTINGS}[c["method"]])
+        c["method_settings"] = check_settings("check.method_settings", c["method"], c["method_settings"])
     if cfg["order"] == "chirality" and cfg["lattice"]["kind"] != "triangular":
         raise ValueError(f"order = 'chirality' (domain walls) needs lattice.kind = 'triangular', "
                          f"got {cfg['lattice']['kind']!r}")

@@ -64,8 +64,8 @@ import torch
 from ..config import (OMIT, Key, boolean, check_sections, check_table, device, int_list, integer, number, one_of,
                       string, strings)
 from ..data import dict_differences, read_dataset
-from ..generate import read_config
 from ..outputs import prepare_outputs
+from ..run_setup import read_config
 from ..descriptors.registry import DEFAULT_KIND
 from .model import DTYPES, SiteEnergyModel, build_model, load_model, model_record, save_model
 
