@@ -54,3 +54,15 @@ def test_method_errors_name_the_key_and_suggest():
         check_method({"method": {"name": "kpm", "moment": 10}})
     with pytest.raises(ValueError, match="method.moments must be an integer >= 2, got 1"):
         check_method({"method": {"name": "kpm", "moments": 1}})
+
+
+def test_config_source_is_a_file_or_a_shipped_example(tmp_path):
+    from spinforce.generate import examples
+    from spinforce.run_setup import config_source
+    shipped = examples()
+    assert config_source(None, "ed_quench_square", shipped) == shipped["ed_quench_square"]
+    assert config_source(str(tmp_path / "a.toml"), None, shipped) == tmp_path / "a.toml"
+    with pytest.raises(ValueError, match="exactly one of a CONFIG file and --example"):
+        config_source(str(tmp_path / "a.toml"), "ed_quench_square", shipped)
+    with pytest.raises(ValueError, match="unknown example 'ed_quench'; shipped examples: ed_quench_square, "):
+        config_source(None, "ed_quench", shipped)

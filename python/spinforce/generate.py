@@ -26,8 +26,9 @@ import torch
 
 from .config import (OMIT, Key, check_sections, check_table, integer, list_of, multiple_of, number, number_or,
                      one_of, shipped_config_lines, shipped_configs, string)
-from .run_setup import (DYNAMICS, ELECTRON_METHODS, INITIAL_STATES, LATTICE, SD_MODEL, build_provider, check_initial,
-                        check_method, check_sd_model, initial_spins, read_config)
+from .run_setup import (DYNAMICS, ELECTRON_METHODS, INITIAL_STATES, LATTICE, SD_MODEL, add_set_argument,
+                        build_provider, check_initial, check_method, check_sd_model, config_source, initial_spins,
+                        read_config)
 
 HELP = "LLG runs with ED or KPM fields, saved as training snapshots (HDF5)"
 
@@ -53,10 +54,7 @@ def examples() -> dict:
 
 
 def example_path(name: str) -> Path:
-    found = examples()
-    if name not in found:
-        raise ValueError(f"unknown example {name!r}; shipped examples: {', '.join(sorted(found))}")
-    return found[name]
+    return config_source(None, name, examples())
 
 
 def load_config(path, overrides=()) -> dict:
@@ -327,8 +325,7 @@ def add_arguments(p) -> None:
     p.add_argument("config", nargs="?", help="TOML config file")
     p.add_argument("--example", metavar="NAME", help="use a config shipped with spinforce (see --list-examples)")
     p.add_argument("--list-examples", action="store_true", help="list the shipped example configs and exit")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value, e.g. --set dynamics.steps=200 (repeatable)")
+    add_set_argument(p, "dynamics.steps=200")
     p.add_argument("--output", "-o", help="output file (overrides the config's output)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing output file")
@@ -339,9 +336,7 @@ def run(args) -> int:
     if args.list_examples:
         print("\n".join(shipped_config_lines(examples(), width=28)))
         return 0
-    if (args.config is None) == (args.example is None):
-        raise ValueError("give exactly one of a CONFIG file and --example NAME")
-    source = example_path(args.example) if args.example else Path(args.config)
+    source = config_source(args.config, args.example, examples())
     cfg = load_config(source, args.overrides)
     run_one = generate if "ensemble" not in cfg and "labels" not in cfg else generate_ensemble
     summary = run_one(cfg, output=args.output, overwrite=args.overwrite, resume=not args.no_resume,

@@ -40,6 +40,8 @@ import numpy as np
 
 from .config import (OMIT, Key, check_sections, check_table, integer, list_of, multiple_of, number, number_or, one_of,
                      shape, shipped_config_lines, shipped_configs, table)
+from .run_setup import (ELECTRON_METHODS, INITIAL_STATES, SD_MODEL, add_set_argument, build_provider,
+                        check_settings, config_source, read_config)
 
 HELP = "active learning: committee -> ML-LLG quenches -> label the most uncertain frames -> retrain (resumable)"
 
@@ -73,7 +75,6 @@ def examples() -> dict:
 def _schema() -> dict:
     """The config schema (config.py): every key of every section with its check and default."""
     from .lattice import LATTICE_KINDS
-    from .run_setup import ELECTRON_METHODS, INITIAL_STATES, SD_MODEL
     methods = Key(one_of(*ELECTRON_METHODS), ELECTRON_METHODS[0])
     quench = {"shape": Key(shape()), "method": methods, "method_settings": Key(table(), {}),
               "dt": Key(number(0, lo_open=True), 0.05), "alpha": Key(number(0), 0.1), "steps": Key(integer(1)),
@@ -104,7 +105,6 @@ def _schema() -> dict:
 def check_config(raw: dict) -> dict:
     """A learn config with defaults filled in and checked (ValueError names the bad key)."""
     from .ml.training import SCHEMA as TRAINING, check_descriptor
-    from .run_setup import check_settings
     schema = _schema()
     check_sections("the learn config", raw, schema)
     cfg = {name: check_table(name, raw.get(name, {}), keys) for name, keys in schema.items()}
@@ -123,7 +123,6 @@ def check_config(raw: dict) -> dict:
 
 
 def load_config(path, overrides=()) -> dict:
-    from .run_setup import read_config
     return check_config(read_config(path, overrides))
 
 
@@ -159,7 +158,6 @@ def _hoppings(m: dict) -> dict:
 
 
 def _exact_provider(cfg: dict, shape, method: str, settings: dict, mu: float):
-    from .run_setup import build_provider
     m = cfg["model"]
     built = build_provider({"lattice": {"kind": m["kind"], "shape": list(shape)},
                             "model": {**_hoppings(m), "mu": float(mu)}, "method": {"name": method, **settings}})
@@ -630,8 +628,7 @@ def add_arguments(p) -> None:
     p.add_argument("--example", metavar="NAME", help="a config shipped with spinforce (see --list-examples)")
     p.add_argument("--list-examples", action="store_true", help="list the shipped configs and exit")
     p.add_argument("--out", help="output folder (default: the config file's stem beside it, or the example's name)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value, e.g. --set loop.rounds=1 (repeatable)")
+    add_set_argument(p, "loop.rounds=1")
     p.add_argument("--overwrite", action="store_true", help="replace what an earlier run wrote into the output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -640,11 +637,7 @@ def run(args) -> int:
     if args.list_examples:
         print("\n".join(shipped_config_lines(examples())))
         return 0
-    if (args.config is None) == (args.example is None):
-        raise ValueError("give exactly one of a CONFIG file and --example NAME")
-    if args.example and args.example not in examples():
-        raise ValueError(f"unknown example {args.example!r}; shipped: {', '.join(sorted(examples()))}")
-    source = examples()[args.example] if args.example else Path(args.config)
+    source = config_source(args.config, args.example, examples())
     cfg = load_config(source, args.overrides)
     out = Path(args.out) if args.out else (Path(args.example) if args.example else source.with_suffix(""))
     results = learn(cfg, out, overwrite=args.overwrite, progress=not args.no_progress)

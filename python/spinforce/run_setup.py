@@ -28,7 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["read_config", "apply_overrides", "LATTICE", "SD_MODEL", "HEISENBERG_MODEL", "KPM_SETTINGS", "DYNAMICS",
+__all__ = ["read_config", "apply_overrides", "add_set_argument", "config_source", "LATTICE", "SD_MODEL", "HEISENBERG_MODEL", "KPM_SETTINGS", "DYNAMICS",
            "INITIAL_STATES", "Method", "PROVIDERS", "ELECTRON_METHODS", "check_method", "check_settings", "check_sd_model",
            "check_initial", "initial_spins", "Built", "build_provider"]
 
@@ -72,6 +72,24 @@ def apply_overrides(cfg: dict, overrides=()) -> None:
             if not isinstance(node, dict):
                 raise ValueError(f"--set {text}: {k!r} is not a table of keys")
         node[keys[-1]] = value
+
+
+def add_set_argument(parser, example: str, metavar: str = "SECTION.KEY=VALUE") -> None:
+    """The --set option of a command that reads a config (values go through apply_overrides)."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar=metavar,
+                        help=f"override a config value, e.g. --set {example} (repeatable)")
+
+
+def config_source(config, example, shipped: dict) -> Path:
+    """The config a command reads: the file `config` or the shipped config named `example`
+    (config.shipped_configs), exactly one of them."""
+    if (config is None) == (example is None):
+        raise ValueError("give exactly one of a CONFIG file and --example NAME")
+    if config is not None:
+        return Path(config)
+    if example not in shipped:
+        raise ValueError(f"unknown example {example!r}; shipped examples: {', '.join(sorted(shipped))}")
+    return shipped[example]
 
 
 # --- the shared sections ---------------------------------------------------------------------------

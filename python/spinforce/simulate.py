@@ -22,8 +22,8 @@ import numpy as np
 
 from .config import Key, boolean, check_sections, check_table, integer, string
 from .data import open_h5
-from .run_setup import DYNAMICS as RUN_DYNAMICS, LATTICE, PROVIDERS, apply_overrides, check_initial, check_method, \
-    check_sd_model, initial_spins, read_config
+from .run_setup import DYNAMICS as RUN_DYNAMICS, LATTICE, PROVIDERS, add_set_argument, apply_overrides, \
+    check_initial, check_method, check_sd_model, initial_spins, read_config
 from .run_setup import build_provider as build_run
 from .outputs import atomic_write, partial_path
 from .providers import UNCERTAINTY_SCALARS, uncertainty_scalars
@@ -288,8 +288,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     group.add_argument("--resume", action="store_true", help="continue the run file from its last checkpoint/frame")
     group.add_argument("--overwrite", action="store_true", help="replace an existing run file")
     p.add_argument("--steps", type=int, default=None, help="total number of steps (overrides dynamics.steps)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value, e.g. --set dynamics.kT=0.01 (repeatable)")
+    add_set_argument(p, "dynamics.kT=0.01")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
