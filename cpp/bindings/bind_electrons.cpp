@@ -28,7 +28,7 @@ void bind_electrons(py::module_& m) {
              at::Tensor s = checked_spins(spins, p.num_sites());
              py::gil_scoped_release release;
              FieldResult result = p.compute(s);
-             require_finite_result(result, p.name());
+             require_finite_result(result, p.title());
              return result;
            },
            py::arg("spins"));

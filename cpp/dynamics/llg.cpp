@@ -37,7 +37,7 @@ LLG::LLG(std::shared_ptr<FieldProvider> provider, double dt, double alpha, doubl
 void LLG::non_finite(int64_t step, const at::Tensor& fields) const {
   const double t = static_cast<double>(step) * coeff_.dt;
   if (!at::isfinite(fields).all().item<bool>())
-    value_error("LLG step ", step, " (t = ", t, "): the ", provider_->name(),
+    value_error("LLG step ", step, " (t = ", t, "): the ", provider_->title(),
                 " provider returned non-finite fields (NaN or inf) for finite spins; check its parameters");
   value_error("LLG step ", step, " (t = ", t, ") produced non-finite spins (NaN or inf) from finite fields up to |H| = ",
               fields.abs().max().item<double>(), ": dt = ", coeff_.dt, " is far too large for them",

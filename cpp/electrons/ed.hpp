@@ -17,7 +17,8 @@ class ExactDiagonalization : public FieldProvider {
   explicit ExactDiagonalization(std::shared_ptr<const SDModel> model);
 
   int64_t num_sites() const override { return model_->num_sites(); }
-  std::string name() const override { return "ExactDiagonalization"; }
+  std::string name() const override { return "ed"; }
+  std::string title() const override { return "exact diagonalisation"; }
   // spins: validated (N,3) float64 on CPU or CUDA; the work runs on the spins' device.
   FieldResult compute(const at::Tensor& spins) override;
   const Workspace& workspace() const { return workspace_; }

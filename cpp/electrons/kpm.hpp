@@ -40,7 +40,8 @@ class KPM : public FieldProvider {
   KPM(std::shared_ptr<const SDModel> model, KPMSettings settings);
 
   int64_t num_sites() const override { return model_->num_sites(); }
-  std::string name() const override { return "KPM"; }
+  std::string name() const override { return "kpm"; }
+  std::string title() const override { return "KPM"; }
   FieldResult compute(const at::Tensor& spins) override;
   const Workspace& workspace() const { return workspace_; }
 

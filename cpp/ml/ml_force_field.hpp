@@ -30,6 +30,7 @@ class MLForceField : public FieldProvider {
 
   int64_t num_sites() const override { return lattice_->num_sites(); }
   std::string name() const override { return "ml"; }
+  std::string title() const override { return "ML"; }
   // Energy and fields (float64, on the device of `spins`); for a committee also the (N,)
   // uncertainty.
   FieldResult compute(const at::Tensor& spins) override;

@@ -15,6 +15,7 @@ class CountingProvider : public FieldProvider {
   }
   int64_t num_sites() const override { return inner_->num_sites(); }
   std::string name() const override { return inner_->name(); }
+  std::string title() const override { return inner_->title(); }
   FieldResult compute(const at::Tensor& spins) override {
     ++evaluations_;
     return inner_->compute(spins);

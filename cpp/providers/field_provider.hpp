@@ -27,7 +27,11 @@ class FieldProvider {
  public:
   virtual ~FieldProvider() = default;
   virtual int64_t num_sites() const = 0;
+  // The provider's method name in run configs ([method] name = "ed", "kpm", "heisenberg", "ml"):
+  // python/spinforce/run_setup.py builds providers by this name.
   virtual std::string name() const = 0;
+  // The provider as error messages name it ("the Heisenberg provider returned ...").
+  virtual std::string title() const { return name(); }
   // spins: (N,3) contiguous float64 unit vectors, already validated by the user-facing entry
   // (common/spins.hpp); the hot path does no checks.
   virtual FieldResult compute(const at::Tensor& spins) = 0;

@@ -21,7 +21,8 @@ class Heisenberg : public FieldProvider {
              double anisotropy, std::array<double, 3> axis);
 
   int64_t num_sites() const override { return lattice_->num_sites(); }
-  std::string name() const override { return "Heisenberg"; }
+  std::string name() const override { return "heisenberg"; }
+  std::string title() const override { return "Heisenberg"; }
   // CPU: one fused OpenMP loop; other devices: compute_tensor.
   FieldResult compute(const at::Tensor& spins) override;
   // The same model written with tensor ops, on any device (the GPU path, and a reference). On a

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 __all__ = ["REQUIRED", "OMIT", "Key", "check_table", "check_sections", "did_you_mean", "integer", "number",
            "boolean", "one_of", "string", "shape", "vector3", "int_list", "number_pair", "device", "strings",
-           "list_of", "number_or", "shipped_configs"]
+           "list_of", "number_or", "multiple_of", "shipped_configs"]
 
 REQUIRED = object()   # the key must be given
 OMIT = object()       # no default: an absent key stays absent (settings passed on as given)
@@ -66,6 +66,13 @@ def check_sections(where: str, raw: dict, sections) -> None:
         if k not in sections:
             raise ValueError(f"unknown section or key {k!r} in {where}{did_you_mean(k, sections)} "
                              f"(allowed: {', '.join(sections)})")
+
+
+def multiple_of(table: dict, key: str, of: str, section: str = "") -> None:
+    """Refuse a checked table whose `key` is not a multiple of its `of` (steps and save_every)."""
+    name = (lambda k: f"{section}.{k}") if section else (lambda k: k)
+    if table[key] % table[of]:
+        raise ValueError(f"{name(key)} ({table[key]}) must be a multiple of {name(of)} ({table[of]})")
 
 
 # --- value checks: each returns check(value, name) -> the value to use -------------------------

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Key, check_table, int_list, integer, number
+from .config import Key, check_table, int_list, integer, multiple_of, number
 from .outputs import prepare_outputs, under
 
 __all__ = ["DEFAULTS", "SETTINGS", "run_demo", "output_patterns", "HELP", "add_arguments", "run"]
@@ -118,8 +118,7 @@ def run_demo(out="spinforce_demo", *, overwrite: bool = False, progress: bool = 
 
     p = check_table("", settings, SETTINGS, where="the demo settings")
     for key in ("ed_steps", "validation_steps"):
-        if p[key] % p["save_every"]:
-            raise ValueError(f"{key} ({p[key]}) must be a multiple of save_every ({p['save_every']})")
+        multiple_of(p, key, "save_every")
     out = Path(out)
     report = out / "report.md"
     # Nothing in `out` changes without overwrite; with it, only the demo's own files go. Every

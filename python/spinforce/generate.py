@@ -24,36 +24,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import (OMIT, Key, check_sections, check_table, device, did_you_mean, integer, list_of, number,
-                     number_or, number_pair, one_of, shape, shipped_config_lines, shipped_configs, string)
-from .dynamics import INTEGRATORS
-from .lattice import LATTICE_KINDS
+from .config import (OMIT, Key, check_sections, check_table, integer, list_of, multiple_of, number, number_or,
+                     one_of, shipped_config_lines, shipped_configs, string)
+from .run_setup import (DYNAMICS, ELECTRON_METHODS, INITIAL_STATES, LATTICE, SD_MODEL, add_set_argument,
+                        build_provider, check_initial, check_method, check_sd_model, config_source, initial_spins,
+                        read_config)
 
 HELP = "LLG runs with ED or KPM fields, saved as training snapshots (HDF5)"
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-# The config schema: every key of every table, with its check and default (config.py).
-LATTICE = {"kind": Key(one_of(*LATTICE_KINDS)), "shape": Key(shape())}
-SD_MODEL = {"t": Key(number(), 1.0), "J": Key(number()), "mu": Key(number(), OMIT),
-            "filling": Key(number(0, 1, lo_open=True, hi_open=True), OMIT), "kT": Key(number(0), 0.0),
-            "t2": Key(number(), 0.0), "t3": Key(number(), 0.0)}
-# [method] of kpm: the settings of spinforce.KPM (absent keys take KPM's defaults)
-KPM_SETTINGS = {"moments": Key(integer(2), OMIT), "probing_distance": Key(number(0, lo_open=True), OMIT),
-                "seed": Key(integer(0), OMIT), "dtype": Key(one_of("complex128", "complex64"), OMIT),
-                "bounds": Key(number_pair(), OMIT)}
-METHOD = {"name": Key(one_of("ed", "kpm"), "ed"), "device": Key(device(), "cpu")}
-DYNAMICS = {"dt": Key(number(0, lo_open=True)), "alpha": Key(number(0)), "kT": Key(number(0), 0.0),
-            "gamma": Key(number(0, lo_open=True), 1.0), "integrator": Key(one_of(*INTEGRATORS), INTEGRATORS[0]),
-            "steps": Key(integer(0)), "save_every": Key(integer(1)),
-            "initial": Key(string("random, ferromagnetic, neel, tetrahedral or a .npy file"), "random"),
-            "seed": Key(integer(0, 2**63 - 1), 0)}
+# The config schema of the sections of its own (config.py); the shared ones are in run_setup.py.
 SAMPLES = {"random": Key(integer(0), 0), "perturbed": Key(integer(0), 0),
            "perturbation": Key(number(0, lo_open=True), 0.2)}
-INITIAL_STATES = ("random", "ferromagnetic", "neel", "tetrahedral")
 # Optional sections: several runs (one trajectory each) merged into the output, relabelled at a
 # fixed chemical potential. Absent [ensemble] keys take the value of [dynamics].
 ENSEMBLE = {"seeds": Key(list_of(integer(0, 2**63 - 1), "noise seeds (integers >= 0)"), OMIT),
@@ -61,7 +42,6 @@ ENSEMBLE = {"seeds": Key(list_of(integer(0, 2**63 - 1), "noise seeds (integers >
             "initial": Key(list_of(one_of(*INITIAL_STATES), "initial states"), OMIT)}
 LABELS = {"mu": Key(number_or("auto")), "mu_from_time": Key(number(0), 0.0)}
 SECTIONS = ("output", "lattice", "model", "method", "dynamics", "samples", "ensemble", "labels")
-METHODS = ("ed", "kpm")
 # Raising these extends an existing output rather than contradicting it (perturbed samples come
 # last, so more of them append cleanly).
 _EXTENSIBLE = {("dynamics", "steps"), ("samples", "perturbed"), ("output",)}
@@ -74,76 +54,12 @@ def examples() -> dict:
 
 
 def example_path(name: str) -> Path:
-    found = examples()
-    if name not in found:
-        raise ValueError(f"unknown example {name!r}; shipped examples: {', '.join(sorted(found))}")
-    return found[name]
-
-
-def _parse_override(text: str):
-    if "=" not in text:
-        raise ValueError(f"--set needs SECTION.KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        parsed = tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value  # a bare word such as sib or random
-    return key.strip().split("."), parsed
-
-
-def read_config(path, overrides=()) -> dict:
-    """Read a TOML config and apply ``SECTION.KEY=VALUE`` overrides (not yet checked)."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"config {path} is a folder, not a TOML file")
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    try:
-        cfg = tomllib.loads(path.read_text())
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not a TOML text file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{path} is not valid TOML: {err}") from None
-    apply_overrides(cfg, overrides)
-    return cfg
-
-
-def apply_overrides(cfg: dict, overrides=()) -> None:
-    """Set ``SECTION.KEY=VALUE`` overrides in a config dict, in place."""
-    for text in overrides:
-        keys, value = _parse_override(text)
-        node = cfg
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"--set {text}: {k!r} is not a table of keys")
-        node[keys[-1]] = value
+    return config_source(None, name, examples())
 
 
 def load_config(path, overrides=()) -> dict:
     """Read a TOML config, apply ``SECTION.KEY=VALUE`` overrides, fill defaults and check it."""
     return check_config(read_config(path, overrides), base=Path(path).parent)
-
-
-def check_method(raw: dict, settings_by_name: dict) -> dict:
-    """[method]: its name picks which further keys (the method's settings) it may hold."""
-    method = raw.get("method", {})
-    if not isinstance(method, dict):
-        raise ValueError(f"[method] must be a table of keys, got {method!r}")
-    name = one_of(*settings_by_name)(method.get("name", next(iter(settings_by_name))), "method.name")
-    keys = {**METHOD, "name": Key(one_of(*settings_by_name), name), **settings_by_name[name]}
-    return check_table("method", method, keys)
-
-
-def check_initial(value: str, base) -> str:
-    """dynamics.initial: a named state, or a .npy file (made absolute against `base`)."""
-    if value in INITIAL_STATES:
-        return value
-    p = Path(value) if base is None or Path(value).is_absolute() else Path(base) / value
-    if p.suffix != ".npy":
-        raise ValueError(f"dynamics.initial must be one of {', '.join(INITIAL_STATES)} or a .npy file of spins, "
-                         f"got {value!r}{did_you_mean(value, INITIAL_STATES)}")
-    return str(p.resolve())
 
 
 def check_config(cfg: dict, base: Path | None = None) -> dict:
@@ -154,14 +70,12 @@ def check_config(cfg: dict, base: Path | None = None) -> dict:
     out = {"output": string("the path of the HDF5 file to write")(cfg["output"], "output"),
            "lattice": check_table("lattice", cfg.get("lattice", {}), LATTICE),
            "model": check_table("model", cfg.get("model", {}), SD_MODEL),
-           "method": check_method(cfg, {"ed": {}, "kpm": KPM_SETTINGS}),
+           "method": check_method(cfg, ELECTRON_METHODS),
            "dynamics": check_table("dynamics", cfg.get("dynamics", {}), DYNAMICS),
            "samples": check_table("samples", cfg.get("samples", {}), SAMPLES)}
-    if ("mu" in out["model"]) == ("filling" in out["model"]):
-        raise ValueError("[model] needs exactly one of mu (fixed chemical potential) and filling")
+    check_sd_model(out["model"])
     d = out["dynamics"]
-    if d["steps"] % d["save_every"]:
-        raise ValueError(f"dynamics.steps ({d['steps']}) must be a multiple of dynamics.save_every ({d['save_every']})")
+    multiple_of(d, "steps", "save_every", "dynamics")
     d["initial"] = check_initial(d["initial"], base)
     for name, keys in (("ensemble", ENSEMBLE), ("labels", LABELS)):
         if name in cfg:
@@ -286,46 +200,6 @@ def generate_ensemble(cfg: dict, *, output=None, overwrite: bool = False, resume
 
 
 # --- building the run ------------------------------------------------------------------------------
-def build_provider(cfg: dict):
-    """(lattice, model, provider, method_settings) for a checked config."""
-    import spinforce
-    lattice = spinforce.Lattice(cfg["lattice"]["kind"], cfg["lattice"]["shape"])
-    model = spinforce.SDModel(lattice, **cfg["model"])
-    settings = {k: v for k, v in cfg["method"].items() if k not in ("name", "device")}
-    if cfg["method"]["name"] == "ed":
-        return lattice, model, spinforce.ExactDiagonalization(model), settings
-    KPM = getattr(spinforce, "KPM", None)
-    if KPM is None:
-        raise ValueError("method 'kpm' needs spinforce.KPM, which this installation of spinforce does not provide")
-    return lattice, model, KPM(model, **settings), settings
-
-
-def initial_spins(cfg: dict, lattice) -> np.ndarray:
-    """The start of the run named by dynamics.initial; any problem is a ValueError naming it."""
-    init, seed = cfg["dynamics"]["initial"], cfg["dynamics"]["seed"]
-    if init == "random":
-        return lattice.random_spins(seed)
-    if init in ("ferromagnetic", "neel", "tetrahedral"):
-        try:
-            return getattr(lattice, init)()
-        except ValueError as err:
-            raise ValueError(f"dynamics.initial = {init!r} does not exist on this lattice: {err}") from None
-    try:
-        spins = np.load(init, allow_pickle=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"dynamics.initial: spin file {init} does not exist") from None
-    except (OSError, ValueError) as err:
-        raise ValueError(f"dynamics.initial: {init} is not a .npy array of spins ({err})") from None
-    if spins.shape != (lattice.num_sites, 3) or spins.dtype.kind not in "fiu":
-        raise ValueError(f"dynamics.initial {init} holds a {spins.dtype} array of shape {spins.shape}, the lattice "
-                         f"needs real spins of shape ({lattice.num_sites}, 3)")
-    norms = np.linalg.norm(spins, axis=1)
-    if not np.all(np.abs(norms - 1) < 1e-6):
-        raise ValueError(f"dynamics.initial {init} holds spins that are not unit vectors (or not finite): "
-                         f"|S| ranges over [{np.nanmin(norms):.6g}, {np.nanmax(norms):.6g}]")
-    return np.asarray(spins, dtype=np.float64)
-
-
 def independent_sample(cfg: dict, index: int, lattice, trajectory_spins) -> np.ndarray:
     """Sample `index` after the trajectory: random spins, then perturbed trajectory frames.
 
@@ -451,8 +325,7 @@ def add_arguments(p) -> None:
     p.add_argument("config", nargs="?", help="TOML config file")
     p.add_argument("--example", metavar="NAME", help="use a config shipped with spinforce (see --list-examples)")
     p.add_argument("--list-examples", action="store_true", help="list the shipped example configs and exit")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value, e.g. --set dynamics.steps=200 (repeatable)")
+    add_set_argument(p, "dynamics.steps=200")
     p.add_argument("--output", "-o", help="output file (overrides the config's output)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing output file")
@@ -463,9 +336,7 @@ def run(args) -> int:
     if args.list_examples:
         print("\n".join(shipped_config_lines(examples(), width=28)))
         return 0
-    if (args.config is None) == (args.example is None):
-        raise ValueError("give exactly one of a CONFIG file and --example NAME")
-    source = example_path(args.example) if args.example else Path(args.config)
+    source = config_source(args.config, args.example, examples())
     cfg = load_config(source, args.overrides)
     run_one = generate if "ensemble" not in cfg and "labels" not in cfg else generate_ensemble
     summary = run_one(cfg, output=args.output, overwrite=args.overwrite, resume=not args.no_resume,

@@ -38,14 +38,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import (OMIT, Key, check_sections, check_table, integer, list_of, number, number_or, one_of, shape,
-                     shipped_config_lines, shipped_configs, table)
+from .config import (OMIT, Key, check_sections, check_table, integer, list_of, multiple_of, number, number_or, one_of,
+                     shape, shipped_config_lines, shipped_configs, table)
+from .run_setup import (ELECTRON_METHODS, INITIAL_STATES, SD_MODEL, add_set_argument, build_provider,
+                        check_settings, config_source, read_config)
 
 HELP = "active learning: committee -> ML-LLG quenches -> label the most uncertain frames -> retrain (resumable)"
 
 __all__ = ["HELP", "examples", "load_config", "learn", "held_out_errors", "add_arguments", "run"]
 
 STATE_FILE = "learn_state.json"
+_HOPPINGS = ("t", "J", "kT", "t2", "t3")  # the s-d model's keys besides mu and filling
 
 
 def output_patterns() -> tuple:
@@ -71,17 +74,17 @@ def examples() -> dict:
 
 def _schema() -> dict:
     """The config schema (config.py): every key of every section with its check and default."""
-    from .generate import INITIAL_STATES
-    methods = Key(one_of("ed", "kpm"), "ed")
+    from .lattice import LATTICE_KINDS
+    methods = Key(one_of(*ELECTRON_METHODS), ELECTRON_METHODS[0])
     quench = {"shape": Key(shape()), "method": methods, "method_settings": Key(table(), {}),
               "dt": Key(number(0, lo_open=True), 0.05), "alpha": Key(number(0), 0.1), "steps": Key(integer(1)),
               "save_every": Key(integer(1)), "kT": Key(list_of(number(0), "spin temperatures (numbers >= 0)"), [0.001]),
               "initial": Key(list_of(one_of(*INITIAL_STATES), "initial states"), ["random"])}
     seeds = list_of(integer(0, 2**63 - 1), "noise seeds (integers >= 0)")
     return {
-        "model": {"kind": Key(one_of("square", "triangular", "cubic")), "t": Key(number(), 1.0), "J": Key(number()),
-                  "kT": Key(number(0), 0.0), "t2": Key(number(), 0.0), "t3": Key(number(), 0.0),
-                  "filling": Key(number(0, 1, lo_open=True, hi_open=True)), "mu": Key(number_or("auto"), "auto")},
+        # the s-d model of a run, on a lattice kind (shapes are per stage), at a given filling
+        "model": {"kind": Key(one_of(*LATTICE_KINDS)), **{k: SD_MODEL[k] for k in _HOPPINGS},
+                  "filling": Key(SD_MODEL["filling"].check), "mu": Key(number_or("auto"), "auto")},
         "data": {**quench, "seeds": Key(seeds, [1]), "random": Key(integer(0), 0), "perturbed": Key(integer(0), 0),
                  "perturbation": Key(number(0, lo_open=True), 0.2), "mu_from_time": Key(number(0), 0.0)},
         "test": {**quench, "seeds": Key(seeds, [101])},
@@ -101,20 +104,15 @@ def _schema() -> dict:
 
 def check_config(raw: dict) -> dict:
     """A learn config with defaults filled in and checked (ValueError names the bad key)."""
-    from .generate import KPM_SETTINGS
     from .ml.training import SCHEMA as TRAINING, check_descriptor
     schema = _schema()
     check_sections("the learn config", raw, schema)
     cfg = {name: check_table(name, raw.get(name, {}), keys) for name, keys in schema.items()}
     for section in ("data", "test", "explore"):
-        s = cfg[section]
-        if s["steps"] % s["save_every"]:
-            raise ValueError(f"{section}.steps ({s['steps']}) must be a multiple of {section}.save_every "
-                             f"({s['save_every']})")
+        multiple_of(cfg[section], "steps", "save_every", section)
     for section in ("data", "test", "label"):
         s = cfg[section]
-        s["method_settings"] = check_table(f"{section}.method_settings", s["method_settings"],
-                                           {"ed": {}, "kpm": KPM_SETTINGS}[s["method"]])
+        s["method_settings"] = check_settings(f"{section}.method_settings", s["method"], s["method_settings"])
     t = cfg["train"]
     t["descriptor"] = check_descriptor(t["descriptor"], "train.descriptor", default_kind=False)
     # train.network and train.training hold keys of the training config's [model] and [training];
@@ -125,7 +123,6 @@ def check_config(raw: dict) -> dict:
 
 
 def load_config(path, overrides=()) -> dict:
-    from .generate import read_config
     return check_config(read_config(path, overrides))
 
 
@@ -134,7 +131,7 @@ def _generate_config(cfg: dict, section: str, output: Path, mu) -> dict:
     """A `spinforce generate` config with [ensemble] and [labels] for data or test quenches."""
     from .generate import check_config as check_generate
     s, m = cfg[section], cfg["model"]
-    model = {k: m[k] for k in ("t", "J", "kT", "t2", "t3")}
+    model = _hoppings(m)
     # With mu given, the exact dynamics runs at that fixed mu, as the ML dynamics will, and its
     # fields are the labels. With mu = "auto" it runs at the wanted filling and its frames are
     # relabelled at the mu that gives the late frames that filling.
@@ -155,14 +152,16 @@ def _generate_config(cfg: dict, section: str, output: Path, mu) -> dict:
     return check_generate(raw)
 
 
+def _hoppings(m: dict) -> dict:
+    """The s-d model of [model] without its electron count (mu or filling)."""
+    return {k: m[k] for k in _HOPPINGS}
+
+
 def _exact_provider(cfg: dict, shape, method: str, settings: dict, mu: float):
-    from .generate import build_provider
     m = cfg["model"]
-    model = {k: m[k] for k in ("t", "J", "kT", "t2", "t3")}
-    _, sd_model, provider, _ = build_provider({"lattice": {"kind": m["kind"], "shape": list(shape)},
-                                               "model": {**model, "mu": float(mu)},
-                                               "method": {"name": method, **settings}})
-    return sd_model, provider
+    built = build_provider({"lattice": {"kind": m["kind"], "shape": list(shape)},
+                            "model": {**_hoppings(m), "mu": float(mu)}, "method": {"name": method, **settings}})
+    return built.model, built.provider
 
 
 def _training_config(cfg: dict, paths: list, test_path: Path, out: Path) -> dict:
@@ -442,8 +441,7 @@ def _mean_filling(cfg: dict, path, mu: float) -> dict | None:
     if cfg["data"]["method"] != "ed" or len(frames) == 0 or ds.num_sites > 1600:
         return None
     pick = frames[[0, len(frames) // 2, -1]]
-    m = cfg["model"]
-    model = SDModel(ds.lattice(), t=m["t"], J=m["J"], kT=m["kT"], t2=m["t2"], t3=m["t3"], mu=float(mu))
+    model = SDModel(ds.lattice(), **_hoppings(cfg["model"]), mu=float(mu))
     values = filling_at_mu(model, ds.spins[pick], mu)
     return {"time": [float(ds.time[k]) for k in pick], "filling": [float(v) for v in values]}
 
@@ -630,8 +628,7 @@ def add_arguments(p) -> None:
     p.add_argument("--example", metavar="NAME", help="a config shipped with spinforce (see --list-examples)")
     p.add_argument("--list-examples", action="store_true", help="list the shipped configs and exit")
     p.add_argument("--out", help="output folder (default: the config file's stem beside it, or the example's name)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value, e.g. --set loop.rounds=1 (repeatable)")
+    add_set_argument(p, "loop.rounds=1")
     p.add_argument("--overwrite", action="store_true", help="replace what an earlier run wrote into the output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -640,11 +637,7 @@ def run(args) -> int:
     if args.list_examples:
         print("\n".join(shipped_config_lines(examples())))
         return 0
-    if (args.config is None) == (args.example is None):
-        raise ValueError("give exactly one of a CONFIG file and --example NAME")
-    if args.example and args.example not in examples():
-        raise ValueError(f"unknown example {args.example!r}; shipped: {', '.join(sorted(examples()))}")
-    source = examples()[args.example] if args.example else Path(args.config)
+    source = config_source(args.config, args.example, examples())
     cfg = load_config(source, args.overrides)
     out = Path(args.out) if args.out else (Path(args.example) if args.example else source.with_suffix(""))
     results = learn(cfg, out, overwrite=args.overwrite, progress=not args.no_progress)

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Key, check_sections, check_table, integer, list_of, number, one_of, string
+from .run_setup import SD_MODEL, add_set_argument, read_config
 
 HELP = "irreducible torque error of any model with cutoff rc, at fixed mu and fixed filling (JSON, PNG)"
 
@@ -64,7 +65,7 @@ def _ensembles(value, name):
     return names
 
 
-# The config schema (config.py); [model] is that of `spinforce generate` with mu and filling.
+# The config schema (config.py); [model] is the s-d model of a run (run_setup.py), mu and filling both allowed.
 ANALYSIS = {"cutoffs": Key(list_of(number(0), "cutoffs (numbers >= 0)"), [2.0, 3.0]), "states": Key(integer(0), 8),
             "sites": Key(integer(1), 4), "replacements": Key(integer(1), 4),
             "ensembles": Key(_ensembles, list(ENSEMBLES)), "seed": Key(integer(0), 0),
@@ -79,7 +80,6 @@ def check_analysis(given: dict) -> dict:
 
 def load_config(path, overrides=()) -> dict:
     """Read and check a locality config (see the module docstring)."""
-    from .generate import SD_MODEL, read_config
     path = Path(path)
     raw = read_config(path, overrides)
     check_sections(f"the locality config {path}", raw, SECTIONS)
@@ -292,8 +292,7 @@ def format_table(result: dict) -> str:
 # --- command line ------------------------------------------------------------------------------------
 def add_arguments(p) -> None:
     p.add_argument("config", help="locality config (TOML); see `spinforce locality --help` and docs/ml.md")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value, e.g. --set analysis.sites=2 (repeatable)")
+    add_set_argument(p, "analysis.sites=2")
     p.add_argument("--overwrite", action="store_true", help="replace the results in the output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -21,26 +21,20 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .config import OMIT, Key, boolean, check_sections, check_table, integer, number, one_of, string, vector3
+from .config import Key, boolean, check_sections, check_table, integer, string
 from .data import open_h5
-from .generate import DYNAMICS as GENERATE_DYNAMICS, KPM_SETTINGS, LATTICE, SD_MODEL
-from .generate import apply_overrides, check_initial, check_method, initial_spins, read_config
-from .generate import build_provider as build_electron_provider
+from .run_setup import DYNAMICS as RUN_DYNAMICS, LATTICE, PROVIDERS, add_set_argument, apply_overrides, \
+    check_initial, check_method, check_sd_model, initial_spins, read_config
+from .run_setup import build_provider as build_run
 from .outputs import atomic_write, partial_path
 from .providers import UNCERTAINTY_SCALARS, uncertainty_scalars
 
 __all__ = ["load_config", "build_provider", "simulate", "output_patterns",
            "SimulationResult", "HELP", "add_arguments", "run"]
 
-HEISENBERG_MODEL = {"J1": Key(number()), "J2": Key(number(), 0.0), "field": Key(vector3(), [0.0, 0.0, 0.0]),
-                    "anisotropy": Key(number(), 0.0), "axis": Key(vector3(), [0.0, 0.0, 1.0])}
-# The config schema is that of `spinforce generate` (lattice, model, method, dynamics, output),
-# with more methods and two more keys.
-METHOD_MODELS = {"ed": SD_MODEL, "kpm": SD_MODEL, "heisenberg": HEISENBERG_MODEL, "ml": {}}
-METHOD_SETTINGS = {"ed": {}, "kpm": KPM_SETTINGS, "heisenberg": {}, "ml": {"path": Key(string("a TorchScript file")),
-                                                                     # the network's precision; absent: the model's own
-                                                                     "dtype": Key(one_of("float32", "float64"), OMIT)}}
-DYNAMICS = {**GENERATE_DYNAMICS, "checkpoint_every": Key(GENERATE_DYNAMICS["steps"].check, 0)}
+# The config schema is that of a run (run_setup.py: lattice, model, method, dynamics, output), with
+# every provider of the registry, and two more keys (ovf, dynamics.checkpoint_every).
+DYNAMICS = {**RUN_DYNAMICS, "checkpoint_every": Key(RUN_DYNAMICS["steps"].check, 0)}
 SECTIONS = ("output", "ovf", "lattice", "model", "method", "dynamics")
 CHECKPOINT_FORMAT = "spinforce-checkpoint"
 
@@ -64,7 +58,7 @@ def load_config(config, overrides=(), base_dir=None) -> dict:
     check_sections("the config", raw, SECTIONS)
     if "output" not in raw:
         raise ValueError("output must be given: the path of the HDF5 run file to write")
-    method = check_method(raw, METHOD_SETTINGS)
+    method = check_method(raw)
     name = method["name"]
     if name == "ml":
         method["path"] = str((base / method["path"]).resolve())
@@ -72,30 +66,21 @@ def load_config(config, overrides=(), base_dir=None) -> dict:
            "ovf": boolean()(raw.get("ovf", False), "ovf"),
            "lattice": check_table("lattice", raw.get("lattice", {}), LATTICE),
            "method": method,
-           "model": check_table("model", raw.get("model", {}), METHOD_MODELS[name]),
+           "model": check_table("model", raw.get("model", {}), PROVIDERS[name].model),
            "dynamics": check_table("dynamics", raw.get("dynamics", {}), DYNAMICS)}
-    if name in ("ed", "kpm"):
+    if PROVIDERS[name].electrons:
         cfg["model"] = {"mu": None, "filling": None, **cfg["model"]}
-        if (cfg["model"]["mu"] is None) == (cfg["model"]["filling"] is None):
-            raise ValueError("[model] of an electron model needs exactly one of mu and filling")
+        check_sd_model(cfg["model"])
     cfg["dynamics"]["initial"] = check_initial(cfg["dynamics"]["initial"], base)
     return cfg
 
 
 def build_provider(cfg: dict, shape=None, device=None):
-    """(lattice, provider) described by a checked config; shape and device, when given, replace
-    lattice.shape and method.device (a slab's padded lattice, a rank's GPU)."""
-    import spinforce
-    name = cfg["method"]["name"]
-    if name in ("ed", "kpm"):
-        lattice, _, provider, _ = build_electron_provider(cfg)
-        return lattice, provider
-    lattice = spinforce.Lattice(cfg["lattice"]["kind"], cfg["lattice"]["shape"] if shape is None else shape)
-    if name == "heisenberg":
-        return lattice, spinforce.Heisenberg(lattice, **cfg["model"])
-    return lattice, spinforce.MLForceField(cfg["method"]["path"], lattice,
-                                           device=cfg["method"]["device"] if device is None else str(device),
-                                           dtype=cfg["method"].get("dtype"))
+    """(lattice, provider) described by a checked config (run_setup.build_provider); shape and
+    device, when given, replace lattice.shape and method.device (a slab's padded lattice, a
+    rank's GPU)."""
+    built = build_run(cfg, shape=shape, device=device)
+    return built.lattice, built.provider
 
 
 def split_provider(cfg: dict, ranks, device):
@@ -439,8 +424,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     group.add_argument("--resume", action="store_true", help="continue the run file from its last checkpoint/frame")
     group.add_argument("--overwrite", action="store_true", help="replace an existing run file")
     p.add_argument("--steps", type=int, default=None, help="total number of steps (overrides dynamics.steps)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value, e.g. --set dynamics.kT=0.01 (repeatable)")
+    add_set_argument(p, "dynamics.kT=0.01")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

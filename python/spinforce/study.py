@@ -30,6 +30,7 @@ import numpy as np
 
 from .config import (OMIT, Key, boolean, check_sections, check_table, device, integer, list_of, number, number_pair,
                      one_of, shape, shipped_config_lines, shipped_configs, string, table)
+from .run_setup import ELECTRON_METHODS, LATTICE, SD_MODEL, add_set_argument, check_settings, read_config
 
 __all__ = ["HELP", "studies", "load_config", "run_study", "analyze_study", "output_patterns", "add_arguments", "run"]
 
@@ -52,7 +53,6 @@ def _window(value, name):
 
 
 def _schema() -> dict:
-    from .generate import LATTICE, SD_MODEL
     from .simulate import DYNAMICS
     dynamics = {k: v for k, v in DYNAMICS.items() if k not in ("seed", "initial")}  # set per run
     return {
@@ -67,7 +67,7 @@ def _schema() -> dict:
                      "snapshots": Key(integer(1), 4), "every": Key(integer(1), 1), "figures": Key(boolean(), True)},
         "check": {"enabled": Key(boolean(), True), "shape": Key(shape()), "runs": Key(integer(2), 4),
                   "steps": Key(integer(1), OMIT),
-                  "method": Key(one_of("ed", "kpm"), "ed"), "method_settings": Key(table(), {}),
+                  "method": Key(one_of(*ELECTRON_METHODS), ELECTRON_METHODS[0]), "method_settings": Key(table(), {}),
                   "model": Key(lambda v, n: check_table(n, v, SD_MODEL))},
     }
 
@@ -76,7 +76,6 @@ def load_config(name_or_path, overrides=(), *, size: int | None = None, runs: in
                 model=None) -> dict:
     """A checked study config from a shipped name or a TOML path, with --set overrides, --size,
     --runs and --model applied."""
-    from .generate import read_config
     shipped = studies()
     path = shipped.get(str(name_or_path))
     if path is None:
@@ -103,10 +102,8 @@ def load_config(name_or_path, overrides=(), *, size: int | None = None, runs: in
     if cfg["check"] is not None and not cfg["check"]["enabled"]:
         cfg["check"] = None  # switched off, e.g. --set check.enabled=false
     if cfg["check"] is not None:  # KPM's settings (moments, ...); ED has none
-        from .generate import KPM_SETTINGS
         c = cfg["check"]
-        c["method_settings"] = check_table("check.method_settings", c["method_settings"],
-                                           {"ed": {}, "kpm": KPM_SETTINGS}[c["method"]])
+        c["method_settings"] = check_settings("check.method_settings", c["method"], c["method_settings"])
     if cfg["order"] == "chirality" and cfg["lattice"]["kind"] != "triangular":
         raise ValueError(f"order = 'chirality' (domain walls) needs lattice.kind = 'triangular', "
                          f"got {cfg['lattice']['kind']!r}")
@@ -607,8 +604,7 @@ def add_arguments(p) -> None:
     p.add_argument("--size", type=int, help="lattice side L (L x L sites)")
     p.add_argument("--runs", type=int, help="number of runs in the ensemble")
     p.add_argument("--model", help="TorchScript model or committee (default: the shipped model of the study)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set dynamics.steps=4000 or --set device=\"cuda\" (repeatable)")
+    add_set_argument(p, 'dynamics.steps=4000 or --set device="cuda"', metavar="KEY=VALUE")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--overwrite", action="store_true", help="replace what an earlier study wrote into the folder")
     group.add_argument("--resume", action="store_true", help="continue an interrupted study (finished runs are kept)")

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..outputs import atomic_write
 from ..providers import uncertainty_scalars
 from .model import (DTYPES, TORCHSCRIPT_FORMAT, TORCHSCRIPT_FORMAT_VERSION, SiteEnergyModel, export_torchscript,
                     load_model)
@@ -239,9 +240,8 @@ def train_committee(config, out_dir, members: int, *, resume: bool = False, over
             bar.close()
     index = {"members": [str(p.relative_to(out_dir)) for p in paths],
              "seeds": [base_seed + k for k in range(members)], "config": cfg}
-    tmp = out_dir / (COMMITTEE_FILE + ".partial")
-    tmp.write_text(json.dumps(index, indent=2))
-    tmp.replace(out_dir / COMMITTEE_FILE)
+    with atomic_write(out_dir / COMMITTEE_FILE) as tmp:
+        tmp.write_text(json.dumps(index, indent=2))
     return paths
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..descriptors.registry import make_descriptor
+from ..outputs import atomic_write
 
 __all__ = ["SiteEnergyModel", "build_model", "save_model", "load_model", "export_torchscript", "compute_fields",
            "quiet_torchscript", "MODEL_FORMAT", "MODEL_FORMAT_VERSION", "TORCHSCRIPT_FORMAT",
@@ -137,10 +138,8 @@ def model_record(model: SiteEnergyModel, training_data: list, config: dict) -> d
 
 
 def save_model(path, record: dict) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".partial")
-    torch.save(record, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        torch.save(record, tmp)
 
 
 def read_model_record(path) -> dict:
@@ -226,9 +225,6 @@ def export_torchscript(model: nn.Module, out, overwrite: bool = False) -> Path:
     # Fields need the gradient with respect to the spins only. Weights that require grad would
     # make TorchScript's autodiff compute their gradients too (about +50 % per call).
     model.requires_grad_(False)
-    with quiet_torchscript():
-        scripted = torch.jit.script(model)
-        tmp = out.with_suffix(out.suffix + ".partial")
-        scripted.save(str(tmp))
-    tmp.replace(out)
+    with quiet_torchscript(), atomic_write(out) as tmp:
+        torch.jit.script(model).save(str(tmp))
     return out

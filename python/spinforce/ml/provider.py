@@ -32,13 +32,7 @@ class MLForceField(ProviderMixin, _core.MLForceField):
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"TorchScript file {path} does not exist")
-        super().__init__(path, lattice, device=str(device), dtype=dtype)
-        from ..descriptors.registry import descriptor_version
-        have = descriptor_version(self.descriptor_kind)
-        if have != self.descriptor_version:
-            raise ValueError(f"{path} was exported with {self.descriptor_kind} descriptor version "
-                             f"{self.descriptor_version}; this spinforce has "
-                             f"{'none' if have is None else f'version {have}'}; retrain or re-export the model")
+        super().__init__(path, lattice, device=str(device), dtype=dtype)  # the core checks the file's manifest
         self.path = path
         self.lattice = lattice
 

@@ -30,7 +30,7 @@ def perturbed_configuration(lattice, rng) -> np.ndarray:
     kind = rng.integers(4)
     if kind == 0:
         base = lattice.ferromagnetic()
-    elif kind == 1 and lattice.kind != "triangular" and not any(L % 2 for L in lattice.shape):
+    elif kind == 1 and lattice.kind_info["bipartite"] and not any(L % 2 for L in lattice.shape):
         base = lattice.neel()
     elif kind in (1, 2):
         q = 2 * np.pi * rng.integers(0, lattice.shape[0], size=lattice.dim) / lattice.shape[0]

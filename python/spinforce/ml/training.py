@@ -63,9 +63,9 @@ import torch
 from ..config import (OMIT, Key, boolean, check_sections, check_table, device, int_list, integer, number, one_of,
                       string, strings)
 from ..data import dict_differences, read_dataset
-from ..generate import read_config
 from ..distributed import Ranks as _Ranks, join_ranks
-from ..outputs import prepare_outputs
+from ..outputs import atomic_write, prepare_outputs
+from ..run_setup import read_config
 from ..descriptors.registry import DEFAULT_KIND
 from .model import DTYPES, SiteEnergyModel, build_model, load_model, model_record, save_model
 
@@ -522,12 +522,11 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
                          and (float(t["energy_weight"]) == 0 or epoch >= first_full_weight))
         if ranks.rank == 0:
             _write_csv(log_path, history)
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        "epoch": epoch + 1, "history": history, "best": best, "best_epoch": best_epoch,
-                        "stale": stale, "stopped_early": stopped_early, "config": cfg},
-                       ckpt_path.with_suffix(".pt.partial"))
-            ckpt_path.with_suffix(".pt.partial").replace(ckpt_path)
+            with atomic_write(ckpt_path) as tmp:
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                            "epoch": epoch + 1, "history": history, "best": best, "best_epoch": best_epoch,
+                            "stale": stale, "stopped_early": stopped_early, "config": cfg}, tmp)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(val_torque=f"{va['torque_rmse']:.3g}", best=f"{best:.3g}",
