@@ -192,14 +192,15 @@ std::tuple<at::Tensor, at::Tensor> variables_double_backward_cuda(const at::Tens
 
 at::Tensor invariants_cuda(const at::Tensor& c_in, const at::Tensor& rho_in, at::TensorList plan,
                            at::IntArrayRef sizes, double floor_sq) {
-  std::vector<at::Tensor> hold;
-  const InvariantPlan p = make_invariant_plan(c_in, rho_in, plan, sizes, hold);
+  std::vector<at::Tensor> plan_tensors;
+  const InvariantPlan p = make_invariant_plan(c_in, rho_in, plan, sizes, plan_tensors);
   const at::Tensor c = feature_major(c_in), rho = feature_major(rho_in);
   const int64_t N = c_in.size(0);
   at::Tensor out = at::empty({p.num_outputs(), N}, c.options());
   at::Tensor scratch = at::empty({p.num_scratch(), N}, c.options());
+  const double* coef = plan_tensors[kKappaCoef].data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES(c.scalar_type(), "descriptor_invariants_cuda", [&] {
-    kernels::invariants<scalar_t>(p, hold[12].data_ptr<double>(), static_cast<scalar_t>(floor_sq),
+    kernels::invariants<scalar_t>(p, coef, static_cast<scalar_t>(floor_sq),
                                   c.data_ptr<scalar_t>(), rho.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
                                   scratch.data_ptr<scalar_t>(), N, c_in.get_device());
   });
@@ -209,15 +210,16 @@ at::Tensor invariants_cuda(const at::Tensor& c_in, const at::Tensor& rho_in, at:
 std::tuple<at::Tensor, at::Tensor> invariants_backward_cuda(const at::Tensor& grad_in, const at::Tensor& c_in,
                                                             const at::Tensor& rho_in, at::TensorList plan,
                                                             at::IntArrayRef sizes, double floor_sq) {
-  std::vector<at::Tensor> hold;
-  const InvariantPlan p = make_invariant_plan(c_in, rho_in, plan, sizes, hold);
+  std::vector<at::Tensor> plan_tensors;
+  const InvariantPlan p = make_invariant_plan(c_in, rho_in, plan, sizes, plan_tensors);
   check_same(grad_in, c_in, "grad", p.num_outputs(), "c");
   const at::Tensor c = feature_major(c_in), rho = feature_major(rho_in), grad = feature_major(grad_in);
   const int64_t N = c_in.size(0);
   at::Tensor grad_c = at::empty_like(c), grad_rho = at::empty_like(rho);
   at::Tensor scratch = at::empty({p.num_scratch(), N}, c.options());
+  const double* coef = plan_tensors[kKappaCoef].data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES(c.scalar_type(), "descriptor_invariants_backward_cuda", [&] {
-    kernels::invariants_vjp<scalar_t>(p, hold[12].data_ptr<double>(), static_cast<scalar_t>(floor_sq),
+    kernels::invariants_vjp<scalar_t>(p, coef, static_cast<scalar_t>(floor_sq),
                                       c.data_ptr<scalar_t>(), rho.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(),
                                       grad_c.data_ptr<scalar_t>(), grad_rho.data_ptr<scalar_t>(),
                                       scratch.data_ptr<scalar_t>(), N, c_in.get_device());

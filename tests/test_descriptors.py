@@ -191,6 +191,52 @@ def test_invariants_op_gradcheck_and_gradgradcheck():
         torch.ops.spinforce.descriptor_invariants(c, rho, plan, [sizes[0] - 1] + sizes[1:], floor_sq)
 
 
+def test_invariant_plan_is_passed_by_name_in_the_op_order():
+    """Descriptor hands descriptor_invariants its buffers in the order the op declares, and the op
+    names the plan tensor at fault when the list is wrong."""
+    desc = Descriptor(Lattice("square", (5, 5)))
+    names = list(spinforce._core.invariant_plan_tensors)
+    plan = desc.plan_tensors()
+    assert len(names) == len(plan) == 13 and len(set(names)) == 13
+    for name, tensor in zip(names, plan):
+        assert tensor is getattr(desc, name), name
+    _, sizes, floor_sq = _invariant_args(desc)
+    c = torch.randn(2, desc.num_coefficients - desc.num_a1)
+    rho = torch.randn(2, desc.W.size(0) - desc.num_coefficients)
+    op = torch.ops.spinforce.descriptor_invariants
+
+    def wrong(name, value):
+        return [value if n == name else t for n, t in zip(names, plan)]
+
+    def at(name):
+        return rf"plan\[{names.index(name)}\] \({name}\) "
+
+    with pytest.raises(ValueError, match=r"plan must hold 13 tensors \(norm_of, .*, kappa_coef\), got 12"):
+        op(c, rho, plan[:-1], sizes, floor_sq)
+    with pytest.raises(ValueError, match=at("bis_of") + "must be a 1-d Long tensor"):
+        op(c, rho, wrong("bis_of", desc.kappa_coef), sizes, floor_sq)
+    with pytest.raises(ValueError, match=at("kappa_coef") + "must be a 1-d Double tensor"):
+        op(c, rho, wrong("kappa_coef", desc.kappa_coef.float()), sizes, floor_sq)
+    with pytest.raises(ValueError, match=at("phase_r") + rf"has {len(desc.phase_r) - 1} entries, expected "
+                       rf"{len(desc.phase_r)}"):
+        op(c, rho, wrong("phase_r", desc.phase_r[:-1]), sizes, floor_sq)
+    with pytest.raises(ValueError, match=at("bis_k") + rf"entries must lie in \[0, {desc.num_kappa}\)"):
+        op(c, rho, wrong("bis_k", desc.bis_k + desc.num_kappa), sizes, floor_sq)
+
+
+def test_descriptor_refuses_a_core_with_other_plan_tensors(monkeypatch):
+    """A core built from other sources, whose op takes plan tensors the Descriptor does not build
+    (or does not take one it builds), is refused at construction."""
+    import spinforce.descriptors.module as module
+    declared = module.PLAN_TENSORS
+    monkeypatch.setattr(module, "PLAN_TENSORS", declared + ("kappa_weight",))
+    with pytest.raises(RuntimeError, match="kappa_weight.*rebuild spinforce._core"):
+        Descriptor(Lattice("square", (5, 5)))
+    monkeypatch.setattr(module, "PLAN_TENSORS", declared[:-1])
+    with pytest.raises(RuntimeError, match="builds .*kappa_coef.*rebuild spinforce._core"):
+        Descriptor(Lattice("square", (5, 5)))
+
+
 def test_descriptor_gradcheck_and_gradgradcheck():
     lattice = Lattice("square", (5, 5))
     desc = Descriptor(lattice)

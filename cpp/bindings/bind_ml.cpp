@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "bindings/bindings.hpp"
+#include "descriptors/invariants_ops.hpp"
 #include "ml/manifest.hpp"
 #include "ml/ml_force_field.hpp"
 
@@ -16,6 +17,10 @@ void bind_ml(py::module_& m) {
     for (const auto& d : manifest::kDescriptorVersions) out[py::str(d.kind)] = d.version;
     return out;
   });
+  // The order of descriptor_invariants' plan tensors: Descriptor builds the list by these names.
+  py::tuple plan_tensors(static_cast<size_t>(descriptors::kNumPlanTensors));
+  for (int64_t k = 0; k < descriptors::kNumPlanTensors; ++k) plan_tensors[k] = descriptors::kPlanTensorNames[k];
+  m.attr("invariant_plan_tensors") = plan_tensors;
   py::class_<MLForceField, FieldProvider, std::shared_ptr<MLForceField>>(m, "MLForceField")
       .def(py::init([](const std::string& path, std::shared_ptr<Lattice> lattice, const std::string& device,
                        std::optional<std::string> dtype) {

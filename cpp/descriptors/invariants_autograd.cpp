@@ -17,9 +17,9 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 // Autograd counts every tensor of a TensorList argument as one input: gradients for the
-// differentiable leading arguments, then undefined ones for plan (kPlanTensors), sizes, floor_sq.
+// differentiable leading arguments, then undefined ones for plan (kNumPlanTensors), sizes, floor_sq.
 variable_list with_plan_slots(variable_list leading) {
-  leading.resize(leading.size() + kPlanTensors + 2);
+  leading.resize(leading.size() + kNumPlanTensors + 2);
   return leading;
 }
 
@@ -46,16 +46,21 @@ std::tuple<at::Tensor, at::Tensor> call_invariants_backward(const at::Tensor& gr
 // The invariants as differentiable ATen operations (same layout as the fused kernel).
 at::Tensor invariants_composite(const at::Tensor& c, const at::Tensor& rho, const std::vector<at::Tensor>& plan,
                                 const std::vector<int64_t>& sizes, double floor_sq) {
-  const int64_t n = c.size(0), G = sizes[0], P = sizes[1], K = sizes[2], B = sizes[3];
+  const int64_t n = c.size(0), num_norm_groups = sizes[0], num_power_features = sizes[1],
+                num_kappa_entries = sizes[2], num_bispectrum_features = sizes[3];
   auto zeros = [&](int64_t k) { return at::zeros({n, k}, c.options()); };
-  const at::Tensor norm = at::sqrt(zeros(G).index_add(1, plan[0], rho * rho) + floor_sq);
-  const at::Tensor power = zeros(P).index_add(1, plan[1], c * c);
+  const at::Tensor norm = at::sqrt(zeros(num_norm_groups).index_add(1, plan[kNormOf], rho * rho) + floor_sq);
+  const at::Tensor power = zeros(num_power_features).index_add(1, plan[kEntryOf], c * c);
   const at::Tensor phase =
-      zeros(P).index_add(1, plan[1], c * rho.index_select(1, plan[2])) / norm.index_select(1, plan[3]);
-  const at::Tensor terms = rho.index_select(1, plan[4]) * rho.index_select(1, plan[5]) * plan[12].to(c.scalar_type()) /
-                           (norm.index_select(1, plan[6]) * norm.index_select(1, plan[7]));
-  const at::Tensor kappa = zeros(K).index_add(1, plan[8], terms);
-  const at::Tensor bis = zeros(B).index_add(1, plan[11], c.index_select(1, plan[9]) * kappa.index_select(1, plan[10]));
+      zeros(num_power_features).index_add(1, plan[kEntryOf], c * rho.index_select(1, plan[kPhaseR])) /
+      norm.index_select(1, plan[kPhaseNorm]);
+  const at::Tensor terms = rho.index_select(1, plan[kKappaR1]) * rho.index_select(1, plan[kKappaR2]) *
+                           plan[kKappaCoef].to(c.scalar_type()) /
+                           (norm.index_select(1, plan[kKappaN1]) * norm.index_select(1, plan[kKappaN2]));
+  const at::Tensor kappa = zeros(num_kappa_entries).index_add(1, plan[kKappaOf], terms);
+  const at::Tensor bis = zeros(num_bispectrum_features)
+                             .index_add(1, plan[kBisOf],
+                                        c.index_select(1, plan[kBisC]) * kappa.index_select(1, plan[kBisK]));
   return at::cat({power, phase, bis}, 1);
 }
 

@@ -1,9 +1,11 @@
 """spinforce.Descriptor: symmetry-invariant features of every site's spin environment."""
 import math
+from typing import List
 
 import numpy as np
 import torch
 
+from .. import _core
 from .environment import build_environment, default_triangle_cutoff
 from .groups import invariant_tensors, point_group
 from .reference import local_spin_variables as reference_variables
@@ -12,6 +14,9 @@ __all__ = ["Descriptor"]
 
 _VERSION = 1
 _KINDS = ("a1", "power", "phase", "bispectrum")
+# The tensors of descriptor_invariants' plan argument in the op's order, declared once in
+# cpp/descriptors/invariants_ops.hpp; the Descriptor holds them as buffers of these names.
+PLAN_TENSORS: tuple = tuple(_core.invariant_plan_tensors)
 
 
 def _long(values) -> torch.Tensor:
@@ -166,6 +171,12 @@ class Descriptor(torch.nn.Module):
                        bis_k=bis_k, bis_of=bis_of, **{f"kappa_{k}": v for k, v in kappa.items()})
         for name, value in buffers.items():
             self.register_buffer(name, _long(value))
+        built = set(buffers) | {"kappa_coef"}
+        if built != set(PLAN_TENSORS):
+            raise RuntimeError(f"the compiled core's descriptor_invariants takes the plan tensors {PLAN_TENSORS}, "
+                               f"but Descriptor builds {tuple(sorted(built))}: rebuild spinforce._core from this "
+                               "source tree")
+        self.plan_tensor_names: List[str] = list(PLAN_TENSORS)
 
     # --- evaluation ---------------------------------------------------------------------------
     def forward(self, spins: torch.Tensor) -> torch.Tensor:
@@ -221,12 +232,9 @@ class Descriptor(torch.nn.Module):
         a1 = c[:, : self.num_a1]
         rest = c[:, self.num_a1:]
         if self.use_op:
-            plan = [self.norm_of, self.entry_of, self.phase_r, self.phase_norm, self.kappa_r1, self.kappa_r2,
-                    self.kappa_n1, self.kappa_n2, self.kappa_of, self.bis_c, self.bis_k, self.bis_of,
-                    self.kappa_coef.to(torch.float64)]  # float64 even after module.float()
             sizes = [self.num_norms, self.num_power, self.num_kappa, self.num_bispectrum]
-            rest_invariants = torch.ops.spinforce.descriptor_invariants(rest.contiguous(), rho, plan, sizes,
-                                                                        self.floor_sq)
+            rest_invariants = torch.ops.spinforce.descriptor_invariants(rest.contiguous(), rho, self.plan_tensors(),
+                                                                        sizes, self.floor_sq)
             return torch.cat([a1, rest_invariants], dim=1)
         norm = torch.sqrt(self._zeros(n, self.num_norms, v).index_add(1, self.norm_of, rho * rho) + self.floor_sq)
         power = self._zeros(n, self.num_power, v).index_add(1, self.entry_of, rest * rest)
@@ -238,6 +246,16 @@ class Descriptor(torch.nn.Module):
         bispectrum = self._zeros(n, self.num_bispectrum, v).index_add(
             1, self.bis_of, rest.index_select(1, self.bis_c) * kappa.index_select(1, self.bis_k))
         return torch.cat([a1, power, phase, bispectrum], dim=1)
+
+    def plan_tensors(self) -> List[torch.Tensor]:
+        """The plan argument of descriptor_invariants: the buffers named in PLAN_TENSORS, in that
+        order; index tables as int64, coefficients as float64 (even after module.float())."""
+        named = {name: tensor for name, tensor in self.named_buffers()}
+        plan: List[torch.Tensor] = []
+        for name in self.plan_tensor_names:
+            tensor = named[name]
+            plan.append(tensor.to(torch.float64) if tensor.is_floating_point() else tensor)
+        return plan
 
     def _zeros(self, n: int, k: int, like: torch.Tensor) -> torch.Tensor:
         return torch.zeros(n, k, dtype=like.dtype, device=like.device)

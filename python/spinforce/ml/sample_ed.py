@@ -25,14 +25,19 @@ def _random_rotation(rng) -> np.ndarray:
     return q if np.linalg.det(q) > 0 else -q
 
 
+# The families a snapshot is drawn from, equally often; "neel" falls back to a spiral on
+# lattices without a Neel state.
+STATE_FAMILIES = ("ferromagnet", "neel", "spiral", "random")
+
+
 def perturbed_configuration(lattice, rng) -> np.ndarray:
     """One snapshot: a randomly oriented ordered state plus noise of random amplitude, or random."""
-    kind = rng.integers(4)
-    if kind == 0:
+    family = STATE_FAMILIES[rng.integers(len(STATE_FAMILIES))]
+    if family == "ferromagnet":
         base = lattice.ferromagnetic()
-    elif kind == 1 and lattice.kind_info["bipartite"] and not any(L % 2 for L in lattice.shape):
+    elif family == "neel" and lattice.kind_info["bipartite"] and not any(L % 2 for L in lattice.shape):
         base = lattice.neel()
-    elif kind in (1, 2):
+    elif family in ("neel", "spiral"):
         q = 2 * np.pi * rng.integers(0, lattice.shape[0], size=lattice.dim) / lattice.shape[0]
         base = lattice.spiral(q)
     else:

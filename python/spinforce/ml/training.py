@@ -336,12 +336,13 @@ def _normalise(model: SiteEnergyModel, parts: list[_Part]) -> dict:
     return {"torque_rms": torque_rms, "field_rms": math.sqrt(field_sq / n_sites)}
 
 
-def _make_scheduler(optimizer, t: dict):
-    if t["lr_schedule"] == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=float(t["lr_factor"]),
-                                                          patience=int(t["lr_patience"]), min_lr=float(t["min_lr"]))
-    if t["lr_schedule"] == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(t["lr_gamma"]))
+def _make_scheduler(optimizer, training: dict):
+    if training["lr_schedule"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=float(training["lr_factor"]),
+                                                          patience=int(training["lr_patience"]),
+                                                          min_lr=float(training["min_lr"]))
+    if training["lr_schedule"] == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(training["lr_gamma"]))
     return None
 
 
@@ -391,7 +392,7 @@ def train(config, *, resume: bool = False, overwrite: bool = False, progress: bo
             dist.destroy_process_group()
 
 
-def _batch_loss(model, part: _Part, sel, batch_frames: int, lam: float, inv_scale2: float) -> torch.Tensor:
+def _batch_loss(model, part: _Part, sel, batch_frames: int, energy_weight: float, inv_scale2: float) -> torch.Tensor:
     """The loss of the mini-batch of batch_frames snapshots, or, for sel a share of them, the
     share's part of it: its sums divided by the whole batch's counts (the shares add up to it)."""
     sel = torch.as_tensor(sel)
@@ -401,18 +402,18 @@ def _batch_loss(model, part: _Part, sel, batch_frames: int, lam: float, inv_scal
     energy_sq = ((e_pred - e) / s.shape[1]) ** 2
     if len(sel) == batch_frames:
         loss = torque_sq.mean() * inv_scale2
-        if lam > 0:
-            loss = loss + lam * energy_sq.mean() * inv_scale2
+        if energy_weight > 0:
+            loss = loss + energy_weight * energy_sq.mean() * inv_scale2
         return loss
     loss = torque_sq.sum() / (batch_frames * s.shape[1]) * inv_scale2
-    if lam > 0:
-        loss = loss + lam * energy_sq.sum() / batch_frames * inv_scale2
+    if energy_weight > 0:
+        loss = loss + energy_weight * energy_sq.sum() / batch_frames * inv_scale2
     return loss
 
 
 def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ranks = _Ranks(),
            device: torch.device | None = None) -> TrainingResult:
-    t = cfg["training"]
+    training = cfg["training"]
     run_dir = Path(cfg["output"]["dir"])
     ckpt_path, model_path, log_path = run_dir / "checkpoint.pt", run_dir / "model.pt", run_dir / "log.csv"
     checkpoint = None
@@ -428,10 +429,10 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
                 raise ValueError(f"cannot resume {run_dir}: config [{section}] differs from the checkpoint's ("
                                  + "; ".join(dict_differences(checkpoint["config"][section], cfg[section])) + ")")
     # the data and model are checked before the run folder is touched
-    seed = int(t["seed"])
+    seed = int(training["seed"])
     torch.manual_seed(seed)
     dtype = DTYPES[cfg["model"]["dtype"]]
-    device = device or torch.device(t["device"])
+    device = device or torch.device(training["device"])
     parts, lattices, data_records = _load_parts(cfg, dtype, seed, device)
     desc = dict(cfg["descriptor"])
     kind = desc.pop("kind")
@@ -445,8 +446,9 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
     ranks.on_rank0(prepare)
     data_scale = _normalise(model, parts)
     # Decoupled weight decay (AdamW; 0 is plain Adam): a brake on memorising correlated frames.
-    optimizer = torch.optim.AdamW(model.parameters(), lr=float(t["learning_rate"]), weight_decay=float(t["weight_decay"]))
-    scheduler = _make_scheduler(optimizer, t)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(training["learning_rate"]),
+                                  weight_decay=float(training["weight_decay"]))
+    scheduler = _make_scheduler(optimizer, training)
     history, start_epoch, best, best_epoch, stale = [], 0, math.inf, -1, 0
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
@@ -461,13 +463,13 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
     if ranks.rank == 0:
         (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
 
-    bs = int(t["batch_size"])
-    batches = [(p, i) for p, part in enumerate(parts) for i in range(0, len(part.train), bs)]
+    batch_size = int(training["batch_size"])
+    batches = [(p, i) for p, part in enumerate(parts) for i in range(0, len(part.train), batch_size)]
     inv_scale2 = 1.0 / float(model.energy_scale) ** 2
     has_val = any(len(p.val) for p in parts)
     stopped_early = checkpoint is not None and checkpoint.get("stopped_early", False)
-    epochs = int(t["epochs"])
-    first_full_weight = int(t["energy_weight_start"]) + max(int(t["energy_weight_ramp"]) - 1, 0)
+    epochs = int(training["epochs"])
+    first_full_weight = int(training["energy_weight_start"]) + max(int(training["energy_weight_ramp"]) - 1, 0)
     bar = None
     if progress and start_epoch < epochs and not stopped_early:
         from tqdm.auto import tqdm
@@ -475,7 +477,7 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
     for epoch in range(start_epoch, epochs):
         if stopped_early:
             break
-        lam = energy_weight_at(epoch, t)
+        energy_weight = energy_weight_at(epoch, training)
         # Shuffles come from a generator keyed by (seed, epoch): a resumed run needs no RNG state.
         gen = torch.Generator().manual_seed(seed * 100003 + epoch)
         perms = [part.train[torch.randperm(len(part.train), generator=gen).numpy()] for part in parts]
@@ -483,43 +485,43 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
         model.train()
         for b in torch.randperm(len(batches), generator=gen).tolist():
             p, start = batches[b]
-            batch = perms[p][start:start + bs]
+            batch = perms[p][start:start + batch_size]
             mine = ranks.share(batch)  # the whole batch on one process
             optimizer.zero_grad(set_to_none=True)
             if len(mine):
-                loss = _batch_loss(model, parts[p], mine, len(batch), lam, inv_scale2)
+                loss = _batch_loss(model, parts[p], mine, len(batch), energy_weight, inv_scale2)
                 loss.backward()
                 loss_sum += float(loss.detach())
             ranks.sum_gradients(model.parameters())
             optimizer.step()
         (loss_sum,) = ranks.sum([loss_sum])
         model.eval()
-        tr = evaluate(model, parts, "train", bs, ranks)
-        va = evaluate(model, parts, "val", bs, ranks) if has_val else tr
-        row = {"epoch": epoch + 1, "learning_rate": optimizer.param_groups[0]["lr"], "energy_weight": lam,
-               "loss": loss_sum / len(batches), **{f"train_{k}": v for k, v in tr.items()},
-               **{f"val_{k}": v for k, v in va.items()}}
+        train_metrics = evaluate(model, parts, "train", batch_size, ranks)
+        val_metrics = evaluate(model, parts, "val", batch_size, ranks) if has_val else train_metrics
+        row = {"epoch": epoch + 1, "learning_rate": optimizer.param_groups[0]["lr"], "energy_weight": energy_weight,
+               "loss": loss_sum / len(batches), **{f"train_{k}": v for k, v in train_metrics.items()},
+               **{f"val_{k}": v for k, v in val_metrics.items()}}
         if not math.isfinite(row["loss"]):
             raise ValueError(f"training diverged at epoch {epoch + 1}: the loss is not finite; lower "
-                             f"training.learning_rate (now {t['learning_rate']:g})")
+                             f"training.learning_rate (now {training['learning_rate']:g})")
         history.append(row)
-        monitor = va["torque_rmse"]
-        if float(t["energy_weight"]) > 0 and epoch == first_full_weight:
+        monitor = val_metrics["torque_rmse"]
+        if float(training["energy_weight"]) > 0 and epoch == first_full_weight:
             # Models from before the energy term reached full weight are not kept as best, and
             # early stopping counts afresh: their energies were not trained yet.
             best, stale = math.inf, 0
         if scheduler is not None:
-            scheduler.step(monitor) if t["lr_schedule"] == "plateau" else scheduler.step()
-        if monitor < best * (1.0 - float(t["early_stop_min_delta"])):
+            scheduler.step(monitor) if training["lr_schedule"] == "plateau" else scheduler.step()
+        if monitor < best * (1.0 - float(training["early_stop_min_delta"])):
             best, best_epoch, stale = monitor, epoch + 1, 0
             if ranks.rank == 0:
                 rec = model_record(model, data_records, cfg)
-                rec["metrics"] = {"epoch": epoch + 1, "train": tr, "val": va, "data": data_scale}
+                rec["metrics"] = {"epoch": epoch + 1, "train": train_metrics, "val": val_metrics, "data": data_scale}
                 save_model(model_path, rec)
         else:
             stale += 1
-        stopped_early = (int(t["early_stop_patience"]) > 0 and stale >= int(t["early_stop_patience"])
-                         and (float(t["energy_weight"]) == 0 or epoch >= first_full_weight))
+        stopped_early = (int(training["early_stop_patience"]) > 0 and stale >= int(training["early_stop_patience"])
+                         and (float(training["energy_weight"]) == 0 or epoch >= first_full_weight))
         if ranks.rank == 0:
             _write_csv(log_path, history)
             with atomic_write(ckpt_path) as tmp:
@@ -529,7 +531,7 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
                             "stale": stale, "stopped_early": stopped_early, "config": cfg}, tmp)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(val_torque=f"{va['torque_rmse']:.3g}", best=f"{best:.3g}",
+            bar.set_postfix(val_torque=f"{val_metrics['torque_rmse']:.3g}", best=f"{best:.3g}",
                             lr=f"{optimizer.param_groups[0]['lr']:.1e}")
         if stopped_early:
             if bar is not None:
@@ -552,13 +554,13 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
         best_model.eval()
     if has_test:
         # Trajectories never trained on and never used to pick the model: the held-out error.
-        best_rec["metrics"]["test"] = evaluate(best_model, parts, "test", bs, ranks)
+        best_rec["metrics"]["test"] = evaluate(best_model, parts, "test", batch_size, ranks)
         best_rec["metrics"]["test"]["frames"] = int(sum(len(p.test) for p in parts))
         best_rec["metrics"]["test"]["torque_rms"] = torque_rms(parts, "test")
     if ranks.rank == 0:
         (run_dir / "metrics.json").write_text(json.dumps(best_rec["metrics"], indent=2))
         if cfg["output"]["plots"]:
-            write_plots(best_model, parts, "val" if has_val else "train", bs, run_dir / "plots")
+            write_plots(best_model, parts, "val" if has_val else "train", batch_size, run_dir / "plots")
     ranks.barrier()  # every rank returns once the run's files are written
     return TrainingResult(run_dir, model_path, best_rec["metrics"]["epoch"],
                           {k: best_rec["metrics"][k] for k in ("train", "val", "test") if k in best_rec["metrics"]},
