@@ -1,9 +1,6 @@
 """Domain-decomposed LLG (`torchrun -m spinforce simulate`, gloo): the lattice cut into slabs with
 halos gives the fields and the trajectory of the undivided lattice, resumes like one process,
 works for the ML and the Heisenberg provider, and bad splits are clear errors."""
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +12,7 @@ import torch.multiprocessing as mp
 from spinforce.data import read_dataset
 from spinforce.distributed import reach
 from spinforce.simulate import simulate
-from test_distributed_training import free_port
+from test_distributed_training import torchrun
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 MODEL = str(Path(sf.__file__).parent / "models" / "de_square.ts")
@@ -194,18 +191,7 @@ def test_two_ranks_follow_one_process_resume_and_reject_bad_splits(tmp_path):
 
 @pytest.mark.slow  # starts 2 processes that import torch
 def test_torchrun_simulate_on_two_processes(tmp_path):
-    import json
-    cfg = heisenberg_config(tmp_path / "two.h5")
-    toml = "\n".join(f"{k} = {json.dumps(v)}" for k, v in cfg.items() if not isinstance(v, dict)) + "\n" + \
-        "\n".join(f"[{section}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
-                  for section, table in cfg.items() if isinstance(table, dict))
-    (tmp_path / "run.toml").write_text(toml)
-    here = str(Path(sf.__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p),
-               OMP_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          f"--master_port={free_port()}", "-m", "spinforce", "simulate", str(tmp_path / "run.toml")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    run = torchrun("simulate", heisenberg_config(tmp_path / "two.h5"), tmp_path / "run.toml")
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("frames, step 20") == 1  # rank 0 alone reports
     simulate(heisenberg_config(tmp_path / "one.h5"), progress=False)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import spinforce  # noqa: F401  before torch (also in the spawned ranks)
+import spinforce  # before torch (also in the spawned ranks)
 import torch
 import torch.multiprocessing as mp
 
@@ -78,20 +78,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # starts 2 processes that import torch
-def test_torchrun_two_ranks_follow_the_one_rank_loss_curve(dataset, reference, tmp_path):
-    cfg = config(dataset, tmp_path / "run")
-    toml = "\n".join(f"[{section}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
-                     for section, table in cfg.items())
-    (tmp_path / "train.toml").write_text(toml)
-    # the ranks import the spinforce this test imports (installed, or the source tree in development)
-    import spinforce
+def torchrun(command: str, cfg: dict, config_path: Path) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node=2 -m spinforce COMMAND CONFIG`, cfg written as TOML to config_path
+    (top-level keys, then one table per dict). The ranks import the spinforce this test imports
+    (installed, or the source tree in development)."""
+    plain = [f"{k} = {json.dumps(v)}" for k, v in cfg.items() if not isinstance(v, dict)]
+    tables = [f"[{section}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
+              for section, table in cfg.items() if isinstance(table, dict)]
+    config_path.write_text("\n".join(plain + tables) + "\n")
     here = str(Path(spinforce.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p),
                OMP_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          f"--master_port={free_port()}", "-m", "spinforce", "train", str(tmp_path / "train.toml")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           f"--master_port={free_port()}", "-m", "spinforce", command, str(config_path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.slow  # starts 2 processes that import torch
+def test_torchrun_two_ranks_follow_the_one_rank_loss_curve(dataset, reference, tmp_path):
+    run = torchrun("train", config(dataset, tmp_path / "run"), tmp_path / "train.toml")
     assert run.returncode == 0, run.stderr[-3000:]
     with open(tmp_path / "run" / "log.csv") as f:
         history = list(csv.DictReader(f))
