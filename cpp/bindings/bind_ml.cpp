@@ -42,6 +42,9 @@ void bind_ml(py::module_& m) {
                                return f.uncertainty_threshold();
                              })
       .def_property_readonly("neighbors", &MLForceField::neighbors)
+      .def_property_readonly("neighbor_offsets", &MLForceField::neighbor_offsets)
+      .def_property_readonly("format", &MLForceField::format)
+      .def("_site_energies", &MLForceField::site_energies, py::arg("spins"))
       .def_property_readonly("_workspace", &workspace_stats<MLForceField>);
 }
 

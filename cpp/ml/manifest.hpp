@@ -1,6 +1,7 @@
 #pragma once
 // The manifest of an exported force field: the attributes `spinforce export` writes on the
-// TorchScript module (python/spinforce/ml/model.py) and MLForceField checks when it loads one.
+// TorchScript module (python/spinforce/ml/model.py), or the metadata of a .pt2 package
+// (python/spinforce/ml/pt2.py), which MLForceField checks when it loads one.
 #include <cstdint>
 #include <string>
 
@@ -8,6 +9,12 @@ namespace spinforce::manifest {
 
 constexpr const char* kFormat = "spinforce-torchscript";
 constexpr int64_t kFormatVersion = 1;
+// The compiled AOTInductor package (python/spinforce/ml/pt2.py): the same keys as metadata
+// strings, neighbor_offsets as JSON, plus dtype and device (a package runs only in those).
+constexpr const char* kPt2Format = "spinforce-pt2";
+constexpr int64_t kPt2FormatVersion = 1;
+constexpr const char* kDtypeKey = "dtype";
+constexpr const char* kDeviceKey = "device";
 
 // Attribute names.
 constexpr const char* kFormatKey = "format";

@@ -161,7 +161,7 @@ PROVIDERS = {
     "ed": Method(SD_MODEL, {}, _build_ed, electrons=True),
     "kpm": Method(SD_MODEL, KPM_SETTINGS, _build_kpm, electrons=True),
     "heisenberg": Method(HEISENBERG_MODEL, {}, _build_heisenberg, electrons=False),
-    "ml": Method({}, {"path": Key(string("a TorchScript file")),
+    "ml": Method({}, {"path": Key(string("an exported force field (TorchScript or .pt2)")),
                       "dtype": Key(one_of("float32", "float64"), OMIT)},  # the network's precision; absent: the model's
                  _build_ml, electrons=False),
 }

@@ -96,10 +96,8 @@ def split_provider(cfg: dict, ranks, device):
         halo = max((reach(lattice.shell_offsets(k)) for k, J in ((1, m["J1"]), (2, m["J2"])) if J != 0), default=0)
         why = "the Heisenberg couplings reach"
     elif name == "ml":  # a field is a derivative of the site energies of its neighbours, each reading its own
-        import torch
-        from .ml.model import quiet_torchscript
-        with quiet_torchscript():
-            offsets = torch.jit.load(cfg["method"]["path"], map_location="cpu").neighbor_offsets
+        from .ml.provider import exported_neighbor_offsets
+        offsets = exported_neighbor_offsets(cfg["method"]["path"])
         halo = 2 * reach(offsets)
         why = f"the model needs (twice the {halo // 2} rows of its neighbourhood)"
     else:

@@ -56,7 +56,7 @@ def _schema() -> dict:
     from .simulate import DYNAMICS
     dynamics = {k: v for k, v in DYNAMICS.items() if k not in ("seed", "initial")}  # set per run
     return {
-        "title": Key(string()), "order": Key(one_of(*ORDERS)), "model": Key(string("a TorchScript file"), OMIT),
+        "title": Key(string()), "order": Key(one_of(*ORDERS)), "model": Key(string("an exported force field (TorchScript or .pt2)"), OMIT),
         "device": Key(device(), "cpu"), "threads": Key(integer(0), 0),
         "dtype": Key(one_of("float32", "float64"), "float64"),
         "lattice": LATTICE, "dynamics": dynamics,
@@ -603,7 +603,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="output folder (default: the study's name)")
     p.add_argument("--size", type=int, help="lattice side L (L x L sites)")
     p.add_argument("--runs", type=int, help="number of runs in the ensemble")
-    p.add_argument("--model", help="TorchScript model or committee (default: the shipped model of the study)")
+    p.add_argument("--model", help="exported model or committee, TorchScript or .pt2 (default: the shipped model of the study)")
     add_set_argument(p, 'dynamics.steps=4000 or --set device="cuda"', metavar="KEY=VALUE")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--overwrite", action="store_true", help="replace what an earlier study wrote into the folder")

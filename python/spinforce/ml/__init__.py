@@ -5,7 +5,7 @@ import the trainer, h5py or matplotlib.
 """
 import importlib
 
-_NAMES = {"SiteEnergyModel": "model", "load_model": "model", "export_torchscript": "model",
+_NAMES = {"SiteEnergyModel": "model", "load_model": "model", "export_torchscript": "model", "export_pt2": "pt2",
           "train": "training", "load_config": "training",
           "CommitteeModel": "committee", "train_committee": "committee", "export_committee": "committee",
           "uncertainty_calibration": "committee"}

@@ -97,23 +97,28 @@ class CommitteeModel(nn.Module):
     def threshold(self) -> float | None:
         return None if math.isnan(self.uncertainty_threshold) else self.uncertainty_threshold
 
-    def forward(self, spins: torch.Tensor, neighbors: torch.Tensor):
+    def site_energies_and_fields(self, spins: torch.Tensor, neighbors: torch.Tensor):
+        """(mean site energies (N,), mean fields (N,3), uncertainty (N,))."""
         s = spins.detach().to(self.dtype_reference.dtype).requires_grad_(True)
         features = self.descriptor.features(s, neighbors)
-        energies: List[torch.Tensor] = []
+        site_energies: List[torch.Tensor] = []
         fields: List[torch.Tensor] = []
         for member in self.members:
-            energy = member.energies_from_features(features).sum()
-            grads = torch.autograd.grad([energy], [s], retain_graph=True)
+            e = member.energies_from_features(features)
+            grads = torch.autograd.grad([e.sum()], [s], retain_graph=True)
             grad = grads[0]
             assert grad is not None
-            energies.append(energy.detach())
+            site_energies.append(e.detach())
             fields.append(-grad)
         h = torch.stack(fields)                                   # (K, N, 3)
         h_mean = h.mean(0)
         spread = torch.linalg.cross(s.detach().unsqueeze(0).expand_as(h), h - h_mean, dim=-1)
         uncertainty = torch.sqrt((spread * spread).sum(-1).sum(0) / (h.shape[0] - 1))
-        return torch.stack(energies).mean(), h_mean, uncertainty
+        return torch.stack(site_energies).mean(0), h_mean, uncertainty
+
+    def forward(self, spins: torch.Tensor, neighbors: torch.Tensor):
+        site_energies, fields, uncertainty = self.site_energies_and_fields(spins, neighbors)
+        return site_energies.sum(), fields, uncertainty
 
 
 def _check_compatible(members: list) -> None:

@@ -1,45 +1,67 @@
-"""Export a trained model, or a committee of models, as TorchScript for the C++ field provider.
+"""Export a trained model, or a committee of models, for the C++ field provider.
 
     spinforce export MODEL --torchscript OUT [--overwrite]
+    spinforce export MODEL --pt2 OUT.pt2 [--dtype float32] [--device cuda] [--overwrite]
     spinforce export MODEL MODEL ... --torchscript OUT [--uncertainty-threshold X]
-    spinforce export COMMITTEE_DIR --torchscript OUT [--uncertainty-threshold X]
+    spinforce export COMMITTEE_DIR --pt2 OUT.pt2 [--uncertainty-threshold X]
 
-OUT holds forward(spins (N,3), neighbors (N,m)) -> (energy, fields) for any N on the lattice
-kind of the model, with neighbors = lattice.neighbor_table(module.neighbor_offsets). Run it with
-spinforce.MLForceField(OUT, lattice). Several model files, or a directory of committee members
-(written by spinforce.ml.committee.train_committee), make one committee file: its fields are
-the members' mean and FieldResult.uncertainty holds the spread of their torques per site;
-`spinforce simulate` warns once when that passes the threshold X stored in the file.
+Two formats, both run by spinforce.MLForceField(OUT, lattice) (and `method.path` of
+`spinforce simulate`):
+- TorchScript: forward(spins (N,3), neighbors (N,m)) -> (energy, fields) for any N on the
+  lattice kind of the model, with neighbors = lattice.neighbor_table(module.neighbor_offsets);
+  runs in any dtype and on any device.
+- .pt2 (torch.export + AOTInductor, spinforce.ml.pt2): forward and backward compiled into one
+  library, no autograd at run time; fixed to one dtype, one device type and the CPU
+  instruction set of the machine that compiled it. Compiling needs a C++ compiler and takes
+  ~0.5-2 min.
+Several model files, or a directory of committee members (written by
+spinforce.ml.committee.train_committee), make one committee: its fields are the members' mean and
+FieldResult.uncertainty holds the spread of their torques per site; `spinforce simulate` warns
+once when that passes the threshold X stored in the file.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-HELP = "export a trained model (or a committee of models) as TorchScript for spinforce.MLForceField"
+HELP = "export a trained model (or a committee of models) as TorchScript or a compiled .pt2 package"
 
 
 def add_arguments(p) -> None:
     p.add_argument("model", nargs="+",
                    help="model file written by `spinforce train` (RUN_DIR/model.pt); several model files or a "
                         "committee directory (member*/model.pt) export a committee")
-    p.add_argument("--torchscript", required=True, metavar="OUT", help="TorchScript file to write")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--torchscript", metavar="OUT", help="TorchScript file to write")
+    out.add_argument("--pt2", metavar="OUT", help="AOTInductor package to write (a path ending in .pt2)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="--pt2 only: the precision the package is compiled for (default: the model's)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="--pt2 only: the device type the package is compiled for (default: cpu)")
     p.add_argument("--uncertainty-threshold", type=float, default=None, metavar="X",
                    help="committee only: per-site torque uncertainty above which simulations warn")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
 def run(args) -> int:
-    from .committee import committee_member_paths, export_committee
+    from .committee import committee_member_paths, load_committee
     from .model import export_torchscript, load_model
+    if args.torchscript and (args.dtype is not None or args.device != "cpu"):
+        raise ValueError("--dtype and --device choose what a --pt2 package is compiled for; a TorchScript file "
+                         "runs in any dtype and on any device (MLForceField(..., dtype=, device=))")
     paths = committee_member_paths(args.model)
     if len(paths) == 1 and not Path(args.model[0]).is_dir():
         if args.uncertainty_threshold is not None:
             raise ValueError("--uncertainty-threshold needs a committee (several models or a committee directory)")
-        model = load_model(paths[0])
+        model, what = load_model(paths[0]), "force field"
+    else:
+        model = load_committee(paths, uncertainty_threshold=args.uncertainty_threshold)
+        what = f"committee of {len(paths)} force fields"
+    if args.torchscript:
         out = export_torchscript(model, args.torchscript, overwrite=args.overwrite)
-        print(f"wrote {out}: TorchScript force field for the {model.lattice_kind} lattice")
+        print(f"wrote {out}: TorchScript {what} for the {model.lattice_kind} lattice")
         return 0
-    out = export_committee(paths, args.torchscript, uncertainty_threshold=args.uncertainty_threshold,
-                           overwrite=args.overwrite)
-    print(f"wrote {out}: TorchScript committee of {len(paths)} force fields")
+    from .pt2 import export_pt2
+    print(f"compiling the {what} (AOTInductor, {args.device}); this takes a minute or two", flush=True)
+    out = export_pt2(model, args.pt2, dtype=args.dtype, device=args.device, overwrite=args.overwrite)
+    print(f"wrote {out}: compiled .pt2 {what} for the {model.lattice_kind} lattice")
     return 0

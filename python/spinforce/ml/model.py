@@ -104,13 +104,18 @@ class SiteEnergyModel(nn.Module):
         x = (features - self.feature_mean) / self.feature_std
         return self.energy_shift + self.energy_scale * self.mlp(x).squeeze(-1)
 
-    def forward(self, spins: torch.Tensor, neighbors: torch.Tensor):
+    def site_energies_and_fields(self, spins: torch.Tensor, neighbors: torch.Tensor):
+        """(site energies (N,), fields (N,3)): the fields are -d(sum of site energies)/dS."""
         s = spins.detach().to(self.feature_mean.dtype).requires_grad_(True)
-        energy = self.site_energies(s, neighbors).sum()
-        grads = torch.autograd.grad([energy], [s])
+        site_energies = self.site_energies(s, neighbors)
+        grads = torch.autograd.grad([site_energies.sum()], [s])
         grad = grads[0]
         assert grad is not None
-        return energy.detach(), -grad
+        return site_energies.detach(), -grad
+
+    def forward(self, spins: torch.Tensor, neighbors: torch.Tensor):
+        site_energies, fields = self.site_energies_and_fields(spins, neighbors)
+        return site_energies.sum(), fields
 
 
 def build_model(lattice, descriptor_kind: str, descriptor_settings: dict, hidden, activation: str,

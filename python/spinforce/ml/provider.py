@@ -1,4 +1,4 @@
-"""``spinforce.MLForceField``: a TorchScript force field run from C++ as a field provider."""
+"""``spinforce.MLForceField``: an exported force field (TorchScript or .pt2) run from C++ as a field provider."""
 from __future__ import annotations
 
 import os
@@ -6,13 +6,30 @@ import os
 from .. import _core
 from ..providers import ProviderMixin
 
-__all__ = ["MLForceField"]
+__all__ = ["MLForceField", "exported_neighbor_offsets"]
+
+
+def exported_neighbor_offsets(path):
+    """(m, dim) int64 offsets of the neighbourhood of an exported force field (TorchScript or
+    .pt2), read without a lattice: what a domain decomposition needs to size its halo."""
+    import json
+
+    import torch
+    from .model import quiet_torchscript
+    from .pt2 import read_pt2_manifest
+    manifest = read_pt2_manifest(path)
+    if manifest is not None:
+        return torch.tensor(json.loads(manifest["neighbor_offsets"]), dtype=torch.int64)
+    with quiet_torchscript():
+        return torch.jit.load(os.fspath(path), map_location="cpu").neighbor_offsets
 
 
 class MLForceField(ProviderMixin, _core.MLForceField):
     """The ML field provider: ``MLForceField("model.ts", lattice, device="cpu")``.
 
-    path: a TorchScript file written by ``spinforce export MODEL --torchscript OUT``.
+    path: a TorchScript file written by ``spinforce export MODEL --torchscript OUT``, or a compiled
+    package written by ``spinforce export MODEL --pt2 OUT`` (``format`` says which; a package runs
+    only in the dtype and on the device type it was compiled for).
     lattice: a ``spinforce.Lattice`` of the kind the model was trained on, any size.
     device: "cpu" or "cuda[:k]", where the network runs; results come back on the device of the
     spins given to ``compute``. The network runs in C++ (torch::jit), so an integrator holding this
@@ -31,7 +48,7 @@ class MLForceField(ProviderMixin, _core.MLForceField):
             raise ValueError(f"lattice must be a spinforce.Lattice, got {type(lattice).__name__}")
         path = os.fspath(path)
         if not os.path.exists(path):
-            raise FileNotFoundError(f"TorchScript file {path} does not exist")
+            raise FileNotFoundError(f"force field file {path} does not exist")
         super().__init__(path, lattice, device=str(device), dtype=dtype)  # the core checks the file's manifest
         self.path = path
         self.lattice = lattice
@@ -45,10 +62,6 @@ class MLForceField(ProviderMixin, _core.MLForceField):
                 self._script = torch.jit.load(self.path, map_location=self.device)
         return self._script
 
-    @property
-    def neighbor_offsets(self):
-        """(m, dim) integer offsets of the model's neighbourhood (a site's energy reads these sites)."""
-        return self._module().neighbor_offsets.cpu()
 
     def site_energies(self, spins):
         """(N,) site energies eps_i whose sum is the energy (a committee: the members' mean).
@@ -58,6 +71,9 @@ class MLForceField(ProviderMixin, _core.MLForceField):
         tensor, was_numpy = as_spin_tensor(spins)
         if tensor.shape != (self.num_sites, 3):
             raise ValueError(f"spins must have shape ({self.num_sites}, 3), got {tuple(tensor.shape)}")
+        if self.format == "pt2":  # the package returns them with every evaluation
+            e = self._site_energies(tensor)
+            return e.numpy() if was_numpy else e
         m = self._module()
         dtype = next(iter(m.parameters())).dtype
         s = tensor.to(self.device, dtype)

@@ -1,0 +1,144 @@
+"""The second export format: a compiled AOTInductor package (``.pt2``) run by C++ without Python.
+
+    spinforce export MODEL --pt2 OUT.pt2 [--dtype float32] [--device cuda]
+
+TorchScript, the first format, is deprecated in torch; ``torch.export`` is its successor. A
+force field's forward differentiates its energy (``torch.autograd.grad``), which
+``torch.export`` cannot capture directly. So the model's forward *and* backward are first traced
+into one plain ATen graph (``make_fx`` with symbolic shapes: the number of sites N stays free),
+that graph is exported with N as a dynamic dimension, and AOTInductor compiles it into a shared
+library packed in a ``.pt2`` zip. ``spinforce.MLForceField`` (the C++ provider) loads either
+format; a ``.pt2`` runs as compiled C++/OpenMP code with no interpreter and no autograd.
+
+The package's program: forward(spins (N,3), neighbors (N,m)) ->
+(energy, fields (N,3)[, uncertainty (N,)], site energies (N,)), the uncertainty for a committee.
+Its manifest is AOTInductor metadata (strings): the keys of the TorchScript attributes
+(format "spinforce-pt2", format_version, lattice_kind, descriptor_kind, descriptor_version,
+neighbor_offsets as JSON, committee_size, uncertainty_threshold) plus dtype and device.
+
+A package is fixed to what it was compiled for: one dtype, one device type (cpu or cuda) and
+the CPU instruction set of the machine that compiled it (AOTI_CPU_ISA in the manifest); the
+same torch release must run it. Compiling needs a C++ compiler (the one torch.compile uses)
+and takes ~0.5-2 min per model on CPU.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..outputs import atomic_write
+from .model import DTYPES, quiet_torchscript
+
+__all__ = ["export_pt2", "read_pt2_manifest", "PT2_FORMAT", "PT2_FORMAT_VERSION"]
+
+PT2_FORMAT = "spinforce-pt2"
+PT2_FORMAT_VERSION = 1  # cpp/ml/manifest.hpp kPt2FormatVersion
+
+
+class _Program(nn.Module):
+    """What the package computes: the model's energy and fields (and committee uncertainty),
+    plus its site energies (the distributed energy sums them over a slab)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, spins, neighbors):
+        site_energies, *rest = self.model.site_energies_and_fields(spins, neighbors)
+        return (site_energies.sum(), *rest, site_energies)
+
+
+def read_pt2_manifest(path) -> dict | None:
+    """The manifest (metadata strings) of a spinforce .pt2 package, or None if `path` is not one."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.endswith(".wrapper_metadata.json")]
+            if len(names) != 1:
+                return None
+            meta = json.loads(z.read(names[0]))
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == PT2_FORMAT else None
+
+
+def _manifest(model: nn.Module, dtype: str, device: str) -> dict:
+    from .._version import __version__
+    threshold = getattr(model, "uncertainty_threshold", math.nan)
+    return {"format": PT2_FORMAT, "format_version": str(PT2_FORMAT_VERSION), "spinforce_version": __version__,
+            "torch_version": torch.__version__, "lattice_kind": model.lattice_kind,
+            "descriptor_kind": model.descriptor_kind, "descriptor_version": str(model.descriptor_version),
+            "neighbor_offsets": json.dumps(model.neighbor_offsets.cpu().tolist()),
+            "committee_size": str(getattr(model, "committee_size", 1)),
+            "uncertainty_threshold": "nan" if math.isnan(threshold) else repr(float(threshold)),
+            "dtype": dtype, "device": device}
+
+
+def export_pt2(model: nn.Module, out, *, dtype: str | None = None, device: str = "cpu",
+               overwrite: bool = False, num_sites: int = 64) -> Path:
+    """Compile `model` (a SiteEnergyModel or a committee.CommitteeModel) into the AOTInductor
+    package `out` (a path ending in .pt2) for spinforce.MLForceField.
+
+    dtype: "float32" or "float64" (default: the model's own); the package runs only in it.
+    device: "cpu" or "cuda", the device type the package runs on. num_sites: the size of the
+    example input the graph is traced with (any size runs; it must not be 0 or 1, which torch
+    specialises).
+    """
+    from torch.fx.experimental.proxy_tensor import make_fx
+    out = Path(out)
+    if out.suffix != ".pt2":
+        raise ValueError(f"the package path must end in .pt2 (AOTInductor's convention), got {out}")
+    if out.is_dir():
+        raise IsADirectoryError(f"{out} is a folder; give the path of the .pt2 file to write")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; use --overwrite to replace it")
+    if out.exists() and read_pt2_manifest(out) is None:
+        raise FileExistsError(f"{out} exists and is not a .pt2 package spinforce exported; --overwrite replaces "
+                              "only that: choose another output path (nothing was changed)")
+    dtype = dtype or model.dtype_name
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda' (the device type the package runs on), got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but this torch has no CUDA device: compile a CUDA package "
+                         "on a machine with a GPU")
+    if num_sites < 2:
+        raise ValueError(f"num_sites must be >= 2, got {num_sites}")
+    model = copy.deepcopy(model).to(device=device, dtype=DTYPES[dtype]).eval()
+    model.requires_grad_(False)  # only d(energy)/d(spins) belongs in the graph
+    if hasattr(model, "dtype_name"):  # the committee casts spins to its dtype_reference, a buffer cast above
+        model.dtype_name = dtype
+    program = _Program(model)
+    m = model.neighbor_offsets.shape[0]
+    generator = torch.Generator().manual_seed(0)
+    spins = torch.randn(num_sites, 3, dtype=DTYPES[dtype], generator=generator)
+    spins = (spins / spins.norm(dim=1, keepdim=True)).to(device)
+    neighbors = torch.randint(0, num_sites, (num_sites, m), generator=generator).to(device)
+    with quiet_torchscript(), warnings.catch_warnings():
+        # torch.export's and Inductor's internals warn about their own deprecations (importing
+        # Inductor touches torch.jit); nothing a user can act on
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
+        # Forward and backward as one ATen graph with N symbolic; the model's weights are real
+        # tensors (constants of the graph), the inputs fake.
+        graph = make_fx(program, tracing_mode="symbolic", _allow_non_fake_inputs=True)(spins, neighbors)
+        N = torch.export.Dim("N", min=2)
+        exported = torch.export.export(graph, (spins, neighbors), dynamic_shapes=({0: N}, {0: N}), strict=False)
+        buffer = io.BytesIO()
+        torch._inductor.aoti_compile_and_package(
+            exported, package_path=buffer,
+            inductor_configs={"aot_inductor.metadata": _manifest(model, dtype, device),
+                              # threads from the running process (OpenMP), not those of the
+                              # machine that compiled the package
+                              "cpp.dynamic_threads": True})
+    with atomic_write(out) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    return out
