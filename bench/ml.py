@@ -1,6 +1,7 @@
 """ML force evaluation vs the bare network cost, vs exact diagonalisation, and vs KPM at equal accuracy.
 
     python bench/ml.py [--device cpu|cuda] [--hidden 1024 512 ...] [--repeats 5]
+    python bench/ml.py --pt2 --descriptor bond_shells --dtype float64 [--out bench/results/ml_pt2.json]
     python bench/ml.py --model model.ts [--states quench.h5] [--model-error 0.3] [--out ...]
 
 1. One full ML force evaluation through the C++ provider (``MLForceField.compute``: descriptor,
@@ -8,6 +9,10 @@
    precomputed features (MLP forward plus the gradient with respect to its input) of the same
    size. Ratio = full / bare; the target is <= 1.3. Weights are random: the cost does not depend
    on their values.
+   With ``--pt2`` the same random model is also compiled into a .pt2 package (``spinforce
+   export --pt2``: forward and backward as one AOTInductor graph) and timed against its
+   TorchScript file, interleaved, at each size (bond_shells descriptor: ``--descriptor
+   bond_shells``). Ratio = TorchScript / .pt2.
 2. ML vs ED (``ExactDiagonalization.compute``) per force evaluation at ``--ed-size`` (30x30).
    The network is the random one of 1., or the exported model or committee ``--model`` (its
    file names its lattice kind).
@@ -46,6 +51,7 @@ from spinforce.electrons import mu_for_filling
 from spinforce.locality import pick_frames
 from spinforce.descriptors.registry import DEFAULT_KIND
 from spinforce.ml.model import TORCHSCRIPT_FORMAT, build_model, export_torchscript, quiet_torchscript
+from spinforce.ml.pt2 import export_pt2
 from _common import interleaved_medians, median_time
 
 PUBLISHED = [1024, 512, 256, 256, 128, 128, 64, 64]
@@ -230,6 +236,7 @@ def main() -> None:
     p.add_argument("--kpm-distances", type=float, nargs="+", default=[2.0, 3.0, 4.0, 5.0])
     p.add_argument("--kpm-seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--pt2", action="store_true", help="also time the random model compiled as a .pt2 package")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "ml.json"))
     a = p.parse_args()
@@ -242,6 +249,8 @@ def main() -> None:
         p.error(f"--model-error must be a fraction > 0, got {a.model_error}")
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.pt2 and a.descriptor != "bond_shells":
+        p.error("--pt2 needs --descriptor bond_shells (the group descriptor's operators do not export as .pt2)")
     kind = model_file_lattice_kind(a.model) if a.model else "square"
     with_kpm = a.model is not None or a.model_error is not None
     ref = reference_states(a, kind) if with_kpm else None
@@ -255,7 +264,7 @@ def main() -> None:
     settings = ({"cutoff": a.cutoff, "powers": [1, 2], "pair_orbits": True} if a.descriptor == "bond_shells"
                 else {"cutoff": a.cutoff})
     with tempfile.TemporaryDirectory() as tmp:
-        ts_path = None
+        ts_path = pt2_path = None
         # The last row (ED size) runs the model file when there is one, the others the random network.
         for L, with_ed in [(L, False) for L in a.sizes] + [(a.ed_size, True)]:
             lat = spinforce.Lattice(kind, L)
@@ -264,6 +273,9 @@ def main() -> None:
                 model = build_model(lat, a.descriptor, settings, a.hidden, a.activation, a.dtype)
                 if ts_path is None:
                     ts_path = export_torchscript(model, Path(tmp) / "bench.ts")
+                    if a.pt2:
+                        print("compiling the .pt2 package ...", flush=True)
+                        pt2_path = export_pt2(model, Path(tmp) / "bench.pt2", device=device.type)
             provider = spinforce.MLForceField(a.model if from_file else ts_path, lat, device=str(device))
             spins = torch.from_numpy(lat.random_spins(0)).to(device)
             t_ml = median_time(lambda: provider.compute(spins), a.repeats, warmup=3, sync=sync)  # TorchScript specialises over its first calls
@@ -289,6 +301,14 @@ def main() -> None:
                 t_ed = median_time(lambda: ed.compute(spins), max(1, a.repeats // 2), warmup=1, sync=sync)
                 row.update(ed_s=t_ed, ratio_ed_over_ml=t_ed / t_ml, ml_network="model file" if from_file else "random")
                 msg += f"; ED {t_ed * 1e3:.1f} ms, ED/ML {t_ed / t_ml:.1f}"
+            if pt2_path is not None and not from_file:
+                compiled = spinforce.MLForceField(pt2_path, lat, device=str(device))
+
+                def synced(f):
+                    return lambda: (f.compute(spins), sync())
+                t = interleaved_medians({"ts": synced(provider), "pt2": synced(compiled)}, a.repeats, warmup=3)
+                row.update(torchscript_s=t["ts"], pt2_s=t["pt2"], ratio_torchscript_over_pt2=t["ts"] / t["pt2"])
+                msg += f"; TorchScript {t['ts'] * 1e3:.2f} ms vs .pt2 {t['pt2'] * 1e3:.2f} ms, ratio {t['ts'] / t['pt2']:.3f}"
             rows.append(row)
             print(msg, flush=True)
         kpm = kpm_row(a, kind, a.model or ts_path, params, mu_source, ref, device, sync) if with_kpm else None

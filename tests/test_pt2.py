@@ -15,7 +15,7 @@ import spinforce
 import spinforce.cli
 from spinforce.data import read_dataset
 from spinforce.ml.committee import CommitteeModel
-from spinforce.ml.model import compute_fields, export_torchscript, model_record, save_model
+from spinforce.ml.model import build_model, compute_fields, export_torchscript, model_record, save_model
 from spinforce.ml.pt2 import export_pt2, read_pt2_manifest
 from spinforce.simulate import simulate
 from test_committee import perturbed, random_member
@@ -123,6 +123,10 @@ def test_export_pt2_refuses_before_compiling(exported, tmp_path):
     assert notes.read_text() == "mine"
     with pytest.raises(ValueError, match="dtype must be one of"):
         export_pt2(model, tmp_path / "m.pt2", dtype="float16")
+    group = build_model(spinforce.Lattice("triangular", 6), "group", {}, [4], "silu", "float64")
+    with pytest.raises(ValueError, match="'group' descriptor cannot be exported as .pt2"):
+        export_pt2(group, tmp_path / "g.pt2")  # its operators fix N: the package would run on one size only
+    assert not (tmp_path / "g.pt2").exists()
     # the command line: --dtype/--device belong to --pt2, one output format at a time
     argv = ["export", str(exported["members"][0]), "--torchscript", str(tmp_path / "m.ts")]
     assert spinforce.cli.main(argv + ["--dtype", "float32"]) == 2
@@ -145,3 +149,20 @@ def test_simulate_runs_a_pt2_package_like_its_torchscript(exported, tmp_path):
     np.testing.assert_allclose(frames["pt2"].scalars["uncertainty_max"], frames["ts"].scalars["uncertainty_max"],
                                rtol=1e-9)
     assert np.abs(frames["pt2"].spins[-1] - frames["pt2"].spins[0]).max() > 1e-3  # the spins moved
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_package_equals_torchscript_on_the_gpu(exported, tmp_path):
+    path = export_pt2(exported["committee"], tmp_path / "committee_cuda.pt2", device="cuda")
+    assert read_pt2_manifest(path)["device"] == "cuda"
+    lat = spinforce.Lattice("square", (9, 7))
+    s = torch.from_numpy(lat.random_spins(2)).cuda()
+    a = spinforce.MLForceField(path, lat, device="cuda").compute(s)
+    b = spinforce.MLForceField(exported["committee.ts"], lat, device="cuda").compute(s)
+    assert a.fields.is_cuda
+    scale = b.fields.abs().max().item()
+    assert (a.fields - b.fields).abs().max().item() < 1e-10 * scale
+    assert (a.uncertainty - b.uncertainty).abs().max().item() < 1e-10 * scale
+    with pytest.raises(ValueError, match="compiled for the cuda device"):
+        spinforce.MLForceField(path, lat)  # a CUDA package does not run on the CPU

@@ -19,7 +19,9 @@ neighbor_offsets as JSON, committee_size, uncertainty_threshold) plus dtype and 
 A package is fixed to what it was compiled for: one dtype, one device type (cpu or cuda) and
 the CPU instruction set of the machine that compiled it (AOTI_CPU_ISA in the manifest); the
 same torch release must run it. Compiling needs a C++ compiler (the one torch.compile uses)
-and takes ~0.5-2 min per model on CPU.
+and takes ~0.5-2 min per model on CPU. Models with the bond-shell descriptor export; the
+"group" descriptor's C++ operators fix the number of sites when traced, so those models are
+refused (TorchScript runs them).
 """
 from __future__ import annotations
 
@@ -131,7 +133,15 @@ def export_pt2(model: nn.Module, out, *, dtype: str | None = None, device: str =
         # tensors (constants of the graph), the inputs fake.
         graph = make_fx(program, tracing_mode="symbolic", _allow_non_fake_inputs=True)(spins, neighbors)
         N = torch.export.Dim("N", min=2)
-        exported = torch.export.export(graph, (spins, neighbors), dynamic_shapes=({0: N}, {0: N}), strict=False)
+        try:
+            exported = torch.export.export(graph, (spins, neighbors), dynamic_shapes=({0: N}, {0: N}),
+                                           strict=False)
+        except torch._dynamo.exc.UserError as e:
+            if "specialized it to be a constant" not in str(e):
+                raise
+            # the package would run on one lattice size only
+            raise ValueError(f"the {model.descriptor_kind!r} descriptor cannot be exported as .pt2: its operators fix "
+                             "the number of sites of the traced graph; export this model with --torchscript") from None
         buffer = io.BytesIO()
         torch._inductor.aoti_compile_and_package(
             exported, package_path=buffer,
