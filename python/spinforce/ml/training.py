@@ -64,7 +64,7 @@ from ..config import (OMIT, Key, boolean, check_sections, check_table, device, i
                       string, strings)
 from ..data import dict_differences, read_dataset
 from ..distributed import Ranks as _Ranks, join_ranks
-from ..outputs import atomic_write, prepare_outputs
+from ..outputs import atomic_write, prepare_outputs, with_partial
 from ..run_setup import read_config
 from ..descriptors.registry import DEFAULT_KIND
 from .model import DTYPES, SiteEnergyModel, build_model, load_model, model_record, save_model
@@ -107,8 +107,8 @@ METRICS = ("torque_rmse", "field_rmse", "energy_mae_per_site")
 _CSV_FIELDS = (["epoch", "learning_rate", "energy_weight", "loss"] + [f"train_{m}" for m in METRICS]
                + [f"val_{m}" for m in METRICS])
 # What a run writes into its folder (outputs.py): --overwrite removes these and nothing else.
-OUTPUTS = ("log.csv", "config.json", "metrics.json", "checkpoint.pt", "checkpoint.pt.partial", "model.pt",
-           "model.pt.partial", "plots/parity_*.png", "plots/parity_*.npz", "plots/torque_error_hist_*.png")
+OUTPUTS = ("log.csv", "config.json", "metrics.json", *with_partial("checkpoint.pt", "model.pt"), "plots/parity_*.png",
+           "plots/parity_*.npz", "plots/torque_error_hist_*.png")
 
 
 def check_descriptor(desc, section: str = "descriptor", default_kind: bool = True) -> dict:
