@@ -192,15 +192,9 @@ def test_ensemble_runs_folder_and_overwrite(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.toml", "merged.h5", "merged.runs"]
 
 
-def test_learn_state_is_staged_under_a_name_overwrite_knows(tmp_path, monkeypatch):
+def test_learn_state_is_staged_under_a_name_overwrite_knows(tmp_path, staged_files):
     from spinforce.learn import STATE_FILE, _State, output_patterns
-    from spinforce.outputs import atomic_write
-    staged, stage = [], atomic_write.__init__
-
-    def recording(self, path):
-        stage(self, path)
-        staged.append(self.partial)
-    monkeypatch.setattr(atomic_write, "__init__", recording)
+    staged = staged_files
     _State(tmp_path / STATE_FILE, "fingerprint").finish("data", {"frames": 3}, 1.0)
     assert [p.name for p in staged] == [STATE_FILE + ".partial"]
     staged[0].write_text("left by a crash")

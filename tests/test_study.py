@@ -188,18 +188,13 @@ def test_study_command_line_errors_and_outputs(committees, tmp_path, capsys):
     assert {"tetra_triangular", "de_square"} <= set(capsys.readouterr().out.split())
 
 
-def test_files_a_study_stages_are_its_own_for_resume_and_overwrite(committees, tmp_path, monkeypatch):
+def test_files_a_study_stages_are_its_own_for_resume_and_overwrite(committees, tmp_path, staged_files):
     # what a crash while writing leaves (each file atomic_write stages) must not block --resume,
     # and --overwrite must remove it
     from spinforce.data import replaceable_output
-    from spinforce.outputs import atomic_write, prepare_outputs
+    from spinforce.outputs import prepare_outputs
     from spinforce.study import output_patterns
-    staged, stage = [], atomic_write.__init__
-
-    def recording(self, path):
-        stage(self, path)
-        staged.append(self.partial)
-    monkeypatch.setattr(atomic_write, "__init__", recording)
+    staged = staged_files
     out = tmp_path / "s"
     run_study(tetra(committees, size=6, runs=2, overrides=["check.enabled=false", "analysis.figures=false",
                                                            "dynamics.checkpoint_every=20"]), out, progress=False)
