@@ -6,7 +6,7 @@ Root attributes
     format            "spinforce-dataset"
     format_version    1
     spinforce_version version that wrote the file
-    lattice_kind      "square" | "triangular" | "cubic"
+    lattice_kind      a name in spinforce.lattice.LATTICE_KINDS ("square", "triangular", "cubic")
     lattice_shape     int array, e.g. [12, 12]
     method            the field provider, e.g. "ed", "kpm", "heisenberg"
     model             JSON: model parameters (t, t2, t3, J, mu, filling, kT, ...)
