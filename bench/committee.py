@@ -29,6 +29,7 @@ import torch
 from spinforce.data import DatasetWriter, read_dataset
 from spinforce.generate import check_config, generate
 from spinforce.ml.committee import export_committee, train_committee, uncertainty_calibration
+from spinforce.outputs import atomic_write
 from _common import RESULTS
 
 
@@ -52,16 +53,15 @@ def noisy_ferromagnets(out: Path, size: int, kT_el: float, frames: int = 30, see
     lattice = spinforce.Lattice("square", (size, size))
     ed = spinforce.ExactDiagonalization(spinforce.SDModel(lattice, t=1.0, J=6.0, mu=-4.69, kT=kT_el))
     rng = np.random.default_rng(seed)
-    tmp = out.with_suffix(".partial.h5")
-    with DatasetWriter(tmp, lattice_kind="square", lattice_shape=lattice.shape, num_sites=lattice.num_sites,
-                       method="ed", model={"t": 1.0, "J": 6.0, "mu": -4.69, "kT": kT_el}, seed=seed,
-                       overwrite=True) as w:
+    # the file takes its name only when every frame is in (a finished file is reused above)
+    with atomic_write(out) as tmp, DatasetWriter(
+            tmp, lattice_kind="square", lattice_shape=lattice.shape, num_sites=lattice.num_sites, method="ed",
+            model={"t": 1.0, "J": 6.0, "mu": -4.69, "kT": kT_el}, seed=seed, overwrite=True) as w:
         for amplitude in np.geomspace(0.03, 2.0, frames):
             s = np.array([0.0, 0.0, 1.0]) + amplitude * rng.normal(size=(lattice.num_sites, 3))
             s /= np.linalg.norm(s, axis=1, keepdims=True)
             r = ed.compute(s)
             w.append(s, r.fields, r.energy)
-    tmp.replace(out)
     return out
 
 

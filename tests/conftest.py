@@ -27,3 +27,16 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def staged_files(monkeypatch):
+    """The list of the .partial paths of every file outputs.atomic_write stages during the test."""
+    from spinforce.outputs import atomic_write
+    staged, stage = [], atomic_write.__init__
+
+    def recording(self, path):
+        stage(self, path)
+        staged.append(self.partial)
+    monkeypatch.setattr(atomic_write, "__init__", recording)
+    return staged

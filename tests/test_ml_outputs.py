@@ -190,3 +190,13 @@ def test_ensemble_runs_folder_and_overwrite(tmp_path, capsys):
     assert read_dataset(tmp_path / "merged.runs" / "run0.h5").provenance["config"]["dynamics"]["seed"] == 3
     assert read_dataset(tmp_path / "merged.h5").num_frames == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.toml", "merged.h5", "merged.runs"]
+
+
+def test_learn_state_is_staged_under_a_name_overwrite_knows(tmp_path, staged_files):
+    from spinforce.learn import STATE_FILE, _State, output_patterns
+    staged = staged_files
+    _State(tmp_path / STATE_FILE, "fingerprint").finish("data", {"frames": 3}, 1.0)
+    assert [p.name for p in staged] == [STATE_FILE + ".partial"]
+    staged[0].write_text("left by a crash")
+    removed = prepare_outputs(tmp_path, output_patterns(), command="spinforce learn", overwrite=True)
+    assert sorted(p.name for p in removed) == sorted([STATE_FILE, STATE_FILE + ".partial"])

@@ -186,3 +186,24 @@ def test_study_command_line_errors_and_outputs(committees, tmp_path, capsys):
     assert spinforce.cli.main(args + ["--overwrite"]) == 0
     assert spinforce.cli.main(["study", "--list"]) == 0
     assert {"tetra_triangular", "de_square"} <= set(capsys.readouterr().out.split())
+
+
+def test_files_a_study_stages_are_its_own_for_resume_and_overwrite(committees, tmp_path, staged_files):
+    # what a crash while writing leaves (each file atomic_write stages) must not block --resume,
+    # and --overwrite must remove it
+    from spinforce.data import replaceable_output
+    from spinforce.outputs import prepare_outputs
+    from spinforce.study import output_patterns
+    staged = staged_files
+    out = tmp_path / "s"
+    run_study(tetra(committees, size=6, runs=2, overrides=["check.enabled=false", "analysis.figures=false",
+                                                           "dynamics.checkpoint_every=20"]), out, progress=False)
+    names = {p.relative_to(out).as_posix() for p in staged}
+    assert {"study_state.json.partial", "results.json.partial", "runs/run1.h5.partial",
+            "runs/run1.checkpoint.h5.partial"} <= names
+    for path in set(staged):
+        path.write_text("left by a crash")
+    prepare_outputs(out, output_patterns(), command="spinforce study", keep=True, owned=replaceable_output)
+    removed = prepare_outputs(out, output_patterns(), command="spinforce study", overwrite=True,
+                              owned=replaceable_output)
+    assert set(staged) <= set(removed) and not any(p.exists() for p in staged)

@@ -6,7 +6,7 @@ Root attributes
     format            "spinforce-dataset"
     format_version    1
     spinforce_version version that wrote the file
-    lattice_kind      "square" | "triangular" | "cubic"
+    lattice_kind      a name in spinforce.lattice.LATTICE_KINDS ("square", "triangular", "cubic")
     lattice_shape     int array, e.g. [12, 12]
     method            the field provider, e.g. "ed", "kpm", "heisenberg"
     model             JSON: model parameters (t, t2, t3, J, mu, filling, kT, ...)
@@ -31,14 +31,13 @@ Optional group "scalars": (M,) float64 per-frame numbers a run records besides t
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from .outputs import partial_path
+from .outputs import atomic_write
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "DatasetWriter", "Dataset", "read_dataset", "default_trajectories", "open_h5",
            "file_format", "check_replaceable", "replaceable_output", "dict_differences"]
@@ -271,8 +270,8 @@ class DatasetWriter:
                 self._file.create_dataset("trajectory", data=ids, maxshape=(None,), chunks=(chunk_frames,))
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._staged = partial_path(self.path)
-        self._file = h5py.File(self._staged, "w")
+        self._staged = atomic_write(self.path)
+        self._file = h5py.File(self._staged.partial, "w")
         f = self._file
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
@@ -374,7 +373,7 @@ class DatasetWriter:
         self._file.flush()
         if self._staged is not None:  # the first frame is complete: the file takes its place
             self._file.close()
-            os.replace(self._staged, self.path)
+            self._staged.commit()
             self._staged = None
             self._file = h5py.File(self.path, "a")
 
@@ -383,7 +382,7 @@ class DatasetWriter:
             self._file.close()
             self._file = None
         if self._staged is not None:  # nothing was written: leave nothing behind
-            self._staged.unlink(missing_ok=True)
+            self._staged.discard()
             self._staged = None
 
     def __enter__(self):

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Key, check_table, int_list, integer, multiple_of, number
-from .outputs import prepare_outputs, under
+from .outputs import prepare_outputs, under, with_partial
 
 __all__ = ["DEFAULTS", "SETTINGS", "run_demo", "output_patterns", "HELP", "add_arguments", "run"]
 
@@ -63,7 +63,7 @@ def output_patterns() -> tuple:
     from .ml.training import OUTPUTS as TRAINING
     from .simulate import output_patterns as simulated
     return (("report.md", "figures.json") + under("data", generated("ed_quench_*.h5"))
-            + under("model", TRAINING + ("model.ts", "model.ts.partial"))
+            + under("model", TRAINING + with_partial("model.ts"))
             + under("validation", generated("ed.h5") + simulated("ml.h5")) + under("validation/analysis", ANALYSIS)
             + under("quench", simulated("ml_quench.h5")) + under("quench/analysis", ANALYSIS))
 

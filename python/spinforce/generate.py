@@ -26,6 +26,7 @@ import torch
 
 from .config import (OMIT, Key, check_sections, check_table, integer, list_of, multiple_of, number, number_or,
                      one_of, shipped_config_lines, shipped_configs, string)
+from .outputs import prepare_outputs, with_partial
 from .run_setup import (DYNAMICS, ELECTRON_METHODS, INITIAL_STATES, LATTICE, SD_MODEL, add_set_argument,
                         build_provider, check_initial, check_method, check_sd_model, config_source, initial_spins,
                         read_config)
@@ -123,7 +124,6 @@ def generate_ensemble(cfg: dict, *, output=None, overwrite: bool = False, resume
 
     from .data import DatasetWriter, dict_differences, read_dataset, replaceable_output
     from .electrons import mu_for_filling
-    from .outputs import prepare_outputs
 
     cfg = copy.deepcopy(cfg)
     if output is not None:
@@ -230,7 +230,7 @@ def output_patterns(path, ensemble: bool = False) -> tuple:
     """The files `generate` writes for the output `path`, relative to its folder (outputs.py);
     with an [ensemble] (or [labels]) also the runs merged into it."""
     name, runs = Path(path).name, _runs_folder(path).name
-    return (name, name + ".partial") + ((f"{runs}/run*.h5", f"{runs}/run*.h5.partial") if ensemble else ())
+    return with_partial(name, *([f"{runs}/run*.h5"] if ensemble else []))
 
 
 # --- the run -----------------------------------------------------------------------------------------

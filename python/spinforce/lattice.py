@@ -7,12 +7,20 @@ import torch
 from . import _core
 from ._validate import integer
 
-__all__ = ["Lattice", "LATTICE_KINDS"]
+__all__ = ["Lattice", "LATTICE_KINDS", "require_capability"]
 
 # The table of lattice kinds of the core (cpp/lattice/lattice.hpp): name -> {"dim",
 # "point_group", "orthogonal", "triangles" (elementary nearest-neighbour triangles, two per cell;
 # else square plaquettes), "bipartite", "planar" (snapshots, cell chiralities)}.
 LATTICE_KINDS = _core._lattice_kinds()
+
+
+def require_capability(kind: str, capability: str, what: str) -> None:
+    """ValueError naming the kinds that would do when the lattice kind `kind` lacks `capability`
+    (a boolean of LATTICE_KINDS): what needs a capability reads it here, never the kind's name."""
+    if not LATTICE_KINDS[kind][capability]:
+        having = ", ".join(k for k, info in LATTICE_KINDS.items() if info[capability])
+        raise ValueError(f"{what} is defined on lattice kinds with {capability!r} ({having}), not on {kind!r}")
 
 # Unit vectors to the corners of a regular tetrahedron, one per sublattice of the 2x2 cell.
 _TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=float) / np.sqrt(3.0)
@@ -21,7 +29,7 @@ _TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtyp
 class Lattice(_core.Lattice):
     """A periodic lattice: ``Lattice("triangular", (12, 12))``.
 
-    kind: "square", "triangular" (a1 = (1, 0), a2 = (1/2, sqrt(3)/2)) or "cubic".
+    kind: a name in LATTICE_KINDS: "square", "triangular" (a1 = (1, 0), a2 = (1/2, sqrt(3)/2)) or "cubic".
     shape: (Lx, Ly) or (Lx, Ly, Lz), or one integer for a cube/square of that side.
     Site index i = x + Lx*y (+ Lx*Ly*z).
     """
@@ -87,22 +95,20 @@ class Lattice(_core.Lattice):
 
     def neel(self, direction=(0.0, 0.0, 1.0)) -> np.ndarray:
         """Checkerboard antiferromagnet on the square or cubic lattice (even sides)."""
-        if not self.kind_info["bipartite"]:
-            bipartite = [k for k, info in LATTICE_KINDS.items() if info["bipartite"]]
-            raise ValueError(f"neel needs a bipartite lattice {bipartite}; the {self.kind} lattice is not")
+        require_capability(self.kind, "bipartite", "neel")
         if any(L % 2 for L in self.shape):
             raise ValueError(f"neel needs even lattice sides, got shape {self.shape}")
         sign = np.where(self.coordinates.sum(axis=1) % 2 == 0, 1.0, -1.0)
         return self.ferromagnetic(direction) * sign[:, None]
 
     def tetrahedral(self, chirality: int = 1) -> np.ndarray:
-        """Four-sublattice tetrahedral (triple-Q) state of the triangular lattice (even sides).
+        """Four-sublattice tetrahedral (triple-Q) state of a lattice of triangles (even sides).
 
         Each spin points to a corner of a regular tetrahedron; every elementary triangle has
         scalar chirality chirality * 4/(3*sqrt(3)). chirality = -1 gives the time-reversed state.
         """
-        if self.kind != "triangular":
-            raise ValueError(f"tetrahedral is defined on the 'triangular' lattice, not {self.kind!r}")
+        # every up triangle (x, x+a1, x+a2) and down triangle holds three of the four sublattices
+        require_capability(self.kind, "triangles", "tetrahedral")
         if any(L % 2 for L in self.shape):
             raise ValueError(f"tetrahedral needs even lattice sides, got shape {self.shape}")
         if chirality not in (1, -1):

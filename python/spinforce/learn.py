@@ -40,6 +40,7 @@ import numpy as np
 
 from .config import (OMIT, Key, check_sections, check_table, integer, list_of, multiple_of, number, number_or, one_of,
                      shape, shipped_config_lines, shipped_configs, table)
+from .outputs import atomic_write, with_partial
 from .run_setup import (ELECTRON_METHODS, INITIAL_STATES, SD_MODEL, add_set_argument, build_provider,
                         check_settings, config_source, read_config)
 
@@ -59,10 +60,9 @@ def output_patterns() -> tuple:
     from .outputs import under
     from .simulate import output_patterns as simulated
     data = generated("initial.h5", ensemble=True) + generated("test.h5", ensemble=True) + generated("round*.h5")
-    rounds = ("model.ts", "model.ts.partial") + under("committee", COMMITTEE) + under("explore", simulated("run*.h5"))
+    rounds = with_partial("model.ts") + under("committee", COMMITTEE) + under("explore", simulated("run*.h5"))
     check = simulated("run*.h5") + ("ensembles.json", "ensembles.png")
-    return ((STATE_FILE, Path(STATE_FILE).with_suffix(".partial").name, "model.ts", "rounds.csv", "rounds.png",
-             "report.md") + under("data", data) + under("locality", LOCALITY) + under("rounds/round*", rounds)
+    return (with_partial(STATE_FILE) + ("model.ts", "rounds.csv", "rounds.png", "report.md") + under("data", data) + under("locality", LOCALITY) + under("rounds/round*", rounds)
             + under("check", check))
 
 
@@ -285,10 +285,9 @@ class _State:
         self.save()
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".partial")
-        tmp.write_text(json.dumps({"config": self.fingerprint, "done": self.done, "results": self.results,
-                                   "seconds": self.seconds}, indent=2))
-        tmp.replace(self.path)
+        with atomic_write(self.path) as tmp:
+            tmp.write_text(json.dumps({"config": self.fingerprint, "done": self.done, "results": self.results,
+                                       "seconds": self.seconds}, indent=2))
 
 
 def stages(cfg: dict) -> list:

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Key, check_sections, check_table, integer, list_of, number, one_of, string
-from .run_setup import SD_MODEL, add_set_argument, read_config
+from .run_setup import PROVIDERS, SD_MODEL, add_set_argument, read_config
 
 HELP = "irreducible torque error of any model with cutoff rc, at fixed mu and fixed filling (JSON, PNG)"
 
@@ -137,7 +137,7 @@ def locality_floor(lattice, states, cutoffs, *, J: float, t: float = 1.0, kT: fl
     """
     from tqdm.auto import tqdm
 
-    from .electrons import ExactDiagonalization, SDModel, filling_at_mu, mu_for_filling
+    from .electrons import SDModel, filling_at_mu, mu_for_filling
 
     states = np.asarray(states, dtype=np.float64)
     n = lattice.num_sites
@@ -159,8 +159,8 @@ def locality_floor(lattice, states, cutoffs, *, J: float, t: float = 1.0, kT: fl
         if mu is None:
             raise ValueError("the fixed-filling ensemble needs filling (or mu: then the states' mean filling at mu)")
         filling = float(np.mean(filling_at_mu(SDModel(lattice, mu=mu, **hop), states, mu)))
-    providers = {e: ExactDiagonalization(SDModel(lattice, **hop, **({"mu": mu} if e == "mu" else {"filling": filling})))
-                 for e in a["ensembles"]}
+    count = {"mu": mu, "filling": filling}  # the ensembles fix the [model] key of their name
+    providers = {e: PROVIDERS["ed"].build(lattice, {**hop, e: count[e]}, {}, "cpu")[1] for e in a["ensembles"]}
 
     rng = np.random.default_rng(a["seed"])
     M = states.shape[0]

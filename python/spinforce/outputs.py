@@ -15,11 +15,10 @@ every command:
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-__all__ = ["under", "scan_outputs", "prepare_outputs", "partial_path", "atomic_write"]
+__all__ = ["under", "scan_outputs", "prepare_outputs", "partial_path", "with_partial", "atomic_write"]
 
 
 def partial_path(path) -> Path:
@@ -28,22 +27,44 @@ def partial_path(path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
-@contextmanager
-def atomic_write(path):
+def with_partial(*patterns) -> tuple:
+    """The output patterns of files written through atomic_write (or staged under partial_path):
+    each pattern, then the name its file has while it is written."""
+    return tuple(name for p in patterns for name in (p, partial_path(p).as_posix()))
+
+
+class atomic_write:
     """Write a file under PATH.partial, then rename it to PATH in one step.
 
-    ``with atomic_write(path) as tmp:`` yields the .partial path to write to. Readers never see a
-    half-written PATH, and a crash or an exception leaves any previous PATH as it was; on an
-    exception the .partial file is removed.
+    ``with atomic_write(path) as tmp:`` gives the .partial path to write to (any writer: text,
+    torch.save, h5py). Readers never see a half-written PATH, and a crash or an exception leaves
+    any previous PATH as it was; on an exception the .partial file is removed.
+
+    A file that is staged longer than one block (a dataset that takes its name once its first
+    frame is complete) keeps the object and calls ``commit()`` or ``discard()`` itself.
     """
-    path = Path(path)
-    tmp = partial_path(path)
-    try:
-        yield tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.partial = partial_path(self.path)
+
+    def __enter__(self) -> Path:
+        return self.partial
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+        return False
+
+    def commit(self) -> None:
+        """The staged file takes its name PATH (replacing any previous PATH)."""
+        os.replace(self.partial, self.path)
+
+    def discard(self) -> None:
+        """Remove the staged file; PATH stays as it was."""
+        self.partial.unlink(missing_ok=True)
 
 
 def under(prefix: str, patterns) -> tuple:

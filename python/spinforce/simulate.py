@@ -26,7 +26,7 @@ from .data import open_h5
 from .run_setup import DYNAMICS as RUN_DYNAMICS, LATTICE, PROVIDERS, add_set_argument, apply_overrides, \
     check_initial, check_method, check_sd_model, initial_spins, read_config
 from .run_setup import build_provider as build_run
-from .outputs import atomic_write, partial_path
+from .outputs import atomic_write, with_partial
 from .providers import UNCERTAINTY_SCALARS, uncertainty_scalars
 
 __all__ = ["load_config", "build_provider", "simulate", "output_patterns",
@@ -149,8 +149,7 @@ def output_patterns(run_path) -> tuple:
     run_path = Path(run_path)
     name, ovf = run_path.name, _ovf_dir(run_path).name
     ckpt = _checkpoint_path(run_path)
-    return (name, partial_path(name).name, ckpt.name, partial_path(ckpt).name, f"{ovf}/frame_*.ovf",
-            f"{ovf}/frame_*.ovf.partial")
+    return with_partial(name, ckpt.name, f"{ovf}/frame_*.ovf")
 
 
 def _write_checkpoint(path: Path, spins: np.ndarray, step: int, fingerprint: str) -> None:

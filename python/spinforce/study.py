@@ -30,6 +30,8 @@ import numpy as np
 
 from .config import (OMIT, Key, boolean, check_sections, check_table, device, integer, list_of, number, number_pair,
                      one_of, shape, shipped_config_lines, shipped_configs, string, table)
+from .lattice import require_capability
+from .outputs import atomic_write, prepare_outputs, under, with_partial
 from .run_setup import ELECTRON_METHODS, LATTICE, SD_MODEL, add_set_argument, check_settings, read_config
 
 __all__ = ["HELP", "studies", "load_config", "run_study", "analyze_study", "output_patterns", "add_arguments", "run"]
@@ -104,11 +106,10 @@ def load_config(name_or_path, overrides=(), *, size: int | None = None, runs: in
     if cfg["check"] is not None:  # KPM's settings (moments, ...); ED has none
         c = cfg["check"]
         c["method_settings"] = check_settings("check.method_settings", c["method"], c["method_settings"])
-    if cfg["order"] == "chirality" and cfg["lattice"]["kind"] != "triangular":
-        raise ValueError(f"order = 'chirality' (domain walls) needs lattice.kind = 'triangular', "
-                         f"got {cfg['lattice']['kind']!r}")
-    if cfg["lattice"]["kind"] == "cubic":
-        raise ValueError("studies run on 2D lattices ('square' or 'triangular'), not 'cubic'")
+    kind = cfg["lattice"]["kind"]
+    if cfg["order"] == "chirality":  # domain walls between the up and down triangles' chiralities
+        require_capability(kind, "triangles", "order = 'chirality' (lattice.kind)")
+    require_capability(kind, "planar", "a study (lattice.kind)")  # snapshots, cell fields, cluster lengths
     cfg["name"] = path.stem
     cfg["model"] = str(Path(cfg["model"]).resolve()) if "model" in cfg else _shipped_model(cfg["name"])
     if not Path(cfg["model"]).is_file():
@@ -127,10 +128,9 @@ def _shipped_model(name: str) -> str:
 # --- runs -----------------------------------------------------------------------------------------
 def output_patterns() -> tuple:
     """Everything `spinforce study` writes into its folder (outputs.py)."""
-    from .outputs import under
     from .simulate import output_patterns as simulated
     runs = simulated("run*.h5")
-    return ((STATE_FILE, Path(STATE_FILE).with_suffix(".partial").name, "report.md", "results.json", "*.png")
+    return (with_partial(STATE_FILE, "results.json") + ("report.md", "*.png")
             + under("runs", runs) + under("check/exact", runs) + under("check/ml", runs))
 
 
@@ -192,7 +192,6 @@ def run_study(cfg: dict, out, *, overwrite: bool = False, resume: bool = False, 
     import torch
 
     from .data import replaceable_output
-    from .outputs import prepare_outputs
     if overwrite and resume:
         raise ValueError("give at most one of --resume and --overwrite")
     out = Path(out).resolve()
@@ -234,9 +233,8 @@ def run_study(cfg: dict, out, *, overwrite: bool = False, resume: bool = False, 
 
 
 def _save_state(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".partial")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(state, indent=2))
 
 
 def _run_check(cfg: dict, out: Path, progress: bool) -> dict:
@@ -270,9 +268,8 @@ def _plain(x):
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".partial")
-    tmp.write_text(json.dumps(_plain(data), indent=2))
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(_plain(data), indent=2))
 
 
 def _common_frames(paths: list) -> tuple[list, np.ndarray]:

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..lattice import require_capability
 from .fields import _site_index, check_spins
 from .structure import distance_to_peaks, peak_wavevectors
 
@@ -263,8 +264,7 @@ def wall_direction_fractions(triangle_values, lattice) -> tuple[np.ndarray, np.n
     and down triangles on either side have values of opposite sign (module doc). Triangle values in
     the order of `fields.triangles` (up triangles first), e.g. `scalar_chirality`. Fractions are NaN
     without walls."""
-    if lattice.kind != "triangular":
-        raise ValueError(f"wall directions are defined on the triangular lattice, not {lattice.kind!r}")
+    require_capability(lattice.kind, "triangles", "wall directions")
     n = lattice.num_sites
     v = np.asarray(triangle_values, dtype=float)
     if v.shape != (2 * n,) or not np.isfinite(v).all():

@@ -108,7 +108,7 @@ def ensemble_observables(paths) -> dict:
         if not np.allclose(r[1][:frames], times):
             raise ValueError(f"{p} is saved at other times than {paths[0]}")
     series = {"bond": np.array([bond_average(r[2][:frames], lattice).mean(axis=-1) for r in runs])}
-    if lattice.kind == "triangular":
+    if lattice.kind_info["triangles"]:  # the order of the tetrahedral state
         series["chirality"] = np.array([np.abs(scalar_chirality(r[2][:frames], lattice)).mean(axis=-1) for r in runs])
     n = len(runs)
     out = {"runs": n, "lattice": {"kind": lattice.kind, "shape": list(lattice.shape)}, "time": times.tolist(),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lattice import LATTICE_KINDS
+from ..lattice import require_capability
 
 __all__ = ["check_spins", "triangles", "scalar_chirality", "site_chirality", "plaquette_chirality",
            "bond_average", "bond_products", "magnetization"]
@@ -54,15 +54,9 @@ def _site_index(lattice, coords: np.ndarray) -> np.ndarray:
     return index
 
 
-def _require_planar(lattice, what: str) -> None:
-    if not lattice.kind_info["planar"]:
-        planar = [k for k, info in LATTICE_KINDS.items() if info["planar"]]
-        raise ValueError(f"{what} is defined on the planar lattices {planar}, not {lattice.kind!r}")
-
-
 def triangles(lattice) -> np.ndarray:
     """(T, 3) site indices of the oriented triangles used for the chirality (see module doc)."""
-    _require_planar(lattice, "scalar chirality")
+    require_capability(lattice.kind, "planar", "scalar chirality")
     x = lattice.coordinates
     e1, e2 = np.array([1, 0]), np.array([0, 1])
     if lattice.kind_info["triangles"]:

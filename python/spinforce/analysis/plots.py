@@ -10,8 +10,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.tri import Triangulation  # noqa: E402
 
+from ..lattice import require_capability  # noqa: E402
 from .coarsening import PowerLawFit  # noqa: E402
-from .fields import TETRAHEDRAL_CHIRALITY, _require_planar, _site_index  # noqa: E402
+from .fields import TETRAHEDRAL_CHIRALITY, _site_index  # noqa: E402
 
 __all__ = ["display_triangulation", "plot_snapshot", "plot_length_scales", "plot_cluster_statistics",
            "plot_correlation_comparison", "plot_fractions", "plot_bands"]
@@ -22,7 +23,7 @@ def display_triangulation(lattice, max_side: int = 128):
     max_side x max_side sites. Returns (Triangulation, anchor, half): triangle k belongs to the
     cell anchored at site anchor[k]; half[k] is 0 for the up triangle (triangular) or the first
     half of the plaquette (square), 1 for the other one."""
-    _require_planar(lattice, "a lattice snapshot")
+    require_capability(lattice.kind, "planar", "a lattice snapshot")
     if int(max_side) < 2:
         raise ValueError(f"max_side must be >= 2, got {max_side!r}")
     nx, ny = (min(int(L), int(max_side)) for L in lattice.shape)

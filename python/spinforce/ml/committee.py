@@ -44,9 +44,9 @@ COMMITTEE_FILE = "committee.json"  # written by train_committee into its output 
 
 def _outputs() -> tuple:
     """What train_committee writes into its folder (outputs.py): the member runs and the index."""
-    from ..outputs import under
+    from ..outputs import under, with_partial
     from .training import OUTPUTS as TRAINING
-    return under("member*", TRAINING) + (COMMITTEE_FILE, COMMITTEE_FILE + ".partial")
+    return under("member*", TRAINING) + with_partial(COMMITTEE_FILE)
 
 
 OUTPUTS = _outputs()

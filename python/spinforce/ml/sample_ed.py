@@ -56,12 +56,11 @@ def write_ed_samples(out, lattice, *, J: float, filling: float, kT: float = 0.0,
     from tqdm.auto import tqdm
 
     from ..data import DatasetWriter
-    from ..electrons import ExactDiagonalization, SDModel
+    from ..run_setup import PROVIDERS
 
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
-    model = SDModel(lattice, J=J, filling=filling, kT=kT, t2=t2)
-    ed = ExactDiagonalization(model)
+    model, ed = PROVIDERS["ed"].build(lattice, {"J": J, "filling": filling, "kT": kT, "t2": t2}, {}, "cpu")
     rng = np.random.default_rng(seed)
     with DatasetWriter(out, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
                        method="ed", model=model.parameters(), method_settings={"sampler": "perturbed_ordered"},
@@ -80,11 +79,11 @@ def write_ed_samples(out, lattice, *, J: float, filling: float, kT: float = 0.0,
 
 
 def main(argv=None) -> int:
-    from ..lattice import Lattice
+    from ..lattice import LATTICE_KINDS, Lattice
     p = argparse.ArgumentParser(prog="python -m spinforce.ml.sample_ed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out")
-    p.add_argument("--kind", default="square")
+    p.add_argument("--kind", default="square", choices=list(LATTICE_KINDS))
     p.add_argument("--shape", type=int, nargs="+", default=[12])
     p.add_argument("--J", type=float, required=True)
     p.add_argument("--filling", type=float, required=True)

@@ -64,7 +64,7 @@ from ..config import (OMIT, Key, boolean, check_sections, check_table, device, i
                       string, strings)
 from ..data import dict_differences, read_dataset
 from ..distributed import Ranks as _Ranks, join_ranks
-from ..outputs import atomic_write, prepare_outputs
+from ..outputs import atomic_write, prepare_outputs, with_partial
 from ..run_setup import read_config
 from ..descriptors.registry import DEFAULT_KIND
 from .model import DTYPES, SiteEnergyModel, build_model, load_model, model_record, save_model
@@ -107,8 +107,8 @@ METRICS = ("torque_rmse", "field_rmse", "energy_mae_per_site")
 _CSV_FIELDS = (["epoch", "learning_rate", "energy_weight", "loss"] + [f"train_{m}" for m in METRICS]
                + [f"val_{m}" for m in METRICS])
 # What a run writes into its folder (outputs.py): --overwrite removes these and nothing else.
-OUTPUTS = ("log.csv", "config.json", "metrics.json", "checkpoint.pt", "checkpoint.pt.partial", "model.pt",
-           "model.pt.partial", "plots/parity_*.png", "plots/parity_*.npz", "plots/torque_error_hist_*.png")
+OUTPUTS = ("log.csv", "config.json", "metrics.json", *with_partial("checkpoint.pt", "model.pt"), "plots/parity_*.png",
+           "plots/parity_*.npz", "plots/torque_error_hist_*.png")
 
 
 def check_descriptor(desc, section: str = "descriptor", default_kind: bool = True) -> dict:
@@ -149,9 +149,12 @@ def load_config(path_or_dict, base_dir=None) -> dict:
     return cfg
 
 
-def energy_weight_at(epoch: int, t: dict) -> float:
-    """lambda(epoch): 0 for the first `energy_weight_start` epochs, then a linear ramp."""
-    start, ramp, final = int(t["energy_weight_start"]), int(t["energy_weight_ramp"]), float(t["energy_weight"])
+def energy_weight_at(epoch: int, training: dict) -> float:
+    """The weight of the energy term in the loss at `epoch` (0-based), from the [training] settings:
+    0 for the first `energy_weight_start` epochs, then a linear ramp over `energy_weight_ramp`
+    epochs up to `energy_weight`."""
+    start, ramp = int(training["energy_weight_start"]), int(training["energy_weight_ramp"])
+    final = float(training["energy_weight"])
     if epoch < start:
         return 0.0
     return final if ramp == 0 else final * min(1.0, (epoch - start + 1) / ramp)
@@ -187,32 +190,34 @@ def predict(model: SiteEnergyModel, spins: torch.Tensor, neighbors: torch.Tensor
 
 
 def _errors(model, part: _Part, idx: np.ndarray, batch_size: int, create_graph=False):
-    """Yields (torque error, field error, energy error per site, spins, batch) per mini-batch."""
+    """Yields (torque error, field error, energy error per site, batch) per mini-batch."""
     for start in range(0, len(idx), batch_size):
-        sel = torch.as_tensor(idx[start:start + batch_size])
-        s, h, e = part.spins[sel], part.fields[sel], part.energy[sel]
-        e_pred, h_pred = predict(model, s, part.neighbors, create_graph)
-        dh = h_pred - h
-        yield torch.linalg.cross(s, dh, dim=-1), dh, (e_pred - e) / s.shape[1], sel
+        batch = torch.as_tensor(idx[start:start + batch_size])
+        spins, fields, energy = part.spins[batch], part.fields[batch], part.energy[batch]
+        energy_pred, fields_pred = predict(model, spins, part.neighbors, create_graph)
+        field_error = fields_pred - fields
+        yield (torch.linalg.cross(spins, field_error, dim=-1), field_error, (energy_pred - energy) / spins.shape[1],
+               batch)
 
 
 def evaluate(model, parts: list[_Part], split: str, batch_size: int, ranks: _Ranks = _Ranks()) -> dict:
     """Torque RMSE, field RMSE (root mean square over sites of the vector error) and the mean
     absolute energy error per site, over the snapshots of `split` (shared out over the ranks)."""
-    sq_t = sq_h = abs_e = 0.0
+    torque_sq = field_sq = energy_abs = 0.0
     sites = frames = 0
     for part in parts:
-        for dt, dh, de, _ in _errors(model, part, ranks.share(getattr(part, split)), batch_size):
-            sq_t += float((dt.detach() ** 2).sum())
-            sq_h += float((dh.detach() ** 2).sum())
-            abs_e += float(de.detach().abs().sum())
-            sites += dt.shape[0] * dt.shape[1]
-            frames += dt.shape[0]
-    sq_t, sq_h, abs_e, sites, frames = ranks.sum([sq_t, sq_h, abs_e, sites, frames])
+        for torque_error, field_error, energy_error, _ in _errors(model, part, ranks.share(getattr(part, split)),
+                                                                  batch_size):
+            torque_sq += float((torque_error.detach() ** 2).sum())
+            field_sq += float((field_error.detach() ** 2).sum())
+            energy_abs += float(energy_error.detach().abs().sum())
+            sites += torque_error.shape[0] * torque_error.shape[1]
+            frames += torque_error.shape[0]
+    torque_sq, field_sq, energy_abs, sites, frames = ranks.sum([torque_sq, field_sq, energy_abs, sites, frames])
     if frames == 0:
-        return {m: float("nan") for m in METRICS}
-    return {"torque_rmse": math.sqrt(sq_t / sites), "field_rmse": math.sqrt(sq_h / sites),
-            "energy_mae_per_site": abs_e / frames}
+        return {metric: float("nan") for metric in METRICS}
+    return {"torque_rmse": math.sqrt(torque_sq / sites), "field_rmse": math.sqrt(field_sq / sites),
+            "energy_mae_per_site": energy_abs / frames}
 
 
 def frame_groups(trajectory: np.ndarray, split: str = "trajectory", window: int = 0) -> np.ndarray:
@@ -228,9 +233,9 @@ def frame_groups(trajectory: np.ndarray, split: str = "trajectory", window: int 
     if window == 0:
         return trajectory
     position = np.zeros(len(trajectory), dtype=np.int64)
-    for t in np.unique(trajectory):
-        at = np.flatnonzero(trajectory == t)
-        position[at] = np.arange(len(at)) // window
+    for trajectory_id in np.unique(trajectory):
+        frames = np.flatnonzero(trajectory == trajectory_id)
+        position[frames] = np.arange(len(frames)) // window
     _, groups = np.unique(np.stack([trajectory, position], axis=1), axis=0, return_inverse=True)
     return groups.ravel()
 
@@ -396,16 +401,16 @@ def _batch_loss(model, part: _Part, sel, batch_frames: int, energy_weight: float
     """The loss of the mini-batch of batch_frames snapshots, or, for sel a share of them, the
     share's part of it: its sums divided by the whole batch's counts (the shares add up to it)."""
     sel = torch.as_tensor(sel)
-    s, h, e = part.spins[sel], part.fields[sel], part.energy[sel]
-    e_pred, h_pred = predict(model, s, part.neighbors, create_graph=True)
-    torque_sq = (torch.linalg.cross(s, h_pred - h, dim=-1) ** 2).sum(-1)
-    energy_sq = ((e_pred - e) / s.shape[1]) ** 2
+    spins, fields, energy = part.spins[sel], part.fields[sel], part.energy[sel]
+    energy_pred, fields_pred = predict(model, spins, part.neighbors, create_graph=True)
+    torque_sq = (torch.linalg.cross(spins, fields_pred - fields, dim=-1) ** 2).sum(-1)
+    energy_sq = ((energy_pred - energy) / spins.shape[1]) ** 2
     if len(sel) == batch_frames:
         loss = torque_sq.mean() * inv_scale2
         if energy_weight > 0:
             loss = loss + energy_weight * energy_sq.mean() * inv_scale2
         return loss
-    loss = torque_sq.sum() / (batch_frames * s.shape[1]) * inv_scale2
+    loss = torque_sq.sum() / (batch_frames * spins.shape[1]) * inv_scale2
     if energy_weight > 0:
         loss = loss + energy_weight * energy_sq.sum() / batch_frames * inv_scale2
     return loss
@@ -434,12 +439,13 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
     dtype = DTYPES[cfg["model"]["dtype"]]
     device = device or torch.device(training["device"])
     parts, lattices, data_records = _load_parts(cfg, dtype, seed, device)
-    desc = dict(cfg["descriptor"])
-    kind = desc.pop("kind")
-    m = cfg["model"]
-    model = build_model(lattices[0], kind, desc, m["hidden"], m["activation"], m["dtype"]).to(device)
-    for part, lat in zip(parts, lattices):
-        part.neighbors = lat.neighbor_table(model.neighbor_offsets.cpu()).to(device)
+    descriptor = dict(cfg["descriptor"])
+    kind = descriptor.pop("kind")
+    network = cfg["model"]
+    model = build_model(lattices[0], kind, descriptor, network["hidden"], network["activation"],
+                        network["dtype"]).to(device)
+    for part, lattice in zip(parts, lattices):
+        part.neighbors = lattice.neighbor_table(model.neighbor_offsets.cpu()).to(device)
     def prepare():
         prepare_outputs(run_dir, OUTPUTS, command="spinforce train", overwrite=overwrite, keep=resume, resumable=True)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -464,7 +470,8 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
         (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
 
     batch_size = int(training["batch_size"])
-    batches = [(p, i) for p, part in enumerate(parts) for i in range(0, len(part.train), batch_size)]
+    batches = [(part_index, start) for part_index, part in enumerate(parts)
+               for start in range(0, len(part.train), batch_size)]
     inv_scale2 = 1.0 / float(model.energy_scale) ** 2
     has_val = any(len(p.val) for p in parts)
     stopped_early = checkpoint is not None and checkpoint.get("stopped_early", False)
@@ -479,17 +486,17 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
             break
         energy_weight = energy_weight_at(epoch, training)
         # Shuffles come from a generator keyed by (seed, epoch): a resumed run needs no RNG state.
-        gen = torch.Generator().manual_seed(seed * 100003 + epoch)
-        perms = [part.train[torch.randperm(len(part.train), generator=gen).numpy()] for part in parts]
+        shuffle = torch.Generator().manual_seed(seed * 100003 + epoch)
+        shuffled = [part.train[torch.randperm(len(part.train), generator=shuffle).numpy()] for part in parts]
         loss_sum = 0.0
         model.train()
-        for b in torch.randperm(len(batches), generator=gen).tolist():
-            p, start = batches[b]
-            batch = perms[p][start:start + batch_size]
+        for batch_index in torch.randperm(len(batches), generator=shuffle).tolist():
+            part_index, start = batches[batch_index]
+            batch = shuffled[part_index][start:start + batch_size]
             mine = ranks.share(batch)  # the whole batch on one process
             optimizer.zero_grad(set_to_none=True)
             if len(mine):
-                loss = _batch_loss(model, parts[p], mine, len(batch), energy_weight, inv_scale2)
+                loss = _batch_loss(model, parts[part_index], mine, len(batch), energy_weight, inv_scale2)
                 loss.backward()
                 loss_sum += float(loss.detach())
             ranks.sum_gradients(model.parameters())
@@ -515,9 +522,10 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
         if monitor < best * (1.0 - float(training["early_stop_min_delta"])):
             best, best_epoch, stale = monitor, epoch + 1, 0
             if ranks.rank == 0:
-                rec = model_record(model, data_records, cfg)
-                rec["metrics"] = {"epoch": epoch + 1, "train": train_metrics, "val": val_metrics, "data": data_scale}
-                save_model(model_path, rec)
+                record = model_record(model, data_records, cfg)
+                record["metrics"] = {"epoch": epoch + 1, "train": train_metrics, "val": val_metrics,
+                                     "data": data_scale}
+                save_model(model_path, record)
         else:
             stale += 1
         stopped_early = (int(training["early_stop_patience"]) > 0 and stale >= int(training["early_stop_patience"])
