@@ -136,6 +136,7 @@ def test_export_pt2_refuses_before_compiling(exported, tmp_path):
     assert not (tmp_path / "m.ts").exists()
 
 
+@pytest.mark.filterwarnings("ignore::spinforce.ml.committee.UncertaintyWarning")  # random members disagree
 def test_simulate_runs_a_pt2_package_like_its_torchscript(exported, tmp_path):
     """The LLG loop with the compiled package: the same trajectory as with the TorchScript file."""
     frames = {}
