@@ -101,9 +101,16 @@ def torchrun(command: str, cfg: dict, config_path: Path) -> subprocess.Completed
     here = str(Path(spinforce.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p),
                OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+    with subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                            f"--master_port={free_port()}", "-m", "spinforce", command, str(config_path)],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as launcher:
+        try:
+            stdout, stderr = launcher.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            launcher.terminate()  # torchrun stops its ranks on SIGTERM (on SIGKILL they would stay)
+            launcher.communicate(timeout=60)
+            raise
+    return subprocess.CompletedProcess(launcher.args, launcher.returncode, stdout, stderr)
 
 
 @pytest.mark.slow  # starts 2 processes that import torch
@@ -190,8 +197,9 @@ def test_bad_launch_environment_is_a_clear_error(dataset, tmp_path, monkeypatch)
 
 
 # --- spinforce learn ------------------------------------------------------------------------------
-# One round: ED-LLG data and held-out quenches (rank 0), a committee of 2 trained on both ranks
-# (12 frames, 7 to train on: mini-batches of 5 and 2, shared out 2+3 and 1+1), evaluate, report.
+# Two rounds: ED-LLG data and held-out quenches (rank 0), a committee of 2 trained on both ranks
+# (12 frames, 7 to train on: mini-batches of 5 and 2, shared out 2+3 and 1+1), evaluate, one
+# ML-LLG run with it and 2 frames labelled by ED (rank 0), a committee trained on all 14, report.
 LEARN = {
     "model": {"kind": "square", "J": 3.0, "kT": 0.1, "filling": 0.4, "mu": "auto"},
     "data": {"shape": [4, 4], "steps": 40, "save_every": 10, "seeds": [1, 2], "perturbed": 1},
@@ -200,10 +208,13 @@ LEARN = {
               "network": {"hidden": [8]},
               "training": {"epochs": 3, "batch_size": 5, "learning_rate": 1e-2, "energy_weight_start": 1,
                            "energy_weight_ramp": 1, "early_stop_patience": 0}},
-    "explore": {"shape": [4, 4], "steps": 10, "save_every": 5},
-    "loop": {"rounds": 1, "threads": 1},
+    "explore": {"shape": [4, 4], "runs": 1, "steps": 10, "save_every": 5},
+    "label": {"frames": 2},
+    "loop": {"rounds": 2, "threads": 1},
 }
-MEMBERS = [Path("rounds/round0/committee") / f"member{k}" for k in range(2)]
+MEMBERS = [Path(f"rounds/round{r}/committee/member{k}") for r in range(2) for k in range(2)]
+STAGES = ["data", "test", "round0/train", "round0/evaluate", "round0/explore", "round0/label", "round1/train",
+          "round1/evaluate", "report"]
 
 
 @pytest.fixture(scope="module")
@@ -225,12 +236,19 @@ def read_csv(path) -> list:
 
 
 def assert_same_learning(out: Path, reference: Path):
-    """The run in `out` made the datasets of the reference bit for bit (rank 0 made them) and its
-    committee to TOL: loss curves, weights, predictions and the rounds table."""
+    """The run in `out` made the exact datasets of the reference bit for bit (rank 0 made them),
+    and to TOL its committees (loss curves, weights, predictions), the frames it labelled (picked
+    by an ML-LLG run with the first committee) and the rounds table."""
+    assert done(out) == STAGES
     for name in ("initial.h5", "test.h5"):
         got, want = read_dataset(out / "data" / name), read_dataset(reference / "data" / name)
         for key in ("spins", "fields", "energy"):
             np.testing.assert_array_equal(getattr(got, key), getattr(want, key), err_msg=f"{name} {key}")
+    got, want = read_dataset(out / "data" / "round0.h5"), read_dataset(reference / "data" / "round0.h5")
+    np.testing.assert_array_equal(got.step, want.step)  # the same frames picked
+    np.testing.assert_array_equal(got.trajectory, want.trajectory)
+    for key in ("spins", "fields", "energy"):
+        np.testing.assert_allclose(getattr(got, key), getattr(want, key), rtol=TOL, atol=TOL, err_msg=key)
     for member in MEMBERS:
         assert_same_curve(read_csv(out / member / "log.csv"), read_csv(reference / member / "log.csv"),
                           epochs=LEARN["train"]["training"]["epochs"])
@@ -242,11 +260,14 @@ def assert_same_learning(out: Path, reference: Path):
     np.testing.assert_allclose(got.uncertainty, want.uncertainty, rtol=TOL, atol=TOL)
     assert got.energy == pytest.approx(want.energy, rel=TOL)
     rows, reference_rows = read_csv(out / "rounds.csv"), read_csv(reference / "rounds.csv")
-    assert len(rows) == len(reference_rows) == 1 and rows[0].keys() == reference_rows[0].keys()
-    for key, value in reference_rows[0].items():
-        assert float(rows[0][key]) == pytest.approx(float(value), rel=TOL, abs=TOL), key
-    index = json.loads((out / "rounds/round0/committee/committee.json").read_text())
-    assert index["members"] == ["member0/model.pt", "member1/model.pt"] and index["seeds"] == [0, 1]
+    assert len(rows) == len(reference_rows) == 2
+    for row, reference_row in zip(rows, reference_rows):
+        assert row.keys() == reference_row.keys()
+        for key, value in reference_row.items():
+            assert float(row[key]) == pytest.approx(float(value), rel=TOL, abs=TOL), key
+    for r in range(2):
+        index = json.loads((out / f"rounds/round{r}/committee/committee.json").read_text())
+        assert index["members"] == ["member0/model.pt", "member1/model.pt"] and index["seeds"] == [0, 1]
 
 
 @pytest.mark.slow  # starts 2 processes that import torch
@@ -254,9 +275,8 @@ def test_torchrun_learn_on_two_ranks_equals_one(learned, tmp_path):
     run = torchrun("learn", LEARN, tmp_path / "learn.toml")  # writes into tmp_path / "learn"
     assert run.returncode == 0, run.stderr[-3000:]
     assert_same_learning(tmp_path / "learn", learned)
-    assert done(tmp_path / "learn") == ["data", "test", "round0/train", "round0/evaluate", "report"]
     # rank 0 alone reports and shows progress
-    assert run.stdout.count("round 0: 12 training frames") == 1, run.stdout
+    assert run.stdout.count("round 0: 12 training frames") == run.stdout.count("round 1: 14 training frames") == 1
     assert run.stderr.count("[learn] stage round0/train") == 1, run.stderr[-3000:]
 
 
@@ -316,9 +336,12 @@ def test_learn_resumes_with_another_number_of_ranks(learned, tmp_path):
     mp.spawn(_spawned_learn, args=(2, tmp_path / "store", jobs, tmp_path), nprocs=2, join=True)
     assert done(tmp_path / "two_then_one") == ["data", "test"]
     assert len(read_csv(tmp_path / "two_then_one" / MEMBERS[1] / "log.csv")) == 2
-    # Data parallel: 6 epochs ran on 2 ranks (the last of member 1 in one_then_two; 3 + 2 in
-    # two_then_one), each over mini-batches of 5 and 2 snapshots, shared out 2+3 and 1+1.
-    assert [json.loads((tmp_path / f"snapshots{r}.json").read_text()) for r in range(2)] == [6 * 3, 6 * 4]
+    # Data parallel, every epoch's mini-batches shared out: in round 0 (batches of 5 and 2) ranks 0
+    # and 1 trained on 3 and 4 snapshots per epoch, in round 1 on 4 and 5 (member 0: 5, 2, 2) and
+    # 4 and 6 (member 1: 5, 5); on 2 ranks ran 3 + 2 epochs of round 0 in two_then_one, and in
+    # one_then_two 1 of round 0 and 3 of each member of round 1.
+    assert [json.loads((tmp_path / f"snapshots{r}.json").read_text()) for r in range(2)] == [
+        3 * 6 + 4 * 3 + 4 * 3, 4 * 6 + 5 * 3 + 6 * 3]
     learn(check_config(LEARN), tmp_path / "two_then_one", progress=False)
     for out in ("one_then_two", "two_then_one"):
         assert_same_learning(tmp_path / out, learned)
