@@ -19,7 +19,7 @@ from spinforce.data import read_dataset
 from spinforce.learn import check_config, learn
 from spinforce.ml import training
 from spinforce.ml.training import train
-from test_learn import Stop
+from test_learn import Stop, stop_at
 from test_training_behaviour import write_data
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -302,8 +302,10 @@ class stopped_in_member:
 
 
 def _spawned_learn(rank, world, store, jobs, out_dir):
-    """One rank of learn runs on `world` processes ((folder, interrupted) per job); writes how many
-    snapshots this rank trained on to out_dir/snapshots{rank}.json."""
+    """One rank of learn runs on `world` processes, each job (folder, where it stops: None, "member"
+    (stopped_in_member(seed=1, epoch=2)) or a stage (before it is recorded, by learn's
+    _interrupt hook)); writes how many snapshots this rank trained on to
+    out_dir/snapshots{rank}.json."""
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     snapshots, batch_loss = [0], training._batch_loss
@@ -313,12 +315,15 @@ def _spawned_learn(rank, world, store, jobs, out_dir):
         return batch_loss(model, part, sel, *rest)
     training._batch_loss = counted
     try:
-        for out, interrupted in jobs:
-            if interrupted:
+        for out, stop in jobs:
+            if stop is None:
+                learn(check_config(LEARN), out, progress=False)
+            elif stop == "member":
                 with stopped_in_member(seed=1, epoch=2), pytest.raises(Stop):
                     learn(check_config(LEARN), out, progress=False)
             else:
-                learn(check_config(LEARN), out, progress=False)
+                with pytest.raises(Stop):
+                    learn(check_config(LEARN), out, progress=False, _interrupt=stop_at(stop, "before"))
         (Path(out_dir) / f"snapshots{rank}.json").write_text(json.dumps(snapshots[0]))
     finally:
         training._batch_loss = batch_loss
@@ -330,18 +335,20 @@ def test_learn_resumes_with_another_number_of_ranks(learned, tmp_path):
     # Interrupted in the middle of the committee's second member on 1 rank, resumed on 2 ...
     with stopped_in_member(seed=1, epoch=2), pytest.raises(Stop):
         learn(check_config(LEARN), tmp_path / "one_then_two", progress=False)
-    # ... and on 2 ranks, resumed on 1.
-    jobs = [(tmp_path / "one_then_two", False), (tmp_path / "two_then_one", True)]
     assert done(tmp_path / "one_then_two") == ["data", "test"]  # interrupted in round0/train
+    # ... and on 2 ranks, interrupted there too, then after rank 0's ML-LLG run of round 0
+    # (before it was recorded), and resumed on 1.
+    jobs = [(tmp_path / "one_then_two", None), (tmp_path / "two_then_one", "member"),
+            (tmp_path / "two_then_one", "round0/explore")]
     mp.spawn(_spawned_learn, args=(2, tmp_path / "store", jobs, tmp_path), nprocs=2, join=True)
-    assert done(tmp_path / "two_then_one") == ["data", "test"]
-    assert len(read_csv(tmp_path / "two_then_one" / MEMBERS[1] / "log.csv")) == 2
+    assert done(tmp_path / "two_then_one") == STAGES[:4]
+    assert (tmp_path / "two_then_one" / "rounds/round0/explore/run0.h5").exists()
     # Data parallel, every epoch's mini-batches shared out: in round 0 (batches of 5 and 2) ranks 0
     # and 1 trained on 3 and 4 snapshots per epoch, in round 1 on 4 and 5 (member 0: 5, 2, 2) and
-    # 4 and 6 (member 1: 5, 5); on 2 ranks ran 3 + 2 epochs of round 0 in two_then_one, and in
-    # one_then_two 1 of round 0 and 3 of each member of round 1.
+    # 4 and 6 (member 1: 5, 5). On 2 ranks ran: in one_then_two 1 epoch of round 0 and 3 of each
+    # member of round 1, in two_then_one all 6 of round 0.
     assert [json.loads((tmp_path / f"snapshots{r}.json").read_text()) for r in range(2)] == [
-        3 * 6 + 4 * 3 + 4 * 3, 4 * 6 + 5 * 3 + 6 * 3]
+        3 * 7 + 4 * 3 + 4 * 3, 4 * 7 + 5 * 3 + 6 * 3]
     learn(check_config(LEARN), tmp_path / "two_then_one", progress=False)
     for out in ("one_then_two", "two_then_one"):
         assert_same_learning(tmp_path / out, learned)
