@@ -194,8 +194,6 @@ def test_bad_launch_environment_is_a_clear_error(dataset, tmp_path, monkeypatch)
     assert train(config(dataset, tmp_path / "c", epochs=1), progress=False).rank == 0
 
 
-
-
 # --- spinforce learn ------------------------------------------------------------------------------
 # Two rounds: ED-LLG data and held-out quenches (rank 0), a committee of 2 trained on both ranks
 # (12 frames, 7 to train on: mini-batches of 5 and 2, shared out 2+3 and 1+1), evaluate, one
