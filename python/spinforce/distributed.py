@@ -12,22 +12,39 @@ not depend on the number of ranks.
 from __future__ import annotations
 
 import builtins
+import datetime
 import os
 
 import numpy as np
 import torch
 
-__all__ = ["Ranks", "launched_processes", "join_ranks", "Slabs", "reach"]
+__all__ = ["Ranks", "launched_processes", "launched_rank", "join_ranks", "Slabs", "reach"]
+
+# True while rank 0 runs a function alone (Ranks.on_rank0): join_ranks then gives one process.
+_alone = False
 
 
 class Ranks:
     """This process's place among the processes of one run (torch.distributed), or a process
     alone (rank 0 of 1). Training: every rank holds all the data; each takes a contiguous share
     of the snapshots of every mini-batch and every evaluated split, and sums are reduced over
-    all. LLG: every rank integrates one slab of the lattice (Slabs)."""
+    all. LLG: every rank integrates one slab of the lattice (Slabs).
 
-    def __init__(self, rank: int = 0, world: int = 1, device: torch.device | None = None):
-        self.rank, self.world, self.device = rank, world, device
+    group: the process group of broadcast, on_rank0 and barrier (None: the default group); sums
+    always go through the default group."""
+
+    def __init__(self, rank: int = 0, world: int = 1, device: torch.device | None = None, group=None):
+        self.rank, self.world, self.device, self.group = rank, world, device, group
+
+    def patient(self, hours: float) -> "Ranks":
+        """These ranks, waiting up to `hours` in broadcast, on_rank0 and barrier, on the CPU (a gloo
+        group of their own; torch.distributed's default timeout is 30 minutes): for runs in which
+        rank 0 works alone for long while the others wait. Collective: every rank calls it."""
+        if not self.distributed:
+            return self
+        import torch.distributed as dist
+        group = dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=hours))
+        return Ranks(self.rank, self.world, self.device, group)
 
     @property
     def distributed(self) -> bool:
@@ -69,19 +86,25 @@ class Ranks:
             return obj
         import torch.distributed as dist
         box = [obj]
-        dist.broadcast_object_list(box, src=0, device=self.device if self.device.type == "cuda" else None)
+        on_gpu = self.group is None and self.device.type == "cuda"  # a patient group is gloo's
+        dist.broadcast_object_list(box, src=0, group=self.group, device=self.device if on_gpu else None)
         return box[0]
 
     def on_rank0(self, fn):
-        """fn() run on rank 0 alone; its result (picklable) is returned on every rank, and an
-        error there is raised on every rank (and not left as a hang of the other ranks in their
-        next collective)."""
+        """fn() run on rank 0 alone (a command it calls, such as simulate, joins no process group:
+        it runs as one process); its result (picklable) is returned on every rank, and an error
+        there is raised on every rank (and not left as a hang of the other ranks in their next
+        collective)."""
+        global _alone
         result = err = None
         if self.rank == 0:
+            outer, _alone = _alone, self.distributed or _alone
             try:
                 result = fn()
             except Exception as e:  # re-raised below, after the other ranks have heard of it
                 err = e
+            finally:
+                _alone = outer
         outcome = self.broadcast((result, None) if err is None else (None, (type(err).__name__, str(err))))
         if err is not None:
             raise err
@@ -93,7 +116,7 @@ class Ranks:
     def barrier(self) -> None:
         if self.distributed:
             import torch.distributed as dist
-            dist.barrier()
+            dist.barrier(group=self.group)
 
 
 def launched_processes() -> int:
@@ -106,14 +129,22 @@ def launched_processes() -> int:
                          f"{os.environ['WORLD_SIZE']!r}") from None
 
 
+def launched_rank() -> int:
+    """This process's rank among those the launcher started (RANK; 0 without a launcher)."""
+    return int(os.environ.get("RANK", "0")) if launched_processes() > 1 else 0
+
+
 def join_ranks(device_name: str, *, setting: str, command: str) -> tuple[Ranks, torch.device, bool]:
     """The ranks of this run and this rank's device; joins torch.distributed when the launcher's
     environment (torchrun: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK) says there is
     more than one process, or uses the process group the caller has initialised. The third value
     says whether the group was started here (and is to be destroyed at the end). setting names
-    the config key of the device and command the spinforce command, for messages."""
+    the config key of the device and command the spinforce command, for messages. Inside
+    Ranks.on_rank0 it gives a process alone (rank 0 of 1; a GPU device keeps the rank's GPU)."""
     import torch.distributed as dist
     device = torch.device(device_name)
+    if _alone:
+        return Ranks(), device, False
     started = False
     if dist.is_available() and dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()

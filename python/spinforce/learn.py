@@ -3,6 +3,7 @@
     spinforce learn CONFIG.toml [--out DIR] [--set SECTION.KEY=VALUE ...] [--overwrite]
     spinforce learn --example de_square --out DIR        (configs shipped with spinforce)
     spinforce learn --list-examples
+    torchrun --nproc_per_node=P -m spinforce learn CONFIG.toml    (P processes train the committees)
 
 Stages (each resumable; DIR/learn_state.json records the finished ones, so running the same
 command again continues where it stopped):
@@ -263,19 +264,22 @@ def _select_frames(paths: list, count: int) -> list:
 
 # --- the loop -----------------------------------------------------------------------------------
 class _State:
-    """The finished stages and their results, in DIR/learn_state.json (written atomically)."""
+    """The finished stages and their results, in DIR/learn_state.json (written atomically). On
+    several processes rank 0 reads and writes the file; every rank holds the same state."""
 
-    def __init__(self, path: Path, fingerprint: str):
-        self.path = path
-        if path.exists():
+    def __init__(self, path: Path, fingerprint: str, ranks=None):
+        from .distributed import Ranks
+        self.path, self.fingerprint, self.ranks = path, fingerprint, ranks or Ranks()
+
+        def read():
+            if not path.exists():
+                return [], {}, {}
             data = json.loads(path.read_text())
             if data["config"] != fingerprint:
                 raise ValueError(f"{path.parent} holds an active-learning run of a different config; use --overwrite "
                                  "to replace it or another --out")
-            self.done, self.results, self.seconds = data["done"], data["results"], data.get("seconds", {})
-        else:
-            self.done, self.results, self.seconds = [], {}, {}
-        self.fingerprint = fingerprint
+            return data["done"], data["results"], data.get("seconds", {})
+        self.done, self.results, self.seconds = self.ranks.on_rank0(read)
 
     def finish(self, stage: str, result, seconds: float) -> None:
         self.done.append(stage)
@@ -285,6 +289,8 @@ class _State:
         self.save()
 
     def save(self) -> None:
+        if self.ranks.rank != 0:
+            return
         with atomic_write(self.path) as tmp:
             tmp.write_text(json.dumps({"config": self.fingerprint, "done": self.done, "results": self.results,
                                        "seconds": self.seconds}, indent=2))
@@ -300,54 +306,96 @@ def stages(cfg: dict) -> list:
     return names + (["check"] if cfg["check"]["runs"] else []) + ["report"]
 
 
+# How long the other ranks wait while rank 0 runs a stage alone (ED-LLG data can take hours); a
+# process that fails stops the others (torchrun, torch.multiprocessing.spawn) long before that.
+WAIT_HOURS = 7 * 24
+
+
 def learn(cfg: dict, out, *, overwrite: bool = False, progress: bool = True, _interrupt=None) -> dict:
     """Run (or continue) the active-learning loop of a checked config in folder `out`.
 
     Returns the state results. `_interrupt(stage, when)` is a test hook called before and after
     each stage is recorded.
+
+    Started by torchrun on P processes (or inside a process group the caller has initialised),
+    every process calls learn alike: the committees are trained data-parallel on all of them (as
+    `spinforce train`), every other stage runs on rank 0 while the others wait; rank 0 alone
+    writes files and shows progress. learn_state.json does not depend on P: a run continues on
+    any number of processes.
     """
     import torch
 
-    from .data import replaceable_output
-    from .distributed import launched_processes
-    from .outputs import prepare_outputs
-    if launched_processes() > 1:  # every process would run every stage into the same folder
-        raise ValueError(f"spinforce learn runs as one process, but the launcher started {launched_processes()} "
-                         f"(WORLD_SIZE); start it without torchrun (spinforce train runs on several processes)")
-    out = Path(out).resolve()
-    state_path = out / STATE_FILE
-    fingerprint = json.dumps(cfg, sort_keys=True)
-    # The folder holds only this command's files; without overwrite the run continues them.
-    prepare_outputs(out, output_patterns(), command="spinforce learn", overwrite=overwrite, keep=True,
-                    owned=replaceable_output)
-    out.mkdir(parents=True, exist_ok=True)
-    state = _State(state_path, fingerprint)
-    if not state_path.exists():
-        state.save()  # the folder is this run's from now on, also if the first stage is interrupted
+    from .distributed import join_ranks
+    from .ml.training import SCHEMA as TRAINING
+    device = cfg["train"]["training"].get("device", TRAINING["training"]["device"].default)
+    ranks, _, started = join_ranks(device, setting="train.training.device", command="learn")
     threads = torch.get_num_threads()
-    if cfg["loop"]["threads"]:
-        torch.set_num_threads(cfg["loop"]["threads"])
-    names = stages(cfg)
     try:
-        for name in names:
-            if name in state.done:
-                continue
-            if progress:
-                print(f"[learn] stage {name} ({names.index(name) + 1}/{len(names)})", file=sys.stderr, flush=True)
-            started = time.perf_counter()
-            result = _run_stage(name, cfg, out, state, progress)
-            if _interrupt is not None:
-                _interrupt(name, "before")
-            state.finish(name, result, time.perf_counter() - started)
-            if _interrupt is not None:
-                _interrupt(name, "after")
+        if cfg["loop"]["threads"]:
+            torch.set_num_threads(cfg["loop"]["threads"])
+        # the other ranks wait for rank 0's stages in a group of their own, with a long timeout
+        return _learn(cfg, Path(out).resolve(), overwrite, progress and ranks.rank == 0,
+                      ranks.patient(WAIT_HOURS), _interrupt)
     finally:
         torch.set_num_threads(threads)
+        if started:
+            torch.distributed.destroy_process_group()
+
+
+def _learn(cfg: dict, out: Path, overwrite: bool, progress: bool, ranks, _interrupt) -> dict:
+    from .data import replaceable_output
+    from .outputs import prepare_outputs
+    state_path = out / STATE_FILE
+
+    def prepare():
+        # The folder holds only this command's files; without overwrite the run continues them.
+        prepare_outputs(out, output_patterns(), command="spinforce learn", overwrite=overwrite, keep=True,
+                        owned=replaceable_output)
+        out.mkdir(parents=True, exist_ok=True)
+    ranks.on_rank0(prepare)
+    state = _State(state_path, json.dumps(cfg, sort_keys=True), ranks)
+    if not ranks.on_rank0(state_path.exists):
+        state.save()  # the folder is this run's from now on, also if the first stage is interrupted
+    names = stages(cfg)
+    for name in names:
+        if name in state.done:
+            continue
+        if progress:
+            print(f"[learn] stage {name} ({names.index(name) + 1}/{len(names)})", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        if name.endswith("/train"):  # every rank: data-parallel training
+            result = _train_stage(name, cfg, out, progress, ranks)
+        else:
+            result = ranks.on_rank0(lambda: _run_stage(name, cfg, out, state, progress))
+        if _interrupt is not None:
+            _interrupt(name, "before")
+        state.finish(name, result, time.perf_counter() - started)
+        if _interrupt is not None:
+            _interrupt(name, "after")
     return state.results
 
 
 def _data_paths(cfg: dict, out: Path, upto_round: int) -> list:
     return [out / "data" / "initial.h5"] + [out / "data" / f"round{r}.h5" for r in range(upto_round)]
+
+
+def _round_dir(out: Path, name: str) -> tuple[int, Path]:
+    """The round number and folder of a round's stage `name` ("round{r}/...")."""
+    r = int(name.split("/")[0][len("round"):])
+    return r, out / "rounds" / f"round{r}"
+
+
+def _train_stage(name: str, cfg: dict, out: Path, progress: bool, ranks) -> dict:
+    """A round's committee, trained on all data so far (on every rank) and exported (by rank 0)."""
+    from .ml.committee import export_committee, train_committee
+    r, round_dir = _round_dir(out, name)
+    tcfg = _training_config(cfg, _data_paths(cfg, out, r), out / "data" / "test.h5", round_dir / "committee")
+    members = train_committee(tcfg, round_dir / "committee", cfg["train"]["members"], resume=True, progress=progress)
+
+    def export():
+        export_committee(members, round_dir / "model.ts", overwrite=True)
+        return {"members": [str(p) for p in members], **model_size(members[0])}
+    return ranks.on_rank0(export)
 
 
 def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
@@ -378,17 +426,9 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
                              seed=L["seed"], progress=progress)
         write_results(res, out / "locality")
         return {e: r["floor"] for e, r in res["ensembles"].items()} | {"cutoffs": res["cutoffs"]}
-    r = int(name.split("/")[0][len("round"):])
+    r, round_dir = _round_dir(out, name)
     stage = name.split("/")[1]
-    round_dir = out / "rounds" / f"round{r}"
     model_path = round_dir / "model.ts"
-    if stage == "train":
-        from .ml.committee import export_committee, train_committee
-        tcfg = _training_config(cfg, _data_paths(cfg, out, r), data_dir / "test.h5", round_dir / "committee")
-        members = train_committee(tcfg, round_dir / "committee", cfg["train"]["members"], resume=True,
-                                  progress=progress)
-        export_committee(members, model_path, overwrite=True)
-        return {"members": [str(p) for p in members], **model_size(members[0])}
     if stage == "evaluate":
         errors = held_out_errors(model_path, data_dir / "test.h5")
         train_frames = sum(_frames(p) for p in _data_paths(cfg, out, r))
@@ -640,6 +680,9 @@ def run(args) -> int:
     cfg = load_config(source, args.overrides)
     out = Path(args.out) if args.out else (Path(args.example) if args.example else source.with_suffix(""))
     results = learn(cfg, out, overwrite=args.overwrite, progress=not args.no_progress)
+    from .distributed import launched_rank
+    if launched_rank() != 0:  # rank 0 reports for a run on several processes
+        return 0
     for row in round_table(cfg, results):
         print(f"round {row['round']}: {row['training_frames']} training frames, held-out torque error "
               f"{_pct(row['held_out_error'])}")

@@ -202,26 +202,46 @@ def train_committee(config, out_dir, members: int, *, resume: bool = False, over
     resume=True keeps finished members, continues a half-trained one from its checkpoint and
     trains the missing ones; overwrite=True replaces the member runs. Either way out_dir may hold
     only what train_committee writes (outputs.py); overwrite removes nothing else.
+
+    On several processes (torchrun, or a process group the caller has initialised) every process
+    calls it alike: each member is trained data-parallel as by `spinforce train`, and rank 0
+    alone writes files and shows progress.
     """
-    from ..outputs import prepare_outputs
-    from .training import OUTPUTS as TRAINING, load_config, train
+    from ..distributed import join_ranks
+    from .training import load_config
 
     if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 2:
         raise ValueError(f"members must be an integer >= 2 (committee size), got {members!r}")
     if resume and overwrite:
         raise ValueError("give at most one of resume and overwrite")
     cfg = load_config(config)
-    out_dir = Path(out_dir).resolve()
+    ranks, _, started = join_ranks(cfg["training"]["device"], setting="training.device", command="learn")
+    try:
+        return _train_committee(cfg, Path(out_dir).resolve(), int(members), resume, overwrite,
+                                progress and ranks.rank == 0, ranks)
+    finally:
+        if started:
+            torch.distributed.destroy_process_group()
+
+
+def _train_committee(cfg: dict, out_dir: Path, members: int, resume: bool, overwrite: bool, progress: bool,
+                     ranks) -> list[Path]:
+    from ..outputs import prepare_outputs
+    from .training import OUTPUTS as TRAINING, train
+
     base_seed = int(cfg["training"]["seed"])
     dirs = [out_dir / f"member{k}" for k in range(members)]
-    # Each member's run replaces its own files once its data is checked (training.train); here
-    # only the folder is checked, and members of a larger earlier committee are removed.
-    prepare_outputs(out_dir, OUTPUTS, command="train_committee", keep=resume or overwrite, resumable=True)
-    if overwrite:
-        for stale in sorted(set(out_dir.glob("member*")) - set(dirs)):
-            prepare_outputs(stale, TRAINING, command="train_committee", overwrite=True)
-            stale.rmdir()
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def prepare():
+        # Each member's run replaces its own files once its data is checked (training.train);
+        # here only the folder is checked, and members of a larger earlier committee are removed.
+        prepare_outputs(out_dir, OUTPUTS, command="train_committee", keep=resume or overwrite, resumable=True)
+        if overwrite:
+            for stale in sorted(set(out_dir.glob("member*")) - set(dirs)):
+                prepare_outputs(stale, TRAINING, command="train_committee", overwrite=True)
+                stale.rmdir()
+        out_dir.mkdir(parents=True, exist_ok=True)
+    ranks.on_rank0(prepare)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -232,8 +252,10 @@ def train_committee(config, out_dir, members: int, *, resume: bool = False, over
             member_cfg = copy.deepcopy(cfg)
             member_cfg["training"]["seed"] = base_seed + k
             member_cfg["output"]["dir"] = str(run_dir)
-            if not (resume and _finished(run_dir, member_cfg)):
-                continue_run = resume and (run_dir / "checkpoint.pt").exists()
+            # rank 0 looks at the member's files, so that all ranks take one decision
+            finished, continue_run = ranks.on_rank0(
+                lambda: (resume and _finished(run_dir, member_cfg), resume and (run_dir / "checkpoint.pt").exists()))
+            if not finished:
                 # resuming a member stopped before its first checkpoint starts it afresh
                 train(member_cfg, resume=continue_run, overwrite=overwrite or (resume and not continue_run),
                       progress=progress)
@@ -245,8 +267,11 @@ def train_committee(config, out_dir, members: int, *, resume: bool = False, over
             bar.close()
     index = {"members": [str(p.relative_to(out_dir)) for p in paths],
              "seeds": [base_seed + k for k in range(members)], "config": cfg}
-    with atomic_write(out_dir / COMMITTEE_FILE) as tmp:
-        tmp.write_text(json.dumps(index, indent=2))
+
+    def write_index():
+        with atomic_write(out_dir / COMMITTEE_FILE) as tmp:
+            tmp.write_text(json.dumps(index, indent=2))
+    ranks.on_rank0(write_index)
     return paths
 
 
