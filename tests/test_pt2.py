@@ -167,3 +167,20 @@ def test_cuda_package_equals_torchscript_on_the_gpu(exported, tmp_path):
     assert (a.uncertainty - b.uncertainty).abs().max().item() < 1e-10 * scale
     with pytest.raises(ValueError, match="compiled for the cuda device"):
         spinforce.MLForceField(path, lat)  # a CUDA package does not run on the CPU
+
+
+def test_the_backward_gathers_instead_of_scattering(exported):
+    """The gather's backward is rewritten from a scatter-add (atomic adds when compiled) to a
+    gather over the inverse neighbour table; the rewritten graph gives the same fields."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+    from spinforce.ml.pt2 import _gathers_for_scatters, _Program
+    model = exported["single"]
+    lat = spinforce.Lattice("square", (9, 7))
+    offsets = model.neighbor_offsets
+    inputs = (torch.from_numpy(lat.random_spins(1)), lat.neighbor_table(offsets), lat.neighbor_table(-offsets))
+    graph = make_fx(_Program(model), tracing_mode="symbolic", _allow_non_fake_inputs=True)(*inputs)
+    before = graph(*inputs)
+    assert _gathers_for_scatters(graph) == 1
+    assert not [n for n in graph.graph.nodes if n.target is torch.ops.aten.index_put.default]
+    after = graph(*inputs)
+    torch.testing.assert_close(after[1], before[1], rtol=0, atol=1e-12)

@@ -210,6 +210,13 @@ MLForceField::MLForceField(const std::string& path, std::shared_ptr<const Lattic
   for (int64_t i = 0; i < offsets.size(0); ++i)
     for (int d = 0; d < lattice_->dim(); ++d) list[i][d] = a[i][d];
   neighbors_ = lattice_->neighbor_table(list).to(impl_->device);
+  if (impl_->package) {
+    // The package's backward gathers over the inverse table, the sites i - d_k whose k-th
+    // neighbour is i (python/spinforce/ml/pt2.py, _gathers_for_scatters).
+    for (Offset& d : list)
+      for (int k = 0; k < lattice_->dim(); ++k) d[k] = -d[k];
+    inverse_neighbors_ = lattice_->neighbor_table(list).to(impl_->device);
+  }
 }
 
 MLForceField::~MLForceField() = default;
@@ -242,10 +249,11 @@ FieldResult MLForceField::compute(const at::Tensor& spins) {
 }
 
 // The package holds forward and backward as one compiled graph: no autograd at run time. Its
-// outputs: energy, fields, [uncertainty,] site energies.
+// inputs: spins, neighbours, inverse neighbours; outputs: energy, fields, [uncertainty,] site energies.
 FieldResult MLForceField::compute_package(const at::Tensor& spins) {
+  Workspace::Scope scope(workspace_);  // the package allocates its buffers through torch: reuse them
   c10::InferenceMode inference;
-  const std::vector<at::Tensor> out = impl_->package->run({spins.to(impl_->device, dtype_), neighbors_});
+  const std::vector<at::Tensor> out = impl_->package->run({spins.to(impl_->device, dtype_), neighbors_, inverse_neighbors_});
   FieldResult r;
   if (out[0].is_cpu()) {
     r.energy = out[0].item<double>();
@@ -259,8 +267,9 @@ FieldResult MLForceField::compute_package(const at::Tensor& spins) {
 
 at::Tensor MLForceField::site_energies(const at::Tensor& spins) {
   require(impl_->package != nullptr, "site energies from C++ need a .pt2 package; this provider runs TorchScript");
+  Workspace::Scope scope(workspace_);
   c10::InferenceMode inference;
-  const std::vector<at::Tensor> out = impl_->package->run({spins.to(impl_->device, dtype_), neighbors_});
+  const std::vector<at::Tensor> out = impl_->package->run({spins.to(impl_->device, dtype_), neighbors_, inverse_neighbors_});
   return out.back().to(spins.device(), at::kDouble).contiguous();
 }
 

@@ -74,6 +74,7 @@ class MLForceField : public FieldProvider {
   double uncertainty_threshold_ = std::nan("");
   at::Tensor neighbors_;  // (N, m) int64 on the model device
   at::Tensor neighbor_offsets_;
+  at::Tensor inverse_neighbors_;  // .pt2 only: (N, m), the site whose k-th neighbour is i
   Workspace workspace_;  // the evaluations' large tensors, reused by the next evaluation
 };
 

@@ -10,8 +10,10 @@ that graph is exported with N as a dynamic dimension, and AOTInductor compiles i
 library packed in a ``.pt2`` zip. ``spinforce.MLForceField`` (the C++ provider) loads either
 format; a ``.pt2`` runs as compiled C++/OpenMP code with no interpreter and no autograd.
 
-The package's program: forward(spins (N,3), neighbors (N,m)) ->
-(energy, fields (N,3)[, uncertainty (N,)], site energies (N,)), the uncertainty for a committee.
+The package's program: forward(spins (N,3), neighbors (N,m), inverse_neighbors (N,m)) ->
+(energy, fields (N,3)[, uncertainty (N,)], site energies (N,)), the uncertainty for a committee;
+inverse_neighbors = lattice.neighbor_table(-neighbor_offsets) lets the backward gather where
+autograd would scatter (_gathers_for_scatters).
 Its manifest is AOTInductor metadata (strings): the keys of the TorchScript attributes
 (format "spinforce-pt2", format_version, lattice_kind, descriptor_kind, descriptor_version,
 neighbor_offsets as JSON, committee_size, uncertainty_threshold) plus dtype and device.
@@ -53,9 +55,42 @@ class _Program(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, spins, neighbors):
+    def forward(self, spins, neighbors, inverse_neighbors):
+        # inverse_neighbors is read only by the backward that _gathers_for_scatters writes
         site_energies, *rest = self.model.site_energies_and_fields(spins, neighbors)
         return (site_energies.sum(), *rest, site_energies)
+
+
+def _gathers_for_scatters(graph: torch.fx.GraphModule) -> int:
+    """Rewrite the backward of the neighbour gather ``spins[neighbors]`` as a gather.
+
+    Autograd's backward of the gather is a scatter-add, out[neighbors[j, k]] += g[j, k], which
+    Inductor compiles into atomic adds. On a periodic lattice each column of the neighbour table
+    is a translation, j -> j + d_k, so the scatter is a gather over the inverse table
+    inverse_neighbors[i, k] = i - d_k: out[i] = sum_k g[inverse_neighbors[i, k], k]. Returns the
+    number of scatters rewritten."""
+    g = graph.graph
+    spins, neighbors, inverse = [n for n in g.nodes if n.op == "placeholder"]
+    rewritten = 0
+    for node in list(g.nodes):
+        if node.target is not torch.ops.aten.index_put.default:
+            continue
+        base, indices, values = node.args[:3]
+        accumulate = node.args[3] if len(node.args) > 3 else node.kwargs.get("accumulate", False)
+        if not (accumulate and list(indices) == [neighbors] and base.target is torch.ops.aten.new_zeros.default):
+            continue
+        with g.inserting_before(node):
+            width = int(neighbors.meta["val"].shape[1])  # m: only N stays symbolic
+            columns = g.call_function(torch.ops.aten.arange.start_step, (0, width, 1),
+                                      {"dtype": torch.int64, "device": neighbors.meta["val"].device})
+            picked = g.call_function(torch.ops.aten.index.Tensor, (values, [inverse, columns]))
+            summed = g.call_function(torch.ops.aten.sum.dim_IntList, (picked, [1]))
+        node.replace_all_uses_with(summed)
+        g.erase_node(node)
+        rewritten += 1
+    g.eliminate_dead_code()
+    graph.recompile()
+    return rewritten
 
 
 def read_pt2_manifest(path) -> dict | None:
@@ -124,6 +159,7 @@ def export_pt2(model: nn.Module, out, *, dtype: str | None = None, device: str =
     spins = torch.randn(num_sites, 3, dtype=DTYPES[dtype], generator=generator)
     spins = (spins / spins.norm(dim=1, keepdim=True)).to(device)
     neighbors = torch.randint(0, num_sites, (num_sites, m), generator=generator).to(device)
+    inverse = torch.randint(0, num_sites, (num_sites, m), generator=generator).to(device)
     with quiet_torchscript(), warnings.catch_warnings():
         # torch.export's and Inductor's internals warn about their own deprecations (importing
         # Inductor touches torch.jit); nothing a user can act on
@@ -131,10 +167,11 @@ def export_pt2(model: nn.Module, out, *, dtype: str | None = None, device: str =
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
         # Forward and backward as one ATen graph with N symbolic; the model's weights are real
         # tensors (constants of the graph), the inputs fake.
-        graph = make_fx(program, tracing_mode="symbolic", _allow_non_fake_inputs=True)(spins, neighbors)
+        graph = make_fx(program, tracing_mode="symbolic", _allow_non_fake_inputs=True)(spins, neighbors, inverse)
+        _gathers_for_scatters(graph)
         N = torch.export.Dim("N", min=2)
         try:
-            exported = torch.export.export(graph, (spins, neighbors), dynamic_shapes=({0: N}, {0: N}),
+            exported = torch.export.export(graph, (spins, neighbors, inverse), dynamic_shapes=({0: N},) * 3,
                                            strict=False)
         except torch._dynamo.exc.UserError as e:
             if "specialized it to be a constant" not in str(e):
@@ -146,9 +183,11 @@ def export_pt2(model: nn.Module, out, *, dtype: str | None = None, device: str =
         torch._inductor.aoti_compile_and_package(
             exported, package_path=buffer,
             inductor_configs={"aot_inductor.metadata": _manifest(model, dtype, device),
-                              # threads from the running process (OpenMP), not those of the
-                              # machine that compiled the package
-                              "cpp.dynamic_threads": True})
+                              # serial generated kernels; the matrix products still run on
+                              # torch's threads. spinforce's idle OpenMP threads sleep at once
+                              # (runtime.py), which makes each of the ~30 parallel regions of a
+                              # threaded package cost a wake-up: 4.8x slower on 2 threads.
+                              "cpp.threads": 1})
     with atomic_write(out) as tmp:
         tmp.write_bytes(buffer.getvalue())
     return out
