@@ -184,3 +184,11 @@ def test_the_backward_gathers_instead_of_scattering(exported):
     assert not [n for n in graph.graph.nodes if n.target is torch.ops.aten.index_put.default]
     after = graph(*inputs)
     torch.testing.assert_close(after[1], before[1], rtol=0, atol=1e-12)
+
+
+def test_export_pt2_without_a_compiler_says_so(exported, tmp_path):
+    import torch._inductor.config as inductor_config
+    with inductor_config.patch({"cpp.cxx": (None, str(tmp_path / "no-such-g++"))}):
+        with pytest.raises(FileNotFoundError, match="needs a C\\+\\+ compiler"):
+            export_pt2(exported["single"], tmp_path / "m.pt2")
+    assert not (tmp_path / "m.pt2").exists()

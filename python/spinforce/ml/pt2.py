@@ -180,6 +180,15 @@ def export_pt2(model: nn.Module, out, *, dtype: str | None = None, device: str =
             raise ValueError(f"the {model.descriptor_kind!r} descriptor cannot be exported as .pt2: its operators fix "
                              "the number of sites of the traced graph; export this model with --torchscript") from None
         buffer = io.BytesIO()
+        _compile(exported, buffer, model, dtype, device)
+    with atomic_write(out) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    return out
+
+
+def _compile(exported, buffer, model, dtype: str, device: str) -> None:
+    """AOTInductor: the exported graph -> a package in `buffer`."""
+    try:
         torch._inductor.aoti_compile_and_package(
             exported, package_path=buffer,
             inductor_configs={"aot_inductor.metadata": _manifest(model, dtype, device),
@@ -188,6 +197,9 @@ def export_pt2(model: nn.Module, out, *, dtype: str | None = None, device: str =
                               # (runtime.py), which makes each of the ~30 parallel regions of a
                               # threaded package cost a wake-up: 4.8x slower on 2 threads.
                               "cpp.threads": 1})
-    with atomic_write(out) as tmp:
-        tmp.write_bytes(buffer.getvalue())
-    return out
+    except torch._inductor.exc.InductorError as e:
+        if "InvalidCxxCompiler" not in str(e):
+            raise
+        raise FileNotFoundError("compiling a .pt2 package needs a C++ compiler (g++ or clang++, or the one the CXX "
+                                "environment variable names) and none works here: install one, or export with "
+                                "--torchscript") from None
