@@ -1,5 +1,5 @@
 """Print what this spinforce runs on: versions, whether the CUDA kernels were built (and why
-not), and the devices torch sees.
+not), what `spinforce export --pt2` would compile with, and the devices torch sees.
 
     spinforce info
 """
@@ -37,6 +37,7 @@ def lines() -> list[str]:
     else:
         out.append("CUDA kernels: not built" + (f" ({note})" if note else ""))
     out.append(f"cpu: {platform.machine()}, {os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads")
+    out.append(_pt2_line())
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
@@ -45,6 +46,26 @@ def lines() -> list[str]:
     else:
         out.append("cuda: no device visible to torch" + ("" if torch.version.cuda else " (CPU build of torch)"))
     return out
+
+
+def _pt2_line() -> str:
+    """What `spinforce export --pt2` would compile with: the C++ compiler torch's Inductor picks
+    (from CXX, else g++) and the CPU instruction set the package would be tied to."""
+    import shutil
+    no_compiler = ".pt2 export: no working C++ compiler (set CXX or install g++): use --torchscript"
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        from torch._inductor.cpu_vec_isa import pick_vec_isa
+        from torch._inductor.exc import InvalidCxxCompiler
+    except Exception as err:  # Inductor unavailable in this torch: say so instead of failing `info`
+        return f".pt2 export: unavailable ({type(err).__name__}: {err})"
+    try:
+        found = shutil.which(get_cpp_compiler())
+    except InvalidCxxCompiler:
+        return no_compiler
+    if found is None:
+        return no_compiler
+    return f".pt2 export: C++ compiler {found}, packages tied to the CPU instruction set {pick_vec_isa() or 'none'}"
 
 
 def run(args) -> int:
