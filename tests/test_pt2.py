@@ -192,3 +192,21 @@ def test_export_pt2_without_a_compiler_says_so(exported, tmp_path):
         with pytest.raises(FileNotFoundError, match="needs a C\\+\\+ compiler"):
             export_pt2(exported["single"], tmp_path / "m.pt2")
     assert not (tmp_path / "m.pt2").exists()
+
+
+def test_a_package_runs_domain_decomposed(exported):
+    """What `torchrun -m spinforce simulate` needs of a provider: slab fields with a halo of twice
+    the neighbourhood equal the whole lattice's, and the site energies sum to the energy."""
+    from spinforce.distributed import reach
+    from spinforce.ml.provider import exported_neighbor_offsets
+    from test_distributed_simulate import random_spins, slab_fields
+    path = exported["committee.pt2"]
+    offsets = exported_neighbor_offsets(path)
+    assert torch.equal(offsets, exported["committee"].neighbor_offsets)
+    shape = (6, 16)
+    spins = random_spins(96, 3)
+    whole = spinforce.MLForceField(path, spinforce.Lattice("square", shape))
+    make = lambda s: spinforce.MLForceField(path, spinforce.Lattice("square", s))  # noqa: E731
+    got = slab_fields(make, spins, shape, 2, 2 * reach(offsets))
+    np.testing.assert_allclose(got, whole.compute(spins).fields, rtol=0, atol=1e-12)
+    assert whole.site_energies(spins).sum() == pytest.approx(whole.compute(spins).energy, rel=1e-12)
