@@ -4,6 +4,7 @@ Compiling a package takes ~20 s per model on CPU, so two packages are compiled o
 (a committee through the command line, a single model through the API) and every check reads them.
 """
 import json
+from pathlib import Path
 import shutil
 import zipfile
 
@@ -210,3 +211,27 @@ def test_a_package_runs_domain_decomposed(exported):
     got = slab_fields(make, spins, shape, 2, 2 * reach(offsets))
     np.testing.assert_allclose(got, whole.compute(spins).fields, rtol=0, atol=1e-12)
     assert whole.site_energies(spins).sum() == pytest.approx(whole.compute(spins).energy, rel=1e-12)
+
+
+def test_an_exported_file_is_rebuilt_for_another_format(exported, tmp_path):
+    """`spinforce export MODEL.ts --pt2 OUT`: a TorchScript file (a shipped committee has no
+    model.pt files) rebuilt as the Python model it was exported from."""
+    from spinforce.ml.committee import load_exported
+    lat = spinforce.Lattice("square", (9, 7))
+    s = lat.random_spins(4)
+    for which in ("single", "committee"):
+        rebuilt = load_exported(exported[f"{which}.ts"])
+        assert type(rebuilt) is type(exported[which])
+        a, b = compute_fields(rebuilt, lat, s), compute_fields(exported[which], lat, s)
+        np.testing.assert_array_equal(a.fields, b.fields)
+        assert a.energy == b.energy
+    assert load_exported(exported["committee.ts"]).threshold == pytest.approx(0.25)
+    shipped = load_exported(Path(spinforce.__file__).parent / "models" / "de_square.ts")
+    assert shipped.committee_size == 3 and shipped.descriptor.settings()["cutoff"] == 3.0
+    # the command line: TorchScript in, TorchScript out (the --pt2 path is the same model into export_pt2)
+    out = tmp_path / "again.ts"
+    assert spinforce.cli.main(["export", str(exported["committee.ts"]), "--torchscript", str(out)]) == 0
+    np.testing.assert_array_equal(spinforce.MLForceField(out, lat).compute(s).fields,
+                                  spinforce.MLForceField(exported["committee.ts"], lat).compute(s).fields)
+    with pytest.raises(ValueError, match="not a TorchScript force field"):
+        load_exported(exported["members"][0])

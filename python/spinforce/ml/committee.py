@@ -37,6 +37,7 @@ from .model import (DTYPES, TORCHSCRIPT_FORMAT, TORCHSCRIPT_FORMAT_VERSION, Site
                     load_model)
 
 __all__ = ["CommitteeModel", "train_committee", "committee_member_paths", "load_committee", "export_committee",
+           "load_exported",
            "uncertainty_calibration", "spearman", "UncertaintyWarning", "COMMITTEE_FILE", "OUTPUTS"]
 
 COMMITTEE_FILE = "committee.json"  # written by train_committee into its output directory
@@ -169,6 +170,44 @@ def committee_member_paths(source) -> list[Path]:
         else:
             raise FileNotFoundError(f"model file {item} does not exist")
     return paths
+
+
+def load_exported(path) -> nn.Module:
+    """The Python model (SiteEnergyModel or CommitteeModel) of a TorchScript file written by
+    `spinforce export` -- e.g. a shipped committee, whose model.pt files are not shipped -- so
+    that it can be exported again in another format (``spinforce export MODEL.ts --pt2 OUT``).
+    Weights, normalisation and threshold come from the file; the architecture from its
+    attributes."""
+    from ..descriptors.registry import KINDS
+    from ..lattice import LATTICE_KINDS, Lattice
+    from .model import _is_exported_model, build_model, quiet_torchscript
+    path = Path(path)
+    if not _is_exported_model(path):
+        raise ValueError(f"{path} is not a TorchScript force field written by `spinforce export`")
+    with quiet_torchscript():
+        script = torch.jit.load(str(path), map_location="cpu")
+    scripts = list(script.members.children()) if hasattr(script, "committee_size") else [script]
+    kind, descriptor_kind = script.lattice_kind, script.descriptor_kind
+    if descriptor_kind not in KINDS:
+        raise ValueError(f"{path} uses the descriptor kind {descriptor_kind!r}, which this spinforce lacks")
+    # Any lattice that holds the neighbourhood: the model itself does not depend on the size.
+    side = 2 * int(script.neighbor_offsets.abs().max()) + 2
+    lattice = Lattice(kind, (side,) * LATTICE_KINDS[kind]["dim"])
+    keys = KINDS[descriptor_kind].from_settings(lattice, {}).settings()
+    settings = {key: getattr(script.descriptor, key) for key in keys}
+    members = []
+    for member in scripts:
+        model = build_model(lattice, descriptor_kind, settings, list(member.hidden), member.activation,
+                            member.dtype_name)
+        if int(model.descriptor.version) != int(script.descriptor_version):
+            raise ValueError(f"{path} was exported with {descriptor_kind} descriptor version "
+                             f"{script.descriptor_version}; this spinforce has version {model.descriptor.version}")
+        model.load_state_dict(member.state_dict())
+        members.append(model)
+    if len(members) == 1:
+        return members[0]
+    threshold = float(script.uncertainty_threshold)
+    return CommitteeModel(members, None if math.isnan(threshold) else threshold)
 
 
 def _member_index(name: str) -> int:

@@ -4,6 +4,7 @@
     spinforce export MODEL --pt2 OUT.pt2 [--dtype float32] [--device cuda] [--overwrite]
     spinforce export MODEL MODEL ... --torchscript OUT [--uncertainty-threshold X]
     spinforce export COMMITTEE_DIR --pt2 OUT.pt2 [--uncertainty-threshold X]
+    spinforce export EXPORTED.ts --pt2 OUT.pt2        (e.g. a committee shipped in spinforce/models)
 
 Two formats, both run by spinforce.MLForceField(OUT, lattice) (and `method.path` of
 `spinforce simulate`):
@@ -29,7 +30,8 @@ HELP = "export a trained model (or a committee of models) as TorchScript or a co
 def add_arguments(p) -> None:
     p.add_argument("model", nargs="+",
                    help="model file written by `spinforce train` (RUN_DIR/model.pt); several model files or a "
-                        "committee directory (member*/model.pt) export a committee")
+                        "committee directory (member*/model.pt) export a committee; a TorchScript file from "
+                        "`spinforce export` is exported again (e.g. --pt2)")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--torchscript", metavar="OUT", help="TorchScript file to write")
     out.add_argument("--pt2", metavar="OUT", help="AOTInductor package to write (a path ending in .pt2)")
@@ -43,13 +45,18 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .committee import committee_member_paths, load_committee
-    from .model import export_torchscript, load_model
+    from .committee import committee_member_paths, load_committee, load_exported
+    from .model import _is_exported_model, export_torchscript, load_model
     if args.torchscript and (args.dtype is not None or args.device != "cpu"):
         raise ValueError("--dtype and --device choose what a --pt2 package is compiled for; a TorchScript file "
                          "runs in any dtype and on any device (MLForceField(..., dtype=, device=))")
     paths = committee_member_paths(args.model)
-    if len(paths) == 1 and not Path(args.model[0]).is_dir():
+    if len(paths) == 1 and _is_exported_model(paths[0]):  # e.g. a shipped committee, into another format
+        if args.uncertainty_threshold is not None:
+            raise ValueError("--uncertainty-threshold: an exported file keeps the threshold it was exported with")
+        model = load_exported(paths[0])
+        what = f"committee of {model.committee_size} force fields" if hasattr(model, "committee_size") else "force field"
+    elif len(paths) == 1 and not Path(args.model[0]).is_dir():
         if args.uncertainty_threshold is not None:
             raise ValueError("--uncertainty-threshold needs a committee (several models or a committee directory)")
         model, what = load_model(paths[0]), "force field"
