@@ -99,6 +99,17 @@ def _edited(src, dst, **changes):
     return dst
 
 
+def test_a_damaged_package_is_a_clear_error(exported, tmp_path):
+    lat = spinforce.Lattice("square", 6)
+    cut = tmp_path / "cut.pt2"
+    cut.write_bytes(exported["single.pt2"].read_bytes()[:5000])
+    notes = tmp_path / "notes.pt2"
+    notes.write_text("not a package")
+    for path in (cut, notes):
+        with pytest.raises(ValueError, match="is not a spinforce .pt2 package"):
+            spinforce.MLForceField(path, lat)
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"descriptor_version": "99"}, "bond_shells descriptor version 99; this spinforce has version 1"),
     ({"format_version": "2"}, "format_version 2; this spinforce reads version 1"),

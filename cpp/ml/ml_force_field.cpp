@@ -191,6 +191,10 @@ MLForceField::MLForceField(const std::string& path, std::shared_ptr<const Lattic
     format_ = "pt2";
     offsets = load_package(path, meta, dtype);
   } else {
+    const std::string suffix = ".pt2";
+    require(path.size() < suffix.size() || path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0,
+            path, " is not a spinforce .pt2 package: it holds no readable spinforce metadata (a damaged file, or "
+            "not written by `spinforce export MODEL --pt2 OUT`)");
     format_ = "torchscript";
     offsets = load_torchscript(path, dtype);
   }
