@@ -93,6 +93,13 @@ def test_shipped_examples_are_valid():
     de = load_config(found["de_square"])
     assert de["model"]["J"] == 6.0 and de["model"]["kT"] == 0.0 and de["model"]["mu"] == -4.69
     assert de["model"]["filling"] == pytest.approx((1 - 0.015) / 2)
+    # the 30x30 variant: every lattice is the one where mu = -4.69 gives 1.5 % holes, and its ML-LLG
+    # explore quenches use other seeds than the held-out quenches of bench/large_lattice_error.py (1000 + k)
+    de30 = load_config(found["de_square_30"])
+    assert de30["model"]["mu"] == -4.69 and de30["label"]["method"] == "ed"
+    assert all(de30[s]["shape"] == [30, 30] for s in ("data", "test", "explore"))
+    explore_seeds = range(de30["explore"]["seed"], de30["explore"]["seed"] + de30["explore"]["runs"])
+    assert not set(explore_seeds) & set(range(1000, 1010))
     tet = load_config(found["tetra_triangular"])
     assert tet["model"]["kind"] == "triangular" and tet["model"]["filling"] == 0.25
     assert cli.main(["learn", "--list-examples"]) == 0
