@@ -26,9 +26,9 @@ def test_info_reports_torch_kernels_and_devices(capsys):
     assert len(devices) == max(1, torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
-def test_info_without_a_compiler_says_pt2_export_needs_one(capsys, monkeypatch):
+def test_info_without_a_compiler_says_pt2_export_needs_one(capsys):
     import torch._inductor.config as inductor_config
-    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, "no-such-compiler-here"))
-    assert spinforce.cli.main(["info"]) == 0
+    with inductor_config.patch({"cpp.cxx": (None, "no-such-compiler-here")}):  # (monkeypatch would delete it)
+        assert spinforce.cli.main(["info"]) == 0
     out = capsys.readouterr().out
     assert ".pt2 export: no working C++ compiler (set CXX or install g++): use --torchscript" in out
