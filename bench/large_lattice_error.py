@@ -2,6 +2,7 @@
 
     python bench/large_lattice_error.py --model de_square [--size 30] [--runs 2] [--times 1 5 20 50]
     python bench/large_lattice_error.py --model tetra_triangular --size 24
+    python bench/large_lattice_error.py --model tetra_triangular --size 24 --path DIR/model.ts --name tetra_triangular_24
 
 The committees of `spinforce/models/` were trained and tested on 12x12 exact states. The
 states that matter are those of big-lattice quenches. An ED-LLG quench of 30x30 sites costs
@@ -15,7 +16,9 @@ uncertainty, and the ED filling at the fixed mu (de_square: 1.5 % holes = fillin
 what mu = -4.69 should give once FM puddles have formed). These frames were never trained on,
 but they are ML trajectories: where the model is wrong the exact dynamics would go elsewhere,
 so this is an optimistic stand-in for ED-LLG frames (docs/ml.md).
-JSON to bench/results/large_lattice_error_NAME.json.
+`--path` measures another committee file with the exact model and dynamics of `--model` (e.g. one
+of `spinforce learn --example tetra_triangular_24`, labelled on 24x24); `--name` names its JSON.
+JSON to bench/results/large_lattice_error_NAME.json (NAME: --name, else --model).
 """
 from __future__ import annotations
 
@@ -47,7 +50,12 @@ def main() -> None:
     p.add_argument("--size", type=int, default=30)
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--times", type=float, nargs="+", default=[1.0, 5.0, 20.0, 50.0])
+    p.add_argument("--path", type=Path, help="committee file (default: the shipped one of --model)")
+    p.add_argument("--name", help="name of the JSON (default: --model)")
     a = p.parse_args()
+    model_path = a.path if a.path is not None else PACKAGE / "models" / f"{a.model}.ts"
+    if not model_path.is_file():
+        p.error(f"--path: no committee file {model_path}")
     ex = EXACT[a.model]
     study = load_study_config(a.model)["dynamics"]  # checked, as `spinforce study` reads it
     dt = study["dt"]
@@ -60,7 +68,7 @@ def main() -> None:
         for k in range(a.runs):
             path = Path(tmp) / f"run{k}.h5"
             cfg = {"output": str(path), "lattice": {"kind": ex["kind"], "shape": [a.size, a.size]},
-                   "method": {"name": "ml", "path": str(PACKAGE / "models" / f"{a.model}.ts")},
+                   "method": {"name": "ml", "path": str(model_path)},
                    "dynamics": {"dt": dt, "alpha": study["alpha"], "kT": study["kT"], "steps": max(steps),
                                 "save_every": 1, "initial": "random", "seed": 1000 + k}}
             simulate(cfg, progress=False)
@@ -94,8 +102,8 @@ def main() -> None:
         per = " ".join(f"{e:.3f}" for e in r["per_run"])
         u = "-" if r["mean_uncertainty"] is None else f"{r['mean_uncertainty']:.3f}"
         print(f"{r['time']:6g} {r['relative_torque_error']:8.3f} {per:>20} {u:>8} {r['filling_at_fixed_mu']:8.4f}")
-    write_json(f"large_lattice_error_{a.model}",
-                     {"model": a.model, "size": a.size, "runs": a.runs, "exact": ex,
+    write_json(f"large_lattice_error_{a.name or a.model}",
+                     {"model": a.model, "path": str(model_path) if a.path is not None else None, "size": a.size, "runs": a.runs, "exact": ex,
                       "dynamics": {"dt": dt, "alpha": study["alpha"], "kT": study["kT"]},
                       "ed_seconds_median": float(np.median(ed_seconds)), "results": results})
 
