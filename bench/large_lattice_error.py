@@ -2,7 +2,7 @@
 
     python bench/large_lattice_error.py --model de_square [--size 30] [--runs 2] [--times 1 5 20 50]
     python bench/large_lattice_error.py --model tetra_triangular --size 24
-    python bench/large_lattice_error.py --model de_square --path DIR/model.ts --label NAME   (another committee)
+    python bench/large_lattice_error.py --model tetra_triangular --size 24 --path DIR/model.ts --name tetra_triangular_24
 
 The committees of `spinforce/models/` were trained and tested on 12x12 exact states. The
 states that matter are those of big-lattice quenches. An ED-LLG quench of 30x30 sites costs
@@ -16,8 +16,11 @@ uncertainty, and the ED filling at the fixed mu (de_square: 1.5 % holes = fillin
 what mu = -4.69 should give once FM puddles have formed). These frames were never trained on,
 but they are ML trajectories: where the model is wrong the exact dynamics would go elsewhere,
 so this is an optimistic stand-in for ED-LLG frames (docs/ml.md).
-`--path` measures another committee file of the same exact model (e.g. a new `spinforce learn`
-run) on the same quenches. JSON to bench/results/large_lattice_error_NAME[_LABEL].json.
+`--path` measures another committee file with the exact model and dynamics of `--model` (e.g. one
+of `spinforce learn --example tetra_triangular_24`, labelled on 24x24); `--name` names its JSON.
+`--compare PATH...` also measures other committee files on the same frames (the trajectories stay
+those of the measured one), so that two committees are compared on identical states.
+JSON to bench/results/large_lattice_error_NAME.json (NAME: --name, else --model).
 """
 from __future__ import annotations
 
@@ -49,19 +52,24 @@ def main() -> None:
     p.add_argument("--size", type=int, default=30)
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--times", type=float, nargs="+", default=[1.0, 5.0, 20.0, 50.0])
-    p.add_argument("--path", type=Path, help="committee file to measure (default: the shipped spinforce/models/MODEL.ts)")
-    p.add_argument("--label", help="suffix of the JSON name, for --path (default: none)")
+    p.add_argument("--path", type=Path, help="committee file (default: the shipped one of --model)")
+    p.add_argument("--name", help="name of the JSON (default: --model)")
+    p.add_argument("--compare", type=Path, nargs="+", default=[], help="committee files also measured on the same frames")
     a = p.parse_args()
-    model_path = (a.path or PACKAGE / "models" / f"{a.model}.ts").resolve()
+    model_path = a.path if a.path is not None else PACKAGE / "models" / f"{a.model}.ts"
     if not model_path.is_file():
-        raise SystemExit(f"--path: no committee file {model_path}")
+        p.error(f"--path: no committee file {model_path}")
+    for c in a.compare:
+        if not c.is_file():
+            p.error(f"--compare: no committee file {c}")
     ex = EXACT[a.model]
     study = load_study_config(a.model)["dynamics"]  # checked, as `spinforce study` reads it
     dt = study["dt"]
     steps = [int(round(t / dt)) for t in a.times]
     lattice = spinforce.Lattice(ex["kind"], (a.size, a.size))
+    others = [spinforce.MLForceField(c, lattice) for c in a.compare]
     ed = spinforce.ExactDiagonalization(spinforce.SDModel(lattice, t=ex["t"], J=ex["J"], kT=ex["kT"], mu=ex["mu"]))
-    rows = {t: {"states": [], "ml": [], "ed": [], "uncertainty": [], "filling": []} for t in a.times}
+    rows = {t: {"states": [], "ml": [], "ed": [], "uncertainty": [], "filling": [], "others": []} for t in a.times}
     ed_seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(a.runs):
@@ -83,6 +91,7 @@ def main() -> None:
                 row["ml"].append(ds.fields[i])
                 row["ed"].append(r.fields)
                 row["filling"].append(float(np.mean(r.density)) / 2)
+                row["others"].append([m.compute(s).fields for m in others])
                 if "uncertainty_mean" in ds.scalars:
                     row["uncertainty"].append(float(ds.scalars["uncertainty_mean"][i]))
                 tqdm.write(f"run {k} t = {t:g}: error {relative_torque_error([s], [ds.fields[i]], [r.fields]):.3f}")
@@ -94,15 +103,19 @@ def main() -> None:
                         "per_run": [relative_torque_error([s], [h], [e]) for s, h, e in
                                     zip(row["states"], row["ml"], row["ed"])],
                         "mean_uncertainty": float(np.mean(row["uncertainty"])) if row["uncertainty"] else None,
-                        "filling_at_fixed_mu": float(np.mean(row["filling"]))})
-    print(f"{a.model} ({model_path}) on {a.size}x{a.size}, {a.runs} ML-LLG quenches, labels: ED at mu = {ex['mu']}")
+                        "filling_at_fixed_mu": float(np.mean(row["filling"])),
+                        "compare": {str(c): relative_torque_error(row["states"], [o[j] for o in row["others"]], row["ed"])
+                                    for j, c in enumerate(a.compare)}})
+    print(f"{a.model} on {a.size}x{a.size}, {a.runs} ML-LLG quenches, labels: ED at mu = {ex['mu']}")
     print(f"{'t':>6} {'error':>8} {'per run':>20} {'mean u':>8} {'filling':>8}")
     for r in results:
         per = " ".join(f"{e:.3f}" for e in r["per_run"])
         u = "-" if r["mean_uncertainty"] is None else f"{r['mean_uncertainty']:.3f}"
         print(f"{r['time']:6g} {r['relative_torque_error']:8.3f} {per:>20} {u:>8} {r['filling_at_fixed_mu']:8.4f}")
-    write_json(f"large_lattice_error_{a.model}" + (f"_{a.label}" if a.label else ""),
-                     {"model": a.model, "path": str(model_path), "size": a.size, "runs": a.runs, "exact": ex,
+    for c in a.compare:
+        print(f"{c} on the same frames: " + ", ".join(f"t = {r['time']:g}: {r['compare'][str(c)]:.3f}" for r in results))
+    write_json(f"large_lattice_error_{a.name or a.model}",
+                     {"model": a.model, "path": str(model_path) if a.path is not None else None, "size": a.size, "runs": a.runs, "exact": ex,
                       "dynamics": {"dt": dt, "alpha": study["alpha"], "kT": study["kT"]},
                       "ed_seconds_median": float(np.median(ed_seconds)), "results": results})
 
