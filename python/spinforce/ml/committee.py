@@ -37,7 +37,7 @@ from .model import (DTYPES, TORCHSCRIPT_FORMAT, TORCHSCRIPT_FORMAT_VERSION, Site
                     load_model)
 
 __all__ = ["CommitteeModel", "train_committee", "committee_member_paths", "load_committee", "export_committee",
-           "load_exported",
+           "load_exported", "model_from_exported",
            "uncertainty_calibration", "spearman", "UncertaintyWarning", "COMMITTEE_FILE", "OUTPUTS"]
 
 COMMITTEE_FILE = "committee.json"  # written by train_committee into its output directory
@@ -175,17 +175,21 @@ def committee_member_paths(source) -> list[Path]:
 def load_exported(path) -> nn.Module:
     """The Python model (SiteEnergyModel or CommitteeModel) of a TorchScript file written by
     `spinforce export` -- e.g. a shipped committee, whose model.pt files are not shipped -- so
-    that it can be exported again in another format (``spinforce export MODEL.ts --pt2 OUT``).
-    Weights, normalisation and threshold come from the file; the architecture from its
+    that it can be exported again in another format (``spinforce export MODEL.ts --pt2 OUT``)."""
+    from .model import read_exported
+    script = read_exported(path)
+    if script is None:
+        raise ValueError(f"{path} is not a TorchScript force field written by `spinforce export`")
+    return model_from_exported(script, path)
+
+
+def model_from_exported(script, path) -> nn.Module:
+    """load_exported of an exported module already loaded (model.read_exported) from `path`.
+    Weights, normalisation and threshold come from the module; the architecture from its
     attributes."""
     from ..descriptors.registry import KINDS
     from ..lattice import LATTICE_KINDS, Lattice
-    from .model import _is_exported_model, build_model, quiet_torchscript
-    path = Path(path)
-    if not _is_exported_model(path):
-        raise ValueError(f"{path} is not a TorchScript force field written by `spinforce export`")
-    with quiet_torchscript():
-        script = torch.jit.load(str(path), map_location="cpu")
+    from .model import build_model
     scripts = list(script.members.children()) if hasattr(script, "committee_size") else [script]
     kind, descriptor_kind = script.lattice_kind, script.descriptor_kind
     if descriptor_kind not in KINDS:

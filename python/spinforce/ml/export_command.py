@@ -45,16 +45,17 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .committee import committee_member_paths, load_committee, load_exported
-    from .model import _is_exported_model, export_torchscript, load_model
+    from .committee import committee_member_paths, load_committee, model_from_exported
+    from .model import export_torchscript, load_model, read_exported
     if args.torchscript and (args.dtype is not None or args.device != "cpu"):
         raise ValueError("--dtype and --device choose what a --pt2 package is compiled for; a TorchScript file "
                          "runs in any dtype and on any device (MLForceField(..., dtype=, device=))")
     paths = committee_member_paths(args.model)
-    if len(paths) == 1 and _is_exported_model(paths[0]):  # e.g. a shipped committee, into another format
+    exported = read_exported(paths[0]) if len(paths) == 1 else None
+    if exported is not None:  # e.g. a shipped committee, into another format
         if args.uncertainty_threshold is not None:
             raise ValueError("--uncertainty-threshold: an exported file keeps the threshold it was exported with")
-        model = load_exported(paths[0])
+        model = model_from_exported(exported, paths[0])
         what = f"committee of {model.committee_size} force fields" if hasattr(model, "committee_size") else "force field"
     elif len(paths) == 1 and not Path(args.model[0]).is_dir():
         if args.uncertainty_threshold is not None:

@@ -207,25 +207,35 @@ def compute_fields(model: nn.Module, lattice, spins):
     return FieldResult(energy=float(out[0]), fields=back(out[1]), uncertainty=back(out[2]) if len(out) > 2 else None)
 
 
-def _is_exported_model(path: Path) -> bool:
+def read_exported(path):
+    """The TorchScript module of a force field written by `spinforce export`, or None if `path`
+    is not one."""
     try:
         with quiet_torchscript():
-            return getattr(torch.jit.load(str(path), map_location="cpu"), "format", None) == TORCHSCRIPT_FORMAT
+            script = torch.jit.load(str(path), map_location="cpu")
     except Exception:  # not TorchScript at all
-        return False
+        return None
+    return script if getattr(script, "format", None) == TORCHSCRIPT_FORMAT else None
+
+
+def check_export_target(out, overwrite: bool, is_ours, what: str) -> Path:
+    """The checks before an export writes `out`: not a folder, not replaced without overwrite,
+    and with overwrite only replaced if `is_ours(out)` (a file spinforce exported as `what`)."""
+    out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"{out} is a folder; give the path of the {what} to write")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; use --overwrite to replace it")
+    if out.exists() and not is_ours(out):
+        raise FileExistsError(f"{out} exists and is not a {what} spinforce exported; --overwrite replaces "
+                              "only that: choose another output path (nothing was changed)")
+    return out
 
 
 def export_torchscript(model: nn.Module, out, overwrite: bool = False) -> Path:
     """Write `model` (a SiteEnergyModel or a committee.CommitteeModel) as TorchScript:
     forward(spins (N,3), neighbors (N,m)) -> (energy, fields[, uncertainty])."""
-    out = Path(out)
-    if out.is_dir():
-        raise IsADirectoryError(f"{out} is a folder; give the path of the TorchScript file to write")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; use --overwrite to replace it")
-    if out.exists() and not _is_exported_model(out):
-        raise FileExistsError(f"{out} exists and is not a TorchScript file spinforce exported; --overwrite replaces "
-                              "only that: choose another output path (nothing was changed)")
+    out = check_export_target(out, overwrite, lambda p: read_exported(p) is not None, "TorchScript file")
     model = copy.deepcopy(model).cpu().eval()
     # Fields need the gradient with respect to the spins only. Weights that require grad would
     # make TorchScript's autodiff compute their gradients too (about +50 % per call).

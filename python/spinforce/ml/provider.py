@@ -15,13 +15,15 @@ def exported_neighbor_offsets(path):
     import json
 
     import torch
-    from .model import quiet_torchscript
+    from .model import read_exported
     from .pt2 import read_pt2_manifest
     manifest = read_pt2_manifest(path)
     if manifest is not None:
         return torch.tensor(json.loads(manifest["neighbor_offsets"]), dtype=torch.int64)
-    with quiet_torchscript():
-        return torch.jit.load(os.fspath(path), map_location="cpu").neighbor_offsets
+    script = read_exported(path)
+    if script is None:
+        raise ValueError(f"{path} is not a force field written by `spinforce export` (TorchScript or .pt2)")
+    return script.neighbor_offsets
 
 
 class MLForceField(ProviderMixin, _core.MLForceField):

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..outputs import atomic_write
-from .model import DTYPES, quiet_torchscript
+from .model import DTYPES, check_export_target, quiet_torchscript
 
 __all__ = ["export_pt2", "read_pt2_manifest", "PT2_FORMAT", "PT2_FORMAT_VERSION"]
 
@@ -70,7 +70,7 @@ def _gathers_for_scatters(graph: torch.fx.GraphModule) -> int:
     inverse_neighbors[i, k] = i - d_k: out[i] = sum_k g[inverse_neighbors[i, k], k]. Returns the
     number of scatters rewritten."""
     g = graph.graph
-    spins, neighbors, inverse = [n for n in g.nodes if n.op == "placeholder"]
+    _, neighbors, inverse = [n for n in g.nodes if n.op == "placeholder"]
     rewritten = 0
     for node in list(g.nodes):
         if node.target is not torch.ops.aten.index_put.default:
@@ -132,13 +132,7 @@ def export_pt2(model: nn.Module, out, *, dtype: str | None = None, device: str =
     out = Path(out)
     if out.suffix != ".pt2":
         raise ValueError(f"the package path must end in .pt2 (AOTInductor's convention), got {out}")
-    if out.is_dir():
-        raise IsADirectoryError(f"{out} is a folder; give the path of the .pt2 file to write")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; use --overwrite to replace it")
-    if out.exists() and read_pt2_manifest(out) is None:
-        raise FileExistsError(f"{out} exists and is not a .pt2 package spinforce exported; --overwrite replaces "
-                              "only that: choose another output path (nothing was changed)")
+    check_export_target(out, overwrite, lambda p: read_pt2_manifest(p) is not None, ".pt2 package")
     dtype = dtype or model.dtype_name
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -151,8 +145,7 @@ def export_pt2(model: nn.Module, out, *, dtype: str | None = None, device: str =
         raise ValueError(f"num_sites must be >= 2, got {num_sites}")
     model = copy.deepcopy(model).to(device=device, dtype=DTYPES[dtype]).eval()
     model.requires_grad_(False)  # only d(energy)/d(spins) belongs in the graph
-    if hasattr(model, "dtype_name"):  # the committee casts spins to its dtype_reference, a buffer cast above
-        model.dtype_name = dtype
+    model.dtype_name = dtype  # the record of it: the cast above moved the weights and dtype buffers
     program = _Program(model)
     m = model.neighbor_offsets.shape[0]
     generator = torch.Generator().manual_seed(0)
