@@ -20,6 +20,8 @@ so this is an optimistic stand-in for ED-LLG frames (docs/ml.md).
 of `spinforce learn --example tetra_triangular_24`, labelled on 24x24); `--name` names its JSON.
 `--compare PATH...` also measures other committee files on the same frames (the trajectories stay
 those of the measured one), so that two committees are compared on identical states.
+`--save PATH` keeps the ED-labelled frames as a spinforce dataset (one trajectory id per run), a
+held-out test set for `spinforce train` (`data.test_paths`) or for later committees.
 JSON to bench/results/large_lattice_error_NAME.json (NAME: --name, else --model).
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ import spinforce  # before torch: it chooses how idle OpenMP threads wait
 import numpy as np
 from tqdm.auto import tqdm
 
-from spinforce.data import read_dataset
+from spinforce.data import DatasetWriter, read_dataset
 from spinforce.simulate import simulate
 from spinforce.study import load_config as load_study_config
 from _common import write_json
@@ -55,6 +57,7 @@ def main() -> None:
     p.add_argument("--path", type=Path, help="committee file (default: the shipped one of --model)")
     p.add_argument("--name", help="name of the JSON (default: --model)")
     p.add_argument("--compare", type=Path, nargs="+", default=[], help="committee files also measured on the same frames")
+    p.add_argument("--save", type=Path, help="write the ED-labelled frames to this dataset file (must not exist)")
     a = p.parse_args()
     model_path = a.path if a.path is not None else PACKAGE / "models" / f"{a.model}.ts"
     if not model_path.is_file():
@@ -62,6 +65,8 @@ def main() -> None:
     for c in a.compare:
         if not c.is_file():
             p.error(f"--compare: no committee file {c}")
+    if a.save is not None and a.save.exists():
+        p.error(f"--save: {a.save} exists; give a new file")
     ex = EXACT[a.model]
     study = load_study_config(a.model)["dynamics"]  # checked, as `spinforce study` reads it
     dt = study["dt"]
@@ -69,7 +74,8 @@ def main() -> None:
     lattice = spinforce.Lattice(ex["kind"], (a.size, a.size))
     others = [spinforce.MLForceField(c, lattice) for c in a.compare]
     ed = spinforce.ExactDiagonalization(spinforce.SDModel(lattice, t=ex["t"], J=ex["J"], kT=ex["kT"], mu=ex["mu"]))
-    rows = {t: {"states": [], "ml": [], "ed": [], "uncertainty": [], "filling": [], "others": []} for t in a.times}
+    rows = {t: {"states": [], "ml": [], "ed": [], "uncertainty": [], "filling": [], "others": [], "energy": [],
+                "run": [], "step": []} for t in a.times}
     ed_seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(a.runs):
@@ -92,9 +98,22 @@ def main() -> None:
                 row["ed"].append(r.fields)
                 row["filling"].append(float(np.mean(r.density)) / 2)
                 row["others"].append([m.compute(s).fields for m in others])
+                row["energy"].append(float(r.energy))
+                row["run"].append(k)
+                row["step"].append(step)
                 if "uncertainty_mean" in ds.scalars:
                     row["uncertainty"].append(float(ds.scalars["uncertainty_mean"][i]))
                 tqdm.write(f"run {k} t = {t:g}: error {relative_torque_error([s], [ds.fields[i]], [r.fields]):.3f}")
+    if a.save is not None:
+        with DatasetWriter(a.save, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
+                           method="ed", model=ed.model.parameters(), method_settings={"labels": "fixed mu", "mu": ex["mu"]},
+                           provenance={"command": "bench/large_lattice_error.py", "committee": str(model_path),
+                                       "seeds": [1000 + k for k in range(a.runs)], "times": a.times}) as w:
+            for t in a.times:
+                row = rows[t]
+                for s, h, e, k, step in zip(row["states"], row["ed"], row["energy"], row["run"], row["step"]):
+                    w.append(s, h, e, time=step * dt, step=step, trajectory=k)
+        print(f"labelled frames written to {a.save}")
     results = []
     for t in a.times:
         row = rows[t]

@@ -269,13 +269,14 @@ def test_provider_on_gpu_matches_cpu(trained, tmp_path):
     torch.testing.assert_close(gpu.fields.cpu(), cpu.fields, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("three_body", [False, True])
 @pytest.mark.parametrize("kind,L", [("square", 8), ("triangular", 8), ("cubic", 6)])
-def test_bond_shell_descriptor_invariances(kind, L):
+def test_bond_shell_descriptor_invariances(kind, L, three_body):
     """Global spin rotations, time reversal and lattice point-group operations leave the
     features unchanged (point group: features follow the sites they belong to)."""
     from spinforce.descriptors import BondShellDescriptor
     lat = spinforce.Lattice(kind, L)
-    d = BondShellDescriptor(lat, cutoff=2.0, powers=[1, 2], pair_orbits=True)
+    d = BondShellDescriptor(lat, cutoff=2.0, powers=[1, 2], pair_orbits=True, three_body=three_body)
     nb = lat.neighbor_table(d.neighbor_offsets)
     s = lat.random_spins(0)
     f = d.features(torch.from_numpy(s), nb).numpy()
@@ -294,6 +295,31 @@ def test_bond_shell_descriptor_invariances(kind, L):
     # Heisenberg: J1/2 times the nearest-neighbour bond sum is the exact site energy.
     e, _ = heisenberg(lat, s)
     assert 0.5 * J1 * f[:, 0].sum() == pytest.approx(e, rel=1e-12)
+
+
+def test_bond_shell_three_body_features_are_the_orbit_sums():
+    """The three-body features of one site equal the sums, over the neighbour pairs {j, l} of
+    each pair orbit, of (S_i.S_j)(S_i.S_l) and (S_i.S_j)(S_j.S_l)(S_l.S_i), done by loops."""
+    from spinforce.descriptors import BondShellDescriptor
+    lat = spinforce.Lattice("triangular", 8)
+    d = BondShellDescriptor(lat, cutoff=1.8, powers=[1], pair_orbits=True, three_body=True)
+    plain = BondShellDescriptor(lat, cutoff=1.8, powers=[1], pair_orbits=True)
+    nb = lat.neighbor_table(d.neighbor_offsets)
+    s = lat.random_spins(3)
+    f = d.features(torch.from_numpy(s), nb).numpy()
+    n_orbits = d.orbit_sum.shape[1]
+    assert f.shape[1] == plain.num_features + 2 * n_orbits == d.num_features
+    np.testing.assert_allclose(f[:, :plain.num_features], plain.features(torch.from_numpy(s), nb).numpy(), atol=0)
+    m = nb.shape[1]
+    orbit = d.orbit_sum.numpy().reshape(m, m, n_orbits).argmax(-1)
+    for i in (0, 37):
+        center, loops = np.zeros(n_orbits), np.zeros(n_orbits)
+        for j in range(m):
+            for l in range(j + 1, m):
+                a, b = s[nb[i, j]], s[nb[i, l]]
+                center[orbit[j, l]] += (s[i] @ a) * (s[i] @ b)
+                loops[orbit[j, l]] += (s[i] @ a) * (a @ b) * (b @ s[i])
+        np.testing.assert_allclose(f[i, plain.num_features:], np.r_[center, loops], atol=1e-12)
 
 
 @pytest.mark.gpu

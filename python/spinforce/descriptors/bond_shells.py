@@ -14,7 +14,11 @@ class BondShellDescriptor(nn.Module):
     Feature (k, p) of site i is sum_{j in shell k} (S_i . S_j)^p for neighbour shells
     k = 1..K within `cutoff` and powers p in `powers`. With ``pair_orbits=True`` it also has, for
     every orbit o of pairs {j, l} of neighbours of i under the point group, sum_{{j,l} in o} S_j . S_l
-    (the bonds among the neighbours). All features are invariant under global spin rotations, the
+    (the bonds among the neighbours). With ``three_body=True`` it adds, for the same orbits, the
+    three-body sums sum_{{j,l} in o} (S_i . S_j)(S_i . S_l) and the bond loops
+    sum_{{j,l} in o} (S_i . S_j)(S_j . S_l)(S_l . S_i): which bonds of the site meet which, and the
+    lowest closed loops of hopping through the site (whose sign, through the Berry phase of
+    the loop, the electrons feel). All features are invariant under global spin rotations, the
     lattice point group and time reversal. With p = 1 they are exact for Heisenberg models (the
     site energy of E = J1 sum_<ij> S_i.S_j is J1/2 times feature (1, 1)); p = 2 adds biquadratic
     terms. Every rotation- and time-reversal-invariant function of the spins is a function of
@@ -25,7 +29,7 @@ class BondShellDescriptor(nn.Module):
     version: int = 1
     kind = "bond_shells"
 
-    def __init__(self, lattice, cutoff: float = 1.0, powers=(1,), pair_orbits: bool = False):
+    def __init__(self, lattice, cutoff: float = 1.0, powers=(1,), pair_orbits: bool = False, three_body: bool = False):
         super().__init__()
         cutoff = float(cutoff)
         if not cutoff > 0:
@@ -45,19 +49,24 @@ class BondShellDescriptor(nn.Module):
         self.cutoff = cutoff
         self.powers: list[int] = powers
         self.pair_orbits: bool = bool(pair_orbits)
+        self.three_body: bool = bool(three_body)
         self.lattice_kind: str = lattice.kind
         self.register_buffer("neighbor_offsets", offsets)
-        # (m*m, O) 0/1 matrix summing the neighbour-neighbour bonds of each pair orbit.
-        self.register_buffer("orbit_sum", _pair_orbit_matrix(lattice, offsets) if pair_orbits
+        # (m*m, O) 0/1 matrix summing the products of each pair orbit.
+        self.register_buffer("orbit_sum", _pair_orbit_matrix(lattice, offsets) if pair_orbits or three_body
                              else torch.zeros(0, 0, dtype=torch.float64))
-        self.num_features: int = num_shells * len(powers) + int(self.orbit_sum.shape[1])
+        per_orbit = int(self.pair_orbits) + 2 * int(self.three_body)
+        self.num_features: int = num_shells * len(powers) + per_orbit * int(self.orbit_sum.shape[1])
         # (m, K) 0/1 matrix summing the bonds of each shell.
         assign = torch.zeros(len(shell_of), num_shells, dtype=torch.float64)
         assign[torch.arange(len(shell_of)), torch.tensor(shell_of)] = 1.0
         self.register_buffer("shell_sum", assign)
 
     def settings(self) -> dict:
-        return {"cutoff": self.cutoff, "powers": list(self.powers), "pair_orbits": self.pair_orbits}
+        settings = {"cutoff": self.cutoff, "powers": list(self.powers), "pair_orbits": self.pair_orbits}
+        if self.three_body:  # only then: files without it stay readable by releases before the option
+            settings["three_body"] = True
+        return settings
 
     @classmethod
     def from_settings(cls, lattice, settings: dict) -> "BondShellDescriptor":
@@ -76,10 +85,17 @@ class BondShellDescriptor(nn.Module):
             per_power.append(term @ shell_sum)                               # (N, K)
         n = spins.shape[0]
         out = torch.stack(per_power, dim=-1).reshape(n, -1)
-        if self.pair_orbits:
-            gram = torch.bmm(around, around.transpose(1, 2))                  # (N, m, m)
-            out = torch.cat([out, gram.reshape(n, -1) @ self.orbit_sum.to(bonds.dtype)], dim=1)
-        return out
+        orbit_sum = self.orbit_sum.to(bonds.dtype)
+        parts = [out]
+        if self.pair_orbits or self.three_body:
+            gram = torch.bmm(around, around.transpose(1, 2))                  # (N, m, m) S_j . S_l
+            if self.pair_orbits:
+                parts.append(gram.reshape(n, -1) @ orbit_sum)
+            if self.three_body:
+                center = bonds.unsqueeze(2) * bonds.unsqueeze(1)               # (N, m, m) (S_i.S_j)(S_i.S_l)
+                parts.append(center.reshape(n, -1) @ orbit_sum)
+                parts.append((center * gram).reshape(n, -1) @ orbit_sum)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else out
 
     def forward(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         return self.features(spins, neighbors)
