@@ -269,14 +269,14 @@ def test_provider_on_gpu_matches_cpu(trained, tmp_path):
     torch.testing.assert_close(gpu.fields.cpu(), cpu.fields, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("three_body", [False, True])
+@pytest.mark.parametrize("options", [{}, {"three_body": True, "half_angle": True}])
 @pytest.mark.parametrize("kind,L", [("square", 8), ("triangular", 8), ("cubic", 6)])
-def test_bond_shell_descriptor_invariances(kind, L, three_body):
+def test_bond_shell_descriptor_invariances(kind, L, options):
     """Global spin rotations, time reversal and lattice point-group operations leave the
     features unchanged (point group: features follow the sites they belong to)."""
     from spinforce.descriptors import BondShellDescriptor
     lat = spinforce.Lattice(kind, L)
-    d = BondShellDescriptor(lat, cutoff=2.0, powers=[1, 2], pair_orbits=True, three_body=three_body)
+    d = BondShellDescriptor(lat, cutoff=2.0, powers=[1, 2], pair_orbits=True, **options)
     nb = lat.neighbor_table(d.neighbor_offsets)
     s = lat.random_spins(0)
     f = d.features(torch.from_numpy(s), nb).numpy()
@@ -320,6 +320,30 @@ def test_bond_shell_three_body_features_are_the_orbit_sums():
                 center[orbit[j, l]] += (s[i] @ a) * (s[i] @ b)
                 loops[orbit[j, l]] += (s[i] @ a) * (a @ b) * (b @ s[i])
         np.testing.assert_allclose(f[i, plain.num_features:], np.r_[center, loops], atol=1e-12)
+
+
+def test_bond_shell_half_angle_features_are_the_overlap_sums():
+    """The half-angle features are the shell sums of sqrt((1 + S_i.S_j)/2 + d^2) after the bond
+    powers, and the pair-orbit sums of sqrt((1 + S_j.S_l)/2 + d^2) after the orbit bond sums."""
+    from spinforce.descriptors import BondShellDescriptor
+    from spinforce.descriptors.bond_shells import HALF_ANGLE_FLOOR as d2
+    lat = spinforce.Lattice("square", 8)
+    d = BondShellDescriptor(lat, cutoff=1.5, powers=[1], pair_orbits=True, half_angle=True)
+    nb = lat.neighbor_table(d.neighbor_offsets)
+    s = lat.random_spins(5)
+    f = d.features(torch.from_numpy(s), nb).numpy()
+    m, n_orbits = nb.shape[1], d.orbit_sum.shape[1]
+    assert m == 8 and f.shape[1] == d.num_features == 2 * 2 + 2 * n_orbits  # shells: 1 and sqrt 2
+    orbit = d.orbit_sum.numpy().reshape(m, m, n_orbits).argmax(-1)
+    overlap = lambda a, b: np.sqrt((1 + a @ b) / 2 + d2 ** 2)
+    for i in (0, 21):
+        shells = [sum(overlap(s[i], s[nb[i, j]]) for j in range(k, k + 4)) for k in (0, 4)]
+        np.testing.assert_allclose(f[i, [1, 3]], shells, atol=1e-12)
+        pairs = np.zeros(n_orbits)
+        for j in range(m):
+            for l in range(j + 1, m):
+                pairs[orbit[j, l]] += overlap(s[nb[i, j]], s[nb[i, l]])
+        np.testing.assert_allclose(f[i, 4 + n_orbits:], pairs, atol=1e-12)
 
 
 @pytest.mark.gpu

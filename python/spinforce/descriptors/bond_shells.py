@@ -5,7 +5,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["BondShellDescriptor"]
+__all__ = ["BondShellDescriptor", "HALF_ANGLE_FLOOR"]
+
+HALF_ANGLE_FLOOR = 0.05  # d of the half-angle overlaps: |dc/d(S.S)| <= 1/(4d) at antiparallel spins
 
 
 class BondShellDescriptor(nn.Module):
@@ -18,7 +20,11 @@ class BondShellDescriptor(nn.Module):
     three-body sums sum_{{j,l} in o} (S_i . S_j)(S_i . S_l) and the bond loops
     sum_{{j,l} in o} (S_i . S_j)(S_j . S_l)(S_l . S_i): which bonds of the site meet which, and the
     lowest closed loops of hopping through the site (whose sign, through the Berry phase of
-    the loop, the electrons feel). All features are invariant under global spin rotations, the
+    the loop, the electrons feel). With ``half_angle=True`` every shell and orbit sum is taken once
+    more of the half-angle overlaps c = sqrt((1 + S_j . S_l)/2 + d^2), d = HALF_ANGLE_FLOOR: the
+    hopping amplitude |<chi_j|chi_l>| = cos(theta/2) of an electron whose spin follows the local
+    moments (double exchange), which no finite set of bond powers gives on a shell of many bonds;
+    d keeps the derivative finite at antiparallel spins. All features are invariant under global spin rotations, the
     lattice point group and time reversal. With p = 1 they are exact for Heisenberg models (the
     site energy of E = J1 sum_<ij> S_i.S_j is J1/2 times feature (1, 1)); p = 2 adds biquadratic
     terms. Every rotation- and time-reversal-invariant function of the spins is a function of
@@ -29,7 +35,8 @@ class BondShellDescriptor(nn.Module):
     version: int = 1
     kind = "bond_shells"
 
-    def __init__(self, lattice, cutoff: float = 1.0, powers=(1,), pair_orbits: bool = False, three_body: bool = False):
+    def __init__(self, lattice, cutoff: float = 1.0, powers=(1,), pair_orbits: bool = False, three_body: bool = False,
+                 half_angle: bool = False):
         super().__init__()
         cutoff = float(cutoff)
         if not cutoff > 0:
@@ -50,13 +57,15 @@ class BondShellDescriptor(nn.Module):
         self.powers: list[int] = powers
         self.pair_orbits: bool = bool(pair_orbits)
         self.three_body: bool = bool(three_body)
+        self.half_angle: bool = bool(half_angle)
         self.lattice_kind: str = lattice.kind
         self.register_buffer("neighbor_offsets", offsets)
         # (m*m, O) 0/1 matrix summing the products of each pair orbit.
         self.register_buffer("orbit_sum", _pair_orbit_matrix(lattice, offsets) if pair_orbits or three_body
                              else torch.zeros(0, 0, dtype=torch.float64))
-        per_orbit = int(self.pair_orbits) + 2 * int(self.three_body)
-        self.num_features: int = num_shells * len(powers) + per_orbit * int(self.orbit_sum.shape[1])
+        per_orbit = int(self.pair_orbits) * (1 + int(self.half_angle)) + 2 * int(self.three_body)
+        per_shell = len(powers) + int(self.half_angle)
+        self.num_features: int = num_shells * per_shell + per_orbit * int(self.orbit_sum.shape[1])
         # (m, K) 0/1 matrix summing the bonds of each shell.
         assign = torch.zeros(len(shell_of), num_shells, dtype=torch.float64)
         assign[torch.arange(len(shell_of)), torch.tensor(shell_of)] = 1.0
@@ -64,8 +73,11 @@ class BondShellDescriptor(nn.Module):
 
     def settings(self) -> dict:
         settings = {"cutoff": self.cutoff, "powers": list(self.powers), "pair_orbits": self.pair_orbits}
-        if self.three_body:  # only then: files without it stay readable by releases before the option
+        # Options only when set: files without them stay readable by releases before the options.
+        if self.three_body:
             settings["three_body"] = True
+        if self.half_angle:
+            settings["half_angle"] = True
         return settings
 
     @classmethod
@@ -83,6 +95,8 @@ class BondShellDescriptor(nn.Module):
             for _ in range(p - 1):
                 term = term * bonds
             per_power.append(term @ shell_sum)                               # (N, K)
+        if self.half_angle:
+            per_power.append(_half_angle(bonds) @ shell_sum)
         n = spins.shape[0]
         out = torch.stack(per_power, dim=-1).reshape(n, -1)
         orbit_sum = self.orbit_sum.to(bonds.dtype)
@@ -91,6 +105,8 @@ class BondShellDescriptor(nn.Module):
             gram = torch.bmm(around, around.transpose(1, 2))                  # (N, m, m) S_j . S_l
             if self.pair_orbits:
                 parts.append(gram.reshape(n, -1) @ orbit_sum)
+                if self.half_angle:
+                    parts.append(_half_angle(gram).reshape(n, -1) @ orbit_sum)
             if self.three_body:
                 center = bonds.unsqueeze(2) * bonds.unsqueeze(1)               # (N, m, m) (S_i.S_j)(S_i.S_l)
                 parts.append(center.reshape(n, -1) @ orbit_sum)
@@ -99,6 +115,11 @@ class BondShellDescriptor(nn.Module):
 
     def forward(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         return self.features(spins, neighbors)
+
+
+def _half_angle(bonds: torch.Tensor) -> torch.Tensor:
+    """sqrt((1 + S_j.S_l)/2 + d^2): the double-exchange hopping amplitude cos(theta/2), kept smooth."""
+    return torch.sqrt(0.5 * (1.0 + bonds) + HALF_ANGLE_FLOOR ** 2)
 
 
 def _pair_orbit_matrix(lattice, offsets: torch.Tensor) -> torch.Tensor:
