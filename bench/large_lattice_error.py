@@ -20,6 +20,7 @@ so this is an optimistic stand-in for ED-LLG frames (docs/ml.md).
 of `spinforce learn --example tetra_triangular_24`, labelled on 24x24); `--name` names its JSON.
 `--compare PATH...` also measures other committee files on the same frames (the trajectories stay
 those of the measured one), so that two committees are compared on identical states.
+`--first-seed` changes the noise seeds (1000 + k by default) for frames of other trajectories.
 `--save PATH` keeps the ED-labelled frames as a spinforce dataset (one trajectory id per run), a
 held-out test set for `spinforce train` (`data.test_paths`) or for later committees.
 JSON to bench/results/large_lattice_error_NAME.json (NAME: --name, else --model).
@@ -57,6 +58,7 @@ def main() -> None:
     p.add_argument("--path", type=Path, help="committee file (default: the shipped one of --model)")
     p.add_argument("--name", help="name of the JSON (default: --model)")
     p.add_argument("--compare", type=Path, nargs="+", default=[], help="committee files also measured on the same frames")
+    p.add_argument("--first-seed", type=int, default=1000, help="noise seed of the first run (then +1 per run)")
     p.add_argument("--save", type=Path, help="write the ED-labelled frames to this dataset file (must not exist)")
     a = p.parse_args()
     model_path = a.path if a.path is not None else PACKAGE / "models" / f"{a.model}.ts"
@@ -83,7 +85,7 @@ def main() -> None:
             cfg = {"output": str(path), "lattice": {"kind": ex["kind"], "shape": [a.size, a.size]},
                    "method": {"name": "ml", "path": str(model_path)},
                    "dynamics": {"dt": dt, "alpha": study["alpha"], "kT": study["kT"], "steps": max(steps),
-                                "save_every": 1, "initial": "random", "seed": 1000 + k}}
+                                "save_every": 1, "initial": "random", "seed": a.first_seed + k}}
             simulate(cfg, progress=False)
             ds = read_dataset(path)
             for t, step in zip(a.times, steps):
@@ -108,7 +110,7 @@ def main() -> None:
         with DatasetWriter(a.save, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
                            method="ed", model=ed.model.parameters(), method_settings={"labels": "fixed mu", "mu": ex["mu"]},
                            provenance={"command": "bench/large_lattice_error.py", "committee": str(model_path),
-                                       "seeds": [1000 + k for k in range(a.runs)], "times": a.times}) as w:
+                                       "seeds": [a.first_seed + k for k in range(a.runs)], "times": a.times}) as w:
             for t in a.times:
                 row = rows[t]
                 for s, h, e, k, step in zip(row["states"], row["ed"], row["energy"], row["run"], row["step"]):
