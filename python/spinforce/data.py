@@ -325,11 +325,21 @@ class DatasetWriter:
 
     def _truncate_partial_frame(self) -> None:
         # A crash between dataset resizes can leave the arrays with different lengths.
+        self.truncate(None)
+
+    def truncate(self, num_frames: int | None) -> None:
+        """Keep the first num_frames frames (None: the complete ones), e.g. to resume a run
+        that writes several frames per state from its last complete state."""
         names = [name for name in _FRAME_ARRAYS + ("trajectory", "mu", "density") if name in self._file]
         names += [f"scalars/{name}" for name in self.scalars]
         n = min(self._file[name].shape[0] for name in names)
+        if num_frames is not None:
+            if not 0 <= num_frames <= n:
+                raise ValueError(f"num_frames must be in [0, {n}], got {num_frames}")
+            n = num_frames
         for name in names:
             self._file[name].resize(n, axis=0)
+        self._file.flush()
 
     @property
     def num_frames(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import time as _time
 from dataclasses import dataclass
@@ -96,7 +97,13 @@ def split_provider(cfg: dict, ranks, device):
         halo = max((reach(lattice.shell_offsets(k)) for k, J in ((1, m["J1"]), (2, m["J2"])) if J != 0), default=0)
         why = "the Heisenberg couplings reach"
     elif name == "ml":  # a field is a derivative of the site energies of its neighbours, each reading its own
+        from .ml.model import read_exported
         from .ml.provider import exported_neighbor_offsets
+        script = read_exported(cfg["method"]["path"])
+        if script is not None and not math.isnan(getattr(script, "fixed_filling", math.nan)):
+            raise ValueError(f"{cfg['method']['path']} runs at a fixed electron count: its chemical potential is one "
+                             "number for the whole lattice, solved for at every step; it cannot be split into slabs "
+                             "(start one process, or export the model at a fixed mu with --mu)")
         offsets = exported_neighbor_offsets(cfg["method"]["path"])
         halo = 2 * reach(offsets)
         why = f"the model needs (twice the {halo // 2} rows of its neighbourhood)"

@@ -1,6 +1,7 @@
 """``spinforce.MLForceField``: an exported force field (TorchScript or .pt2) run from C++ as a field provider."""
 from __future__ import annotations
 
+import math
 import os
 
 from .. import _core
@@ -79,6 +80,16 @@ class MLForceField(ProviderMixin, _core.MLForceField):
         m = self._module()
         dtype = next(iter(m.parameters())).dtype
         s = tensor.to(self.device, dtype)
+        if getattr(m, "mu_input", False):
+            # at the ensemble's mu (solved for at fixed filling, where each site also carries
+            # mu N_e / N, so that they sum to F = Omega + mu N_e)
+            with torch.jit.optimized_execution(False):
+                out = m.evaluate(s, self.neighbors)
+            e, mu = out[0], out[-1]
+            if not math.isnan(m.fixed_filling):
+                e = e + mu * 2.0 * m.fixed_filling
+            e = e.detach().to(tensor.device, torch.float64)
+            return e.numpy() if was_numpy else e
         # as in the C++ provider: the plain executor, without the optimising one's warm-up
         # (profiling runs, fuser compilation) on the first calls
         with torch.no_grad(), torch.jit.optimized_execution(False):
