@@ -115,6 +115,18 @@ class CommitteeModel(ChemicalPotentialSolve, nn.Module):
             out.append(member.energies_from_features(features, mu))
         return torch.stack(out).mean(0)
 
+    def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor):
+        """The members' mean (omega_i, d omega_i/d mu, d2 omega_i/d mu2) at mu (ChemicalPotentialSolve)."""
+        values: List[torch.Tensor] = []
+        first: List[torch.Tensor] = []
+        second: List[torch.Tensor] = []
+        for member in self.members:
+            v, d1, d2 = member.grand_potential_derivatives(features, mu)
+            values.append(v)
+            first.append(d1)
+            second.append(d2)
+        return torch.stack(values).mean(0), torch.stack(first).mean(0), torch.stack(second).mean(0)
+
     def evaluate(self, spins: torch.Tensor, neighbors: torch.Tensor):
         """(mean site energies (N,), mean fields (N,3), uncertainty (N,), mu (0-dim; None
         without mu input))."""
@@ -215,7 +227,7 @@ def model_from_exported(script, path) -> nn.Module:
     attributes."""
     from ..descriptors.registry import KINDS
     from ..lattice import LATTICE_KINDS, Lattice
-    from .model import build_model, set_mu_settings
+    from .model import MU_SETTINGS, build_model, set_mu_settings
     scripts = list(script.members.children()) if hasattr(script, "committee_size") else [script]
     kind, descriptor_kind = script.lattice_kind, script.descriptor_kind
     if descriptor_kind not in KINDS:
@@ -235,7 +247,7 @@ def model_from_exported(script, path) -> nn.Module:
                              f"{script.descriptor_version}; this spinforce has version {model.descriptor.version}")
         model.load_state_dict(member.state_dict())
         if mu_input:
-            set_mu_settings(model, {key: getattr(member, key) for key in ("mu_mean", "mu_std", "mu_min", "mu_max")})
+            set_mu_settings(model, {key: getattr(member, key) for key in MU_SETTINGS})
         members.append(model)
     if len(members) == 1:
         model = members[0]

@@ -390,12 +390,18 @@ def _normalise(model: SiteEnergyModel, parts: list[_Part]) -> dict:
     shift = float(torch.cat(e_site).mean())
     model.set_normalisation(f.mean(0), f.std(0, unbiased=False), shift, scale)
     out = {"torque_rms": torque_rms, "field_rms": math.sqrt(field_sq / n_sites)}
-    if model.mu_input:
-        model.set_mu_normalisation(torch.cat([p.mu[p.train] for p in parts]).cpu())
-        out.update(mu_min=model.mu_min, mu_max=model.mu_max)
     densities = [p.density[p.train] for p in parts if p.density is not None]
     if densities:
         out["density_std"] = max(float(torch.cat(densities).std(unbiased=False)), 1e-6)
+    if model.mu_input:
+        mu = torch.cat([p.mu[p.train] for p in parts]).cpu().double()
+        if densities:
+            density_mean = float(torch.cat(densities).mean())
+        else:  # the mean density is -dOmega/dmu per site: the slope of the energies per site over mu
+            e = torch.cat(e_site).cpu().double()
+            density_mean = -float(((mu - mu.mean()) * (e - e.mean())).sum() / ((mu - mu.mean()) ** 2).sum())
+        model.set_mu_normalisation(mu, density_mean)
+        out.update(mu_min=model.mu_min, mu_max=model.mu_max, density_mean=density_mean)
     return out
 
 
