@@ -223,6 +223,7 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         self.mu_std = max(float(mu.std(unbiased=False)), 1e-6)
         self.density_mean = float(density_mean)
 
+    @torch.jit.export  # read by MLForceField.site_energies (forward does not call it)
     def site_energies(self, spins: torch.Tensor, neighbors: torch.Tensor,
                       mu: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(N,) site energies eps_i (site grand potentials omega_i at mu, 0-dim or (N,), for a

@@ -108,7 +108,8 @@ SCHEMA = {
 _SECTIONS = ("data", "descriptor", "model", "training", "output")
 # Sections that define the model and its data: a resumed run must not change them.
 _FROZEN_ON_RESUME = ("data", "descriptor", "model")
-METRICS = ("torque_rmse", "field_rmse", "energy_mae_per_site", "density_rmse")  # density: mu_input models
+METRICS = ("torque_rmse", "field_rmse", "energy_mae_per_site")
+DENSITY_METRIC = "density_rmse"  # only for models with mu input trained on densities
 _CSV_FIELDS = (["epoch", "learning_rate", "energy_weight", "loss"] + [f"train_{m}" for m in METRICS]
                + [f"val_{m}" for m in METRICS])
 # What a run writes into its folder (outputs.py): --overwrite removes these and nothing else.
@@ -227,7 +228,7 @@ def _errors(model, part: _Part, idx: np.ndarray, batch_size: int, create_graph=F
 
 def evaluate(model, parts: list[_Part], split: str, batch_size: int, ranks: _Ranks = _Ranks()) -> dict:
     """Torque RMSE, field RMSE (root mean square over sites of the vector error), the mean
-    absolute energy error per site and the density RMSE (NaN without densities), over the
+    absolute energy error per site and, where there are densities, the density RMSE, over the
     snapshots of `split` (shared out over the ranks)."""
     torque_sq = field_sq = energy_abs = density_sq = 0.0
     sites = frames = density_sites = 0
@@ -246,9 +247,11 @@ def evaluate(model, parts: list[_Part], split: str, batch_size: int, ranks: _Ran
         [torque_sq, field_sq, energy_abs, sites, frames, density_sq, density_sites])
     if frames == 0:
         return {metric: float("nan") for metric in METRICS}
-    return {"torque_rmse": math.sqrt(torque_sq / sites), "field_rmse": math.sqrt(field_sq / sites),
-            "energy_mae_per_site": energy_abs / frames,
-            "density_rmse": math.sqrt(density_sq / density_sites) if density_sites else float("nan")}
+    out = {"torque_rmse": math.sqrt(torque_sq / sites), "field_rmse": math.sqrt(field_sq / sites),
+           "energy_mae_per_site": energy_abs / frames}
+    if density_sites:
+        out[DENSITY_METRIC] = math.sqrt(density_sq / density_sites)
+    return out
 
 
 def frame_groups(trajectory: np.ndarray, split: str = "trajectory", window: int = 0) -> np.ndarray:
@@ -428,7 +431,9 @@ class TrainingResult:
 
 def _write_csv(path: Path, rows: list) -> None:
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
+        # the density columns only for models trained on densities
+        density = [name for name in (f"train_{DENSITY_METRIC}", f"val_{DENSITY_METRIC}") if rows and name in rows[0]]
+        w = csv.DictWriter(f, fieldnames=_CSV_FIELDS + density)
         w.writeheader()
         w.writerows(rows)
 
