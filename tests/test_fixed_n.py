@@ -217,6 +217,8 @@ def test_exported_fixed_n_file_runs_in_cpp_as_in_python(trained, tmp_path):
             np.testing.assert_allclose(a.fields, b.fields, rtol=0, atol=1e-10 * np.abs(b.fields).max())
             # the site energies add up to F
             assert cpp.site_energies(s).sum() == pytest.approx(a.energy, rel=1e-12)
+    # the solved mu, from the file
+    assert provider.chemical_potential(s) == pytest.approx(compute_fields(model, lattice, s).mu, abs=1e-12)
     # the file remembers its ensemble
     again = load_exported(path)
     assert again.fixed_filling == 0.45 and math.isnan(again.fixed_mu) and again.mu_input

@@ -37,7 +37,9 @@ class MLForceField(ProviderMixin, _core.MLForceField):
     device: "cpu" or "cuda[:k]", where the network runs; results come back on the device of the
     spins given to ``compute``. The network runs in C++ (torch::jit), so an integrator holding this
     provider does no Python work per step. ``compute(spins)`` returns energy and fields
-    (density, mu and eigenvalues are not defined for a spin-only model). dtype: None (the
+    (density, mu and eigenvalues are not defined for a spin-only model; a model with mu input
+    exported at a fixed filling solves for mu at every evaluation: ``chemical_potential(spins)``
+    gives it). dtype: None (the
     model's own precision), "float32" or "float64": the precision the network runs in; float32
     is ~2.5x faster on CPU and changes the fields by ~1e-7 relative (far below any model's
     error); the fields are returned in float64 either way. For a committee file
@@ -100,6 +102,22 @@ class MLForceField(ProviderMixin, _core.MLForceField):
                 e = m.site_energies(s, self.neighbors)
         e = e.to(tensor.device, torch.float64)
         return e.numpy() if was_numpy else e
+
+    def chemical_potential(self, spins) -> float:
+        """The chemical potential the file runs at for these spins: the one solved for at a
+        fixed filling (what ``compute`` uses, not returned by it), the fixed one at a fixed mu;
+        NaN for a model without mu input."""
+        import torch
+        from ..providers import as_spin_tensor
+        m = self._module() if self.format == "torchscript" else None
+        if m is None or not getattr(m, "mu_input", False):
+            return float("nan")
+        tensor, _ = as_spin_tensor(spins)
+        if tensor.shape != (self.num_sites, 3):
+            raise ValueError(f"spins must have shape ({self.num_sites}, 3), got {tuple(tensor.shape)}")
+        s = tensor.to(self.device, next(iter(m.parameters())).dtype)
+        with torch.no_grad(), torch.jit.optimized_execution(False):
+            return float(m.ensemble_mu(m.descriptor.features(s, self.neighbors)))
 
     def __repr__(self) -> str:
         return f"MLForceField({self.path!r}, {self.lattice!r}, device={self.device!r}, dtype={self.dtype!r})"
