@@ -102,6 +102,9 @@ def test_dataset_stores_mu_and_densities_and_old_files_read_without(tmp_path):
     re = read_dataset(tmp_path / "re.h5")
     ref = ExactDiagonalization(SDModel(lattice, J=J, mu=MUS[1], kT=KT)).compute(old.spins[1])
     np.testing.assert_allclose(re.fields[3], ref.fields, rtol=0, atol=1e-12)
+    from spinforce.ml.sample_ed import main as sample_main
+    assert sample_main([str(tmp_path / "re2.h5"), "--relabel", str(plain), "--mu", str(MUS[0]), str(MUS[1])]) == 0
+    np.testing.assert_array_equal(read_dataset(tmp_path / "re2.h5").fields, re.fields)
     with DatasetWriter(tmp_path / "w.h5", lattice_kind="square", lattice_shape=(4, 4), num_sites=16, method="ed",
                        model={}, density=True) as w:
         with pytest.raises(ValueError, match="mu and densities"):
@@ -324,3 +327,12 @@ def test_export_command(trained, tmp_path, capsys):
     # an exported file keeps its ensemble
     assert "keeps the ensemble" in error(["export", str(out), "--torchscript", str(tmp_path / "d.ts"), "--mu", "-4"])
     assert not any((tmp_path / name).exists() for name in ("b.ts", "c.ts", "d.ts"))
+
+
+def test_fixed_n_file_is_not_split_into_slabs(trained, tmp_path):
+    from spinforce.distributed import Ranks
+    from spinforce.simulate import split_provider
+    path = export_torchscript(_fixed_n(trained, 0.45), tmp_path / "fn.ts")
+    cfg = {"method": {"name": "ml", "path": str(path)}, "lattice": {"kind": "square", "shape": [8, 8]}}
+    with pytest.raises(ValueError, match="fixed electron count.*cannot be split into slabs"):
+        split_provider(cfg, Ranks(0, 2), "cpu")

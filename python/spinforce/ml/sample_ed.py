@@ -1,6 +1,8 @@
 """Independent training snapshots with exact-diagonalisation fields, without dynamics.
 
     python -m spinforce.ml.sample_ed OUT.h5 --kind square --shape 12 --J 6 --filling 0.485 --frames 600
+    python -m spinforce.ml.sample_ed OUT.h5 --kind square --shape 12 --J 6 --mu -5.2 -4.9 -4.6 --frames 200
+    python -m spinforce.ml.sample_ed OUT.h5 --relabel QUENCH.h5 --mu -5.2 -4.9 -4.6
 
 Each snapshot is an ordered state (ferromagnet, Neel state, or a coplanar spiral of random wave
 vector, in a random global orientation) with Gaussian noise of random amplitude added to every
@@ -12,8 +14,8 @@ interrupted run resumes where it stopped (``--resume``).
 With ``--mu MU MU ...`` every snapshot is labelled at each of these chemical potentials from one
 diagonalisation (energy Omega(mu), fields, per-site densities, mu), for a model with mu input
 (docs/ml.md, "Fixed electron count"); the labels of one snapshot share a trajectory id, so that
-training holds them out together. ``relabel_at_mus`` does the same for the states of any
-dataset, e.g. the frames of a quench at fixed filling from ``spinforce generate``.
+training holds them out together. ``--relabel`` (``relabel_at_mus``) does the same for the
+states of any dataset, e.g. the frames of a quench at fixed filling from ``spinforce generate``.
 """
 from __future__ import annotations
 
@@ -151,23 +153,34 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m spinforce.ml.sample_ed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out")
+    p.add_argument("--relabel", metavar="DATASET",
+                   help="label the states of this dataset at every --mu instead of sampling states (its s-d "
+                        "parameters unless --J, --kT, --t2 are given)")
     p.add_argument("--kind", default="square", choices=list(LATTICE_KINDS))
     p.add_argument("--shape", type=int, nargs="+", default=[12])
-    p.add_argument("--J", type=float, required=True)
+    p.add_argument("--J", type=float)
     fixed = p.add_mutually_exclusive_group(required=True)
     fixed.add_argument("--filling", type=float, help="labels at this fixed filling N_e / 2N")
     fixed.add_argument("--mu", type=float, nargs="+",
                        help="labels at each of these chemical potentials (with densities; for models with mu input)")
-    p.add_argument("--kT", type=float, default=0.0)
-    p.add_argument("--t2", type=float, default=0.0)
-    p.add_argument("--frames", type=int, required=True)
+    p.add_argument("--kT", type=float)
+    p.add_argument("--t2", type=float)
+    p.add_argument("--frames", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--resume", action="store_true")
     a = p.parse_args(argv)
-    lattice = Lattice(a.kind, a.shape[0] if len(a.shape) == 1 else tuple(a.shape))
-    n = write_ed_samples(a.out, lattice, J=a.J, filling=a.filling, kT=a.kT, t2=a.t2, frames=a.frames, seed=a.seed,
-                         overwrite=a.overwrite, resume=a.resume, mus=a.mu)
+    if a.relabel is not None:
+        if a.mu is None or a.frames is not None or a.resume:
+            p.error("--relabel labels every state of DATASET at every --mu; it takes neither --filling, --frames "
+                    "nor --resume")
+        n = relabel_at_mus(a.relabel, a.out, a.mu, J=a.J, kT=a.kT, t2=a.t2, overwrite=a.overwrite)
+    else:
+        if a.J is None or a.frames is None:
+            p.error("sampling states needs --J and --frames")
+        lattice = Lattice(a.kind, a.shape[0] if len(a.shape) == 1 else tuple(a.shape))
+        n = write_ed_samples(a.out, lattice, J=a.J, filling=a.filling, kT=a.kT or 0.0, t2=a.t2 or 0.0,
+                             frames=a.frames, seed=a.seed, overwrite=a.overwrite, resume=a.resume, mus=a.mu)
     print(f"{a.out}: {n} frames")
     return 0
 
