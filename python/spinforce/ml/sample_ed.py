@@ -149,7 +149,7 @@ def relabel_at_mus(dataset, out, mus, *, J: float | None = None, kT: float | Non
 
 
 def main(argv=None) -> int:
-    from ..lattice import LATTICE_KINDS, Lattice
+    from ..lattice import LATTICE_KINDS
     p = argparse.ArgumentParser(prog="python -m spinforce.ml.sample_ed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out")
@@ -170,6 +170,16 @@ def main(argv=None) -> int:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--resume", action="store_true")
     a = p.parse_args(argv)
+    try:
+        n = _run(p, a)
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        p.error(str(err))
+    print(f"{a.out}: {n} frames")
+    return 0
+
+
+def _run(p, a) -> int:
+    from ..lattice import Lattice
     if a.relabel is not None:
         if a.mu is None or a.frames is not None or a.resume:
             p.error("--relabel labels every state of DATASET at every --mu; it takes neither --filling, --frames "
@@ -181,8 +191,7 @@ def main(argv=None) -> int:
         lattice = Lattice(a.kind, a.shape[0] if len(a.shape) == 1 else tuple(a.shape))
         n = write_ed_samples(a.out, lattice, J=a.J, filling=a.filling, kT=a.kT or 0.0, t2=a.t2 or 0.0,
                              frames=a.frames, seed=a.seed, overwrite=a.overwrite, resume=a.resume, mus=a.mu)
-    print(f"{a.out}: {n} frames")
-    return 0
+    return n
 
 
 if __name__ == "__main__":
