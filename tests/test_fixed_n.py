@@ -12,7 +12,7 @@ import torch
 from spinforce.data import DatasetWriter, read_dataset
 from spinforce.electrons import ExactDiagonalization, SDModel, model_at_mu, mu_for_filling
 from spinforce.ml.committee import CommitteeModel, export_committee, load_exported
-from spinforce.ml.model import compute_fields, export_torchscript, load_model, set_ensemble
+from spinforce.ml.model import build_model, compute_fields, export_torchscript, load_model, set_ensemble
 from spinforce.ml.provider import MLForceField
 from spinforce.ml.sample_ed import perturbed_configuration, relabel_at_mus, write_ed_samples
 from spinforce.ml.training import predict, train
@@ -130,6 +130,29 @@ def test_model_densities_are_minus_dOmega_dmu(trained):
     np.testing.assert_allclose(-d1.detach(), density[0].detach(), rtol=0, atol=1e-12)
     dens = [-model.grand_potential_derivatives(features, mu[0] + d)[1].detach() for d in (-h, h)]
     np.testing.assert_allclose(-d2.detach(), (dens[1] - dens[0]) / (2 * h), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("activation", ["silu", "tanh"])
+def test_mu_derivatives_carried_forward_equal_autograd_also_in_torchscript(activation):
+    from spinforce.ml.model import quiet_torchscript
+    torch.manual_seed(1)
+    lattice = spinforce.Lattice("square", (4, 4))
+    model = build_model(lattice, "bond_shells", {"cutoff": 1.5}, [8, 8], activation, "float64", mu_input=True)
+    model.set_mu_normalisation([-5.3, -4.1, -3.3], 0.9)
+    model.requires_grad_(False)
+    nb = lattice.neighbor_table(model.neighbor_offsets)
+    features = model.descriptor.features(torch.tensor(_random_spins(16, 3)), nb)
+    mu = torch.full((16,), -4.3, dtype=torch.float64, requires_grad=True)
+    omega = model.energies_from_features(features, mu)
+    (first,) = torch.autograd.grad(omega.sum(), mu, create_graph=True)
+    (second,) = torch.autograd.grad(first.sum(), mu)
+    with quiet_torchscript():
+        scripted = torch.jit.script(model)
+    for m in (model, scripted):
+        value, d1, d2 = m.grand_potential_derivatives(features, torch.tensor(-4.3, dtype=torch.float64))
+        np.testing.assert_allclose(value, omega.detach(), rtol=0, atol=1e-13)
+        np.testing.assert_allclose(d1, first.detach(), rtol=0, atol=1e-13)
+        np.testing.assert_allclose(d2, second, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("filling", [0.43, 0.45, 0.47])
@@ -295,6 +318,8 @@ def test_bad_input(trained, tmp_path):
     plain = load_model(train(base, progress=False).model_path, lattice)
     with pytest.raises(ValueError, match="mu_input"):
         set_ensemble(plain, fixed_filling=0.4)
+    with pytest.raises(ValueError, match="smooth activation.*'silu' or 'tanh'"):
+        build_model(lattice, "bond_shells", {"cutoff": 1.5}, [4], "relu", "float64", mu_input=True)
     # training a mu-input model: densities needed for the density term, mu needed at all
     mu_cfg = copy.deepcopy(base)
     mu_cfg["model"]["mu_input"] = True

@@ -108,13 +108,6 @@ class CommitteeModel(ChemicalPotentialSolve, nn.Module):
     def threshold(self) -> float | None:
         return None if math.isnan(self.uncertainty_threshold) else self.uncertainty_threshold
 
-    def grand_potentials(self, features: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-        """(N,) the members' mean site grand potentials at mu (ChemicalPotentialSolve)."""
-        out: List[torch.Tensor] = []
-        for member in self.members:
-            out.append(member.energies_from_features(features, mu))
-        return torch.stack(out).mean(0)
-
     def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor):
         """The members' mean (omega_i, d omega_i/d mu, d2 omega_i/d mu2) at mu (ChemicalPotentialSolve)."""
         values: List[torch.Tensor] = []

@@ -73,7 +73,8 @@ def _activation_derivatives(activation: str, z: torch.Tensor) -> Tuple[torch.Ten
 class ChemicalPotentialSolve:
     """The ensemble of a model whose site energies take the chemical potential (``mu_input``):
     the mu it runs at, fixed (``fixed_mu``) or solved for the electron count (``fixed_filling``).
-    Used by SiteEnergyModel and the committee, which give `grand_potentials(features, mu)`."""
+    Used by SiteEnergyModel and the committee, which give `grand_potential_derivatives(features,
+    mu)`: the site grand potentials and their first two mu-derivatives."""
 
     def ensemble_mu(self, features: torch.Tensor) -> Optional[torch.Tensor]:
         """The chemical potential of this evaluation (0-dim, no gradient), None for a model
@@ -160,6 +161,8 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
 
     forward(spins (N,3), neighbors (N,m)) -> (energy (0-dim), fields (N,3)) in the model dtype,
     with ``neighbors = lattice.neighbor_table(model.neighbor_offsets)``. Works for any N.
+    With mu_input the site energies are site grand potentials at a chemical potential: the
+    one of the ensemble (set_ensemble) in forward, any given one in site_energies.
     """
 
     def __init__(self, descriptor: nn.Module, descriptor_kind: str, hidden, activation: str = "silu",
@@ -172,6 +175,10 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if mu_input and activation == "relu":
+            # densities -d omega/d mu would be piecewise constant in mu: no Newton solve, no smooth fit
+            raise ValueError("a model with mu input needs a smooth activation: activation must be 'silu' or 'tanh' "
+                             "with mu_input, got 'relu'")
         self.descriptor = descriptor
         # Metadata travels inside the TorchScript file; the C++ provider checks it.
         self.format: str = TORCHSCRIPT_FORMAT
@@ -241,10 +248,6 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
             x = torch.cat([x, (shifted / self.mu_std).expand(x.shape[:1]).unsqueeze(-1)], dim=1)
             return self.energy_shift - self.density_mean * shifted + self.energy_scale * self.mlp(x).squeeze(-1)
         return self.energy_shift + self.energy_scale * self.mlp(x).squeeze(-1)
-
-    def grand_potentials(self, features: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-        """(N,) site grand potentials omega_i(mu) (ChemicalPotentialSolve)."""
-        return self.energies_from_features(features, mu)
 
     def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor):
         """(omega_i, d omega_i/d mu, d2 omega_i/d mu2), each (N,), at a 0-dim mu: the network
