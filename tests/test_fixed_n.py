@@ -361,3 +361,20 @@ def test_fixed_n_file_is_not_split_into_slabs(trained, tmp_path):
     cfg = {"method": {"name": "ml", "path": str(path)}, "lattice": {"kind": "square", "shape": [8, 8]}}
     with pytest.raises(ValueError, match="fixed electron count.*cannot be split into slabs"):
         split_provider(cfg, Ranks(0, 2), "cpu")
+
+
+def test_simulate_at_fixed_n_records_the_solved_mu(trained, tmp_path):
+    from spinforce.simulate import simulate
+    path = export_torchscript(_fixed_n(trained, 0.45), tmp_path / "fn.ts")
+    cfg = {"output": str(tmp_path / "run.h5"), "lattice": {"kind": "square", "shape": [6, 6]},
+           "method": {"name": "ml", "path": str(path)},
+           "dynamics": {"dt": 0.05, "alpha": 0.1, "kT": 0.001, "steps": 20, "save_every": 10, "initial": "random",
+                        "seed": 1}}
+    simulate(cfg, progress=False)
+    ds = read_dataset(tmp_path / "run.h5")
+    provider = MLForceField(path, spinforce.Lattice("square", (6, 6)))
+    assert ds.num_frames == 3 and np.isfinite(ds.scalars["mu"]).all()
+    for k in range(ds.num_frames):
+        assert ds.scalars["mu"][k] == pytest.approx(provider.chemical_potential(ds.spins[k]), abs=1e-12)
+        # and the fields written are those of the file at that state
+        np.testing.assert_allclose(ds.fields[k], provider.compute(ds.spins[k]).fields, rtol=0, atol=1e-12)

@@ -246,6 +246,9 @@ def _simulate(cfg, ranks, device, resume, overwrite, progress) -> SimulationResu
     network = provider if padded is None else padded  # the provider with the model's attributes
     committee = getattr(network, "committee_size", 1) > 1
     watch = _UncertaintyWatch(getattr(network, "uncertainty_threshold", None) if committee else None)
+    # A force field at fixed electron count records the chemical potential it solved for.
+    frame_scalars = (UNCERTAINTY_SCALARS if committee else ()) + (
+        ("mu",) if not math.isnan(getattr(network, "fixed_filling", math.nan)) else ())
 
     def numpy(t):
         return None if t is None else t.detach().cpu().numpy()
@@ -277,7 +280,12 @@ def _simulate(cfg, ranks, device, resume, overwrite, progress) -> SimulationResu
         return slabs.scatter(spins, device)
 
     def scalars_of(frame):
-        return uncertainty_scalars(frame.uncertainty) if committee else None
+        if not frame_scalars:
+            return None
+        out = uncertainty_scalars(frame.uncertainty) if committee else {}
+        if "mu" in frame_scalars:
+            out["mu"] = network.chemical_potential(frame.spins)
+        return out
 
     continuing = ranks.on_rank0(lambda: resume and run_path.exists())
     spins0 = _on_rank0_value(ranks, lambda: np.asarray(initial_spins(cfg, lattice), dtype=np.float64))
@@ -294,7 +302,7 @@ def _simulate(cfg, ranks, device, resume, overwrite, progress) -> SimulationResu
                              overwrite=overwrite, resume=resume,
                              # HDF5 allocates whole chunks: keep them near 4 MiB, one frame for big lattices
                              chunk_frames=max(1, min(16, (4 << 20) // (24 * n))),
-                             scalars=UNCERTAINTY_SCALARS if committee else ())
+                             scalars=frame_scalars)
     writer = _on_rank0_value(ranks, open_writer)  # the writer lives on rank 0 alone
 
     def export_ovf(step, spins):

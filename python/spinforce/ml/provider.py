@@ -103,6 +103,14 @@ class MLForceField(ProviderMixin, _core.MLForceField):
         e = e.to(tensor.device, torch.float64)
         return e.numpy() if was_numpy else e
 
+    @property
+    def fixed_filling(self) -> float:
+        """The filling N_e / 2N a model with mu input was exported for (NaN: none, e.g. a model
+        at a fixed mu)."""
+        if self.format != "torchscript":
+            return float("nan")
+        return float(getattr(self._module(), "fixed_filling", float("nan")))
+
     def chemical_potential(self, spins) -> float:
         """The chemical potential the file runs at for these spins: the one solved for at a
         fixed filling (what ``compute`` uses, not returned by it), the fixed one at a fixed mu;
