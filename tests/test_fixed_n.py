@@ -378,3 +378,25 @@ def test_simulate_at_fixed_n_records_the_solved_mu(trained, tmp_path):
         assert ds.scalars["mu"][k] == pytest.approx(provider.chemical_potential(ds.spins[k]), abs=1e-12)
         # and the fields written are those of the file at that state
         np.testing.assert_allclose(ds.fields[k], provider.compute(ds.spins[k]).fields, rtol=0, atol=1e-12)
+
+
+def test_llg_without_damping_conserves_the_free_energy_at_fixed_n(trained, tmp_path):
+    """At alpha = 0, T = 0 the LLG flow conserves the potential of its fields: F(S) at fixed N_e,
+    while mu moves. The drift of the midpoint integrator falls as dt^2."""
+    from spinforce.dynamics import LLG
+    lattice = spinforce.Lattice("square", (6, 6))
+    path = export_torchscript(_fixed_n(trained, 0.45, lattice), tmp_path / "fn.ts")
+    provider = MLForceField(path, lattice)
+    s0 = perturbed_configuration(lattice, np.random.default_rng(3))
+    drifts, mus = [], []
+    for dt in (0.04, 0.02):
+        llg, s = LLG(provider, dt=dt, alpha=0.0, kT=0.0, integrator="sib"), s0
+        energies = [provider.compute(s0).energy]
+        for _ in range(4):
+            s = llg.run(s, int(round(1.0 / dt)))
+            energies.append(provider.compute(s).energy)
+            mus.append(provider.chemical_potential(s))
+        drifts.append(np.abs(np.array(energies) - energies[0]).max())
+    assert max(mus) - min(mus) > 1e-3  # mu does move
+    assert drifts[1] < 1e-5 * abs(energies[0])
+    assert 3.0 < drifts[0] / drifts[1] < 5.0, drifts
