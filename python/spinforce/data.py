@@ -25,6 +25,9 @@ Datasets (M snapshots of N sites, chunked and extendable along M)
                                 Files written before this column existed read as: every frame
                                 with step >= 0 is trajectory 0, every independent sample
                                 (step -1) a trajectory of its own (`default_trajectories`).
+Optional, written together (labels at several chemical potentials, for models with mu input):
+    mu      (M,)      float64   the chemical potential of the frame's labels (energy = Omega at mu)
+    density (M, N)    float64   electrons per site n_i = -dOmega_i/dmu (sum_i n_i = N_e(mu))
 Optional group "scalars": (M,) float64 per-frame numbers a run records besides the fields, e.g.
     uncertainty_mean, uncertainty_max   the committee uncertainty of an ML run (spinforce simulate)
 """
@@ -82,6 +85,16 @@ class Dataset:
     spinforce_version: str = ""
     path: str = ""
     scalars: dict = field(default_factory=dict)  # name -> (M,) per-frame numbers (group "scalars")
+    mu: np.ndarray | None = None       # (M,) the frames' chemical potentials, when stored
+    density: np.ndarray | None = None  # (M, N) electrons per site, when stored
+
+    def frame_mu(self) -> np.ndarray | None:
+        """(M,) the chemical potential of every frame's labels: the stored column, else the
+        model's fixed mu; None for labels at fixed filling without a mu column."""
+        if self.mu is not None:
+            return self.mu
+        mu = self.model.get("mu")
+        return None if mu is None else np.full(self.num_frames, float(mu))
 
     @property
     def num_frames(self) -> int:
@@ -215,6 +228,7 @@ def read_dataset(path, frames: slice | list | None = None) -> Dataset:
             provenance=json.loads(a.get("provenance", "{}")),
             spinforce_version=str(a.get("spinforce_version", "")), path=str(path),
             scalars={name: f["scalars"][name][sel] for name in f.get("scalars", {})},
+            mu=f["mu"][sel] if "mu" in f else None, density=f["density"][sel] if "density" in f else None,
         )
 
 
@@ -229,16 +243,18 @@ class DatasetWriter:
     is checked against the given one, and ``num_frames`` tells where it stopped.
     Each ``append`` is flushed, so an interrupted run loses at most the frame being written.
     ``scalars`` names per-frame numbers stored besides the fields (group "scalars"); each
-    ``append`` then gives all of them.
+    ``append`` then gives all of them. ``density=True`` stores labels at several chemical
+    potentials: each ``append`` then gives the frame's mu and its (N,) densities.
     """
 
     def __init__(self, path, *, lattice_kind: str, lattice_shape, num_sites: int, method: str,
                  model: dict, method_settings: dict | None = None, seed: int = 0,
                  provenance: dict | None = None, overwrite: bool = False, resume: bool = False,
-                 chunk_frames: int = 16, scalars=()):
+                 chunk_frames: int = 16, scalars=(), density: bool = False):
         self.path = Path(path)
         self.default_trajectory = 0  # the id `append` gives frames of a run (step >= 0)
         self.scalars = tuple(str(name) for name in scalars)
+        self.density = bool(density)
         self._file = None
         self._staged = None
         meta = {
@@ -261,6 +277,10 @@ class DatasetWriter:
                 if stored != tuple(sorted(self.scalars)):
                     raise ValueError(f"cannot resume {self.path}: it records the per-frame scalars {list(stored)}, "
                                      f"the run records {sorted(self.scalars)}")
+                if ("density" in self._file) != self.density:
+                    raise ValueError(f"cannot resume {self.path}: it {'holds' if 'density' in self._file else 'lacks'} "
+                                     f"densities and mu per frame, the run {'writes' if self.density else 'does not write'}"
+                                     " them")
             except Exception:
                 self.close()
                 raise
@@ -286,6 +306,9 @@ class DatasetWriter:
                              chunks=(chunk_frames, *shape))
         for name in self.scalars:
             f.create_dataset(f"scalars/{name}", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
+        if self.density:
+            f.create_dataset("mu", shape=(0,), maxshape=(None,), dtype="f8", chunks=(chunk_frames,))
+            f.create_dataset("density", shape=(0, n), maxshape=(None, n), dtype="f8", chunks=(chunk_frames, n))
         f.flush()
 
     def _check_metadata(self, meta: dict) -> None:
@@ -302,11 +325,21 @@ class DatasetWriter:
 
     def _truncate_partial_frame(self) -> None:
         # A crash between dataset resizes can leave the arrays with different lengths.
-        names = [name for name in _FRAME_ARRAYS + ("trajectory",) if name in self._file]
+        self.truncate(None)
+
+    def truncate(self, num_frames: int | None) -> None:
+        """Keep the first num_frames frames (None: the complete ones), e.g. to resume a run
+        that writes several frames per state from its last complete state."""
+        names = [name for name in _FRAME_ARRAYS + ("trajectory", "mu", "density") if name in self._file]
         names += [f"scalars/{name}" for name in self.scalars]
         n = min(self._file[name].shape[0] for name in names)
+        if num_frames is not None:
+            if not 0 <= num_frames <= n:
+                raise ValueError(f"num_frames must be in [0, {n}], got {num_frames}")
+            n = num_frames
         for name in names:
             self._file[name].resize(n, axis=0)
+        self._file.flush()
 
     @property
     def num_frames(self) -> int:
@@ -341,13 +374,18 @@ class DatasetWriter:
         return self._file["trajectory"][: self.num_frames]
 
     def append(self, spins, fields, energy: float, time: float = float("nan"), step: int = -1,
-               scalars: dict | None = None, trajectory: int | None = None) -> None:
+               scalars: dict | None = None, trajectory: int | None = None, mu: float | None = None,
+               density=None) -> None:
         """Append one frame. trajectory None: `default_trajectory` for a frame of a run (step >= 0),
-        a new id for an independent sample (step < 0)."""
+        a new id for an independent sample (step < 0). mu and density: given exactly when the
+        file was created with density=True."""
         scalars = dict(scalars or {})
         if set(scalars) != set(self.scalars):
             raise ValueError(f"{self.path} records the per-frame scalars {sorted(self.scalars)}; "
                              f"append got {sorted(scalars)}")
+        if (mu is not None and density is not None) != self.density or (mu is None) != (density is None):
+            raise ValueError(f"{self.path} {'stores' if self.density else 'does not store'} mu and densities per "
+                             "frame: give both mu and density to append exactly when it does")
         n = self.num_frames
         if trajectory is None:
             if step >= 0:
@@ -358,14 +396,20 @@ class DatasetWriter:
         values = {"spins": np.asarray(spins, dtype=np.float64), "fields": np.asarray(fields, dtype=np.float64),
                   "energy": float(energy), "time": float(time), "step": int(step), "trajectory": int(trajectory),
                   **{f"scalars/{name}": float(v) for name, v in scalars.items()}}
-        for name in ("spins", "fields", "energy"):
+        extra = ()
+        if self.density:
+            values["mu"], values["density"] = float(mu), np.asarray(density, dtype=np.float64)
+            if values["density"].shape != (values["spins"].shape[0],):
+                raise ValueError(f"density must have shape ({values['spins'].shape[0]},), got {values['density'].shape}")
+            extra = ("mu", "density")
+        for name in ("spins", "fields", "energy", *extra):
             if not np.isfinite(values[name]).all():
                 where = f"step {int(step)}" if step >= 0 else "an independent sample"
                 raise ValueError(f"{self.path}: frame {n} ({where}) has non-finite {name} (NaN or inf) and was not "
                                  "written; the run diverged or the provider failed: reduce dt, or check the model "
                                  "parameters and method settings")
         # energy is resized last: num_frames counts only complete frames.
-        for name in ("spins", "fields", "time", "step", "trajectory", *(f"scalars/{k}" for k in self.scalars),
+        for name in ("spins", "fields", "time", "step", "trajectory", *(f"scalars/{k}" for k in self.scalars), *extra,
                      "energy"):
             ds = self._file[name]
             ds.resize(n + 1, axis=0)

@@ -95,6 +95,8 @@ class LLG(_core.LLG):
         super().__init__(provider, dt=real(dt, "dt"), alpha=real(alpha, "alpha"), kT=real(kT, "kT"),
                          gamma=real(gamma, "gamma"), integrator=integrator, seed=int(seed), site_offset=int(site_offset))
         self.step = 0
+        # the chemical potential a force field at fixed electron count solves for (MLForceField)
+        self._chemical_potential = getattr(provider, "chemical_potential", None)
 
     @property
     def time(self) -> float:
@@ -108,7 +110,9 @@ class LLG(_core.LLG):
             goes to ``writer.append(spins, fields, energy, time, step)`` (a
             spinforce.data.DatasetWriter) and/or ``callback(step, spins, result)``. With an ML
             committee, result.uncertainty holds the per-site uncertainty, and a writer made with
-            ``scalars=providers.UNCERTAINTY_SCALARS`` records its mean and maximum per frame.
+            ``scalars=providers.UNCERTAINTY_SCALARS`` records its mean and maximum per frame; a
+            writer with the scalar "mu" records the chemical potential of an ML force field at
+            fixed electron count (MLForceField.chemical_potential) per frame.
         start_step: the step counter of `spins` (default: where this integrator stopped, 0
             for a new one); it keys the thermal noise, so restarts are bit-identical.
         progress: True (or a description string) shows a tqdm progress bar of this run; a
@@ -133,7 +137,11 @@ class LLG(_core.LLG):
             fields = result.fields.detach().cpu().numpy()
             uncertainty = result.uncertainty  # (N,) for an ML committee, else None
             if writer is not None:
-                scalars = uncertainty_scalars(uncertainty) if getattr(writer, "scalars", ()) else None
+                scalars = None
+                if getattr(writer, "scalars", ()):
+                    scalars = uncertainty_scalars(uncertainty) if uncertainty is not None else {}
+                    if "mu" in writer.scalars:
+                        scalars["mu"] = self._chemical_potential(s)
                 writer.append(s_np, fields, result.energy, time=step * dt, step=step, scalars=scalars)
             if callback is not None:
                 if uncertainty is not None and was_numpy:

@@ -62,6 +62,41 @@ class ExactDiagonalization(ProviderMixin, _core.ExactDiagonalization):
         """Dense (2N, 2N) complex Hamiltonian, orbital index 2*i + s."""
         return self._hamiltonian(as_spin_tensor(spins)[0])
 
+    def compute_at_mus(self, spins, mus) -> list:
+        """FieldResults of one spin state at each fixed chemical potential in `mus`, from one
+        diagonalisation: energy Omega(mu), fields, density (electrons per site), mu and the
+        levels -- what ``compute`` gives for the model at fixed mu (electrons.model_at_mu), whatever
+        the model's own mu or filling. Labels for models with mu input (spinforce.ml.sample_ed)."""
+        mus = np.atleast_1d(np.asarray(mus, dtype=np.float64))
+        if mus.ndim != 1 or mus.size == 0 or not np.isfinite(mus).all():
+            raise ValueError(f"mus must be a non-empty list of finite chemical potentials, got {mus!r}")
+        tensor, was_numpy = as_spin_tensor(spins)
+        levels, vectors = torch.linalg.eigh(self.hamiltonian(tensor))
+        n, kT, J = self.num_sites, float(self.model.kT), float(self.model.J)
+        mu = torch.as_tensor(mus, dtype=torch.float64, device=levels.device).unsqueeze(1)  # (K, 1)
+        x = levels.unsqueeze(0) - mu                                                       # (K, 2N)
+        if kT == 0.0:  # as the core's fermi_dirac.cpp: a level at mu is half filled
+            f = torch.where(x < 0, 1.0, torch.where(x > 0, 0.0, 0.5)).to(torch.float64)
+            omega = torch.clamp(x, max=0.0).sum(1)
+        else:
+            f = torch.sigmoid(-x / kT)
+            y = -x / kT  # -kT softplus(y), overflow-free as in the core
+            omega = -kT * (torch.clamp(y, min=0.0) + torch.log1p(torch.exp(-y.abs()))).sum(1)
+        u = vectors.mT.reshape(2 * n, n, 2)                     # rows: eigenvectors
+        up, dn = u[..., 0], u[..., 1]
+        fc = f.to(vectors.dtype)
+        r = fc @ (up * dn.conj())                               # (K, N): sum_m f_m u_m(i up) conj(u_m(i dn))
+        n_up, n_dn = f @ (up.abs() ** 2), f @ (dn.abs() ** 2)
+        fields = torch.stack([2 * J * r.real, -2 * J * r.imag, J * (n_up - n_dn)], dim=-1)
+        density = n_up + n_dn
+
+        def out(t):
+            t = t.detach().to(tensor.device)
+            return t.cpu().numpy() if was_numpy else t
+        from .providers import FieldResult
+        return [FieldResult(energy=float(omega[k]), fields=out(fields[k]), density=out(density[k]), mu=float(mus[k]),
+                            eigenvalues=out(levels)) for k in range(len(mus))]
+
 
 # --- the chemical potential for a wanted filling ----------------------------------------------------
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import time as _time
 from dataclasses import dataclass
@@ -96,7 +97,13 @@ def split_provider(cfg: dict, ranks, device):
         halo = max((reach(lattice.shell_offsets(k)) for k, J in ((1, m["J1"]), (2, m["J2"])) if J != 0), default=0)
         why = "the Heisenberg couplings reach"
     elif name == "ml":  # a field is a derivative of the site energies of its neighbours, each reading its own
+        from .ml.model import read_exported
         from .ml.provider import exported_neighbor_offsets
+        script = read_exported(cfg["method"]["path"])
+        if script is not None and not math.isnan(getattr(script, "fixed_filling", math.nan)):
+            raise ValueError(f"{cfg['method']['path']} runs at a fixed electron count: its chemical potential is one "
+                             "number for the whole lattice, solved for at every step; it cannot be split into slabs "
+                             "(start one process, or export the model at a fixed mu with --mu)")
         offsets = exported_neighbor_offsets(cfg["method"]["path"])
         halo = 2 * reach(offsets)
         why = f"the model needs (twice the {halo // 2} rows of its neighbourhood)"
@@ -239,6 +246,9 @@ def _simulate(cfg, ranks, device, resume, overwrite, progress) -> SimulationResu
     network = provider if padded is None else padded  # the provider with the model's attributes
     committee = getattr(network, "committee_size", 1) > 1
     watch = _UncertaintyWatch(getattr(network, "uncertainty_threshold", None) if committee else None)
+    # A force field at fixed electron count records the chemical potential it solved for.
+    frame_scalars = (UNCERTAINTY_SCALARS if committee else ()) + (
+        ("mu",) if not math.isnan(getattr(network, "fixed_filling", math.nan)) else ())
 
     def numpy(t):
         return None if t is None else t.detach().cpu().numpy()
@@ -270,7 +280,12 @@ def _simulate(cfg, ranks, device, resume, overwrite, progress) -> SimulationResu
         return slabs.scatter(spins, device)
 
     def scalars_of(frame):
-        return uncertainty_scalars(frame.uncertainty) if committee else None
+        if not frame_scalars:
+            return None
+        out = uncertainty_scalars(frame.uncertainty) if committee else {}
+        if "mu" in frame_scalars:
+            out["mu"] = network.chemical_potential(frame.spins)
+        return out
 
     continuing = ranks.on_rank0(lambda: resume and run_path.exists())
     spins0 = _on_rank0_value(ranks, lambda: np.asarray(initial_spins(cfg, lattice), dtype=np.float64))
@@ -287,7 +302,7 @@ def _simulate(cfg, ranks, device, resume, overwrite, progress) -> SimulationResu
                              overwrite=overwrite, resume=resume,
                              # HDF5 allocates whole chunks: keep them near 4 MiB, one frame for big lattices
                              chunk_frames=max(1, min(16, (4 << 20) // (24 * n))),
-                             scalars=UNCERTAINTY_SCALARS if committee else ())
+                             scalars=frame_scalars)
     writer = _on_rank0_value(ranks, open_writer)  # the writer lives on rank 0 alone
 
     def export_ovf(step, spins):

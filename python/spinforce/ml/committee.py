@@ -33,8 +33,8 @@ from torch import nn
 
 from ..outputs import atomic_write
 from ..providers import uncertainty_scalars
-from .model import (DTYPES, TORCHSCRIPT_FORMAT, TORCHSCRIPT_FORMAT_VERSION, SiteEnergyModel, export_torchscript,
-                    load_model)
+from .model import (DEFAULT_NEWTON_STEPS, DTYPES, TORCHSCRIPT_FORMAT, TORCHSCRIPT_FORMAT_VERSION,
+                    ChemicalPotentialSolve, SiteEnergyModel, export_torchscript, load_model, set_ensemble)
 
 __all__ = ["CommitteeModel", "train_committee", "committee_member_paths", "load_committee", "export_committee",
            "load_exported", "model_from_exported",
@@ -57,12 +57,14 @@ class UncertaintyWarning(UserWarning):
     """A committee's uncertainty passed the threshold its file carries: it is extrapolating."""
 
 
-class CommitteeModel(nn.Module):
+class CommitteeModel(ChemicalPotentialSolve, nn.Module):
     """K site-energy models that share one descriptor, run as one TorchScript module.
 
     forward(spins (N,3), neighbors (N,m)) -> (mean energy (0-dim), mean fields (N,3),
     uncertainty (N,)), in the members' dtype. The descriptor features are computed once; each
     member's network runs on them and is differentiated separately (K backward passes).
+    Members with mu input make a committee with mu input: its mu (fixed, or solved for the
+    members' mean density at fixed filling) is the one at which every member is evaluated.
     """
 
     def __init__(self, members: list, uncertainty_threshold: float | None = None):
@@ -89,6 +91,14 @@ class CommitteeModel(nn.Module):
         # NaN: no threshold (TorchScript attributes are typed; a float keeps it simple for C++).
         self.uncertainty_threshold: float = math.nan if uncertainty_threshold is None else uncertainty_threshold
         self.dtype_name = first.dtype_name
+        self.mu_input: bool = first.mu_input
+        # the members' common range of mu, and the committee's ensemble (model.set_ensemble)
+        self.mu_mean: float = sum(m.mu_mean for m in members) / len(members)
+        self.mu_min: float = max(m.mu_min for m in members)
+        self.mu_max: float = min(m.mu_max for m in members)
+        self.fixed_mu: float = math.nan
+        self.fixed_filling: float = math.nan
+        self.newton_steps: int = DEFAULT_NEWTON_STEPS
         self.descriptor = copy.deepcopy(first.descriptor)
         self.members = nn.ModuleList([copy.deepcopy(m) for m in members])
         self.register_buffer("neighbor_offsets", first.neighbor_offsets.clone())
@@ -98,14 +108,28 @@ class CommitteeModel(nn.Module):
     def threshold(self) -> float | None:
         return None if math.isnan(self.uncertainty_threshold) else self.uncertainty_threshold
 
-    def site_energies_and_fields(self, spins: torch.Tensor, neighbors: torch.Tensor):
-        """(mean site energies (N,), mean fields (N,3), uncertainty (N,))."""
+    def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor):
+        """The members' mean (omega_i, d omega_i/d mu, d2 omega_i/d mu2) at mu (ChemicalPotentialSolve)."""
+        values: List[torch.Tensor] = []
+        first: List[torch.Tensor] = []
+        second: List[torch.Tensor] = []
+        for member in self.members:
+            v, d1, d2 = member.grand_potential_derivatives(features, mu)
+            values.append(v)
+            first.append(d1)
+            second.append(d2)
+        return torch.stack(values).mean(0), torch.stack(first).mean(0), torch.stack(second).mean(0)
+
+    def evaluate(self, spins: torch.Tensor, neighbors: torch.Tensor):
+        """(mean site energies (N,), mean fields (N,3), uncertainty (N,), mu (0-dim; None
+        without mu input))."""
         s = spins.detach().to(self.dtype_reference.dtype).requires_grad_(True)
         features = self.descriptor.features(s, neighbors)
+        mu = self.ensemble_mu(features)
         site_energies: List[torch.Tensor] = []
         fields: List[torch.Tensor] = []
         for member in self.members:
-            e = member.energies_from_features(features)
+            e = member.energies_from_features(features, mu)
             grads = torch.autograd.grad([e.sum()], [s], retain_graph=True)
             grad = grads[0]
             assert grad is not None
@@ -115,11 +139,16 @@ class CommitteeModel(nn.Module):
         h_mean = h.mean(0)
         spread = torch.linalg.cross(s.detach().unsqueeze(0).expand_as(h), h - h_mean, dim=-1)
         uncertainty = torch.sqrt((spread * spread).sum(-1).sum(0) / (h.shape[0] - 1))
-        return torch.stack(site_energies).mean(0), h_mean, uncertainty
+        return torch.stack(site_energies).mean(0), h_mean, uncertainty, mu
+
+    def site_energies_and_fields(self, spins: torch.Tensor, neighbors: torch.Tensor):
+        """(mean site energies (N,), mean fields (N,3), uncertainty (N,))."""
+        site_energies, fields, uncertainty, _ = self.evaluate(spins, neighbors)
+        return site_energies, fields, uncertainty
 
     def forward(self, spins: torch.Tensor, neighbors: torch.Tensor):
-        site_energies, fields, uncertainty = self.site_energies_and_fields(spins, neighbors)
-        return site_energies.sum(), fields, uncertainty
+        site_energies, fields, uncertainty, mu = self.evaluate(spins, neighbors)
+        return self.ensemble_energy(site_energies.sum(), mu, spins.shape[0]), fields, uncertainty
 
 
 def _check_compatible(members: list) -> None:
@@ -138,6 +167,8 @@ def _check_compatible(members: list) -> None:
             what = f"descriptor settings {m.descriptor.settings()} vs {first.descriptor.settings()}"
         elif m.dtype_name != first.dtype_name:
             what = f"dtype {m.dtype_name} vs {first.dtype_name}"
+        elif m.mu_input != first.mu_input:
+            what = f"mu input {m.mu_input} vs {first.mu_input}"
         else:
             state = m.descriptor.state_dict()
             if state.keys() != ref_state.keys() or any(not torch.equal(state[key], ref_state[key]) for key in state):
@@ -189,7 +220,7 @@ def model_from_exported(script, path) -> nn.Module:
     attributes."""
     from ..descriptors.registry import KINDS
     from ..lattice import LATTICE_KINDS, Lattice
-    from .model import build_model
+    from .model import MU_SETTINGS, build_model, set_mu_settings
     scripts = list(script.members.children()) if hasattr(script, "committee_size") else [script]
     kind, descriptor_kind = script.lattice_kind, script.descriptor_kind
     if descriptor_kind not in KINDS:
@@ -201,17 +232,26 @@ def model_from_exported(script, path) -> nn.Module:
     settings = {key: getattr(script.descriptor, key) for key in keys}
     members = []
     for member in scripts:
+        mu_input = bool(getattr(member, "mu_input", False))
         model = build_model(lattice, descriptor_kind, settings, list(member.hidden), member.activation,
-                            member.dtype_name)
+                            member.dtype_name, mu_input)
         if int(model.descriptor.version) != int(script.descriptor_version):
             raise ValueError(f"{path} was exported with {descriptor_kind} descriptor version "
                              f"{script.descriptor_version}; this spinforce has version {model.descriptor.version}")
         model.load_state_dict(member.state_dict())
+        if mu_input:
+            set_mu_settings(model, {key: getattr(member, key) for key in MU_SETTINGS})
         members.append(model)
     if len(members) == 1:
-        return members[0]
-    threshold = float(script.uncertainty_threshold)
-    return CommitteeModel(members, None if math.isnan(threshold) else threshold)
+        model = members[0]
+    else:
+        threshold = float(script.uncertainty_threshold)
+        model = CommitteeModel(members, None if math.isnan(threshold) else threshold)
+    if model.mu_input:  # the ensemble it was exported for
+        filling, mu = float(script.fixed_filling), float(script.fixed_mu)
+        set_ensemble(model, fixed_filling=None if math.isnan(filling) else filling,
+                     fixed_mu=None if math.isnan(mu) else mu, newton_steps=int(script.newton_steps))
+    return model
 
 
 def _member_index(name: str) -> int:
@@ -225,12 +265,15 @@ def load_committee(source, lattice=None, uncertainty_threshold: float | None = N
 
 
 def export_committee(model_paths, out_path, *, uncertainty_threshold: float | None = None,
-                     overwrite: bool = False) -> Path:
+                     overwrite: bool = False, fixed_filling: float | None = None, fixed_mu: float | None = None,
+                     newton_steps: int = DEFAULT_NEWTON_STEPS) -> Path:
     """Write the committee of `model_paths` (model.pt files, or a train_committee directory) as
     one TorchScript file for spinforce.MLForceField. uncertainty_threshold (a torque, in the
     energy units of the data) is stored in the file: `spinforce simulate` warns once when a
-    saved frame's largest per-site uncertainty passes it."""
+    saved frame's largest per-site uncertainty passes it. Members with mu input need the
+    ensemble: fixed_filling or fixed_mu (model.set_ensemble)."""
     committee = load_committee(model_paths, uncertainty_threshold=uncertainty_threshold)
+    set_ensemble(committee, fixed_filling=fixed_filling, fixed_mu=fixed_mu, newton_steps=newton_steps)
     return export_torchscript(committee, out_path, overwrite=overwrite)
 
 

@@ -5,6 +5,8 @@
     spinforce export MODEL MODEL ... --torchscript OUT [--uncertainty-threshold X]
     spinforce export COMMITTEE_DIR --pt2 OUT.pt2 [--uncertainty-threshold X]
     spinforce export EXPORTED.ts --pt2 OUT.pt2        (e.g. a committee shipped in spinforce/models)
+    spinforce export MODEL --torchscript OUT --fixed-filling F   (a model with mu input, fixed N_e)
+    spinforce export MODEL --torchscript OUT --mu MU             (a model with mu input, fixed mu)
 
 Two formats, both run by spinforce.MLForceField(OUT, lattice) (and `method.path` of
 `spinforce simulate`):
@@ -19,10 +21,15 @@ Several model files, or a directory of committee members (written by
 spinforce.ml.committee.train_committee), make one committee: its fields are the members' mean and
 FieldResult.uncertainty holds the spread of their torques per site; `spinforce simulate` warns
 once when that passes the threshold X stored in the file.
+A model trained with the chemical potential as input (model.mu_input) is exported for one
+ensemble: a fixed electron count N_e = F * 2N (--fixed-filling F; mu is solved for at every
+evaluation, --newton-steps Newton steps) or a fixed chemical potential (--mu MU).
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+from .model import DEFAULT_NEWTON_STEPS
 
 HELP = "export a trained model (or a committee of models) as TorchScript or a compiled .pt2 package"
 
@@ -41,20 +48,31 @@ def add_arguments(p) -> None:
                    help="--pt2 only: the device type the package is compiled for (default: cpu)")
     p.add_argument("--uncertainty-threshold", type=float, default=None, metavar="X",
                    help="committee only: per-site torque uncertainty above which simulations warn")
+    p.add_argument("--fixed-filling", type=float, default=None, metavar="F",
+                   help="model with mu input: run at the fixed filling F = N_e / 2N in (0, 1), mu solved for "
+                        "sum_i n_i(mu) = N_e at every evaluation")
+    p.add_argument("--mu", type=float, default=None, metavar="MU",
+                   help="model with mu input: run at this fixed chemical potential (inside the trained range)")
+    p.add_argument("--newton-steps", type=int, default=None, metavar="K",
+                   help=f"--fixed-filling: Newton steps of the solve for mu (default {DEFAULT_NEWTON_STEPS})")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
 def run(args) -> int:
     from .committee import committee_member_paths, load_committee, model_from_exported
-    from .model import export_torchscript, load_model, read_exported
+    from .model import export_torchscript, load_model, read_exported, set_ensemble
     if args.torchscript and (args.dtype is not None or args.device != "cpu"):
         raise ValueError("--dtype and --device choose what a --pt2 package is compiled for; a TorchScript file "
                          "runs in any dtype and on any device (MLForceField(..., dtype=, device=))")
     paths = committee_member_paths(args.model)
     exported = read_exported(paths[0]) if len(paths) == 1 else None
+    ensemble = args.fixed_filling is not None or args.mu is not None or args.newton_steps is not None
     if exported is not None:  # e.g. a shipped committee, into another format
         if args.uncertainty_threshold is not None:
             raise ValueError("--uncertainty-threshold: an exported file keeps the threshold it was exported with")
+        if ensemble:
+            raise ValueError("--fixed-filling / --mu / --newton-steps: an exported file keeps the ensemble it was "
+                             "exported with; export the model.pt files again")
         model = model_from_exported(exported, paths[0])
         what = f"committee of {model.committee_size} force fields" if hasattr(model, "committee_size") else "force field"
     elif len(paths) == 1 and not Path(args.model[0]).is_dir():
@@ -64,6 +82,14 @@ def run(args) -> int:
     else:
         model = load_committee(paths, uncertainty_threshold=args.uncertainty_threshold)
         what = f"committee of {len(paths)} force fields"
+    if exported is None:
+        if args.newton_steps is not None and args.fixed_filling is None:
+            raise ValueError("--newton-steps sets the solve for mu at a fixed filling: give --fixed-filling too")
+        set_ensemble(model, fixed_filling=args.fixed_filling, fixed_mu=args.mu,
+                     newton_steps=DEFAULT_NEWTON_STEPS if args.newton_steps is None else args.newton_steps)
+    if getattr(model, "mu_input", False):
+        what += (f" at fixed filling {model.fixed_filling:g}" if model.fixed_filling == model.fixed_filling
+                 else f" at fixed mu {model.fixed_mu:g}")
     if args.torchscript:
         out = export_torchscript(model, args.torchscript, overwrite=args.overwrite)
         print(f"wrote {out}: TorchScript {what} for the {model.lattice_kind} lattice")

@@ -3,18 +3,30 @@
 E = sum_i eps_i,  eps_i = shift + scale * MLP((f_i - mean) / std),  H_i = -dE/dS_i (autograd).
 The same module is trained in Python and exported as TorchScript for the C++ provider.
 
+With ``mu_input`` the site energy is a site grand potential that also takes the chemical
+potential, omega_i = shift - density_mean (mu - mu_mean) + scale * MLP([(f_i - mean) / std,
+(mu - mu_mean) / mu_std]) (the linear term, with the mean training density, is most of the mu
+dependence: the network learns what is left); the local electron density is n_i = -d omega_i / d mu. Such a model runs in one of two ensembles, set
+before export: ``fixed_mu`` (E = Omega(S, mu), H = -dOmega/dS) or ``fixed_filling`` f, where
+forward solves sum_i n_i(mu) = N_e = f * 2N for mu (a fixed number of safeguarded Newton steps,
+`ChemicalPotentialSolve`) and returns F = Omega(S, mu*) + mu* N_e and H = -dOmega/dS at mu*
+(by the envelope theorem the gradient of F at fixed N_e).
+
 Model file (torch.save of a dict), format "spinforce-ml-model" version 1:
   format, format_version, spinforce_version, lattice_kind,
   descriptor {kind, version, settings}, architecture {hidden, activation, dtype},
   state_dict (MLP weights and the normalisation buffers), normalisation (mean, std, shift, scale,
-  also inside state_dict), training_data [{path, method, model, lattice_shape, frames}], config.
+  also inside state_dict; mu_mean, mu_std, mu_min, mu_max, density_mean for mu_input models; architecture
+  then has mu_input: true), training_data [{path, method, model, lattice_shape, frames}], config.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import warnings
 from pathlib import Path
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -22,7 +34,7 @@ from torch import nn
 from ..descriptors.registry import make_descriptor
 from ..outputs import atomic_write
 
-__all__ = ["SiteEnergyModel", "build_model", "save_model", "load_model", "export_torchscript", "compute_fields",
+__all__ = ["SiteEnergyModel", "ChemicalPotentialSolve", "set_ensemble", "DEFAULT_NEWTON_STEPS", "build_model", "save_model", "load_model", "export_torchscript", "compute_fields",
            "quiet_torchscript", "MODEL_FORMAT", "MODEL_FORMAT_VERSION", "TORCHSCRIPT_FORMAT",
            "TORCHSCRIPT_FORMAT_VERSION", "ACTIVATIONS", "DTYPES"]
 
@@ -32,6 +44,9 @@ TORCHSCRIPT_FORMAT = "spinforce-torchscript"
 TORCHSCRIPT_FORMAT_VERSION = 1
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Newton steps of the fixed-filling solve for mu (ChemicalPotentialSolve.solve_mu): from the mean
+# training mu, trained models reach |sum_i n_i - N_e| / N_e < 1e-12 in 4-5 steps (measured).
+DEFAULT_NEWTON_STEPS = 8
 
 
 @contextlib.contextmanager
@@ -44,15 +59,114 @@ def quiet_torchscript():
         yield
 
 
-class SiteEnergyModel(nn.Module):
+def _activation_derivatives(activation: str, z: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(sigma'(z), sigma''(z)) of the activation named `activation` (ACTIVATIONS)."""
+    if activation == "silu":
+        s = torch.sigmoid(z)
+        return s * (1.0 + z * (1.0 - s)), s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
+    if activation == "tanh":
+        t = torch.tanh(z)
+        return 1.0 - t * t, -2.0 * t * (1.0 - t * t)
+    return (z > 0).to(z.dtype), torch.zeros_like(z)  # relu
+
+
+class ChemicalPotentialSolve:
+    """The ensemble of a model whose site energies take the chemical potential (``mu_input``):
+    the mu it runs at, fixed (``fixed_mu``) or solved for the electron count (``fixed_filling``).
+    Used by SiteEnergyModel and the committee, which give `grand_potential_derivatives(features,
+    mu)`: the site grand potentials and their first two mu-derivatives."""
+
+    def ensemble_mu(self, features: torch.Tensor) -> Optional[torch.Tensor]:
+        """The chemical potential of this evaluation (0-dim, no gradient), None for a model
+        without mu input."""
+        if not self.mu_input:
+            return None
+        if not math.isnan(self.fixed_filling):
+            return self.solve_mu(features)
+        if not math.isnan(self.fixed_mu):
+            return torch.full((), self.fixed_mu, dtype=features.dtype, device=features.device)
+        raise RuntimeError("this model takes the chemical potential as an input: set its ensemble first "
+                           "(spinforce export MODEL --fixed-filling F or --mu MU; set_ensemble in Python)")
+
+    def electron_count(self, features: torch.Tensor, mu: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(N_e(mu), dN_e/dmu) with N_e = sum_i n_i = -dOmega/dmu, both 0-dim."""
+        _, first, second = self.grand_potential_derivatives(features.detach(), mu.detach())
+        return -first.sum().detach(), -second.sum().detach()
+
+    def solve_mu(self, features: torch.Tensor) -> torch.Tensor:
+        """mu with sum_i n_i(mu) = fixed_filling * 2N: `newton_steps` Newton steps from the mean
+        training mu, kept inside a bracket that every step narrows (a step that would leave it,
+        or a non-increasing count, bisects instead). The bracket starts as the training range of
+        mu widened by half its width on either side: the solved mu never leaves it."""
+        target = self.fixed_filling * 2.0 * float(features.shape[0])
+        half = 0.5 * (self.mu_max - self.mu_min)
+        lo = torch.full((), self.mu_min - half, dtype=features.dtype, device=features.device)
+        hi = torch.full((), self.mu_max + half, dtype=features.dtype, device=features.device)
+        mu = torch.full((), self.mu_mean, dtype=features.dtype, device=features.device)
+        for _ in range(self.newton_steps):
+            count, slope = self.electron_count(features, mu)
+            excess = count - target
+            lo = torch.where(excess < 0, mu, lo)
+            hi = torch.where(excess > 0, mu, hi)
+            newton = mu - excess / slope
+            # inclusive: a converged step lands on the end of the bracket it just moved
+            inside = (slope > 0) & (newton >= lo) & (newton <= hi)
+            mu = torch.where(inside, newton, 0.5 * (lo + hi))
+        return mu
+
+    def ensemble_energy(self, grand_potential: torch.Tensor, mu: Optional[torch.Tensor], num_sites: int):
+        """The potential of the fields: Omega at fixed mu, F = Omega + mu N_e at fixed filling."""
+        if mu is None or math.isnan(self.fixed_filling):
+            return grand_potential
+        return grand_potential + mu * (self.fixed_filling * 2.0 * float(num_sites))
+
+
+def set_ensemble(model: nn.Module, *, fixed_filling: float | None = None, fixed_mu: float | None = None,
+                 newton_steps: int = DEFAULT_NEWTON_STEPS) -> nn.Module:
+    """Set the ensemble a model with mu input runs in (in place; returns it): fixed electron
+    count at filling N_e / 2N = fixed_filling in (0, 1), or fixed chemical potential fixed_mu
+    (inside the mu range the model was trained on). Exactly one of them for a mu-input model,
+    neither for a model without mu input."""
+    mu_input = bool(getattr(model, "mu_input", False))
+    if not mu_input:
+        if fixed_filling is not None or fixed_mu is not None:
+            raise ValueError("fixed_filling / fixed_mu need a model trained with the chemical potential as input "
+                             "(model.mu_input = true in the training config); this model is at the fixed mu of "
+                             "its training data")
+        return model
+    if (fixed_filling is None) == (fixed_mu is None):
+        raise ValueError("a model with the chemical potential as input runs at a fixed electron count or at a fixed "
+                         "mu: give exactly one of fixed_filling (--fixed-filling F, F = N_e / 2N in (0, 1)) and "
+                         f"fixed_mu (--mu MU, in the trained range [{model.mu_min:g}, {model.mu_max:g}])")
+    if isinstance(newton_steps, bool) or not isinstance(newton_steps, int) or not 1 <= newton_steps <= 100:
+        raise ValueError(f"newton_steps must be an integer in [1, 100], got {newton_steps!r}")
+    if fixed_filling is not None:
+        f = float(fixed_filling)
+        if not (math.isfinite(f) and 0.0 < f < 1.0):
+            raise ValueError(f"fixed_filling (--fixed-filling) is the filling N_e / 2N and must be in (0, 1), "
+                             f"got {fixed_filling!r}")
+        model.fixed_filling, model.fixed_mu = f, math.nan
+    else:
+        mu = float(fixed_mu)
+        if not (math.isfinite(mu) and model.mu_min <= mu <= model.mu_max):
+            raise ValueError(f"fixed_mu (--mu) must be inside the range of mu the model was trained on, "
+                             f"[{model.mu_min:g}, {model.mu_max:g}], got {fixed_mu!r}")
+        model.fixed_mu, model.fixed_filling = mu, math.nan
+    model.newton_steps = int(newton_steps)
+    return model
+
+
+class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
     """Descriptor -> normalisation -> MLP site energies -> total energy and fields.
 
     forward(spins (N,3), neighbors (N,m)) -> (energy (0-dim), fields (N,3)) in the model dtype,
     with ``neighbors = lattice.neighbor_table(model.neighbor_offsets)``. Works for any N.
+    With mu_input the site energies are site grand potentials at a chemical potential: the
+    one of the ensemble (set_ensemble) in forward, any given one in site_energies.
     """
 
     def __init__(self, descriptor: nn.Module, descriptor_kind: str, hidden, activation: str = "silu",
-                 dtype: str = "float64"):
+                 dtype: str = "float64", mu_input: bool = False):
         super().__init__()
         hidden = [int(h) for h in hidden]
         if not hidden or any(h < 1 for h in hidden):
@@ -61,6 +175,10 @@ class SiteEnergyModel(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if mu_input and activation == "relu":
+            # densities -d omega/d mu would be piecewise constant in mu: no Newton solve, no smooth fit
+            raise ValueError("a model with mu input needs a smooth activation: activation must be 'silu' or 'tanh' "
+                             "with mu_input, got 'relu'")
         self.descriptor = descriptor
         # Metadata travels inside the TorchScript file; the C++ provider checks it.
         self.format: str = TORCHSCRIPT_FORMAT
@@ -71,9 +189,19 @@ class SiteEnergyModel(nn.Module):
         self.hidden = hidden
         self.activation = activation
         self.dtype_name = dtype
+        # With mu_input the network reads the chemical potential as one more feature.
+        self.mu_input: bool = bool(mu_input)
+        self.mu_mean: float = 0.0
+        self.mu_std: float = 1.0
+        self.mu_min: float = 0.0  # the range of mu in the training data
+        self.mu_max: float = 0.0
+        self.density_mean: float = 0.0  # electrons per site of the training data
+        self.fixed_mu: float = math.nan       # the ensemble (set_ensemble); NaN: not this one
+        self.fixed_filling: float = math.nan
+        self.newton_steps: int = DEFAULT_NEWTON_STEPS
         F = int(descriptor.num_features)
         layers: list[nn.Module] = []
-        width = F
+        width = F + int(self.mu_input)
         for h in hidden:
             layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
             width = h
@@ -94,34 +222,100 @@ class SiteEnergyModel(nn.Module):
         self.energy_shift.fill_(float(shift))
         self.energy_scale.fill_(float(scale))
 
-    def site_energies(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
-        """(N,) site energies eps_i; spins in the model dtype."""
-        return self.energies_from_features(self.descriptor.features(spins, neighbors))
+    def set_mu_normalisation(self, mu_values, density_mean: float) -> None:
+        """Normalisation and range of the chemical potential from the training frames' mu, and
+        their mean density (electrons per site)."""
+        mu = torch.as_tensor(mu_values, dtype=torch.float64)
+        self.mu_mean, self.mu_min, self.mu_max = float(mu.mean()), float(mu.min()), float(mu.max())
+        self.mu_std = max(float(mu.std(unbiased=False)), 1e-6)
+        self.density_mean = float(density_mean)
 
-    def energies_from_features(self, features: torch.Tensor) -> torch.Tensor:
+    @torch.jit.export  # read by MLForceField.site_energies (forward does not call it)
+    def site_energies(self, spins: torch.Tensor, neighbors: torch.Tensor,
+                      mu: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(N,) site energies eps_i (site grand potentials omega_i at mu, 0-dim or (N,), for a
+        model with mu input); spins in the model dtype."""
+        return self.energies_from_features(self.descriptor.features(spins, neighbors), mu)
+
+    def energies_from_features(self, features: torch.Tensor, mu: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(N,) site energies from raw descriptor features (N, F): a committee computes the
         features once and runs every member's network on them."""
         x = (features - self.feature_mean) / self.feature_std
+        if self.mu_input:
+            if mu is None:
+                raise RuntimeError("this model takes the chemical potential mu as an input; none was given")
+            shifted = mu.to(x.dtype) - self.mu_mean
+            x = torch.cat([x, (shifted / self.mu_std).expand(x.shape[:1]).unsqueeze(-1)], dim=1)
+            return self.energy_shift - self.density_mean * shifted + self.energy_scale * self.mlp(x).squeeze(-1)
         return self.energy_shift + self.energy_scale * self.mlp(x).squeeze(-1)
 
-    def site_energies_and_fields(self, spins: torch.Tensor, neighbors: torch.Tensor):
-        """(site energies (N,), fields (N,3)): the fields are -d(sum of site energies)/dS."""
+    def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor):
+        """(omega_i, d omega_i/d mu, d2 omega_i/d mu2), each (N,), at a 0-dim mu: the network
+        carries the first two mu-derivatives of every layer's output forward with its values
+        (no autograd; about 3 forward passes, several times cheaper than differentiating twice)."""
+        x = (features - self.feature_mean) / self.feature_std
+        m = (mu.to(x.dtype) - self.mu_mean) / self.mu_std
+        x = torch.cat([x, m.expand(x.shape[:1]).unsqueeze(-1)], dim=1)
+        # d/dmu of the input row: only its last entry, (mu - mu_mean) / mu_std, moves
+        d1 = torch.zeros_like(x[:1])
+        # a division by the float, not d1[0, -1] = 1 / mu_std: TorchScript would round that to float32
+        d1[0, -1] = 1.0
+        d1 = d1 / self.mu_std
+        d2 = torch.zeros_like(d1)
+        for layer in self.mlp:
+            if hasattr(layer, "weight"):  # Linear (hasattr, not isinstance: TorchScript resolves it)
+                x = layer(x)
+                d1 = torch.nn.functional.linear(d1, layer.weight)
+                d2 = torch.nn.functional.linear(d2, layer.weight)
+            else:
+                slope, curvature = _activation_derivatives(self.activation, x)
+                d2 = curvature * d1 * d1 + slope * d2
+                d1 = slope * d1
+                x = layer(x)
+        scale = self.energy_scale
+        return (self.energy_shift - self.density_mean * (mu.to(x.dtype) - self.mu_mean) + scale * x.squeeze(-1),
+                scale * d1.expand_as(x).squeeze(-1) - self.density_mean, scale * d2.expand_as(x).squeeze(-1))
+
+    def evaluate(self, spins: torch.Tensor, neighbors: torch.Tensor):
+        """(site energies (N,), fields (N,3), mu): the fields are -d(sum of site energies)/dS; for
+        a model with mu input the site energies are the site grand potentials at the ensemble's
+        mu, which comes third (0-dim; None without mu input)."""
         s = spins.detach().to(self.feature_mean.dtype).requires_grad_(True)
-        site_energies = self.site_energies(s, neighbors)
+        features = self.descriptor.features(s, neighbors)
+        mu = self.ensemble_mu(features)
+        site_energies = self.energies_from_features(features, mu)
         grads = torch.autograd.grad([site_energies.sum()], [s])
         grad = grads[0]
         assert grad is not None
-        return site_energies.detach(), -grad
+        return site_energies.detach(), -grad, mu
+
+    def site_energies_and_fields(self, spins: torch.Tensor, neighbors: torch.Tensor):
+        """(site energies (N,), fields (N,3)): the fields are -d(sum of site energies)/dS."""
+        site_energies, fields, _ = self.evaluate(spins, neighbors)
+        return site_energies, fields
 
     def forward(self, spins: torch.Tensor, neighbors: torch.Tensor):
-        site_energies, fields = self.site_energies_and_fields(spins, neighbors)
-        return site_energies.sum(), fields
+        site_energies, fields, mu = self.evaluate(spins, neighbors)
+        return self.ensemble_energy(site_energies.sum(), mu, spins.shape[0]), fields
 
 
 def build_model(lattice, descriptor_kind: str, descriptor_settings: dict, hidden, activation: str,
-                dtype: str) -> SiteEnergyModel:
+                dtype: str, mu_input: bool = False) -> SiteEnergyModel:
     descriptor = make_descriptor(descriptor_kind, lattice, descriptor_settings)
-    return SiteEnergyModel(descriptor, descriptor_kind, hidden, activation, dtype)
+    return SiteEnergyModel(descriptor, descriptor_kind, hidden, activation, dtype, mu_input)
+
+
+MU_SETTINGS = ("mu_mean", "mu_std", "mu_min", "mu_max", "density_mean")
+
+
+def mu_settings(model: nn.Module) -> dict:
+    """The mu-input settings of a model as plain values (what a model file stores)."""
+    return {key: float(getattr(model, key)) for key in MU_SETTINGS} if model.mu_input else {}
+
+
+def set_mu_settings(model: nn.Module, settings: dict) -> None:
+    for key in MU_SETTINGS:
+        setattr(model, key, float(settings[key]))
 
 
 def model_record(model: SiteEnergyModel, training_data: list, config: dict) -> dict:
@@ -133,9 +327,10 @@ def model_record(model: SiteEnergyModel, training_data: list, config: dict) -> d
         "lattice_kind": model.lattice_kind,
         "descriptor": {"kind": model.descriptor_kind, "version": int(d.version), "settings": d.settings()},
         "architecture": {"hidden": list(model.hidden), "activation": model.activation, "dtype": model.dtype_name,
-                         "num_features": int(d.num_features)},
+                         "num_features": int(d.num_features), **({"mu_input": True} if model.mu_input else {})},
         "normalisation": {"feature_mean": model.feature_mean.tolist(), "feature_std": model.feature_std.tolist(),
-                          "energy_shift": float(model.energy_shift), "energy_scale": float(model.energy_scale)},
+                          "energy_shift": float(model.energy_shift), "energy_scale": float(model.energy_scale),
+                          **mu_settings(model)},
         "training_data": training_data,
         "config": config,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -181,11 +376,14 @@ def load_model(path, lattice=None) -> SiteEnergyModel:
         raise ValueError(f"the model {path} was trained on the {kind!r} lattice; it cannot run on a "
                          f"{lattice.kind!r} lattice")
     desc, arch = record["descriptor"], record["architecture"]
-    model = build_model(lattice, desc["kind"], desc["settings"], arch["hidden"], arch["activation"], arch["dtype"])
+    model = build_model(lattice, desc["kind"], desc["settings"], arch["hidden"], arch["activation"], arch["dtype"],
+                        bool(arch.get("mu_input", False)))
     if int(model.descriptor.version) != int(desc["version"]):
         raise ValueError(f"the model {path} was trained with {desc['kind']} descriptor version {desc['version']}; "
                          f"this spinforce has version {model.descriptor.version}; retrain the model")
     model.load_state_dict(record["state_dict"])
+    if model.mu_input:
+        set_mu_settings(model, record["normalisation"])
     return model
 
 
@@ -195,16 +393,19 @@ def compute_fields(model: nn.Module, lattice, spins):
     fields, and the committee's per-site uncertainty (None for a single model). Arrays are
     numpy when the spins were numpy, torch tensors when they were torch."""
     from ..providers import FieldResult, as_spin_tensor
+    check_ensemble(model)
     s, was_numpy = as_spin_tensor(spins)
     if s.dim() != 2 or s.shape != (lattice.num_sites, 3):
         raise ValueError(f"spins must have shape ({lattice.num_sites}, 3), got {tuple(s.shape)}")
     neighbors = lattice.neighbor_table(model.neighbor_offsets.cpu()).to(model.neighbor_offsets.device)
+    mu = model.evaluate(s.to(model.neighbor_offsets.device), neighbors)[-1] if model.mu_input else None
     out = model(s.to(model.neighbor_offsets.device), neighbors)
 
     def back(t):
         t = t.detach().to(s.device, torch.float64)
         return t.cpu().numpy() if was_numpy else t
-    return FieldResult(energy=float(out[0]), fields=back(out[1]), uncertainty=back(out[2]) if len(out) > 2 else None)
+    return FieldResult(energy=float(out[0]), fields=back(out[1]), uncertainty=back(out[2]) if len(out) > 2 else None,
+                       mu=float("nan") if mu is None else float(mu))
 
 
 def read_exported(path):
@@ -216,6 +417,15 @@ def read_exported(path):
     except Exception:  # not TorchScript at all
         return None
     return script if getattr(script, "format", None) == TORCHSCRIPT_FORMAT else None
+
+
+def check_ensemble(model: nn.Module) -> None:
+    """A model with mu input is exported for one ensemble (set_ensemble): refuse one without."""
+    if model.mu_input and math.isnan(model.fixed_filling) and math.isnan(model.fixed_mu):
+        raise ValueError("this model takes the chemical potential as an input: set its ensemble first, a fixed electron "
+                         "count (set_ensemble(model, fixed_filling=F); spinforce export --fixed-filling F, F = N_e / 2N "
+                         "in (0, 1)) or a fixed chemical potential (fixed_mu=MU; --mu MU, in the trained range "
+                         f"[{model.mu_min:g}, {model.mu_max:g}])")
 
 
 def check_export_target(out, overwrite: bool, is_ours, what: str) -> Path:
@@ -235,6 +445,7 @@ def check_export_target(out, overwrite: bool, is_ours, what: str) -> Path:
 def export_torchscript(model: nn.Module, out, overwrite: bool = False) -> Path:
     """Write `model` (a SiteEnergyModel or a committee.CommitteeModel) as TorchScript:
     forward(spins (N,3), neighbors (N,m)) -> (energy, fields[, uncertainty])."""
+    check_ensemble(model)
     out = check_export_target(out, overwrite, lambda p: read_exported(p) is not None, "TorchScript file")
     model = copy.deepcopy(model).cpu().eval()
     # Fields need the gradient with respect to the spins only. Weights that require grad would

@@ -1,6 +1,7 @@
 """``spinforce.MLForceField``: an exported force field (TorchScript or .pt2) run from C++ as a field provider."""
 from __future__ import annotations
 
+import math
 import os
 
 from .. import _core
@@ -36,7 +37,9 @@ class MLForceField(ProviderMixin, _core.MLForceField):
     device: "cpu" or "cuda[:k]", where the network runs; results come back on the device of the
     spins given to ``compute``. The network runs in C++ (torch::jit), so an integrator holding this
     provider does no Python work per step. ``compute(spins)`` returns energy and fields
-    (density, mu and eigenvalues are not defined for a spin-only model). dtype: None (the
+    (density, mu and eigenvalues are not defined for a spin-only model; a model with mu input
+    exported at a fixed filling solves for mu at every evaluation: ``chemical_potential(spins)``
+    gives it). dtype: None (the
     model's own precision), "float32" or "float64": the precision the network runs in; float32
     is ~2.5x faster on CPU and changes the fields by ~1e-7 relative (far below any model's
     error); the fields are returned in float64 either way. For a committee file
@@ -79,6 +82,16 @@ class MLForceField(ProviderMixin, _core.MLForceField):
         m = self._module()
         dtype = next(iter(m.parameters())).dtype
         s = tensor.to(self.device, dtype)
+        if getattr(m, "mu_input", False):
+            # at the ensemble's mu (solved for at fixed filling, where each site also carries
+            # mu N_e / N, so that they sum to F = Omega + mu N_e)
+            with torch.jit.optimized_execution(False):
+                out = m.evaluate(s, self.neighbors)
+            e, mu = out[0], out[-1]
+            if not math.isnan(m.fixed_filling):
+                e = e + mu * 2.0 * m.fixed_filling
+            e = e.detach().to(tensor.device, torch.float64)
+            return e.numpy() if was_numpy else e
         # as in the C++ provider: the plain executor, without the optimising one's warm-up
         # (profiling runs, fuser compilation) on the first calls
         with torch.no_grad(), torch.jit.optimized_execution(False):
@@ -89,6 +102,30 @@ class MLForceField(ProviderMixin, _core.MLForceField):
                 e = m.site_energies(s, self.neighbors)
         e = e.to(tensor.device, torch.float64)
         return e.numpy() if was_numpy else e
+
+    @property
+    def fixed_filling(self) -> float:
+        """The filling N_e / 2N a model with mu input was exported for (NaN: none, e.g. a model
+        at a fixed mu)."""
+        if self.format != "torchscript":
+            return float("nan")
+        return float(getattr(self._module(), "fixed_filling", float("nan")))
+
+    def chemical_potential(self, spins) -> float:
+        """The chemical potential the file runs at for these spins: the one solved for at a
+        fixed filling (what ``compute`` uses, not returned by it), the fixed one at a fixed mu;
+        NaN for a model without mu input."""
+        import torch
+        from ..providers import as_spin_tensor
+        m = self._module() if self.format == "torchscript" else None
+        if m is None or not getattr(m, "mu_input", False):
+            return float("nan")
+        tensor, _ = as_spin_tensor(spins)
+        if tensor.shape != (self.num_sites, 3):
+            raise ValueError(f"spins must have shape ({self.num_sites}, 3), got {tuple(tensor.shape)}")
+        s = tensor.to(self.device, next(iter(m.parameters())).dtype)
+        with torch.no_grad(), torch.jit.optimized_execution(False):
+            return float(m.ensemble_mu(m.descriptor.features(s, self.neighbors)))
 
     def __repr__(self) -> str:
         return f"MLForceField({self.path!r}, {self.lattice!r}, device={self.device!r}, dtype={self.dtype!r})"

@@ -129,6 +129,9 @@ def export_pt2(model: nn.Module, out, *, dtype: str | None = None, device: str =
     specialises).
     """
     from torch.fx.experimental.proxy_tensor import make_fx
+    if getattr(model, "mu_input", False):
+        raise ValueError("a model with the chemical potential as input (fixed filling or fixed mu) is exported as "
+                         "TorchScript only (--torchscript OUT); .pt2 packages hold models at one fixed mu")
     out = Path(out)
     if out.suffix != ".pt2":
         raise ValueError(f"the package path must end in .pt2 (AOTInductor's convention), got {out}")

@@ -19,6 +19,8 @@ Config (TOML; relative paths are relative to the config file):
     hidden = [64, 64, 64]           # widths of the hidden layers
     activation = "silu"             # "relu", "silu" or "tanh"
     dtype = "float64"               # or "float32"
+    mu_input = false                # true: site grand potentials omega_i(features, mu), each frame at the
+                                    # mu of its labels; densities n_i = -d omega_i/d mu (fixed electron count)
 
     [training]
     seed = 0
@@ -33,6 +35,8 @@ Config (TOML; relative paths are relative to the config file):
     energy_weight = 0.1             # lambda: loss = torque MSE + lambda * energy-per-site MSE
     energy_weight_start = 20        # epochs trained on torques only
     energy_weight_ramp = 20         # epochs over which lambda rises linearly to energy_weight
+    density_weight = 1.0            # mu_input models: + density_weight * density MSE / (density spread)^2
+                                    # (0: no density term; > 0 needs data with densities)
     early_stop_patience = 40        # epochs without a better validation torque RMSE
     early_stop_min_delta = 1e-4     # relative improvement that counts as better
     threads = 0                     # torch CPU threads (0: torch's default)
@@ -43,7 +47,7 @@ Config (TOML; relative paths are relative to the config file):
     plots = true
 
 Both loss terms are divided by the square of the RMS torque of the training data, so the loss is
-dimensionless. Best model, plateau schedule and early stop all follow the validation torque RMSE;
+dimensionless; the density term of a mu_input model by the variance of the training densities. Best model, plateau schedule and early stop all follow the validation torque RMSE;
 no early stop before lambda reaches `energy_weight`, and then the best model and the early-stop
 count start afresh, so that the kept model has had its energies trained.
 """
@@ -89,14 +93,15 @@ SCHEMA = {
              "split": Key(one_of(*SPLITS), "trajectory"), "window": Key(integer(0), 0),
              "test_paths": Key(strings("a dataset path or a list of them (test data only)", empty=True), [])},
     "model": {"hidden": Key(int_list(1), [64, 64, 64]), "activation": Key(one_of("relu", "silu", "tanh"), "silu"),
-              "dtype": Key(one_of(*DTYPES), "float64")},
+              "dtype": Key(one_of(*DTYPES), "float64"), "mu_input": Key(boolean(), False)},
     "training": {"seed": Key(integer(0), 0), "epochs": Key(integer(1), 200), "batch_size": Key(integer(1), 8),
                  "learning_rate": Key(number(0, lo_open=True), 1e-3), "weight_decay": Key(number(0), 0.0),
                  "lr_schedule": Key(one_of("plateau", "exponential", "constant"), "plateau"),
                  "lr_factor": Key(number(0, 1, lo_open=True, hi_open=True), 0.5), "lr_patience": Key(integer(0), 10),
                  "lr_gamma": Key(number(0, 1, lo_open=True), 0.99), "min_lr": Key(number(0), 1e-6),
                  "energy_weight": Key(number(0), 0.1), "energy_weight_start": Key(integer(0), 20),
-                 "energy_weight_ramp": Key(integer(0), 20), "early_stop_patience": Key(integer(0), 40),
+                 "energy_weight_ramp": Key(integer(0), 20), "density_weight": Key(number(0), 1.0),
+                 "early_stop_patience": Key(integer(0), 40),
                  "early_stop_min_delta": Key(number(0), 1e-4), "threads": Key(integer(0), 0),
                  "device": Key(device(), "cpu")},
     "output": {"dir": Key(string("the path of the run folder")), "plots": Key(boolean(), True)},
@@ -105,6 +110,7 @@ _SECTIONS = ("data", "descriptor", "model", "training", "output")
 # Sections that define the model and its data: a resumed run must not change them.
 _FROZEN_ON_RESUME = ("data", "descriptor", "model")
 METRICS = ("torque_rmse", "field_rmse", "energy_mae_per_site")
+DENSITY_METRIC = "density_rmse"  # only for models with mu input trained on densities
 _CSV_FIELDS = (["epoch", "learning_rate", "energy_weight", "loss"] + [f"train_{m}" for m in METRICS]
                + [f"val_{m}" for m in METRICS])
 # What a run writes into its folder (outputs.py): --overwrite removes these and nothing else.
@@ -171,6 +177,8 @@ class _Part:
     train: np.ndarray        # snapshot indices
     val: np.ndarray
     test: np.ndarray
+    mu: torch.Tensor | None = None       # (M,) the chemical potential of each frame's labels (mu_input models)
+    density: torch.Tensor | None = None  # (M, N) electrons per site, when the data have them
 
 
 def _batched_neighbors(neighbors: torch.Tensor, batch: int) -> torch.Tensor:
@@ -180,45 +188,71 @@ def _batched_neighbors(neighbors: torch.Tensor, batch: int) -> torch.Tensor:
     return (neighbors.unsqueeze(0) + shift).reshape(batch * n, -1)
 
 
-def predict(model: SiteEnergyModel, spins: torch.Tensor, neighbors: torch.Tensor, create_graph: bool = False):
-    """Energies (B,) and fields (B,N,3) of a batch of snapshots spins (B,N,3)."""
+def predict(model: SiteEnergyModel, spins: torch.Tensor, neighbors: torch.Tensor, create_graph: bool = False,
+            mu: torch.Tensor | None = None):
+    """Energies (B,) and fields (B,N,3) of a batch of snapshots spins (B,N,3). A model with mu
+    input is evaluated at each frame's mu (B,) and also gives its densities n_i = -d omega_i/d mu
+    (B,N) (None otherwise)."""
     B, N, _ = spins.shape
     s = spins.reshape(B * N, 3).detach().requires_grad_(True)
+    inputs = [s]
+    if model.mu_input:
+        if mu is None:
+            raise ValueError("a model with mu input needs the chemical potential of every frame")
+        # one leaf per site: the gradient of sum_i omega_i is then -n_i site by site
+        inputs.append(mu.detach().to(s.dtype).repeat_interleave(N).requires_grad_(True))
     with torch.enable_grad():
-        eps = model.site_energies(s, _batched_neighbors(neighbors, B))
-        (grad,) = torch.autograd.grad(eps.sum(), s, create_graph=create_graph)
-    return eps.view(B, N).sum(1), -grad.view(B, N, 3)
+        eps = model.site_energies(s, _batched_neighbors(neighbors, B), inputs[1] if model.mu_input else None)
+        grads = torch.autograd.grad(eps.sum(), inputs, create_graph=create_graph)
+    density = -grads[1].view(B, N) if model.mu_input else None
+    return eps.view(B, N).sum(1), -grads[0].view(B, N, 3), density
+
+
+def _frames(part: _Part, batch):
+    """The frames `batch` of a part: spins, fields, energies, mu (or None), densities (or None)."""
+    return (part.spins[batch], part.fields[batch], part.energy[batch],
+            None if part.mu is None else part.mu[batch], None if part.density is None else part.density[batch])
 
 
 def _errors(model, part: _Part, idx: np.ndarray, batch_size: int, create_graph=False):
-    """Yields (torque error, field error, energy error per site, batch) per mini-batch."""
+    """Yields (torque error, field error, energy error per site, density error or None, batch)
+    per mini-batch."""
     for start in range(0, len(idx), batch_size):
         batch = torch.as_tensor(idx[start:start + batch_size])
-        spins, fields, energy = part.spins[batch], part.fields[batch], part.energy[batch]
-        energy_pred, fields_pred = predict(model, spins, part.neighbors, create_graph)
+        spins, fields, energy, mu, density = _frames(part, batch)
+        energy_pred, fields_pred, density_pred = predict(model, spins, part.neighbors, create_graph, mu)
         field_error = fields_pred - fields
+        density_error = None if density is None or density_pred is None else density_pred - density
         yield (torch.linalg.cross(spins, field_error, dim=-1), field_error, (energy_pred - energy) / spins.shape[1],
-               batch)
+               density_error, batch)
 
 
 def evaluate(model, parts: list[_Part], split: str, batch_size: int, ranks: _Ranks = _Ranks()) -> dict:
-    """Torque RMSE, field RMSE (root mean square over sites of the vector error) and the mean
-    absolute energy error per site, over the snapshots of `split` (shared out over the ranks)."""
-    torque_sq = field_sq = energy_abs = 0.0
-    sites = frames = 0
+    """Torque RMSE, field RMSE (root mean square over sites of the vector error), the mean
+    absolute energy error per site and, where there are densities, the density RMSE, over the
+    snapshots of `split` (shared out over the ranks)."""
+    torque_sq = field_sq = energy_abs = density_sq = 0.0
+    sites = frames = density_sites = 0
     for part in parts:
-        for torque_error, field_error, energy_error, _ in _errors(model, part, ranks.share(getattr(part, split)),
-                                                                  batch_size):
+        for torque_error, field_error, energy_error, density_error, _ in _errors(
+                model, part, ranks.share(getattr(part, split)), batch_size):
             torque_sq += float((torque_error.detach() ** 2).sum())
             field_sq += float((field_error.detach() ** 2).sum())
             energy_abs += float(energy_error.detach().abs().sum())
             sites += torque_error.shape[0] * torque_error.shape[1]
             frames += torque_error.shape[0]
-    torque_sq, field_sq, energy_abs, sites, frames = ranks.sum([torque_sq, field_sq, energy_abs, sites, frames])
+            if density_error is not None:
+                density_sq += float((density_error.detach() ** 2).sum())
+                density_sites += density_error.numel()
+    torque_sq, field_sq, energy_abs, sites, frames, density_sq, density_sites = ranks.sum(
+        [torque_sq, field_sq, energy_abs, sites, frames, density_sq, density_sites])
     if frames == 0:
         return {metric: float("nan") for metric in METRICS}
-    return {"torque_rmse": math.sqrt(torque_sq / sites), "field_rmse": math.sqrt(field_sq / sites),
-            "energy_mae_per_site": energy_abs / frames}
+    out = {"torque_rmse": math.sqrt(torque_sq / sites), "field_rmse": math.sqrt(field_sq / sites),
+           "energy_mae_per_site": energy_abs / frames}
+    if density_sites:
+        out[DENSITY_METRIC] = math.sqrt(density_sq / density_sites)
+    return out
 
 
 def frame_groups(trajectory: np.ndarray, split: str = "trajectory", window: int = 0) -> np.ndarray:
@@ -275,10 +309,21 @@ def _load_parts(cfg: dict, dtype: torch.dtype, seed: int, device: torch.device):
     d = cfg["data"]
     parts, kinds, records, lattices, groups = [], set(), [], [], []
     paths = list(d["paths"]) + list(d["test_paths"])
+    mu_input = bool(cfg["model"]["mu_input"])
+    use_density = mu_input and float(cfg["training"]["density_weight"]) > 0
     for n_file, path in enumerate(paths):
         ds = read_dataset(path)
         if ds.num_frames < 1:
             raise ValueError(f"dataset {path} holds no snapshots")
+        frame_mu = ds.frame_mu() if mu_input else None
+        if mu_input and frame_mu is None:
+            raise ValueError(f"model.mu_input needs the chemical potential of every frame; dataset {path} was labelled "
+                             "at fixed filling and stores no mu: label the states at fixed mu (python -m "
+                             "spinforce.ml.sample_ed --mu ..., or spinforce.ml.sample_ed.relabel_at_mus)")
+        if use_density and ds.density is None:
+            raise ValueError(f"training.density_weight = {cfg['training']['density_weight']:g} needs per-site densities "
+                             f"in every dataset; {path} has none: label it with densities (python -m "
+                             "spinforce.ml.sample_ed --mu ..., or relabel_at_mus), or set training.density_weight = 0")
         for name in ("spins", "fields", "energy"):
             bad = ~np.isfinite(getattr(ds, name)).reshape(ds.num_frames, -1).all(axis=1)
             if bad.any():
@@ -290,7 +335,9 @@ def _load_parts(cfg: dict, dtype: torch.dtype, seed: int, device: torch.device):
         empty = np.zeros(0, dtype=np.int64)
         parts.append(_Part(torch.as_tensor(ds.spins, dtype=dtype, device=device),
                            torch.as_tensor(ds.fields, dtype=dtype, device=device),
-                           torch.as_tensor(ds.energy, dtype=dtype, device=device), None, empty, empty, empty))
+                           torch.as_tensor(ds.energy, dtype=dtype, device=device), None, empty, empty, empty,
+                           None if frame_mu is None else torch.as_tensor(frame_mu, dtype=dtype, device=device),
+                           torch.as_tensor(ds.density, dtype=dtype, device=device) if use_density else None))
         if n_file < len(d["paths"]):
             groups.append(frame_groups(ds.trajectory, d["split"], int(d["window"])))
         else:
@@ -307,6 +354,11 @@ def _load_parts(cfg: dict, dtype: torch.dtype, seed: int, device: torch.device):
     if not any(len(p.train) for p in parts):
         raise ValueError("no training frames are left after holding out validation and test trajectories; "
                          "add data or lower validation_fraction / test_fraction")
+    if mu_input:
+        train_mu = np.unique(np.concatenate([p.mu[p.train].cpu().numpy() for p in parts]))
+        if len(train_mu) < 2:
+            raise ValueError(f"model.mu_input needs training frames at two or more chemical potentials; they are all at "
+                             f"mu = {train_mu[0]:g}")
     return parts, lattices, records
 
 
@@ -323,7 +375,9 @@ def torque_rms(parts: list[_Part], split: str) -> float:
 
 def _normalise(model: SiteEnergyModel, parts: list[_Part]) -> dict:
     """Feature mean/std over the training sites; energy shift = mean energy per site; output
-    scale = RMS torque of the training data (the field scale dynamics sees)."""
+    scale = RMS torque of the training data (the field scale dynamics sees); for a model with
+    mu input the mean, spread and range of the training frames' mu, and (with densities) the
+    spread of the densities, the scale of the density term of the loss."""
     feats, e_site, torque_sq, field_sq, n_sites = [], [], 0.0, 0.0, 0
     with torch.no_grad():
         for part in parts:
@@ -339,7 +393,20 @@ def _normalise(model: SiteEnergyModel, parts: list[_Part]) -> dict:
     scale = torque_rms if torque_rms > 0 else (math.sqrt(field_sq / n_sites) or 1.0)
     shift = float(torch.cat(e_site).mean())
     model.set_normalisation(f.mean(0), f.std(0, unbiased=False), shift, scale)
-    return {"torque_rms": torque_rms, "field_rms": math.sqrt(field_sq / n_sites)}
+    out = {"torque_rms": torque_rms, "field_rms": math.sqrt(field_sq / n_sites)}
+    densities = [p.density[p.train] for p in parts if p.density is not None]
+    if densities:
+        out["density_std"] = max(float(torch.cat(densities).std(unbiased=False)), 1e-6)
+    if model.mu_input:
+        mu = torch.cat([p.mu[p.train] for p in parts]).cpu().double()
+        if densities:
+            density_mean = float(torch.cat(densities).mean())
+        else:  # the mean density is -dOmega/dmu per site: the slope of the energies per site over mu
+            e = torch.cat(e_site).cpu().double()
+            density_mean = -float(((mu - mu.mean()) * (e - e.mean())).sum() / ((mu - mu.mean()) ** 2).sum())
+        model.set_mu_normalisation(mu, density_mean)
+        out.update(mu_min=model.mu_min, mu_max=model.mu_max, density_mean=density_mean)
+    return out
 
 
 def _make_scheduler(optimizer, training: dict):
@@ -365,7 +432,9 @@ class TrainingResult:
 
 def _write_csv(path: Path, rows: list) -> None:
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
+        # the density columns only for models trained on densities
+        density = [name for name in (f"train_{DENSITY_METRIC}", f"val_{DENSITY_METRIC}") if rows and name in rows[0]]
+        w = csv.DictWriter(f, fieldnames=_CSV_FIELDS + density)
         w.writeheader()
         w.writerows(rows)
 
@@ -398,22 +467,30 @@ def train(config, *, resume: bool = False, overwrite: bool = False, progress: bo
             dist.destroy_process_group()
 
 
-def _batch_loss(model, part: _Part, sel, batch_frames: int, energy_weight: float, inv_scale2: float) -> torch.Tensor:
+def _batch_loss(model, part: _Part, sel, batch_frames: int, energy_weight: float, inv_scale2: float,
+                density_weight: float = 0.0, inv_density2: float = 1.0) -> torch.Tensor:
     """The loss of the mini-batch of batch_frames snapshots, or, for sel a share of them, the
     share's part of it: its sums divided by the whole batch's counts (the shares add up to it)."""
     sel = torch.as_tensor(sel)
-    spins, fields, energy = part.spins[sel], part.fields[sel], part.energy[sel]
-    energy_pred, fields_pred = predict(model, spins, part.neighbors, create_graph=True)
+    spins, fields, energy, mu, density = _frames(part, sel)
+    energy_pred, fields_pred, density_pred = predict(model, spins, part.neighbors, create_graph=True, mu=mu)
     torque_sq = (torch.linalg.cross(spins, fields_pred - fields, dim=-1) ** 2).sum(-1)
     energy_sq = ((energy_pred - energy) / spins.shape[1]) ** 2
+    density_sq = None
+    if density_weight > 0 and density is not None and density_pred is not None:
+        density_sq = (density_pred - density) ** 2
     if len(sel) == batch_frames:
         loss = torque_sq.mean() * inv_scale2
         if energy_weight > 0:
             loss = loss + energy_weight * energy_sq.mean() * inv_scale2
+        if density_sq is not None:
+            loss = loss + density_weight * density_sq.mean() * inv_density2
         return loss
     loss = torque_sq.sum() / (batch_frames * spins.shape[1]) * inv_scale2
     if energy_weight > 0:
         loss = loss + energy_weight * energy_sq.sum() / batch_frames * inv_scale2
+    if density_sq is not None:
+        loss = loss + density_weight * density_sq.sum() / (batch_frames * spins.shape[1]) * inv_density2
     return loss
 
 
@@ -444,7 +521,7 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
     kind = descriptor.pop("kind")
     network = cfg["model"]
     model = build_model(lattices[0], kind, descriptor, network["hidden"], network["activation"],
-                        network["dtype"]).to(device)
+                        network["dtype"], network["mu_input"]).to(device)
     for part, lattice in zip(parts, lattices):
         part.neighbors = lattice.neighbor_table(model.neighbor_offsets.cpu()).to(device)
     def prepare():
@@ -474,6 +551,8 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
     batches = [(part_index, start) for part_index, part in enumerate(parts)
                for start in range(0, len(part.train), batch_size)]
     inv_scale2 = 1.0 / float(model.energy_scale) ** 2
+    density_weight = float(training["density_weight"]) if "density_std" in data_scale else 0.0
+    inv_density2 = 1.0 / data_scale.get("density_std", 1.0) ** 2
     has_val = any(len(p.val) for p in parts)
     stopped_early = checkpoint is not None and checkpoint.get("stopped_early", False)
     epochs = int(training["epochs"])
@@ -497,7 +576,8 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
             mine = ranks.share(batch)  # the whole batch on one process
             optimizer.zero_grad(set_to_none=True)
             if len(mine):
-                loss = _batch_loss(model, parts[part_index], mine, len(batch), energy_weight, inv_scale2)
+                loss = _batch_loss(model, parts[part_index], mine, len(batch), energy_weight, inv_scale2,
+                                   density_weight, inv_density2)
                 loss.backward()
                 loss_sum += float(loss.detach())
             ranks.sum_gradients(model.parameters())
@@ -590,7 +670,7 @@ def write_plots(model, parts: list[_Part], split: str, batch_size: int, out_dir:
         for start in range(0, len(idx), batch_size):
             sel = torch.as_tensor(idx[start:start + batch_size])
             s = part.spins[sel]
-            ep, hp = predict(model, s, part.neighbors)
+            ep, hp, _ = predict(model, s, part.neighbors, mu=None if part.mu is None else part.mu[sel])
             n = s.shape[1]
             h_true.append(part.fields[sel].reshape(-1, 3))
             h_pred.append(hp.detach().reshape(-1, 3))
