@@ -322,6 +322,23 @@ def test_bond_shell_three_body_features_are_the_orbit_sums():
         np.testing.assert_allclose(f[i, plain.num_features:], np.r_[center, loops], atol=1e-12)
 
 
+def test_bond_shell_options_export_and_run_in_cpp(tmp_path):
+    """A model with the three-body and half-angle features exports to TorchScript and the C++
+    provider gives the Python fields (1e-10) on another lattice size."""
+    from spinforce.ml.model import build_model, compute_fields, export_torchscript
+    lat = spinforce.Lattice("square", 6)
+    torch.manual_seed(0)
+    model = build_model(lat, "bond_shells", {"cutoff": 2.0, "powers": [1, 2], "pair_orbits": True,
+                                             "three_body": True, "half_angle": True}, [16, 16], "tanh", "float64")
+    path = export_torchscript(model, tmp_path / "m.ts")
+    big = spinforce.Lattice("square", (8, 7))
+    s = big.random_spins(2)
+    ref = compute_fields(model, big, s)
+    got = spinforce.MLForceField(path, big).compute(s)
+    np.testing.assert_allclose(got.fields, ref.fields, rtol=0, atol=1e-10)
+    assert np.abs(ref.fields).max() > 1e-3
+
+
 def test_bond_shell_half_angle_features_are_the_overlap_sums():
     """The half-angle features are the shell sums of sqrt((1 + S_i.S_j)/2 + d^2) after the bond
     powers, and the pair-orbit sums of sqrt((1 + S_j.S_l)/2 + d^2) after the orbit bond sums."""

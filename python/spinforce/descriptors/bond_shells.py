@@ -58,6 +58,7 @@ class BondShellDescriptor(nn.Module):
         self.pair_orbits: bool = bool(pair_orbits)
         self.three_body: bool = bool(three_body)
         self.half_angle: bool = bool(half_angle)
+        self.half_angle_floor: float = HALF_ANGLE_FLOOR  # an attribute: TorchScript reads no module globals
         self.lattice_kind: str = lattice.kind
         self.register_buffer("neighbor_offsets", offsets)
         # (m*m, O) 0/1 matrix summing the products of each pair orbit.
@@ -96,7 +97,7 @@ class BondShellDescriptor(nn.Module):
                 term = term * bonds
             per_power.append(term @ shell_sum)                               # (N, K)
         if self.half_angle:
-            per_power.append(_half_angle(bonds) @ shell_sum)
+            per_power.append(_half_angle(bonds, self.half_angle_floor) @ shell_sum)
         n = spins.shape[0]
         out = torch.stack(per_power, dim=-1).reshape(n, -1)
         orbit_sum = self.orbit_sum.to(bonds.dtype)
@@ -106,7 +107,7 @@ class BondShellDescriptor(nn.Module):
             if self.pair_orbits:
                 parts.append(gram.reshape(n, -1) @ orbit_sum)
                 if self.half_angle:
-                    parts.append(_half_angle(gram).reshape(n, -1) @ orbit_sum)
+                    parts.append(_half_angle(gram, self.half_angle_floor).reshape(n, -1) @ orbit_sum)
             if self.three_body:
                 center = bonds.unsqueeze(2) * bonds.unsqueeze(1)               # (N, m, m) (S_i.S_j)(S_i.S_l)
                 parts.append(center.reshape(n, -1) @ orbit_sum)
@@ -117,9 +118,9 @@ class BondShellDescriptor(nn.Module):
         return self.features(spins, neighbors)
 
 
-def _half_angle(bonds: torch.Tensor) -> torch.Tensor:
+def _half_angle(bonds: torch.Tensor, floor: float) -> torch.Tensor:
     """sqrt((1 + S_j.S_l)/2 + d^2): the double-exchange hopping amplitude cos(theta/2), kept smooth."""
-    return torch.sqrt(0.5 * (1.0 + bonds) + HALF_ANGLE_FLOOR ** 2)
+    return torch.sqrt(0.5 * (1.0 + bonds) + floor * floor)
 
 
 def _pair_orbit_matrix(lattice, offsets: torch.Tensor) -> torch.Tensor:
