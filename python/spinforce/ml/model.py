@@ -240,22 +240,26 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
     def energies_from_features(self, features: torch.Tensor, mu: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(N,) site energies from raw descriptor features (N, F): a committee computes the
         features once and runs every member's network on them."""
-        x = (features - self.feature_mean) / self.feature_std
         if self.mu_input:
             if mu is None:
                 raise RuntimeError("this model takes the chemical potential mu as an input; none was given")
+            x = self._network_input(features, mu)
             shifted = mu.to(x.dtype) - self.mu_mean
-            x = torch.cat([x, (shifted / self.mu_std).expand(x.shape[:1]).unsqueeze(-1)], dim=1)
             return self.energy_shift - self.density_mean * shifted + self.energy_scale * self.mlp(x).squeeze(-1)
+        x = (features - self.feature_mean) / self.feature_std
         return self.energy_shift + self.energy_scale * self.mlp(x).squeeze(-1)
+
+    def _network_input(self, features: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """(N, F + 1): the normalised features and, last, (mu - mu_mean) / mu_std (mu 0-dim or (N,))."""
+        x = (features - self.feature_mean) / self.feature_std
+        m = (mu.to(x.dtype) - self.mu_mean) / self.mu_std
+        return torch.cat([x, m.expand(x.shape[:1]).unsqueeze(-1)], dim=1)
 
     def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor):
         """(omega_i, d omega_i/d mu, d2 omega_i/d mu2), each (N,), at a 0-dim mu: the network
         carries the first two mu-derivatives of every layer's output forward with its values
         (no autograd; about 3 forward passes, several times cheaper than differentiating twice)."""
-        x = (features - self.feature_mean) / self.feature_std
-        m = (mu.to(x.dtype) - self.mu_mean) / self.mu_std
-        x = torch.cat([x, m.expand(x.shape[:1]).unsqueeze(-1)], dim=1)
+        x = self._network_input(features, mu)
         # d/dmu of the input row: only its last entry, (mu - mu_mean) / mu_std, moves
         d1 = torch.zeros_like(x[:1])
         # a division by the float, not d1[0, -1] = 1 / mu_std: TorchScript would round that to float32
