@@ -21,6 +21,10 @@ of `spinforce learn --example tetra_triangular_24`, labelled on 24x24); `--name`
 `--compare PATH...` also measures other committee files on the same frames (the trajectories stay
 those of the measured one), so that two committees are compared on identical states.
 `--first-seed` changes the noise seeds (1000 + k by default) for frames of other trajectories.
+`--fixed-n` measures a committee exported at a fixed electron count (`spinforce export
+--fixed-filling`, or `spinforce learn --example de_square_fixed_n`): its quenches conserve the
+electrons, and the frames are labelled by ED at the file's filling instead of the fixed mu; per time
+the ED chemical potential and the committee's solved one are reported instead of the filling.
 `--save PATH` keeps the ED-labelled frames as a spinforce dataset (one trajectory id per run), a
 held-out test set for `spinforce train` (`data.test_paths`) or for later committees.
 JSON to bench/results/large_lattice_error_NAME.json (NAME: --name, else --model).
@@ -59,6 +63,8 @@ def main() -> None:
     p.add_argument("--name", help="name of the JSON (default: --model)")
     p.add_argument("--compare", type=Path, nargs="+", default=[], help="committee files also measured on the same frames")
     p.add_argument("--first-seed", type=int, default=1000, help="noise seed of the first run (then +1 per run)")
+    p.add_argument("--fixed-n", action="store_true",
+                   help="the committee runs at a fixed filling: label by ED at that filling, report mu")
     p.add_argument("--save", type=Path, help="write the ED-labelled frames to this dataset file (must not exist)")
     a = p.parse_args()
     model_path = a.path if a.path is not None else PACKAGE / "models" / f"{a.model}.ts"
@@ -69,15 +75,22 @@ def main() -> None:
             p.error(f"--compare: no committee file {c}")
     if a.save is not None and a.save.exists():
         p.error(f"--save: {a.save} exists; give a new file")
-    ex = EXACT[a.model]
+    ex = dict(EXACT[a.model])
+    if a.fixed_n:
+        from spinforce.ml.committee import load_exported
+        filling = float(load_exported(model_path).fixed_filling)
+        if not np.isfinite(filling):
+            p.error(f"--fixed-n: {model_path} was not exported at a fixed filling (spinforce export --fixed-filling)")
+        ex.pop("mu")
+        ex["filling"] = filling
     study = load_study_config(a.model)["dynamics"]  # checked, as `spinforce study` reads it
     dt = study["dt"]
     steps = [int(round(t / dt)) for t in a.times]
     lattice = spinforce.Lattice(ex["kind"], (a.size, a.size))
     others = [spinforce.MLForceField(c, lattice) for c in a.compare]
-    ed = spinforce.ExactDiagonalization(spinforce.SDModel(lattice, t=ex["t"], J=ex["J"], kT=ex["kT"], mu=ex["mu"]))
+    ed = spinforce.ExactDiagonalization(spinforce.SDModel(lattice, **{k: v for k, v in ex.items() if k != "kind"}))
     rows = {t: {"states": [], "ml": [], "ed": [], "uncertainty": [], "filling": [], "others": [], "energy": [],
-                "run": [], "step": []} for t in a.times}
+                "run": [], "step": [], "mu_ed": [], "mu_ml": []} for t in a.times}
     ed_seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(a.runs):
@@ -101,6 +114,9 @@ def main() -> None:
                 row["filling"].append(float(np.mean(r.density)) / 2)
                 row["others"].append([m.compute(s).fields for m in others])
                 row["energy"].append(float(r.energy))
+                if a.fixed_n:
+                    row["mu_ed"].append(float(r.mu))
+                    row["mu_ml"].append(float(ds.scalars["mu"][i]))
                 row["run"].append(k)
                 row["step"].append(step)
                 if "uncertainty_mean" in ds.scalars:
@@ -108,7 +124,8 @@ def main() -> None:
                 tqdm.write(f"run {k} t = {t:g}: error {relative_torque_error([s], [ds.fields[i]], [r.fields]):.3f}")
     if a.save is not None:
         with DatasetWriter(a.save, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
-                           method="ed", model=ed.model.parameters(), method_settings={"labels": "fixed mu", "mu": ex["mu"]},
+                           method="ed", model=ed.model.parameters(), method_settings={"labels": "fixed filling", "filling": ex["filling"]} if a.fixed_n
+                           else {"labels": "fixed mu", "mu": ex["mu"]},
                            provenance={"command": "bench/large_lattice_error.py", "committee": str(model_path),
                                        "seeds": [a.first_seed + k for k in range(a.runs)], "times": a.times}) as w:
             for t in a.times:
@@ -124,15 +141,19 @@ def main() -> None:
                         "per_run": [relative_torque_error([s], [h], [e]) for s, h, e in
                                     zip(row["states"], row["ml"], row["ed"])],
                         "mean_uncertainty": float(np.mean(row["uncertainty"])) if row["uncertainty"] else None,
-                        "filling_at_fixed_mu": float(np.mean(row["filling"])),
+                        **({"mu_ed": row["mu_ed"], "mu_ml": row["mu_ml"]} if a.fixed_n
+                           else {"filling_at_fixed_mu": float(np.mean(row["filling"]))}),
                         "compare": {str(c): relative_torque_error(row["states"], [o[j] for o in row["others"]], row["ed"])
                                     for j, c in enumerate(a.compare)}})
-    print(f"{a.model} on {a.size}x{a.size}, {a.runs} ML-LLG quenches, labels: ED at mu = {ex['mu']}")
-    print(f"{'t':>6} {'error':>8} {'per run':>20} {'mean u':>8} {'filling':>8}")
+    labels = f"ED at filling {ex['filling']:g}" if a.fixed_n else f"ED at mu = {ex['mu']}"
+    print(f"{a.model} on {a.size}x{a.size}, {a.runs} ML-LLG quenches, labels: {labels}")
+    print(f"{'t':>6} {'error':>8} {'per run':>20} {'mean u':>8} " + ("mu ED / ML" if a.fixed_n else "filling"))
     for r in results:
         per = " ".join(f"{e:.3f}" for e in r["per_run"])
         u = "-" if r["mean_uncertainty"] is None else f"{r['mean_uncertainty']:.3f}"
-        print(f"{r['time']:6g} {r['relative_torque_error']:8.3f} {per:>20} {u:>8} {r['filling_at_fixed_mu']:8.4f}")
+        last = (" ".join(f"{e:.3f}/{m:.3f}" for e, m in zip(r["mu_ed"], r["mu_ml"])) if a.fixed_n
+                else f"{r['filling_at_fixed_mu']:8.4f}")
+        print(f"{r['time']:6g} {r['relative_torque_error']:8.3f} {per:>20} {u:>8} {last}")
     for c in a.compare:
         print(f"{c} on the same frames: " + ", ".join(f"t = {r['time']:g}: {r['compare'][str(c)]:.3f}" for r in results))
     write_json(f"large_lattice_error_{a.name or a.model}",

@@ -120,3 +120,61 @@ def test_refuses_a_foreign_folder(tmp_path):
     with pytest.raises(FileExistsError):
         learn(check_config(TINY), tmp_path, progress=False)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+FIXED_N = {**TINY, "model": {"kind": "square", "J": 3.0, "kT": 0.1, "filling": 0.4, "mus": [-3.0, -2.0, -1.0]},
+           "locality": {"cutoffs": []}, "check": {"runs": 0}}
+
+
+@pytest.mark.slow
+def test_fixed_n_learn_labels_at_every_mu_and_resumes_a_half_labelled_frame(tmp_path):
+    """model.mus: states labelled by ED at each mu (with densities), a mu-input committee run at the
+    filling, and a labelling interrupted between the labels of one frame resumes exactly."""
+    from spinforce.ml.committee import load_exported
+    cfg = check_config(FIXED_N)
+    assert "locality" not in stages(cfg) and "check" not in stages(cfg)
+    learn(cfg, tmp_path / "whole", progress=False)
+    with pytest.raises(Stop):
+        learn(cfg, tmp_path / "pieces", progress=False, _interrupt=stop_at("round0/label", "before"))
+    # as if stopped after the first label of the second frame
+    import h5py
+    with h5py.File(tmp_path / "pieces" / "data" / "round0.h5", "a") as f:
+        for name in ("spins", "fields", "energy", "time", "step", "trajectory", "mu", "density"):
+            f[name].resize(4, axis=0)
+    learn(cfg, tmp_path / "pieces", progress=False)
+    (da, ra, rows_a), (db, rb, rows_b) = outputs(tmp_path / "whole"), outputs(tmp_path / "pieces")
+    assert list(da) == ["initial.h5", "round0.h5", "states.h5", "test.h5"] == list(db)
+    for name in da:
+        for key in ("spins", "fields", "energy", "trajectory", "mu", "density"):
+            np.testing.assert_array_equal(getattr(da[name], key), getattr(db[name], key), err_msg=f"{name} {key}")
+    np.testing.assert_array_equal(ra.fields, rb.fields)
+    assert rows_a == rows_b and len(rows_a) == 2
+    mus = np.array([-3.0, -2.0, -1.0])
+    ed = sf.ExactDiagonalization(sf.SDModel(sf.Lattice("square", 4), J=3.0, kT=0.1, mu=-3.0))
+    for name, states in (("initial.h5", da["states.h5"].num_frames), ("round0.h5", 3)):
+        ds = da[name]
+        assert ds.num_frames == 3 * states
+        np.testing.assert_array_equal(ds.mu, np.tile(mus, states))
+        for k in (0, ds.num_frames - 1):  # labels of the first and the last state at their mu
+            exact = ed.compute_at_mus(ds.spins[k], [ds.mu[k]])[0]
+            np.testing.assert_allclose(ds.fields[k], exact.fields, atol=1e-10)
+            np.testing.assert_allclose(ds.density[k], exact.density, atol=1e-10)
+    # the held-out states are at the filling: the ED fields at fixed N, not at one mu
+    test = da["test.h5"]
+    fixed = sf.ExactDiagonalization(sf.SDModel(sf.Lattice("square", 4), J=3.0, kT=0.1, filling=0.4))
+    np.testing.assert_allclose(test.fields[-1], fixed.compute(test.spins[-1]).fields, atol=1e-10)
+    script = load_exported(tmp_path / "whole" / "model.ts")
+    assert float(script.fixed_filling) == 0.4 and bool(script.mu_input)
+    assert "Fixed electron count" in (tmp_path / "whole" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("change,match", [({"mus": [-2.0]}, "two distinct"),
+                                          ({"mu": -2.0}, "model.mu"),
+                                          ({"label.method": "kpm"}, "label.method")])
+def test_bad_fixed_n_config(change, match):
+    raw = {k: dict(v) for k, v in FIXED_N.items()}
+    for key, value in change.items():
+        section, _, name = key.rpartition(".")
+        raw[section or "model"][name] = value
+    with pytest.raises(ValueError, match=match):
+        check_config(raw)

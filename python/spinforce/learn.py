@@ -60,7 +60,8 @@ def output_patterns() -> tuple:
     from .ml.committee import OUTPUTS as COMMITTEE
     from .outputs import under
     from .simulate import output_patterns as simulated
-    data = generated("initial.h5", ensemble=True) + generated("test.h5", ensemble=True) + generated("round*.h5")
+    data = (generated("initial.h5", ensemble=True) + generated("states.h5", ensemble=True)
+            + generated("test.h5", ensemble=True) + generated("round*.h5"))
     rounds = with_partial("model.ts") + under("committee", COMMITTEE) + under("explore", simulated("run*.h5"))
     check = simulated("run*.h5") + ("ensembles.json", "ensembles.png")
     return (with_partial(STATE_FILE) + ("model.ts", "rounds.csv", "rounds.png", "report.md") + under("data", data) + under("locality", LOCALITY) + under("rounds/round*", rounds)
@@ -85,7 +86,8 @@ def _schema() -> dict:
     return {
         # the s-d model of a run, on a lattice kind (shapes are per stage), at a given filling
         "model": {"kind": Key(one_of(*LATTICE_KINDS)), **{k: SD_MODEL[k] for k in _HOPPINGS},
-                  "filling": Key(SD_MODEL["filling"].check), "mu": Key(number_or("auto"), "auto")},
+                  "filling": Key(SD_MODEL["filling"].check), "mu": Key(number_or("auto"), "auto"),
+                  "mus": Key(list_of(number(), "chemical potentials (numbers)", empty=True), [])},
         "data": {**quench, "seeds": Key(seeds, [1]), "random": Key(integer(0), 0), "perturbed": Key(integer(0), 0),
                  "perturbation": Key(number(0, lo_open=True), 0.2), "mu_from_time": Key(number(0), 0.0)},
         "test": {**quench, "seeds": Key(seeds, [101])},
@@ -114,6 +116,8 @@ def check_config(raw: dict) -> dict:
     for section in ("data", "test", "label"):
         s = cfg[section]
         s["method_settings"] = check_settings(f"{section}.method_settings", s["method"], s["method_settings"])
+    if cfg["model"]["mus"]:
+        _check_fixed_n(cfg)
     t = cfg["train"]
     t["descriptor"] = check_descriptor(t["descriptor"], "train.descriptor", default_kind=False)
     # train.network and train.training hold keys of the training config's [model] and [training];
@@ -121,6 +125,28 @@ def check_config(raw: dict) -> dict:
     for key, section in (("network", "model"), ("training", "training")):
         t[key] = check_table(f"train.{key}", t[key], {k: Key(v.check, OMIT) for k, v in TRAINING[section].items()})
     return cfg
+
+
+def fixed_n(cfg: dict) -> bool:
+    """True when the config learns a model with mu as input, run at a fixed electron count."""
+    return bool(cfg["model"]["mus"])
+
+
+def _check_fixed_n(cfg: dict) -> None:
+    """model.mus: labels at several mu by ED, a mu-input committee run at model.filling."""
+    from .ml.sample_ed import check_mus
+    m = cfg["model"]
+    m["mus"] = check_mus(m["mus"])
+    if m["mu"] != "auto":
+        raise ValueError(f"model.mu = {m['mu']:g} and model.mus: with labels at several mu (model.mus) the model runs "
+                         "at the fixed electron count of model.filling; leave model.mu out")
+    for section in ("data", "label"):
+        if cfg[section]["method"] != "ed":
+            raise ValueError(f"{section}.method = {cfg[section]['method']!r}: labels at several mu (model.mus) are "
+                             "computed by ED only (one diagonalisation serves every mu); use \"ed\"")
+    if cfg["train"]["network"].get("mu_input") is False:
+        raise ValueError("train.network.mu_input = false and model.mus: labels at several mu train a model with mu "
+                         "as input")
 
 
 def load_config(path, overrides=()) -> dict:
@@ -135,8 +161,9 @@ def _generate_config(cfg: dict, section: str, output: Path, mu) -> dict:
     model = _hoppings(m)
     # With mu given, the exact dynamics runs at that fixed mu, as the ML dynamics will, and its
     # fields are the labels. With mu = "auto" it runs at the wanted filling and its frames are
-    # relabelled at the mu that gives the late frames that filling.
-    if mu == "auto":
+    # relabelled at the mu that gives the late frames that filling. With mu None (a fixed-N
+    # config) it runs at the wanted filling and its fields are the labels.
+    if mu is None or mu == "auto":
         model["filling"] = m["filling"]
     else:
         model["mu"] = float(mu)
@@ -168,9 +195,15 @@ def _exact_provider(cfg: dict, shape, method: str, settings: dict, mu: float):
 def _training_config(cfg: dict, paths: list, test_path: Path, out: Path) -> dict:
     t = cfg["train"]
     training = {"threads": cfg["loop"]["threads"], **t["training"]}
-    return {"data": {"paths": [str(p) for p in paths], "validation_fraction": t["validation_fraction"],
-                     "test_paths": [str(test_path)]},
-            "descriptor": dict(t["descriptor"]), "model": dict(t["network"] or {}), "training": training,
+    data = {"paths": [str(p) for p in paths], "validation_fraction": t["validation_fraction"]}
+    model = dict(t["network"] or {})
+    if fixed_n(cfg):
+        # The held-out states are labelled at the fixed filling, not at a mu: the exported
+        # committee (solving for mu) is measured on them in the evaluate stage.
+        model["mu_input"] = True
+    else:
+        data["test_paths"] = [str(test_path)]
+    return {"data": data, "descriptor": dict(t["descriptor"]), "model": model, "training": training,
             "output": {"dir": str(out), "plots": False}}
 
 
@@ -393,7 +426,9 @@ def _train_stage(name: str, cfg: dict, out: Path, progress: bool, ranks) -> dict
     members = train_committee(tcfg, round_dir / "committee", cfg["train"]["members"], resume=True, progress=progress)
 
     def export():
-        export_committee(members, round_dir / "model.ts", overwrite=True)
+        # a fixed-N committee solves sum_i n_i(mu) = filling * 2N for mu in every evaluation
+        export_committee(members, round_dir / "model.ts", overwrite=True,
+                         fixed_filling=cfg["model"]["filling"] if fixed_n(cfg) else None)
         return {"members": [str(p) for p in members], **model_size(members[0])}
     return ranks.on_rank0(export)
 
@@ -405,6 +440,8 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
         return _write_report(cfg, out, state.results)
     if name == "check":
         return _check_dynamics(cfg, out, state.results["data"]["mu"], progress)
+    if name == "data" and fixed_n(cfg):
+        return _fixed_n_data(cfg, data_dir, progress)
     if name == "data":
         gen = _generate_config(cfg, "data", data_dir / "initial.h5", cfg["model"]["mu"])
         summary = generate_ensemble(gen, progress=progress)
@@ -447,6 +484,19 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
     raise AssertionError(name)
 
 
+def _fixed_n_data(cfg: dict, data_dir: Path, progress: bool) -> dict:
+    """Round 0 of a fixed-N config: the exact quenches and states at the wanted filling
+    (data/states.h5), every state then labelled by ED at each mu of model.mus (data/initial.h5)."""
+    from .generate import generate_ensemble
+    from .ml.sample_ed import relabel_at_mus
+    states = data_dir / "states.h5"
+    summary = generate_ensemble(_generate_config(cfg, "data", states, None), progress=progress)
+    # relabelled whole (an interrupted relabelling starts again: it is this stage's own file)
+    frames = relabel_at_mus(states, data_dir / "initial.h5", cfg["model"]["mus"], overwrite=True, progress=progress)
+    return {"mu": None, "mus": cfg["model"]["mus"], "states": summary["frames"], "frames": frames, "fixed_mu": None,
+            "filling_at_mu": None}
+
+
 def _check_dynamics(cfg: dict, out: Path, mu, progress: bool) -> dict:
     """ML-LLG ensemble with the last committee against the exact held-out quenches (same lattice,
     dt, alpha, length, spin temperature and start of run k; noise seeds check.seed + k)."""
@@ -475,6 +525,8 @@ def _mean_filling(cfg: dict, path, mu: float) -> dict | None:
     """Filling at mu of the first, middle and last frame of the first trajectory (ED lattices only)."""
     from .data import read_dataset
     from .electrons import SDModel, filling_at_mu
+    if mu is None:  # fixed-N config: the frames are at the wanted filling
+        return None
     ds = read_dataset(path)
     frames = np.flatnonzero((ds.trajectory == ds.trajectory[0]) & (ds.step >= 0))
     if cfg["data"]["method"] != "ed" or len(frames) == 0 or ds.num_sites > 1600:
@@ -490,32 +542,44 @@ def _frames(path) -> int:
     return read_dataset(path).num_frames
 
 
-def _label(cfg: dict, out: Path, r: int, runs: list, mu: float, progress: bool) -> dict:
-    """Exact fields at fixed mu for the most uncertain explored frames -> data/round{r}.h5."""
+def _label(cfg: dict, out: Path, r: int, runs: list, mu, progress: bool) -> dict:
+    """Exact fields of the most uncertain explored frames -> data/round{r}.h5: at the fixed mu, or
+    (fixed-N config) at every mu of model.mus from one diagonalisation, with the site densities."""
     import torch
     from tqdm.auto import tqdm
 
     from .data import DatasetWriter, read_dataset
     chosen = _select_frames(runs, cfg["label"]["frames"])
-    lab = cfg["label"]
-    sd_model, provider = _exact_provider(cfg, cfg["explore"]["shape"], lab["method"], lab["method_settings"], mu)
+    lab, mus = cfg["label"], cfg["model"]["mus"]
+    sd_model, provider = _exact_provider(cfg, cfg["explore"]["shape"], lab["method"], lab["method_settings"],
+                                         mus[0] if mus else mu)
     lattice = sd_model.lattice
     datasets = {run: read_dataset(runs[run]) for run in {run for run, _ in chosen}}
     path = out / "data" / f"round{r}.h5"
+    if mus:
+        model, labels = {**sd_model.parameters(), "mu": None, "filling": None, "mus": mus}, {"labels": "several mu"}
+    else:
+        model, labels = sd_model.parameters(), {"labels": "fixed mu", "mu": float(mu)}
+    per_frame = max(len(mus), 1)
     with DatasetWriter(path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
-                       method=lab["method"], model=sd_model.parameters(),
-                       method_settings={**lab["method_settings"], "labels": "fixed mu", "mu": float(mu),
-                                        "selected": "largest committee uncertainty"},
+                       method=lab["method"], model=model,
+                       method_settings={**lab["method_settings"], **labels, "selected": "largest committee uncertainty"},
                        provenance={"command": "spinforce learn", "round": r, "frames": chosen, "runs": runs},
-                       resume=True) as w:
+                       resume=True, density=bool(mus)) as w:
+        done = w.num_frames // per_frame
+        w.truncate(done * per_frame)  # resume after the last frame with all its labels
         for n, (run, j) in enumerate(tqdm(chosen, desc=f"label round {r}", unit="frame", disable=not progress)):
-            if n < w.num_frames:
+            if n < done:
                 continue
             ds = datasets[run]
-            res = provider.compute(torch.as_tensor(ds.spins[j]))
             # Frames of one ML run are correlated: they share a trajectory id (held out together).
-            w.append(ds.spins[j], res.fields.detach().cpu().numpy(), res.energy, time=float(ds.time[j]),
-                     step=int(ds.step[j]), trajectory=run)
+            where = {"time": float(ds.time[j]), "step": int(ds.step[j]), "trajectory": run}
+            if mus:
+                for res in provider.compute_at_mus(ds.spins[j], mus):
+                    w.append(ds.spins[j], res.fields, res.energy, mu=res.mu, density=res.density, **where)
+                continue
+            res = provider.compute(torch.as_tensor(ds.spins[j]))
+            w.append(ds.spins[j], res.fields.detach().cpu().numpy(), res.energy, **where)
         frames = w.num_frames
     return {"frames": frames, "selected": chosen}
 
@@ -575,16 +639,26 @@ def _pct(x) -> str:
     return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{100 * x:.1f} %"
 
 
+def _labels_line(cfg: dict, data: dict) -> str:
+    m = cfg["model"]
+    if fixed_n(cfg):
+        return (f"Fixed electron count: a model with mu as input, labels by ED at mu = "
+                f"{', '.join(f'{v:g}' for v in m['mus'])} (fields, grand potential and site densities of every "
+                f"state at each mu); the committee file solves sum_i n_i(mu) = {m['filling']:g} x 2N for mu in "
+                "every evaluation. Exact quenches and held-out labels at that filling.")
+    return (f"Labels at fixed mu = {data['mu']:.6g}"
+            + (": exact quenches at the wanted filling, relabelled at the mu that gives their late frames that "
+               "filling." if m["mu"] == "auto" else ": exact quenches and labels at this fixed mu, as the ML dynamics "
+               "runs."))
+
+
 def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
     m, d, t, e = cfg["model"], cfg["data"], cfg["test"], cfg["explore"]
     data = results["data"]
     last_eval = results[f"round{cfg['loop']['rounds'] - 1}/evaluate"]
     lines = [f"# Active learning: {m['kind']} s-d model, J = {m['J']:g}, filling {m['filling']:g}, "
              f"T_el = {m['kT']:g}", "",
-             f"Labels at fixed mu = {data['mu']:.6g}"
-             + (": exact quenches at the wanted filling, relabelled at the mu that gives their late frames that "
-                "filling." if m["mu"] == "auto" else ": exact quenches and labels at this fixed mu, as the ML dynamics "
-                "runs."), ""]
+             _labels_line(cfg, data), ""]
     for name, res in (("training", data), ("held-out", results.get("test", {}))):
         f = res.get("filling_at_mu")
         if f:
@@ -600,7 +674,8 @@ def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
     lines += [f"- training quenches: {m['kind']} {'x'.join(map(str, d['shape']))}, {d['method'].upper()}-LLG, "
               f"{d['steps']} steps of dt = {d['dt']}, seeds {d['seeds']}, spin temperatures {d['kT']}, starts "
               f"{d['initial']}, each followed by {d['random']} independent random states and {d['perturbed']} perturbed "
-              f"frames; {data['frames']} frames",
+              f"frames; {data['frames']} frames"
+              + (f" ({data['states']} states, each labelled at {len(m['mus'])} mu)" if fixed_n(cfg) else ""),
               f"- held-out quenches (never trained on): {'x'.join(map(str, t['shape']))}, seeds {t['seeds']}, "
               f"{results['test']['frames']} frames",
               f"- each round: a committee of {cfg['train']['members']}, {e['runs']} ML-LLG quenches on "
