@@ -400,3 +400,24 @@ def test_llg_without_damping_conserves_the_free_energy_at_fixed_n(trained, tmp_p
     assert max(mus) - min(mus) > 1e-3  # mu does move
     assert drifts[1] < 1e-5 * abs(energies[0])
     assert 3.0 < drifts[0] / drifts[1] < 5.0, drifts
+
+
+def test_study_at_fixed_n_reports_the_solved_mu(trained, tmp_path):
+    """A study with a fixed-N committee: mu(t) of the ensemble is the mean of the runs' solved mu,
+    and its check runs ED-LLG at the same filling."""
+    from spinforce.ml.committee import export_committee
+    from spinforce.study import load_config, report_text, run_study
+    path = export_committee(trained["runs"], tmp_path / "fn.ts", fixed_filling=0.45)
+    cfg = load_config("de_square", ["dynamics.steps=20", "dynamics.save_every=5", "dynamics.checkpoint_every=0",
+                                    "analysis.figures=false", "check.shape=[4,4]", "check.runs=2", "check.steps=10",
+                                    f"check.model={{J = {J}, kT = {KT}, filling = 0.45}}"],
+                      size=6, runs=2, model=path)
+    res = run_study(cfg, tmp_path / "s", progress=False)
+    runs = [read_dataset(tmp_path / "s" / "runs" / f"run{k}.h5") for k in range(2)]
+    mu = np.stack([r.scalars["mu"] for r in runs])
+    np.testing.assert_allclose(res["series"]["mu"], mu.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(res["series"]["mu_err"], mu.std(0, ddof=1) / np.sqrt(2), rtol=1e-12)
+    assert np.ptp(mu) > 0  # mu moves with the spins
+    exact = read_dataset(tmp_path / "s" / "check" / "exact" / "run0.h5")
+    assert exact.model["filling"] == 0.45
+    assert "Fixed electron count" in report_text(res)

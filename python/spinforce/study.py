@@ -317,6 +317,19 @@ def _picks(times: np.ndarray, count: int) -> list:
     return sorted({int(positive[np.argmin(np.abs(np.log(times[positive] / t)))]) for t in targets})
 
 
+def _frame_scalar(paths, lists, name: str):
+    """(runs, frames) of a per-frame scalar every run records (e.g. the solved mu of a fixed-N
+    model), or None when a run lacks it."""
+    from .data import open_h5
+    values = []
+    for p, f in zip(paths, lists):
+        with open_h5(p) as h:
+            if f"scalars/{name}" not in h:
+                return None
+            values.append(np.asarray(h[f"scalars/{name}"][:])[f])
+    return np.stack(values)
+
+
 def ensemble_series(paths, lattice, order: str, threshold: float, every: int = 1, progress: bool = True,
                     desc: str = "analyse") -> dict:
     """Per analysed frame: time, L_sf, L_corr (ensemble) with jackknife errors, and per order:
@@ -357,6 +370,11 @@ def ensemble_series(paths, lattice, order: str, threshold: float, every: int = 1
         rows.append(row)
     series = {key: np.array([r[key] for r in rows]) for key in rows[0]}
     series["frames"] = np.array(idx)
+    mu = _frame_scalar(paths, lists, "mu")  # a fixed-N model solves for mu at every step
+    if mu is not None:
+        mu = mu[:, idx]
+        series["mu"] = mu.mean(axis=0)
+        series["mu_err"] = mu.std(axis=0, ddof=1) / np.sqrt(len(mu)) if len(mu) > 1 else np.full(len(idx), np.nan)
     if order == "bond":
         series["cluster_sizes"] = sizes_per_frame
     return series
@@ -552,6 +570,12 @@ def report_text(results: dict) -> str:
               f"{_num(s['L_sf_err'][last], 2)}, L_corr = {_num(s['L_corr'][last])} ± {_num(s['L_corr_err'][last], 2)}"
               + (f", L_cluster = {_num(s['L_cluster'][last])} ± {_num(s['L_cluster_err'][last], 2)}"
                  if results["order"] == "bond" else "") + " (jackknife errors over the runs).", ""]
+    if "mu" in s:
+        k = _picks(np.asarray(s["time"], dtype=float), 6)
+        lines += ["Fixed electron count: the model solves sum_i n_i(mu) = N_e at every step. The chemical potential "
+                  "(mean over the runs ± standard error): " + ", ".join(
+                      f"{_num(s['mu'][j], 4)} ± {_num(s['mu_err'][j], 1)} (t = {_num(s['time'][j])})" for j in k) + ".",
+                  ""]
     if results["order"] == "chirality":
         lines += ["Domain walls (bonds between up and down triangles of opposite chirality), fraction of wall length "
                   "along a1, a2, a2 - a1:", "", "| t | walls per run (bonds) | a1 | a2 | a2 - a1 |",
