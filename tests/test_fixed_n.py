@@ -421,3 +421,19 @@ def test_study_at_fixed_n_reports_the_solved_mu(trained, tmp_path):
     exact = read_dataset(tmp_path / "s" / "check" / "exact" / "run0.h5")
     assert exact.model["filling"] == 0.45
     assert "Fixed electron count" in report_text(res)
+
+
+def test_shipped_fixed_n_study_runs_the_shipped_fixed_n_committee():
+    """`spinforce study de_square_fixed_n`: the de_square quench (same dynamics, analysis and starts)
+    with the shipped committee that conserves the electrons."""
+    from pathlib import Path
+
+    from spinforce.ml.committee import load_exported
+    from spinforce.study import load_config
+    fixed, free = load_config("de_square_fixed_n"), load_config("de_square")
+    assert Path(fixed["model"]).name == "de_square_fixed_n.ts"
+    assert float(load_exported(fixed["model"]).fixed_filling) == 0.4925
+    assert fixed["check"] is None  # off by default (ED-LLG on the 30x30 training lattice takes hours)
+    for key in ("dt", "alpha", "kT", "save_every"):
+        assert fixed["dynamics"][key] == free["dynamics"][key]
+    assert fixed["ensemble"]["seed"] == free["ensemble"]["seed"] and fixed["analysis"] == free["analysis"]
