@@ -178,3 +178,28 @@ def test_bad_fixed_n_config(change, match):
         raw[section or "model"][name] = value
     with pytest.raises(ValueError, match=match):
         check_config(raw)
+
+
+@pytest.mark.slow
+def test_more_rounds_continue_a_finished_run(tmp_path):
+    """loop.rounds raised on a finished run adds rounds: the result equals a run made with that many
+    rounds from the start, the check redone with the new last committee; rounds cannot be removed."""
+    import json
+    base = {**TINY, "locality": {"cutoffs": []}}
+    one, two = check_config({**base, "loop": {"rounds": 1, "threads": 1}}), check_config(base)
+    learn(one, tmp_path / "grown", progress=False)
+    before = json.loads((tmp_path / "grown" / "check" / "ensembles.json").read_text())
+    learn(two, tmp_path / "grown", progress=False)
+    learn(two, tmp_path / "whole", progress=False)
+    (da, ra, rows_a), (db, rb, rows_b) = outputs(tmp_path / "grown"), outputs(tmp_path / "whole")
+    assert list(da) == list(db) == ["initial.h5", "round0.h5", "test.h5"]
+    for name in da:
+        np.testing.assert_array_equal(da[name].fields, db[name].fields, err_msg=name)
+    np.testing.assert_array_equal(ra.fields, rb.fields)
+    assert rows_a == rows_b and len(rows_a) == 2
+    checks = [json.loads((tmp_path / out / "check" / "ensembles.json").read_text()) for out in ("grown", "whole")]
+    for c in checks + [before]:
+        c.pop("png")
+    assert checks[0] == checks[1] != before
+    with pytest.raises(ValueError, match="rounds can be added, not removed"):
+        learn(one, tmp_path / "grown", progress=False)

@@ -6,7 +6,8 @@
     torchrun --nproc_per_node=P -m spinforce learn CONFIG.toml    (P processes train the committees)
 
 Stages (each resumable; DIR/learn_state.json records the finished ones, so running the same
-command again continues where it stopped):
+command again continues where it stopped; with a larger loop.rounds it adds rounds to a finished
+run and redoes the check and the report):
 
     data       ED-LLG (or KPM-LLG) quenches: several noise seeds, spin temperatures and starts,
                merged with sampled states, labelled at a fixed mu that gives the wanted filling
@@ -63,9 +64,14 @@ def output_patterns() -> tuple:
     data = (generated("initial.h5", ensemble=True) + generated("states.h5", ensemble=True)
             + generated("test.h5", ensemble=True) + generated("round*.h5"))
     rounds = with_partial("model.ts") + under("committee", COMMITTEE) + under("explore", simulated("run*.h5"))
-    check = simulated("run*.h5") + ("ensembles.json", "ensembles.png")
     return (with_partial(STATE_FILE) + ("model.ts", "rounds.csv", "rounds.png", "report.md") + under("data", data) + under("locality", LOCALITY) + under("rounds/round*", rounds)
-            + under("check", check))
+            + under("check", _check_outputs()))
+
+
+def _check_outputs() -> tuple:
+    """What the check stage writes into DIR/check."""
+    from .simulate import output_patterns as simulated
+    return simulated("run*.h5") + ("ensembles.json", "ensembles.png")
 
 
 # --- configs ----------------------------------------------------------------------------------
@@ -303,16 +309,25 @@ class _State:
     def __init__(self, path: Path, fingerprint: str, ranks=None):
         from .distributed import Ranks
         self.path, self.fingerprint, self.ranks = path, fingerprint, ranks or Ranks()
+        self.more_rounds = False  # set when this call adds rounds to a finished run
 
         def read():
             if not path.exists():
-                return [], {}, {}
+                return [], {}, {}, False
             data = json.loads(path.read_text())
-            if data["config"] != fingerprint:
-                raise ValueError(f"{path.parent} holds an active-learning run of a different config; use --overwrite "
-                                 "to replace it or another --out")
-            return data["done"], data["results"], data.get("seconds", {})
-        self.done, self.results, self.seconds = self.ranks.on_rank0(read)
+            done, results = data["done"], data["results"]
+            old, new = _without_rounds(data["config"]), _without_rounds(fingerprint)
+            if old[0] != new[0] or new[1] < old[1]:
+                raise ValueError(f"{path.parent} holds an active-learning run of a different config"
+                                 + (f" (loop.rounds = {old[1]}: rounds can be added, not removed)" if old[0] == new[0]
+                                    else "") + "; use --overwrite to replace it or another --out")
+            if new[1] > old[1]:
+                # More rounds continue a run: its rounds stand; the check and the report are redone
+                # with the last committee.
+                done = [name for name in done if name not in ("check", "report")]
+                results = {k: v for k, v in results.items() if k in done}
+            return done, results, data.get("seconds", {}), new[1] > old[1]
+        self.done, self.results, self.seconds, self.more_rounds = self.ranks.on_rank0(read)
 
     def finish(self, stage: str, result, seconds: float) -> None:
         self.done.append(stage)
@@ -327,6 +342,12 @@ class _State:
         with atomic_write(self.path) as tmp:
             tmp.write_text(json.dumps({"config": self.fingerprint, "done": self.done, "results": self.results,
                                        "seconds": self.seconds}, indent=2))
+
+
+def _without_rounds(fingerprint: str) -> tuple[dict, int]:
+    """A run's config (its JSON fingerprint) without loop.rounds, and loop.rounds."""
+    cfg = json.loads(fingerprint)
+    return {**cfg, "loop": {k: v for k, v in cfg["loop"].items() if k != "rounds"}}, cfg["loop"]["rounds"]
 
 
 def stages(cfg: dict) -> list:
@@ -389,6 +410,10 @@ def _learn(cfg: dict, out: Path, overwrite: bool, progress: bool, ranks, _interr
     state = _State(state_path, json.dumps(cfg, sort_keys=True), ranks)
     if not ranks.on_rank0(state_path.exists):
         state.save()  # the folder is this run's from now on, also if the first stage is interrupted
+    if state.more_rounds:  # the check of the old last committee goes; it is redone with the new one
+        ranks.on_rank0(lambda: prepare_outputs(out / "check", _check_outputs(), command="spinforce learn",
+                                               overwrite=True, owned=replaceable_output))
+        state.save()
     names = stages(cfg)
     for name in names:
         if name in state.done:
