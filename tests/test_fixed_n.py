@@ -409,7 +409,7 @@ def test_study_at_fixed_n_reports_the_solved_mu(trained, tmp_path):
     from spinforce.study import load_config, report_text, run_study
     path = export_committee(trained["runs"], tmp_path / "fn.ts", fixed_filling=0.45)
     cfg = load_config("de_square", ["dynamics.steps=20", "dynamics.save_every=5", "dynamics.checkpoint_every=0",
-                                    "analysis.figures=false", "check.shape=[4,4]", "check.runs=2", "check.steps=10",
+                                    "analysis.snapshots=1", "check.shape=[4,4]", "check.runs=2", "check.steps=10",
                                     f"check.model={{J = {J}, kT = {KT}, filling = 0.45}}"],
                       size=6, runs=2, model=path)
     res = run_study(cfg, tmp_path / "s", progress=False)
@@ -420,7 +420,8 @@ def test_study_at_fixed_n_reports_the_solved_mu(trained, tmp_path):
     assert np.ptp(mu) > 0  # mu moves with the spins
     exact = read_dataset(tmp_path / "s" / "check" / "exact" / "run0.h5")
     assert exact.model["filling"] == 0.45
-    assert "Fixed electron count" in report_text(res)
+    assert "Fixed electron count" in report_text(res) and "chemical_potential.png" in res["figures"]
+    assert (tmp_path / "s" / "chemical_potential.png").stat().st_size > 1000
 
 
 def test_shipped_fixed_n_study_runs_the_shipped_fixed_n_committee():

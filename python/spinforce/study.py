@@ -500,6 +500,10 @@ def _figures(cfg, results, series, fits, lattice, paths, picks, out: Path) -> li
         files.append(plots.plot_cluster_statistics(t, stats, [(t[k], series["cluster_sizes"][k]) for k in picks],
                                                    out / "clusters.png", cfg["analysis"]["threshold"],
                                                    what="b_i"))
+    if "mu" in series:  # fixed electron count: the chemical potential the model solves for
+        files.append(plots.plot_bands({"mu (mean of the runs)": (t, series["mu"], series["mu_err"])},
+                                      out / "chemical_potential.png", xlabel="t", ylabel="mu",
+                                      title="chemical potential at the fixed electron count"))
     check = results.get("check")
     if check is not None:
         files.append(_check_figure(cfg, check, out / "check.png"))
@@ -575,7 +579,7 @@ def report_text(results: dict) -> str:
         lines += ["Fixed electron count: the model solves sum_i n_i(mu) = N_e at every step. The chemical potential "
                   "(mean over the runs ± standard error): " + ", ".join(
                       f"{_num(s['mu'][j], 4)} ± {_num(s['mu_err'][j], 1)} (t = {_num(s['time'][j])})" for j in k) + ".",
-                  ""]
+                  "", image("chemical_potential.png", "mu(t)"), ""]
     if results["order"] == "chirality":
         lines += ["Domain walls (bonds between up and down triangles of opposite chirality), fraction of wall length "
                   "along a1, a2, a2 - a1:", "", "| t | walls per run (bonds) | a1 | a2 | a2 - a1 |",
