@@ -100,6 +100,14 @@ def test_shipped_examples_are_valid():
     assert all(de30[s]["shape"] == [30, 30] for s in ("data", "test", "explore"))
     explore_seeds = range(de30["explore"]["seed"], de30["explore"]["seed"] + de30["explore"]["runs"])
     assert not set(explore_seeds) & set(range(1000, 1010))
+    # the fixed-N variant: labels at several mu bracketing the 30x30 quench's mu (-3.6 .. -4.7),
+    # explore seeds away from the held-out fixed-N quenches (1000 + k, 3000 + k)
+    fn = load_config(found["de_square_fixed_n"])
+    assert fn["model"]["filling"] == pytest.approx((1 - 0.015) / 2) and fn["label"]["method"] == "ed"
+    assert min(fn["model"]["mus"]) < -4.7 and max(fn["model"]["mus"]) > -3.6
+    assert all(fn[s]["shape"] == [30, 30] for s in ("data", "test", "explore"))
+    explore_seeds = range(fn["explore"]["seed"], fn["explore"]["seed"] + fn["explore"]["runs"])
+    assert not set(explore_seeds) & (set(range(1000, 1010)) | set(range(3000, 3010)))
     tet = load_config(found["tetra_triangular"])
     assert tet["model"]["kind"] == "triangular" and tet["model"]["filling"] == 0.25
     assert cli.main(["learn", "--list-examples"]) == 0
