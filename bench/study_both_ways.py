@@ -67,7 +67,7 @@ def main() -> None:
             axes[3].fill_between(ts, mu - e, mu + e, color=f"C{k}", alpha=0.3, lw=0)
     axes[3].axhline(-4.69, color="C0", ls=":", label="fixed mu = -4.69")
     axes[0].set(xlabel="t", ylabel="<S_i . S_j> nearest neighbours", title="bond average (mean ± SE of runs)")
-    axes[1].set(xlabel="r", ylabel="C(r)", title="spin correlation at the last time")
+    axes[1].set(xlabel="r", ylabel="C(r)", title="spin correlation at the last time", xlim=(0, 10))
     axes[2].set(xlabel="t", ylabel="L", xscale="log", yscale="log", title="lengths of the bond field")
     axes[3].set(xlabel="t", ylabel="mu", title="chemical potential")
     for ax in axes:
