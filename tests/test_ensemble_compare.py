@@ -99,3 +99,17 @@ def test_triangular_chirality_and_bad_input(tmp_path):
                         _noisy_ferromagnets(Lattice("square", (6, 6)), noise, 3, 0))
     with pytest.raises(ValueError, match="one lattice"):
         ensemble_observables(ref + [square])
+
+
+def test_values_equal_by_construction_agree_despite_rounding():
+    """C(0) = 1 in every run of both ensembles, up to rounding, with a zero standard error: that
+    point agrees and counts as zero standard errors (not 1e-16 / 0)."""
+    from spinforce.analysis.ensemble import _agreement
+    ref = {"mean": [1.0 - 2e-16, 0.50], "stderr": [0.0, 0.1]}
+    model = {"mean": [1.0, 0.55], "stderr": [0.0, 0.1]}
+    a = _agreement(model, ref, 2.0)
+    assert a["within"] == [True, True] and a["all_within"]
+    assert a["max_deviation_in_reference_stderr"] == pytest.approx(0.5)
+    assert a["max_deviation_in_stderr"] == pytest.approx(0.05 / np.sqrt(0.02))
+    far = _agreement({"mean": [1.0, 0.9], "stderr": [0.0, 0.1]}, ref, 2.0)
+    assert far["within"] == [True, False]
