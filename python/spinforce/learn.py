@@ -582,7 +582,8 @@ def _label(cfg: dict, out: Path, r: int, runs: list, mu, progress: bool) -> dict
     datasets = {run: read_dataset(runs[run]) for run in {run for run, _ in chosen}}
     path = out / "data" / f"round{r}.h5"
     if mus:
-        model, labels = {**sd_model.parameters(), "mu": None, "filling": None, "mus": mus}, {"labels": "several mu"}
+        from .ml.sample_ed import multi_mu_model
+        model, labels = multi_mu_model(sd_model, mus), {"labels": "several mu"}
     else:
         model, labels = sd_model.parameters(), {"labels": "fixed mu", "mu": float(mu)}
     per_frame = max(len(mus), 1)

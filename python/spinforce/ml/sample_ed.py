@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["perturbed_configuration", "write_ed_samples", "relabel_at_mus", "check_mus"]
+__all__ = ["perturbed_configuration", "write_ed_samples", "relabel_at_mus", "check_mus", "multi_mu_model"]
 
 
 def _random_rotation(rng) -> np.ndarray:
@@ -67,7 +67,7 @@ def check_mus(mus) -> list[float] | None:
     return values
 
 
-def _multi_mu_model(model, mus: list[float]) -> dict:
+def multi_mu_model(model, mus: list[float]) -> dict:
     """The model record of labels at several mu: neither a single mu nor a filling."""
     return {**model.parameters(), "mu": None, "filling": None, "mus": mus}
 
@@ -94,7 +94,7 @@ def write_ed_samples(out, lattice, *, J: float, filling: float | None = None, kT
     per_state = 1 if mus is None else len(mus)
     rng = np.random.default_rng(seed)
     with DatasetWriter(out, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
-                       method="ed", model=model.parameters() if mus is None else _multi_mu_model(model, mus),
+                       method="ed", model=model.parameters() if mus is None else multi_mu_model(model, mus),
                        method_settings={"sampler": "perturbed_ordered"}, seed=seed,
                        provenance={"command": " ".join(sys.argv)}, overwrite=overwrite, resume=resume,
                        density=mus is not None) as w:
@@ -138,7 +138,7 @@ def relabel_at_mus(dataset, out, mus, *, J: float | None = None, kT: float | Non
     model = SDModel(lattice, mu=mus[0], t=float(ds.model.get("t", 1.0)), t3=float(ds.model.get("t3", 0.0)), **params)
     ed = ExactDiagonalization(model)
     with DatasetWriter(out, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
-                       method="ed", model=_multi_mu_model(model, mus), method_settings={"relabelled": ds.path},
+                       method="ed", model=multi_mu_model(model, mus), method_settings={"relabelled": ds.path},
                        seed=ds.seed, provenance={"source": ds.path, "source_provenance": ds.provenance},
                        overwrite=overwrite, density=True) as w:
         for i in tqdm(range(ds.num_frames), desc="ED at several mu", unit="state", disable=not progress):
