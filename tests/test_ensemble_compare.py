@@ -113,3 +113,12 @@ def test_values_equal_by_construction_agree_despite_rounding():
     assert a["max_deviation_in_stderr"] == pytest.approx(0.05 / np.sqrt(0.02))
     far = _agreement({"mean": [1.0, 0.9], "stderr": [0.0, 0.1]}, ref, 2.0)
     assert far["within"] == [True, False]
+
+
+def test_mean_stderr_along_an_axis_and_with_one_sample():
+    from spinforce.analysis import mean_stderr
+    v = np.array([[1.0, 2.0, 4.0], [3.0, 2.0, 0.0]])          # 2 samples of 3 values; and 3 samples of 2
+    np.testing.assert_allclose(mean_stderr(v), [1.0, 0.0, 2.0], rtol=1e-14)  # |a - b| / 2 for two samples
+    np.testing.assert_allclose(mean_stderr(v, axis=1), [np.std([1, 2, 4], ddof=1), np.std([3, 2, 0], ddof=1)]
+                               / np.sqrt(3), rtol=1e-14)
+    assert np.isnan(mean_stderr(v[:1])).all() and mean_stderr(v[:1]).shape == (3,)

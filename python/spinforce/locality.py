@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .analysis import mean_stderr
 from .config import Key, check_sections, check_table, integer, list_of, number, one_of, string
 from .run_setup import PROVIDERS, SD_MODEL, add_set_argument, read_config
 
@@ -204,7 +205,7 @@ def locality_floor(lattice, states, cutoffs, *, J: float, t: float = 1.0, kT: fl
         mean_var = var[e].mean(axis=1)
         spread = np.sqrt(mean_var)
         # Standard error of sqrt(mean v) from the scatter of v over centre sites (delta method).
-        se_var = var[e].std(axis=1, ddof=1) / np.sqrt(len(samples)) if len(samples) > 1 else np.full_like(mean_var, np.nan)
+        se_var = mean_stderr(var[e], axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             se = np.where(spread > 0, se_var / (2 * spread), 0.0) / rms
         result["ensembles"][e] = {"label": _LABELS[e], "torque_rms": rms, "spread": spread.tolist(),

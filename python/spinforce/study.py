@@ -337,8 +337,8 @@ def ensemble_series(paths, lattice, order: str, threshold: float, every: int = 1
     sizes per frame (bond) under "cluster_sizes"."""
     from tqdm.auto import tqdm
 
-    from .analysis import (bond_average, cluster_statistics, ensemble_lengths, jackknife_stderr, scalar_chirality,
-                           site_clusters, wall_direction_fractions)
+    from .analysis import (bond_average, cluster_statistics, ensemble_lengths, jackknife_stderr, mean_stderr,
+                           scalar_chirality, site_clusters, wall_direction_fractions)
     lists, times = _common_frames(paths)
     idx = list(range(0, len(times), every))
     if idx[-1] != len(times) - 1:
@@ -374,7 +374,7 @@ def ensemble_series(paths, lattice, order: str, threshold: float, every: int = 1
     if mu is not None:
         mu = mu[:, idx]
         series["mu"] = mu.mean(axis=0)
-        series["mu_err"] = mu.std(axis=0, ddof=1) / np.sqrt(len(mu)) if len(mu) > 1 else np.full(len(idx), np.nan)
+        series["mu_err"] = mean_stderr(mu)
     if order == "bond":
         series["cluster_sizes"] = sizes_per_frame
     return series

@@ -7,7 +7,7 @@ from .structure import (correlation_function, distance_to_peaks, peak_wavevector
 from .coarsening import (LATTICE_DIRECTIONS, PowerLawFit, cluster_statistics, connected_components,
                          correlation_length, ferromagnetic_clusters, fit_power_law, site_clusters,
                          structure_factor_length, wall_direction_fractions, window_sensitivity)
-from .ensemble import ensemble_lengths, jackknife_fit, jackknife_stderr
+from .ensemble import ensemble_lengths, jackknife_fit, jackknife_stderr, mean_stderr
 from .run import (FrameAnalyzer, RunAnalysis, analyze_run, default_fit_window, frame_times,
                   mean_radial_correlation)
 from .plots import (plot_cluster_statistics, plot_correlation_comparison, plot_length_scales,
@@ -19,7 +19,7 @@ __all__ = [
     "peak_wavevectors", "q_grid", "radial_correlation", "reciprocal_vectors", "structure_factor",
     "PowerLawFit", "cluster_statistics", "connected_components", "correlation_length",
     "ferromagnetic_clusters", "fit_power_law", "structure_factor_length", "LATTICE_DIRECTIONS", "site_clusters",
-    "wall_direction_fractions", "window_sensitivity", "ensemble_lengths", "jackknife_fit", "jackknife_stderr", "FrameAnalyzer", "RunAnalysis",
+    "wall_direction_fractions", "window_sensitivity", "ensemble_lengths", "jackknife_fit", "jackknife_stderr", "mean_stderr", "FrameAnalyzer", "RunAnalysis",
     "analyze_run", "default_fit_window", "frame_times", "mean_radial_correlation", "plot_cluster_statistics", "plot_correlation_comparison",
     "plot_length_scales", "plot_snapshot",
 ]

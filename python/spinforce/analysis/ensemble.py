@@ -67,6 +67,16 @@ def ensemble_lengths(fields, lattice, *, peaks=None, level: float = float(np.exp
             "L_corr_loo": np.array([b for _, b in loo])}
 
 
+def mean_stderr(values, axis: int = 0) -> np.ndarray:
+    """Standard error of the mean over independent samples along `axis`: std (ddof 1) / sqrt(n),
+    NaN where fewer than 2 samples."""
+    v = np.asarray(values, dtype=float)
+    n = v.shape[axis]
+    if n < 2:
+        return np.full(np.delete(v.shape, axis), np.nan)
+    return v.std(axis=axis, ddof=1) / np.sqrt(n)
+
+
 def jackknife_stderr(values) -> float:
     """Jackknife standard error from the leave-one-out values of a statistic (NaN with fewer than 2)."""
     v = np.asarray(values, dtype=float)
@@ -112,13 +122,13 @@ def ensemble_observables(paths) -> dict:
         series["chirality"] = np.array([np.abs(scalar_chirality(r[2][:frames], lattice)).mean(axis=-1) for r in runs])
     n = len(runs)
     out = {"runs": n, "lattice": {"kind": lattice.kind, "shape": list(lattice.shape)}, "time": times.tolist(),
-           "observables": {k: {"mean": v.mean(axis=0).tolist(), "stderr": (v.std(axis=0, ddof=1) / np.sqrt(n)).tolist()}
+           "observables": {k: {"mean": v.mean(axis=0).tolist(), "stderr": mean_stderr(v).tolist()}
                            for k, v in series.items()}}
     last = np.array([r[2][frames - 1] for r in runs])                        # (R, N, 3)
     per_run = [mean_radial_correlation(s[None], lattice) for s in last]
     r, curves = per_run[0][0], np.array([c for _, c in per_run])
     out["correlation"] = {"time": float(times[-1]), "r": r.tolist(), "mean": curves.mean(axis=0).tolist(),
-                          "stderr": (curves.std(axis=0, ddof=1) / np.sqrt(n)).tolist()}
+                          "stderr": mean_stderr(curves).tolist()}
     return out
 
 
