@@ -209,5 +209,8 @@ def test_more_rounds_continue_a_finished_run(tmp_path):
     for c in checks + [before]:
         c.pop("png")
     assert checks[0] == checks[1] != before
+    # the stage times in the same order as in a run made whole, the report's own time last
+    stages = [list(json.loads((tmp_path / out / "learn_state.json").read_text())["seconds"]) for out in ("grown", "whole")]
+    assert stages[0] == stages[1] and stages[0][-1] == "report"
     with pytest.raises(ValueError, match="rounds can be added, not removed"):
         learn(one, tmp_path / "grown", progress=False)

@@ -326,7 +326,8 @@ class _State:
                 # with the last committee.
                 done = [name for name in done if name not in ("check", "report")]
                 results = {k: v for k, v in results.items() if k in done}
-            return done, results, data.get("seconds", {}), new[1] > old[1]
+            seconds = {k: v for k, v in data.get("seconds", {}).items() if k in done}
+            return done, results, seconds, new[1] > old[1]
         self.done, self.results, self.seconds, self.more_rounds = self.ranks.on_rank0(read)
 
     def finish(self, stage: str, result, seconds: float) -> None:
