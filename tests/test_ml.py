@@ -269,7 +269,7 @@ def test_provider_on_gpu_matches_cpu(trained, tmp_path):
     torch.testing.assert_close(gpu.fields.cpu(), cpu.fields, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("options", [{}, {"three_body": True, "half_angle": True}])
+@pytest.mark.parametrize("options", [{}, {"three_body": True, "half_angle": True}, {"pair_cutoff": 1.5}])
 @pytest.mark.parametrize("kind,L", [("square", 8), ("triangular", 8), ("cubic", 6)])
 def test_bond_shell_descriptor_invariances(kind, L, options):
     """Global spin rotations, time reversal and lattice point-group operations leave the
@@ -295,6 +295,28 @@ def test_bond_shell_descriptor_invariances(kind, L, options):
     # Heisenberg: J1/2 times the nearest-neighbour bond sum is the exact site energy.
     e, _ = heisenberg(lat, s)
     assert 0.5 * J1 * f[:, 0].sum() == pytest.approx(e, rel=1e-12)
+
+
+def test_bond_shell_pair_cutoff_keeps_the_long_shells_and_the_short_orbits():
+    """With pair_cutoff the shell sums reach the cutoff and the pair orbits stop at pair_cutoff:
+    the features are those of the two plain descriptors side by side; it survives a model file."""
+    from spinforce.descriptors import BondShellDescriptor
+    lat = spinforce.Lattice("square", 10)
+    s = torch.from_numpy(lat.random_spins(5))
+    mixed = BondShellDescriptor(lat, cutoff=3.0, powers=[1, 2], pair_orbits=True, pair_cutoff=1.5)
+    long, short = (BondShellDescriptor(lat, cutoff=c, powers=[1, 2], pair_orbits=o) for c, o in ((3.0, False), (1.5, True)))
+    f = mixed.features(s, lat.neighbor_table(mixed.neighbor_offsets))
+    f_long = long.features(s, lat.neighbor_table(long.neighbor_offsets))
+    f_short = short.features(s, lat.neighbor_table(short.neighbor_offsets))
+    orbits = short.orbit_sum.shape[1]
+    assert mixed.num_features == f.shape[1] == long.num_features + orbits
+    np.testing.assert_allclose(f[:, :-orbits], f_long, rtol=1e-13)
+    np.testing.assert_allclose(f[:, -orbits:], f_short[:, -orbits:], rtol=1e-13)
+    assert BondShellDescriptor.from_settings(lat, mixed.settings()).num_features == mixed.num_features
+    for bad, match in (({"pair_cutoff": 3.5}, "pair_cutoff must lie between"), ({"pair_cutoff": 0.5}, "between"),
+                       ({"pair_cutoff": 1.5, "pair_orbits": False}, "needs pair_orbits")):
+        with pytest.raises(ValueError, match=match):
+            BondShellDescriptor(lat, **{"cutoff": 3.0, "pair_orbits": True, **bad})
 
 
 def test_bond_shell_three_body_features_are_the_orbit_sums():

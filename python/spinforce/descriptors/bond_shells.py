@@ -16,7 +16,7 @@ class BondShellDescriptor(nn.Module):
     Feature (k, p) of site i is sum_{j in shell k} (S_i . S_j)^p for neighbour shells
     k = 1..K within `cutoff` and powers p in `powers`. With ``pair_orbits=True`` it also has, for
     every orbit o of pairs {j, l} of neighbours of i under the point group, sum_{{j,l} in o} S_j . S_l
-    (the bonds among the neighbours). With ``three_body=True`` it adds, for the same orbits, the
+    (the bonds among the neighbours; with ``pair_cutoff`` only neighbours within that distance). With ``three_body=True`` it adds, for the same orbits, the
     three-body sums sum_{{j,l} in o} (S_i . S_j)(S_i . S_l) and the bond loops
     sum_{{j,l} in o} (S_i . S_j)(S_j . S_l)(S_l . S_i): which bonds of the site meet which, and the
     lowest closed loops of hopping through the site (whose sign, through the Berry phase of
@@ -36,7 +36,7 @@ class BondShellDescriptor(nn.Module):
     kind = "bond_shells"
 
     def __init__(self, lattice, cutoff: float = 1.0, powers=(1,), pair_orbits: bool = False, three_body: bool = False,
-                 half_angle: bool = False):
+                 half_angle: bool = False, pair_cutoff: float | None = None):
         super().__init__()
         cutoff = float(cutoff)
         if not cutoff > 0:
@@ -53,6 +53,19 @@ class BondShellDescriptor(nn.Module):
         lengths = np.linalg.norm(offsets.numpy() @ lattice.primitive_vectors.numpy(), axis=1)
         shell_of = np.cumsum(np.r_[0, np.diff(lengths) > 1e-9]).tolist()
         num_shells = shell_of[-1] + 1
+        # The pair orbits (and three-body sums) may stop at a shorter pair_cutoff: the nearest
+        # neighbours, a prefix of the sorted neighbourhood. Their number grows as m^2, the shell
+        # sums only as m, so a long cutoff stays affordable for the shells alone.
+        if pair_cutoff is not None:
+            pair_cutoff = float(pair_cutoff)
+            if not (pair_orbits or three_body):
+                raise ValueError("descriptor pair_cutoff limits the pair orbits: it needs pair_orbits = true "
+                                 "or three_body = true")
+            if not lattice.shell_distance(1) - 1e-9 <= pair_cutoff <= cutoff:
+                raise ValueError(f"descriptor pair_cutoff must lie between the nearest-neighbour distance "
+                                 f"{lattice.shell_distance(1):g} and cutoff = {cutoff:g}, got {pair_cutoff:g}")
+        self.pair_cutoff: float = cutoff if pair_cutoff is None else pair_cutoff
+        self.num_pair_sites: int = int((lengths <= self.pair_cutoff + 1e-9).sum())
         self.cutoff = cutoff
         self.powers: list[int] = powers
         self.pair_orbits: bool = bool(pair_orbits)
@@ -61,8 +74,9 @@ class BondShellDescriptor(nn.Module):
         self.half_angle_floor: float = HALF_ANGLE_FLOOR  # an attribute: TorchScript reads no module globals
         self.lattice_kind: str = lattice.kind
         self.register_buffer("neighbor_offsets", offsets)
-        # (m*m, O) 0/1 matrix summing the products of each pair orbit.
-        self.register_buffer("orbit_sum", _pair_orbit_matrix(lattice, offsets) if pair_orbits or three_body
+        # (m'*m', O) 0/1 matrix summing the products of each pair orbit (m' sites within pair_cutoff).
+        self.register_buffer("orbit_sum", _pair_orbit_matrix(lattice, offsets[:self.num_pair_sites])
+                             if pair_orbits or three_body
                              else torch.zeros(0, 0, dtype=torch.float64))
         per_orbit = int(self.pair_orbits) * (1 + int(self.half_angle)) + 2 * int(self.three_body)
         per_shell = len(powers) + int(self.half_angle)
@@ -79,6 +93,8 @@ class BondShellDescriptor(nn.Module):
             settings["three_body"] = True
         if self.half_angle:
             settings["half_angle"] = True
+        if self.pair_cutoff != self.cutoff:
+            settings["pair_cutoff"] = self.pair_cutoff
         return settings
 
     @classmethod
@@ -103,13 +119,15 @@ class BondShellDescriptor(nn.Module):
         orbit_sum = self.orbit_sum.to(bonds.dtype)
         parts = [out]
         if self.pair_orbits or self.three_body:
-            gram = torch.bmm(around, around.transpose(1, 2))                  # (N, m, m) S_j . S_l
+            near = around[:, :self.num_pair_sites]
+            gram = torch.bmm(near, near.transpose(1, 2))                      # (N, m', m') S_j . S_l
             if self.pair_orbits:
                 parts.append(gram.reshape(n, -1) @ orbit_sum)
                 if self.half_angle:
                     parts.append(_half_angle(gram, self.half_angle_floor).reshape(n, -1) @ orbit_sum)
             if self.three_body:
-                center = bonds.unsqueeze(2) * bonds.unsqueeze(1)               # (N, m, m) (S_i.S_j)(S_i.S_l)
+                near_bonds = bonds[:, :self.num_pair_sites]
+                center = near_bonds.unsqueeze(2) * near_bonds.unsqueeze(1)     # (N, m', m') (S_i.S_j)(S_i.S_l)
                 parts.append(center.reshape(n, -1) @ orbit_sum)
                 parts.append((center * gram).reshape(n, -1) @ orbit_sum)
         return torch.cat(parts, dim=1) if len(parts) > 1 else out

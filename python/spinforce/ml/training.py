@@ -81,7 +81,7 @@ SPLITS = ("trajectory", "frame")
 _DESCRIPTOR_SETTINGS = {
     "bond_shells": {"cutoff": Key(number(0, lo_open=True), OMIT), "powers": Key(int_list(1), OMIT),
                     "pair_orbits": Key(boolean(), OMIT), "three_body": Key(boolean(), OMIT),
-                    "half_angle": Key(boolean(), OMIT)},
+                    "half_angle": Key(boolean(), OMIT), "pair_cutoff": Key(number(0, lo_open=True), OMIT)},
     "group": {"cutoff": Key(number(0, lo_open=True), OMIT), "bond_cutoff": Key(number(0, lo_open=True), OMIT),
               "triangle_cutoff": Key(number(0, lo_open=True), OMIT), "block_radius": Key(number(0, lo_open=True), OMIT),
               "floor": Key(number(0, lo_open=True), OMIT), "implementation": Key(one_of("op", "reference"), OMIT)},
