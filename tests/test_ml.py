@@ -344,14 +344,17 @@ def test_bond_shell_three_body_features_are_the_orbit_sums():
         np.testing.assert_allclose(f[i, plain.num_features:], np.r_[center, loops], atol=1e-12)
 
 
-def test_bond_shell_options_export_and_run_in_cpp(tmp_path):
-    """A model with the three-body and half-angle features exports to TorchScript and the C++
-    provider gives the Python fields (1e-10) on another lattice size."""
+@pytest.mark.parametrize("pair_cutoff", [{}, {"pair_cutoff": 1.5}])
+def test_bond_shell_options_export_and_run_in_cpp(tmp_path, pair_cutoff):
+    """A model with the three-body and half-angle features (and pair orbits of the nearer
+    neighbours only) exports to TorchScript and the C++ provider gives the Python fields (1e-10)
+    on another lattice size."""
     from spinforce.ml.model import build_model, compute_fields, export_torchscript
     lat = spinforce.Lattice("square", 6)
     torch.manual_seed(0)
     model = build_model(lat, "bond_shells", {"cutoff": 2.0, "powers": [1, 2], "pair_orbits": True,
-                                             "three_body": True, "half_angle": True}, [16, 16], "tanh", "float64")
+                                             "three_body": True, "half_angle": True, **pair_cutoff},
+                        [16, 16], "tanh", "float64")
     path = export_torchscript(model, tmp_path / "m.ts")
     big = spinforce.Lattice("square", (8, 7))
     s = big.random_spins(2)
