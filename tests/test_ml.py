@@ -297,6 +297,27 @@ def test_bond_shell_descriptor_invariances(kind, L, options):
     assert 0.5 * J1 * f[:, 0].sum() == pytest.approx(e, rel=1e-12)
 
 
+@pytest.mark.parametrize("kind,cutoff", [("square", 4.5), ("triangular", 3.0), ("cubic", 2.0)])
+def test_bond_shell_orbit_sums_equal_the_orbit_matrix(kind, cutoff):
+    """The pair-orbit features, gathered orbit by orbit, equal the product of all m^2 bonds
+    S_j . S_l among the neighbours with the 0/1 orbit matrix of the model file, and so do their
+    gradients (the fields)."""
+    from spinforce.descriptors import BondShellDescriptor
+    lat = spinforce.Lattice(kind, 10 if kind != "cubic" else 6)
+    d = BondShellDescriptor(lat, cutoff=cutoff, powers=[1], pair_orbits=True)
+    nb = lat.neighbor_table(d.neighbor_offsets)
+    spins = torch.from_numpy(lat.random_spins(4)).requires_grad_(True)
+    n, orbits = lat.num_sites, d.orbit_sum.shape[1]
+    around = spins[nb]
+    dense = torch.bmm(around, around.transpose(1, 2)).reshape(n, -1) @ d.orbit_sum
+    gathered = d.features(spins, nb)[:, -orbits:]
+    np.testing.assert_allclose(gathered.detach().numpy(), dense.detach().numpy(), rtol=1e-13, atol=1e-13)
+    w = torch.from_numpy(np.random.default_rng(3).normal(size=(n, orbits)))
+    g1, = torch.autograd.grad((gathered * w).sum(), spins, retain_graph=True)
+    g2, = torch.autograd.grad((dense * w).sum(), spins)
+    np.testing.assert_allclose(g1.numpy(), g2.numpy(), rtol=1e-12, atol=1e-12)
+
+
 def test_bond_shell_pair_cutoff_keeps_the_long_shells_and_the_short_orbits():
     """With pair_cutoff the shell sums reach the cutoff and the pair orbits stop at pair_cutoff:
     the features are those of the two plain descriptors side by side; it survives a model file."""
@@ -362,6 +383,11 @@ def test_bond_shell_options_export_and_run_in_cpp(tmp_path, pair_cutoff):
     got = spinforce.MLForceField(path, big).compute(s)
     np.testing.assert_allclose(got.fields, ref.fields, rtol=0, atol=1e-10)
     assert np.abs(ref.fields).max() > 1e-3
+    # rebuilt from the TorchScript file (as `spinforce export FILE.ts --pt2` does), options included
+    from spinforce.ml.committee import load_exported
+    rebuilt = load_exported(path)
+    assert rebuilt.descriptor.settings() == model.descriptor.settings()
+    np.testing.assert_array_equal(compute_fields(rebuilt, big, s).fields, ref.fields)
 
 
 def test_bond_shell_half_angle_features_are_the_overlap_sums():

@@ -34,6 +34,9 @@ class BondShellDescriptor(nn.Module):
 
     version: int = 1
     kind = "bond_shells"
+    # settings() names these only when they differ from the default; an exported file holds them
+    # as attributes (read back by spinforce.ml.committee.load_exported)
+    optional_settings = ("three_body", "half_angle", "pair_cutoff")
 
     def __init__(self, lattice, cutoff: float = 1.0, powers=(1,), pair_orbits: bool = False, three_body: bool = False,
                  half_angle: bool = False, pair_cutoff: float | None = None):
@@ -74,10 +77,16 @@ class BondShellDescriptor(nn.Module):
         self.half_angle_floor: float = HALF_ANGLE_FLOOR  # an attribute: TorchScript reads no module globals
         self.lattice_kind: str = lattice.kind
         self.register_buffer("neighbor_offsets", offsets)
-        # (m'*m', O) 0/1 matrix summing the products of each pair orbit (m' sites within pair_cutoff).
-        self.register_buffer("orbit_sum", _pair_orbit_matrix(lattice, offsets[:self.num_pair_sites])
-                             if pair_orbits or three_body
-                             else torch.zeros(0, 0, dtype=torch.float64))
+        # (m'*m', O) 0/1 matrix of the pair orbits (m' sites within pair_cutoff), kept in model files.
+        # The features take each orbit's sum by a gather of its pairs from the flattened m' x m' bonds
+        # (orbit_pairs[o], orbit_mask[o] = 0 pads the smaller orbits) instead of a product with this
+        # matrix: the same sums, 2.5-3x faster at cutoff 4.5 (bench/bond_shells.py).
+        orbit_sum = (_pair_orbit_matrix(lattice, offsets[:self.num_pair_sites]) if pair_orbits or three_body
+                     else torch.zeros(0, 0, dtype=torch.float64))
+        self.register_buffer("orbit_sum", orbit_sum)
+        orbit_pairs, orbit_mask = _orbit_gather(orbit_sum)
+        self.register_buffer("orbit_pairs", orbit_pairs, persistent=False)
+        self.register_buffer("orbit_mask", orbit_mask, persistent=False)
         per_orbit = int(self.pair_orbits) * (1 + int(self.half_angle)) + 2 * int(self.three_body)
         per_shell = len(powers) + int(self.half_angle)
         self.num_features: int = num_shells * per_shell + per_orbit * int(self.orbit_sum.shape[1])
@@ -116,21 +125,27 @@ class BondShellDescriptor(nn.Module):
             per_power.append(_half_angle(bonds, self.half_angle_floor) @ shell_sum)
         n = spins.shape[0]
         out = torch.stack(per_power, dim=-1).reshape(n, -1)
-        orbit_sum = self.orbit_sum.to(bonds.dtype)
         parts = [out]
         if self.pair_orbits or self.three_body:
             near = around[:, :self.num_pair_sites]
             gram = torch.bmm(near, near.transpose(1, 2))                      # (N, m', m') S_j . S_l
             if self.pair_orbits:
-                parts.append(gram.reshape(n, -1) @ orbit_sum)
+                parts.append(self.orbit_sums(gram))
                 if self.half_angle:
-                    parts.append(_half_angle(gram, self.half_angle_floor).reshape(n, -1) @ orbit_sum)
+                    parts.append(self.orbit_sums(_half_angle(gram, self.half_angle_floor)))
             if self.three_body:
                 near_bonds = bonds[:, :self.num_pair_sites]
                 center = near_bonds.unsqueeze(2) * near_bonds.unsqueeze(1)     # (N, m', m') (S_i.S_j)(S_i.S_l)
-                parts.append(center.reshape(n, -1) @ orbit_sum)
-                parts.append((center * gram).reshape(n, -1) @ orbit_sum)
+                parts.append(self.orbit_sums(center))
+                parts.append(self.orbit_sums(center * gram))
         return torch.cat(parts, dim=1) if len(parts) > 1 else out
+
+    def orbit_sums(self, pair_values: torch.Tensor) -> torch.Tensor:
+        """(N, m', m') values on the pairs of neighbours -> (N, O) their sums over each pair orbit
+        (equal to pair_values.reshape(N, -1) @ orbit_sum)."""
+        n = pair_values.shape[0]
+        picked = pair_values.reshape(n, -1).index_select(1, self.orbit_pairs.reshape(-1))
+        return (picked.reshape(n, self.orbit_pairs.shape[0], -1) * self.orbit_mask.to(pair_values.dtype)).sum(-1)
 
     def forward(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         return self.features(spins, neighbors)
@@ -139,6 +154,18 @@ class BondShellDescriptor(nn.Module):
 def _half_angle(bonds: torch.Tensor, floor: float) -> torch.Tensor:
     """sqrt((1 + S_j.S_l)/2 + d^2): the double-exchange hopping amplitude cos(theta/2), kept smooth."""
     return torch.sqrt(0.5 * (1.0 + bonds) + floor * floor)
+
+
+def _orbit_gather(orbit_sum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 0/1 orbit matrix (m*m, O) as (O, k) indices of each orbit's pairs into the flattened
+    m*m pair values, padded to the largest orbit k, and the (O, k) 0/1 mask of real entries."""
+    members = [torch.nonzero(orbit_sum[:, o]).flatten() for o in range(orbit_sum.shape[1])]
+    k = max((len(rows) for rows in members), default=0)
+    pairs = torch.zeros(len(members), k, dtype=torch.long)
+    mask = torch.zeros(len(members), k, dtype=torch.float64)
+    for o, rows in enumerate(members):
+        pairs[o, :len(rows)], mask[o, :len(rows)] = rows, 1.0
+    return pairs, mask
 
 
 def _pair_orbit_matrix(lattice, offsets: torch.Tensor) -> torch.Tensor:

@@ -228,8 +228,9 @@ def model_from_exported(script, path) -> nn.Module:
     # Any lattice that holds the neighbourhood: the model itself does not depend on the size.
     side = 2 * int(script.neighbor_offsets.abs().max()) + 2
     lattice = Lattice(kind, (side,) * LATTICE_KINDS[kind]["dim"])
-    keys = KINDS[descriptor_kind].from_settings(lattice, {}).settings()
-    settings = {key: getattr(script.descriptor, key) for key in keys}
+    cls = KINDS[descriptor_kind]
+    keys = list(cls.from_settings(lattice, {}).settings()) + list(getattr(cls, "optional_settings", ()))
+    settings = {key: getattr(script.descriptor, key) for key in keys if hasattr(script.descriptor, key)}
     members = []
     for member in scripts:
         mu_input = bool(getattr(member, "mu_input", False))
@@ -238,7 +239,9 @@ def model_from_exported(script, path) -> nn.Module:
         if int(model.descriptor.version) != int(script.descriptor_version):
             raise ValueError(f"{path} was exported with {descriptor_kind} descriptor version "
                              f"{script.descriptor_version}; this spinforce has version {model.descriptor.version}")
-        model.load_state_dict(member.state_dict())
+        # A TorchScript file keeps every buffer, also those a model file leaves out (rebuilt from
+        # the settings): load the model file's part.
+        model.load_state_dict({k: v for k, v in member.state_dict().items() if k in model.state_dict()})
         if mu_input:
             set_mu_settings(model, {key: getattr(member, key) for key in MU_SETTINGS})
         members.append(model)
