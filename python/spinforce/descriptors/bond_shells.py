@@ -80,7 +80,7 @@ class BondShellDescriptor(nn.Module):
         # (m'*m', O) 0/1 matrix of the pair orbits (m' sites within pair_cutoff), kept in model files.
         # The features take each orbit's sum by a gather of its pairs from the flattened m' x m' bonds
         # (orbit_pairs[o], orbit_mask[o] = 0 pads the smaller orbits) instead of a product with this
-        # matrix: the same sums, 2.5-3x faster at cutoff 4.5 (bench/bond_shells.py).
+        # matrix: the same sums, 1.1-1.2x faster at cutoff 3, 1.5-2x at 4.5 (bench/bond_shells.py).
         orbit_sum = (_pair_orbit_matrix(lattice, offsets[:self.num_pair_sites]) if pair_orbits or three_body
                      else torch.zeros(0, 0, dtype=torch.float64))
         self.register_buffer("orbit_sum", orbit_sum)
