@@ -59,7 +59,7 @@ class BondShellDescriptor(nn.Module):
         # The pair orbits (and three-body sums) may stop at a shorter pair_cutoff: the nearest
         # neighbours, a prefix of the sorted neighbourhood. Their number grows as m^2, the shell
         # sums only as m, so a long cutoff stays affordable for the shells alone.
-        if pair_cutoff is not None:
+        if pair_cutoff is not None and float(pair_cutoff) != cutoff:  # equal to cutoff: the default
             pair_cutoff = float(pair_cutoff)
             if not (pair_orbits or three_body):
                 raise ValueError("descriptor pair_cutoff limits the pair orbits: it needs pair_orbits = true "
@@ -67,7 +67,7 @@ class BondShellDescriptor(nn.Module):
             if not lattice.shell_distance(1) - 1e-9 <= pair_cutoff <= cutoff:
                 raise ValueError(f"descriptor pair_cutoff must lie between the nearest-neighbour distance "
                                  f"{lattice.shell_distance(1):g} and cutoff = {cutoff:g}, got {pair_cutoff:g}")
-        self.pair_cutoff: float = cutoff if pair_cutoff is None else pair_cutoff
+        self.pair_cutoff: float = cutoff if pair_cutoff is None else float(pair_cutoff)
         self.num_pair_sites: int = int((lengths <= self.pair_cutoff + 1e-9).sum())
         self.cutoff = cutoff
         self.powers: list[int] = powers
