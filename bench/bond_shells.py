@@ -62,7 +62,8 @@ def main():
             results[f"cutoff_{cutoff:g}_{name}"] = {
                 "cutoff": cutoff, "dtype": name, "neighbors": int(neighbors.shape[1]),
                 "orbits": int(gather.orbit_sum.shape[1]), "num_features": gather.num_features,
-                "gather_us_per_site": us["gather"], "dense_us_per_site": us["dense"], "speedup": us["dense"] / us["gather"]}
+                "gather_us_per_site": us["gather"], "dense_us_per_site": us["dense"],
+                "speedup": us["dense"] / us["gather"]}
             print(f"cutoff {cutoff:g} {name}: {gather.num_features} features, {us['gather']:.2f} us/site by gather, "
                   f"{us['dense']:.2f} us/site dense: {us['dense'] / us['gather']:.2f}x")
     write_json("bond_shells", {"size": args.size, "repeats": args.repeats, "square": results})

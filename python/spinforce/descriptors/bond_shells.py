@@ -16,8 +16,9 @@ class BondShellDescriptor(nn.Module):
     Feature (k, p) of site i is sum_{j in shell k} (S_i . S_j)^p for neighbour shells
     k = 1..K within `cutoff` and powers p in `powers`. With ``pair_orbits=True`` it also has, for
     every orbit o of pairs {j, l} of neighbours of i under the point group, sum_{{j,l} in o} S_j . S_l
-    (the bonds among the neighbours; with ``pair_cutoff`` only neighbours within that distance). With ``three_body=True`` it adds, for the same orbits, the
-    three-body sums sum_{{j,l} in o} (S_i . S_j)(S_i . S_l) and the bond loops
+    (the bonds among the neighbours; with ``pair_cutoff`` only the neighbours within that
+    distance). With ``three_body=True`` it adds, for the same orbits, the three-body sums
+    sum_{{j,l} in o} (S_i . S_j)(S_i . S_l) and the bond loops
     sum_{{j,l} in o} (S_i . S_j)(S_j . S_l)(S_l . S_i): which bonds of the site meet which, and the
     lowest closed loops of hopping through the site (whose sign, through the Berry phase of
     the loop, the electrons feel). With ``half_angle=True`` every shell and orbit sum is taken once
