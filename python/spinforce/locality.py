@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import mean_stderr
 from .config import Key, check_sections, check_table, integer, list_of, number, one_of, string
 from .run_setup import PROVIDERS, SD_MODEL, add_set_argument, read_config
 
@@ -138,6 +137,7 @@ def locality_floor(lattice, states, cutoffs, *, J: float, t: float = 1.0, kT: fl
     """
     from tqdm.auto import tqdm
 
+    from .analysis import mean_stderr
     from .electrons import SDModel, filling_at_mu, mu_for_filling
 
     states = np.asarray(states, dtype=np.float64)
