@@ -241,7 +241,8 @@ def model_from_exported(script, path) -> nn.Module:
                              f"{script.descriptor_version}; this spinforce has version {model.descriptor.version}")
         # A TorchScript file keeps every buffer, also those a model file leaves out (rebuilt from
         # the settings): load the model file's part.
-        model.load_state_dict({k: v for k, v in member.state_dict().items() if k in model.state_dict()})
+        wanted = model.state_dict().keys()
+        model.load_state_dict({k: v for k, v in member.state_dict().items() if k in wanted})
         if mu_input:
             set_mu_settings(model, {key: getattr(member, key) for key in MU_SETTINGS})
         members.append(model)
