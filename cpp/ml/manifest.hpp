@@ -34,6 +34,6 @@ struct DescriptorVersion {
   const char* kind;
   int64_t version;
 };
-constexpr DescriptorVersion kDescriptorVersions[] = {{"group", 1}, {"bond_shells", 1}};
+constexpr DescriptorVersion kDescriptorVersions[] = {{"group", 1}, {"bond_shells", 1}, {"ordered_bonds", 1}};
 
 }  // namespace spinforce::manifest

@@ -35,6 +35,7 @@ class BondShellDescriptor(nn.Module):
 
     version: int = 1
     kind = "bond_shells"
+    images: int = 1  # rows of features per site (registry.py)
     # settings() names these only when they differ from the default; an exported file holds them
     # as attributes (read back by spinforce.ml.committee.load_exported)
     optional_settings = ("three_body", "half_angle", "pair_cutoff")

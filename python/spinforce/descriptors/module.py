@@ -44,6 +44,7 @@ class Descriptor(torch.nn.Module):
 
     version: int = _VERSION
     kind = "group"
+    images: int = 1  # rows of features per site (registry.py)
 
     def __init__(self, lattice, cutoff: float = 2.0, bond_cutoff: float = 1.0, triangle_cutoff: float | None = None,
                  block_radius: float = 1.0, floor: float = 0.1, implementation: str = "op"):

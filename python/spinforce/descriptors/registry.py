@@ -6,7 +6,10 @@ A descriptor is an ``nn.Module`` with
   neighbor_offsets  (m, dim) int64 buffer: the neighbourhood, as lattice offsets
   num_features      int
   lattice_kind      str, the lattice kind it was built for
-  features(spins (N,3), neighbors (N,m)) -> (N, F), TorchScript-compatible, differentiable in spins
+  images            int, rows of features per site: 1 for invariant features; |G| for features
+                    given once per point-group operation, over which the network is averaged
+  features(spins (N,3), neighbors (N,m)) -> (N * images, F), TorchScript-compatible, differentiable
+                    in spins, the rows of site i at i*images .. (i+1)*images - 1
   settings() -> dict, and a classmethod from_settings(lattice, settings)
 where ``neighbors = lattice.neighbor_table(neighbor_offsets)``. Adding one: a module in this
 folder and a line in KINDS.
@@ -14,15 +17,18 @@ folder and a line in KINDS.
 Kinds:
   "group"       the group-theoretical descriptor ``spinforce.Descriptor`` (the default)
   "bond_shells" ``BondShellDescriptor``: bond sums per neighbour shell, a baseline
+  "ordered_bonds" ``OrderedBondDescriptor``: every bond of the neighbourhood in place, one row
+                per point-group operation (the network is averaged over them)
 """
 from __future__ import annotations
 
 from .bond_shells import BondShellDescriptor
 from .module import Descriptor
+from .ordered_bonds import OrderedBondDescriptor
 
 __all__ = ["KINDS", "DESCRIPTOR_KINDS", "DEFAULT_KIND", "descriptor_version", "make_descriptor"]
 
-KINDS = {"group": Descriptor, "bond_shells": BondShellDescriptor}
+KINDS = {"group": Descriptor, "bond_shells": BondShellDescriptor, "ordered_bonds": OrderedBondDescriptor}
 DESCRIPTOR_KINDS = tuple(KINDS)
 DEFAULT_KIND = "group"
 

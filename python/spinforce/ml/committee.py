@@ -100,6 +100,7 @@ class CommitteeModel(ChemicalPotentialSolve, nn.Module):
         self.fixed_filling: float = math.nan
         self.newton_steps: int = DEFAULT_NEWTON_STEPS
         self.descriptor = copy.deepcopy(first.descriptor)
+        self.images: int = first.images  # feature rows per site (ChemicalPotentialSolve.solve_mu)
         self.members = nn.ModuleList([copy.deepcopy(m) for m in members])
         self.register_buffer("neighbor_offsets", first.neighbor_offsets.clone())
         self.register_buffer("dtype_reference", torch.zeros((), dtype=DTYPES[first.dtype_name]))

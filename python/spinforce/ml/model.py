@@ -98,7 +98,7 @@ class ChemicalPotentialSolve:
         training mu, kept inside a bracket that every step narrows (a step that would leave it,
         or a non-increasing count, bisects instead). The bracket starts as the training range of
         mu widened by half its width on either side: the solved mu never leaves it."""
-        target = self.fixed_filling * 2.0 * float(features.shape[0])
+        target = self.fixed_filling * 2.0 * float(features.shape[0] // self.images)
         half = 0.5 * (self.mu_max - self.mu_min)
         lo = torch.full((), self.mu_min - half, dtype=features.dtype, device=features.device)
         hi = torch.full((), self.mu_max + half, dtype=features.dtype, device=features.device)
@@ -186,6 +186,7 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         self.lattice_kind: str = descriptor.lattice_kind
         self.descriptor_kind: str = descriptor_kind
         self.descriptor_version: int = int(descriptor.version)
+        self.images: int = int(descriptor.images)  # feature rows per site, averaged over (image_mean)
         self.hidden = hidden
         self.activation = activation
         self.dtype_name = dtype
@@ -245,14 +246,24 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
                 raise RuntimeError("this model takes the chemical potential mu as an input; none was given")
             x = self._network_input(features, mu)
             shifted = mu.to(x.dtype) - self.mu_mean
-            return self.energy_shift - self.density_mean * shifted + self.energy_scale * self.mlp(x).squeeze(-1)
+            return (self.energy_shift - self.density_mean * shifted
+                    + self.energy_scale * self.image_mean(self.mlp(x).squeeze(-1)))
         x = (features - self.feature_mean) / self.feature_std
-        return self.energy_shift + self.energy_scale * self.mlp(x).squeeze(-1)
+        return self.energy_shift + self.energy_scale * self.image_mean(self.mlp(x).squeeze(-1))
+
+    def image_mean(self, rows: torch.Tensor) -> torch.Tensor:
+        """(N * images,) network outputs -> (N,) their mean over each site's images (the
+        point-group average of a descriptor with images > 1; the identity for one image)."""
+        if self.images == 1:
+            return rows
+        return rows.reshape(-1, self.images).mean(1)
 
     def _network_input(self, features: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """(N, F + 1): the normalised features and, last, (mu - mu_mean) / mu_std (mu 0-dim or (N,))."""
         x = (features - self.feature_mean) / self.feature_std
         m = (mu.to(x.dtype) - self.mu_mean) / self.mu_std
+        if m.dim() > 0 and self.images > 1:  # a mu per site: the same for each of its images
+            m = m.repeat_interleave(self.images)
         return torch.cat([x, m.expand(x.shape[:1]).unsqueeze(-1)], dim=1)
 
     def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor):
@@ -277,8 +288,9 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
                 d1 = slope * d1
                 x = layer(x)
         scale = self.energy_scale
-        return (self.energy_shift - self.density_mean * (mu.to(x.dtype) - self.mu_mean) + scale * x.squeeze(-1),
-                scale * d1.expand_as(x).squeeze(-1) - self.density_mean, scale * d2.expand_as(x).squeeze(-1))
+        return (self.energy_shift - self.density_mean * (mu.to(x.dtype) - self.mu_mean) + scale * self.image_mean(x.squeeze(-1)),
+                scale * self.image_mean(d1.expand_as(x).squeeze(-1)) - self.density_mean,
+                scale * self.image_mean(d2.expand_as(x).squeeze(-1)))
 
     def evaluate(self, spins: torch.Tensor, neighbors: torch.Tensor):
         """(site energies (N,), fields (N,3), mu): the fields are -d(sum of site energies)/dS; for

@@ -12,7 +12,8 @@ Config (TOML; relative paths are relative to the config file):
     test_paths = []                 # datasets used only as test data
 
     [descriptor]                    # or: descriptor = {kind = "bond_shells", cutoff = 2.0}
-    kind = "group"                  # "group" (spinforce.Descriptor) or "bond_shells"; default: group where built in
+    kind = "group"                  # "group" (spinforce.Descriptor), "bond_shells" or "ordered_bonds";
+                                    # default: group where built in
     cutoff = 2.0                    # other keys are passed to the descriptor
 
     [model]
@@ -82,6 +83,8 @@ _DESCRIPTOR_SETTINGS = {
     "bond_shells": {"cutoff": Key(number(0, lo_open=True), OMIT), "powers": Key(int_list(1), OMIT),
                     "pair_orbits": Key(boolean(), OMIT), "three_body": Key(boolean(), OMIT),
                     "half_angle": Key(boolean(), OMIT), "pair_cutoff": Key(number(0, lo_open=True), OMIT)},
+    "ordered_bonds": {"cutoff": Key(number(0, lo_open=True), OMIT), "bond_cutoff": Key(number(0, lo_open=True), OMIT),
+                      "half_angle": Key(boolean(), OMIT)},
     "group": {"cutoff": Key(number(0, lo_open=True), OMIT), "bond_cutoff": Key(number(0, lo_open=True), OMIT),
               "triangle_cutoff": Key(number(0, lo_open=True), OMIT), "block_radius": Key(number(0, lo_open=True), OMIT),
               "floor": Key(number(0, lo_open=True), OMIT), "implementation": Key(one_of("op", "reference"), OMIT)},

@@ -1,0 +1,166 @@
+"""The ordered-bond descriptor and the point-group-averaged network built on it."""
+import numpy as np
+import pytest
+import torch
+
+import spinforce
+from spinforce.descriptors.bond_shells import HALF_ANGLE_FLOOR
+from spinforce.descriptors.ordered_bonds import OrderedBondDescriptor
+from spinforce.ml.model import build_model, compute_fields, export_torchscript, set_ensemble
+
+
+def _point_group_images(lat, spins):
+    """(site map, spins) for every point-group operation g: the configuration moved by g."""
+    coords = lat.coordinates
+    index = {tuple(c): i for i, c in enumerate(coords)}
+    shape = np.array(lat.shape)
+    for g in lat.point_group_matrices.numpy():
+        image = np.array([index[tuple((g @ c) % shape)] for c in coords])  # site r -> site g r
+        moved = np.empty_like(spins)
+        moved[image] = spins
+        yield image, moved
+
+
+def _random_model(lat, settings, mu_input=False, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(lat, "ordered_bonds", settings, [16, 16], "tanh", "float64", mu_input=mu_input)
+    with torch.no_grad():  # weights large enough that the network is far from linear
+        for p in model.mlp.parameters():
+            p.normal_(0.0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("kind,L,cutoff", [("square", 8, 2.0), ("triangular", 8, 2.0), ("cubic", 6, 1.5)])
+def test_each_image_holds_every_bond_in_place(kind, L, cutoff):
+    """Row g of a site is the list of bonds S_a . S_b (the site to each neighbour, then the
+    neighbour pairs no farther apart than bond_cutoff) read through point-group operation g,
+    done by loops; the images of a site are |G| distinct orders of the same bonds."""
+    lat = spinforce.Lattice(kind, L)
+    d = OrderedBondDescriptor(lat, cutoff=cutoff, half_angle=True)
+    offsets = d.neighbor_offsets.numpy()
+    nb = lat.neighbor_table(d.neighbor_offsets).numpy()
+    s = lat.random_spins(2)
+    f = d.features(torch.from_numpy(s), torch.from_numpy(nb)).numpy()
+    G = len(lat.point_group_matrices)
+    assert d.images == G and f.shape == (lat.num_sites * G, d.num_features)
+    pos = np.vstack([np.zeros((1, offsets.shape[1])), offsets]) @ lat.primitive_vectors.numpy()
+    m = len(offsets)
+    pairs = [(0, b) for b in range(1, m + 1)]
+    bond_cutoff = lat.shell_distance(2)
+    pairs += [(a, b) for a in range(1, m + 1) for b in range(a + 1, m + 1)
+              if np.linalg.norm(pos[a] - pos[b]) <= bond_cutoff + 1e-9]
+    assert d.num_bonds == len(pairs) and d.num_features == 2 * len(pairs)
+    perms = lat.permutations(offsets)
+    for i in (0, 11):
+        patch = np.vstack([s[i], s[nb[i]]])
+        for g, perm in enumerate(perms):
+            moved = np.r_[0, 1 + perm]
+            want = np.array([patch[moved[a]] @ patch[moved[b]] for a, b in pairs])
+            row = f[i * G + g]
+            np.testing.assert_allclose(row[:len(pairs)], want, atol=1e-13)
+            np.testing.assert_allclose(row[len(pairs):], np.sqrt((1 + want) / 2 + HALF_ANGLE_FLOOR ** 2), atol=1e-13)
+        rows = f[i * G:(i + 1) * G, :len(pairs)]
+        np.testing.assert_allclose(np.sort(rows, axis=1), np.sort(rows[:1], axis=1).repeat(G, 0), atol=1e-13)
+        assert len({tuple(np.round(r, 12)) for r in rows}) == G  # random spins: no two images alike
+
+
+@pytest.mark.parametrize("kind,L", [("square", 8), ("triangular", 8), ("cubic", 6)])
+def test_averaged_network_is_invariant_and_its_fields_are_the_energy_gradient(kind, L):
+    """A network with random weights on the ordered bonds, averaged over the images: the energy
+    is unchanged by global spin rotations, time reversal and every point-group operation of the
+    lattice (site energies follow their sites), and the fields are minus the finite-difference
+    gradient of the energy."""
+    lat = spinforce.Lattice(kind, L)
+    model = _random_model(lat, {"cutoff": 2.0 if kind != "cubic" else 1.5, "half_angle": True})
+    nb = lat.neighbor_table(model.neighbor_offsets)
+    s = lat.random_spins(3)
+    eps, h = model.site_energies_and_fields(torch.from_numpy(s), nb)
+    eps = eps.numpy()
+    assert eps.std() > 1e-2  # a network far from constant
+    q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
+    for other in (s @ q.T, -s):
+        np.testing.assert_allclose(model.site_energies(torch.from_numpy(other), nb).detach().numpy(), eps, atol=1e-12)
+    for image, moved in _point_group_images(lat, s):
+        np.testing.assert_allclose(model.site_energies(torch.from_numpy(moved), nb).detach().numpy()[image], eps,
+                                   atol=1e-12)
+    # one image alone is not invariant: the average is what makes the model so
+    f = model.descriptor.features(torch.from_numpy(s), nb)
+    x = (f - model.feature_mean) / model.feature_std
+    one = model.mlp(x).reshape(lat.num_sites, -1)[:, 0].detach().numpy()
+    _, moved = next(iter(list(_point_group_images(lat, s))[1:]))
+    x2 = (model.descriptor.features(torch.from_numpy(moved), nb) - model.feature_mean) / model.feature_std
+    assert not np.allclose(np.sort(model.mlp(x2).reshape(lat.num_sites, -1)[:, 0].detach().numpy()), np.sort(one))
+    energy = lambda sp: float(model(torch.from_numpy(sp), nb)[0])
+    step = 1e-6
+    for site in (0, 5):
+        for c in range(3):
+            up, down = s.copy(), s.copy()
+            up[site, c] += step
+            down[site, c] -= step
+            assert -(energy(up) - energy(down)) / (2 * step) == pytest.approx(float(h[site, c]), abs=1e-7)
+
+
+def test_fixed_filling_solve_counts_every_site_once():
+    """With mu input and images, the fixed-filling solve finds the mu at which the sum over
+    sites of n_i = -d omega_i / d mu is the wanted electron count (each site once, not once per
+    image), and n_i agrees with a finite difference in mu."""
+    lat = spinforce.Lattice("square", 8)
+    model = _random_model(lat, {"cutoff": 1.5}, mu_input=True)
+    model.mu_mean, model.mu_std, model.mu_min, model.mu_max, model.density_mean = -4.0, 0.3, -4.5, -3.5, 0.98
+    set_ensemble(model, fixed_filling=0.49)
+    nb = lat.neighbor_table(model.neighbor_offsets)
+    s = torch.from_numpy(lat.random_spins(4))
+    f = model.descriptor.features(s, nb)
+    mu = model.solve_mu(f)
+    _, first, _ = model.grand_potential_derivatives(f, mu)
+    assert first.shape == (lat.num_sites,)
+    assert float(-first.sum().detach()) == pytest.approx(0.49 * 2 * lat.num_sites, rel=1e-10)
+    step = 1e-5
+    fd = (model.energies_from_features(f, mu + step) - model.energies_from_features(f, mu - step)) / (2 * step)
+    np.testing.assert_allclose(fd.detach().numpy(), first.detach().numpy(), atol=1e-7)
+
+
+@pytest.mark.parametrize("mu_input", [False, True])
+def test_exported_model_runs_in_cpp_and_rebuilds(tmp_path, mu_input):
+    """The TorchScript file of an ordered-bond model (and of a committee of two) gives the
+    Python fields in the C++ provider to 1e-10 on another lattice size, and
+    `load_exported` rebuilds it with its settings."""
+    from spinforce.ml.committee import CommitteeModel, load_exported
+    lat = spinforce.Lattice("triangular", 6)
+    settings = {"cutoff": 1.8, "bond_cutoff": 1.0, "half_angle": True}
+    members = [_random_model(lat, settings, mu_input, seed=k) for k in range(2)]
+    for member in members:
+        member.mu_mean, member.mu_std, member.mu_min, member.mu_max, member.density_mean = 0.5, 0.2, 0.0, 1.0, 0.5
+        if mu_input:
+            set_ensemble(member, fixed_mu=0.4)
+    committee = CommitteeModel(members)
+    if mu_input:
+        set_ensemble(committee, fixed_mu=0.4)
+    big = spinforce.Lattice("triangular", (8, 7))
+    s = big.random_spins(2)
+    for model, name in ((members[0], "one.ts"), (committee, "two.ts")):
+        path = export_torchscript(model, tmp_path / name)
+        ref = compute_fields(model, big, s)
+        got = spinforce.MLForceField(path, big).compute(s)
+        np.testing.assert_allclose(got.fields, ref.fields, rtol=0, atol=1e-10)
+        assert np.abs(ref.fields).max() > 1e-2
+        rebuilt = load_exported(path)
+        if mu_input:
+            set_ensemble(rebuilt, fixed_mu=0.4)
+        np.testing.assert_allclose(compute_fields(rebuilt, big, s).fields, ref.fields, rtol=0, atol=1e-12)
+    assert load_exported(tmp_path / "one.ts").descriptor.settings() == members[0].descriptor.settings() == settings
+    if not mu_input:
+        assert got.uncertainty is not None and got.uncertainty.max() > 0
+
+
+def test_bad_settings_are_refused_with_the_allowed_range():
+    lat = spinforce.Lattice("square", 8)
+    for bad, match in (({"cutoff": 0.5}, "shorter than the nearest-neighbour"), ({"cutoff": -1}, "cutoff must be > 0"),
+                       ({"cutoff": 2.0, "bond_cutoff": 0.5}, "bond_cutoff must lie between"),
+                       ({"cutoff": 2.0, "bond_cutoff": 4.5}, "bond_cutoff must lie between")):
+        with pytest.raises(ValueError, match=match):
+            OrderedBondDescriptor(lat, **bad)
+    from spinforce.ml.training import load_config
+    with pytest.raises(ValueError, match="pair_orbits"):
+        load_config({"data": {"paths": ["x.h5"]}, "descriptor": {"kind": "ordered_bonds", "pair_orbits": True},
+                     "output": {"dir": "run"}})
