@@ -64,21 +64,24 @@ def test_each_image_holds_every_bond_in_place(kind, L, cutoff):
         assert len({tuple(np.round(r, 12)) for r in rows}) == G  # random spins: no two images alike
 
 
-@pytest.mark.parametrize("kind,L", [("square", 8), ("triangular", 8), ("cubic", 6)])
-def test_averaged_network_is_invariant_and_its_fields_are_the_energy_gradient(kind, L):
+@pytest.mark.parametrize("kind,L,chirality", [("square", 8, False), ("triangular", 8, False), ("triangular", 8, True),
+                                              ("cubic", 6, False)])
+def test_averaged_network_is_invariant_and_its_fields_are_the_energy_gradient(kind, L, chirality):
     """A network with random weights on the ordered bonds, averaged over the images: the energy
     is unchanged by global spin rotations, time reversal and every point-group operation of the
     lattice (site energies follow their sites), and the fields are minus the finite-difference
     gradient of the energy."""
     lat = spinforce.Lattice(kind, L)
-    model = _random_model(lat, {"cutoff": 2.0 if kind != "cubic" else 1.5, "half_angle": True})
+    model = _random_model(lat, {"cutoff": 2.0 if kind != "cubic" else 1.5, "half_angle": True,
+                                **({"chirality": True} if chirality else {})})
     nb = lat.neighbor_table(model.neighbor_offsets)
     s = lat.random_spins(3)
     eps, h = model.site_energies_and_fields(torch.from_numpy(s), nb)
     eps = eps.numpy()
     assert eps.std() > 1e-2  # a network far from constant
     q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
-    for other in (s @ q.T, -s):
+    mirror = np.diag([1.0, 1.0, -1.0])  # an improper spin rotation: every chirality changes sign
+    for other in (s @ q.T, -s, s @ mirror):
         np.testing.assert_allclose(model.site_energies(torch.from_numpy(other), nb).detach().numpy(), eps, atol=1e-12)
     for image, moved in _point_group_images(lat, s):
         np.testing.assert_allclose(model.site_energies(torch.from_numpy(moved), nb).detach().numpy()[image], eps,
@@ -98,6 +101,39 @@ def test_averaged_network_is_invariant_and_its_fields_are_the_energy_gradient(ki
             up[site, c] += step
             down[site, c] -= step
             assert -(energy(up) - energy(down)) / (2 * step) == pytest.approx(float(h[site, c]), abs=1e-7)
+
+
+def test_chirality_features_are_the_products_of_triangle_chiralities():
+    """With chirality, the last features of a site are chi_0 chi_t for the nearest-neighbour
+    triangles t of its neighbourhood (chi = S_a . (S_b x S_c), corners counterclockwise; chi_0 the
+    sum over the six triangles at the site), done by loops over the lattice positions."""
+    lat = spinforce.Lattice("triangular", 8)
+    d = OrderedBondDescriptor(lat, cutoff=1.8, chirality=True)
+    plain = OrderedBondDescriptor(lat, cutoff=1.8)
+    nb = lat.neighbor_table(d.neighbor_offsets).numpy()
+    s = lat.random_spins(6)
+    f = d.features(torch.from_numpy(s), torch.from_numpy(nb)).numpy()
+    assert d.num_features == plain.num_bonds + d.num_triangles
+    np.testing.assert_array_equal(f[:, :plain.num_bonds], plain.features(torch.from_numpy(s), torch.from_numpy(nb)).numpy())
+    A = lat.primitive_vectors.numpy()
+    pos = np.vstack([np.zeros(2), d.neighbor_offsets.numpy() @ A])
+    G = d.images
+    for i in (0, 13):
+        patch = np.vstack([s[i], s[nb[i]]])
+        tris = []  # every triangle of mutual nearest neighbours, counterclockwise
+        for a in range(len(pos)):
+            for b in range(len(pos)):
+                for c in range(len(pos)):
+                    sides = [np.linalg.norm(pos[x] - pos[y]) for x, y in ((a, b), (b, c), (c, a))]
+                    u, v = pos[b] - pos[a], pos[c] - pos[a]
+                    if a < b and a < c and np.allclose(sides, 1.0) and u[0] * v[1] - u[1] * v[0] > 0:
+                        tris.append((a, b, c))
+        assert len(tris) == d.num_triangles and sum(0 in t for t in tris) == 6
+        chi = {t: patch[t[0]] @ np.cross(patch[t[1]], patch[t[2]]) for t in tris}
+        chi0 = sum(v for t, v in chi.items() if 0 in t)
+        want = sorted(chi0 * v for v in chi.values())
+        for g in range(G):  # every image holds the same products, in its own order
+            np.testing.assert_allclose(np.sort(f[i * G + g, plain.num_bonds:]), want, atol=1e-13)
 
 
 def test_fixed_filling_solve_counts_every_site_once():
@@ -127,7 +163,7 @@ def test_exported_model_runs_in_cpp_and_rebuilds(tmp_path, mu_input):
     `load_exported` rebuilds it with its settings."""
     from spinforce.ml.committee import CommitteeModel, load_exported
     lat = spinforce.Lattice("triangular", 6)
-    settings = {"cutoff": 1.8, "bond_cutoff": 1.0, "half_angle": True}
+    settings = {"cutoff": 1.8, "bond_cutoff": 1.0, "half_angle": True, "chirality": True}
     members = [_random_model(lat, settings, mu_input, seed=k) for k in range(2)]
     for member in members:
         member.mu_mean, member.mu_std, member.mu_min, member.mu_max, member.density_mean = 0.5, 0.2, 0.0, 1.0, 0.5
@@ -157,7 +193,8 @@ def test_bad_settings_are_refused_with_the_allowed_range():
     lat = spinforce.Lattice("square", 8)
     for bad, match in (({"cutoff": 0.5}, "shorter than the nearest-neighbour"), ({"cutoff": -1}, "cutoff must be > 0"),
                        ({"cutoff": 2.0, "bond_cutoff": 0.5}, "bond_cutoff must lie between"),
-                       ({"cutoff": 2.0, "bond_cutoff": 4.5}, "bond_cutoff must lie between")):
+                       ({"cutoff": 2.0, "bond_cutoff": 4.5}, "bond_cutoff must lie between"),
+                       ({"cutoff": 2.0, "chirality": True}, "chirality needs triangles")):
         with pytest.raises(ValueError, match=match):
             OrderedBondDescriptor(lat, **bad)
     from spinforce.ml.training import load_config

@@ -21,6 +21,13 @@ class OrderedBondDescriptor(nn.Module):
     magnitude of the spin solid angles they enclose). With ``half_angle=True`` every bond also
     enters as the double-exchange hopping amplitude cos(theta/2) = sqrt((1 + S_a.S_b)/2 + d^2).
 
+    With ``chirality=True`` (lattices with triangles of nearest-neighbour bonds: triangular) it adds,
+    for every such triangle t of the neighbourhood, chi_0 chi_t, with chi_t = S_a . (S_b x S_c) over
+    its corners counterclockwise and chi_0 the sum of chi over the triangles at the site: the bonds
+    give a triangle's solid angle only up to its sign, these give the relative signs (which chiral
+    domain, the Berry flux an electron picks up), and are unchanged by time reversal and every
+    spin rotation, proper or not, as the energy is.
+
     Unlike the sums of `bond_shells`, nothing is summed away: which bond is which stays known.
     The features are invariant under global spin rotations and time reversal but not under the
     point group; instead there are ``images = |G|`` rows per site, row g holding the bonds
@@ -33,9 +40,10 @@ class OrderedBondDescriptor(nn.Module):
     version: int = 1
     kind = "ordered_bonds"
     # settings() names these only when they differ from the default (spinforce.ml.committee.load_exported)
-    optional_settings = ("bond_cutoff", "half_angle")
+    optional_settings = ("bond_cutoff", "half_angle", "chirality")
 
-    def __init__(self, lattice, cutoff: float = 2.0, bond_cutoff: float | None = None, half_angle: bool = False):
+    def __init__(self, lattice, cutoff: float = 2.0, bond_cutoff: float | None = None, half_angle: bool = False,
+                 chirality: bool = False):
         super().__init__()
         cutoff = float(cutoff)
         if not cutoff > 0:
@@ -77,7 +85,25 @@ class OrderedBondDescriptor(nn.Module):
         self.register_buffer("image_pairs", torch.from_numpy(images).reshape(-1))
         self.images: int = int(len(perms))
         self.num_bonds: int = len(pairs)
-        self.num_features: int = len(pairs) * (1 + int(self.half_angle))
+        # Chirality products: the bonds fix each triangle's solid angle only up to its sign, and the
+        # relative signs (chiral domains, the Berry flux the electrons feel) are lost without them.
+        self.chirality: bool = bool(chirality)
+        triangles = _nearest_neighbour_triangles(pos, nearest) if self.chirality else np.zeros((0, 3), np.int64)
+        if self.chirality and not any(0 in t for t in triangles.tolist()):
+            raise ValueError(f"descriptor chirality needs triangles of nearest-neighbour bonds around a site; the "
+                             f"{lattice.kind} lattice has none (use it on the triangular lattice)")
+        tri_index = {tuple(sorted(t)): k for k, t in enumerate(triangles.tolist())}
+        tri_images = np.empty((len(perms), len(triangles)), dtype=np.int64)
+        for g, perm in enumerate(perms):
+            moved = np.r_[0, 1 + perm]
+            for k, t in enumerate(triangles.tolist()):
+                tri_images[g, k] = tri_index[tuple(sorted(int(moved[v]) for v in t))]
+        self.register_buffer("triangles", torch.from_numpy(triangles.astype(np.int64)))
+        self.register_buffer("centre_triangles", torch.tensor([k for k, t in enumerate(triangles.tolist()) if 0 in t],
+                                                              dtype=torch.long))
+        self.register_buffer("image_triangles", torch.from_numpy(tri_images).reshape(-1))
+        self.num_triangles: int = len(triangles)
+        self.num_features: int = len(pairs) * (1 + int(self.half_angle)) + self.num_triangles
 
     def settings(self) -> dict:
         settings: dict = {"cutoff": self.cutoff}
@@ -85,6 +111,8 @@ class OrderedBondDescriptor(nn.Module):
             settings["bond_cutoff"] = self.bond_cutoff
         if self.half_angle:
             settings["half_angle"] = True
+        if self.chirality:
+            settings["chirality"] = True
         return settings
 
     @classmethod
@@ -98,7 +126,29 @@ class OrderedBondDescriptor(nn.Module):
         out = bonds.index_select(1, self.image_pairs).reshape(n * self.images, self.num_bonds)
         if self.half_angle:
             out = torch.cat([out, _half_angle(out, self.half_angle_floor)], dim=1)
+        if self.chirality:
+            a, b, c = patch[:, self.triangles[:, 0]], patch[:, self.triangles[:, 1]], patch[:, self.triangles[:, 2]]
+            chi = (a * torch.linalg.cross(b, c, dim=-1)).sum(-1)                       # (N, T), counterclockwise
+            products = chi * chi.index_select(1, self.centre_triangles).sum(1, keepdim=True)
+            out = torch.cat([out, products.index_select(1, self.image_triangles).reshape(n * self.images, -1)], dim=1)
         return out
 
     def forward(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         return self.features(spins, neighbors)
+
+
+def _nearest_neighbour_triangles(pos: np.ndarray, nearest: float) -> np.ndarray:
+    """(T, 3) the triangles of mutual nearest neighbours among the points `pos` (2D), each with
+    its corners counterclockwise."""
+    close = np.abs(np.linalg.norm(pos[:, None] - pos[None], axis=-1) - nearest) < 1e-9
+    out = []
+    n = len(pos)
+    for a in range(n):
+        for b in range(a + 1, n):
+            if not close[a, b]:
+                continue
+            for c in range(b + 1, n):
+                if close[a, c] and close[b, c]:
+                    u, v = pos[b] - pos[a], pos[c] - pos[a]
+                    out.append((a, b, c) if u[0] * v[1] - u[1] * v[0] > 0 else (a, c, b))
+    return np.array(out, dtype=np.int64).reshape(-1, 3)

@@ -84,7 +84,7 @@ _DESCRIPTOR_SETTINGS = {
                     "pair_orbits": Key(boolean(), OMIT), "three_body": Key(boolean(), OMIT),
                     "half_angle": Key(boolean(), OMIT), "pair_cutoff": Key(number(0, lo_open=True), OMIT)},
     "ordered_bonds": {"cutoff": Key(number(0, lo_open=True), OMIT), "bond_cutoff": Key(number(0, lo_open=True), OMIT),
-                      "half_angle": Key(boolean(), OMIT)},
+                      "half_angle": Key(boolean(), OMIT), "chirality": Key(boolean(), OMIT)},
     "group": {"cutoff": Key(number(0, lo_open=True), OMIT), "bond_cutoff": Key(number(0, lo_open=True), OMIT),
               "triangle_cutoff": Key(number(0, lo_open=True), OMIT), "block_radius": Key(number(0, lo_open=True), OMIT),
               "floor": Key(number(0, lo_open=True), OMIT), "implementation": Key(one_of("op", "reference"), OMIT)},
