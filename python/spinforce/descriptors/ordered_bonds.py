@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .bond_shells import HALF_ANGLE_FLOOR, _half_angle
+from .environment import _triangles
 
 __all__ = ["OrderedBondDescriptor"]
 
@@ -88,7 +89,8 @@ class OrderedBondDescriptor(nn.Module):
         # Chirality products: the bonds fix each triangle's solid angle only up to its sign, and the
         # relative signs (chiral domains, the Berry flux the electrons feel) are lost without them.
         self.chirality: bool = bool(chirality)
-        triangles = _nearest_neighbour_triangles(pos, nearest) if self.chirality else np.zeros((0, 3), np.int64)
+        # the triangles of mutual nearest neighbours, corners counterclockwise
+        triangles = np.array(_triangles(pos, nearest) if self.chirality else [], dtype=np.int64).reshape(-1, 3)
         if self.chirality and not any(0 in t for t in triangles.tolist()):
             raise ValueError(f"descriptor chirality needs triangles of nearest-neighbour bonds around a site; the "
                              f"{lattice.kind} lattice has none (use it on the triangular lattice)")
@@ -136,19 +138,3 @@ class OrderedBondDescriptor(nn.Module):
     def forward(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         return self.features(spins, neighbors)
 
-
-def _nearest_neighbour_triangles(pos: np.ndarray, nearest: float) -> np.ndarray:
-    """(T, 3) the triangles of mutual nearest neighbours among the points `pos` (2D), each with
-    its corners counterclockwise."""
-    close = np.abs(np.linalg.norm(pos[:, None] - pos[None], axis=-1) - nearest) < 1e-9
-    out = []
-    n = len(pos)
-    for a in range(n):
-        for b in range(a + 1, n):
-            if not close[a, b]:
-                continue
-            for c in range(b + 1, n):
-                if close[a, c] and close[b, c]:
-                    u, v = pos[b] - pos[a], pos[c] - pos[a]
-                    out.append((a, b, c) if u[0] * v[1] - u[1] * v[0] > 0 else (a, c, b))
-    return np.array(out, dtype=np.int64).reshape(-1, 3)
