@@ -201,3 +201,22 @@ def test_bad_settings_are_refused_with_the_allowed_range():
     with pytest.raises(ValueError, match="pair_orbits"):
         load_config({"data": {"paths": ["x.h5"]}, "descriptor": {"kind": "ordered_bonds", "pair_orbits": True},
                      "output": {"dir": "run"}})
+
+
+@pytest.mark.slow
+def test_committee_compiles_to_pt2_and_runs_on_any_lattice_size(tmp_path):
+    """The image average keeps the model exportable by torch.export (no data-dependent shapes):
+    the .pt2 package of an ordered-bond committee with chirality gives the Python fields on a
+    lattice size it was not compiled on."""
+    from spinforce.ml.committee import CommitteeModel
+    from spinforce.ml.pt2 import export_pt2
+    lat = spinforce.Lattice("triangular", 6)
+    committee = CommitteeModel([_random_model(lat, {"cutoff": 1.8, "chirality": True}, seed=k) for k in range(2)])
+    path = export_pt2(committee, tmp_path / "c.pt2")
+    big = spinforce.Lattice("triangular", (10, 9))
+    s = big.random_spins(1)
+    ref = compute_fields(committee, big, s)
+    got = spinforce.MLForceField(path, big).compute(s)
+    np.testing.assert_allclose(got.fields, ref.fields, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got.uncertainty, ref.uncertainty, rtol=0, atol=1e-10)
+    assert np.abs(ref.fields).max() > 1e-2
