@@ -143,14 +143,18 @@ def test_fixed_filling_solve_counts_every_site_once():
     lat = spinforce.Lattice("square", 8)
     model = _random_model(lat, {"cutoff": 1.5}, mu_input=True)
     model.mu_mean, model.mu_std, model.mu_min, model.mu_max, model.density_mean = -4.0, 0.3, -4.5, -3.5, 0.98
-    set_ensemble(model, fixed_filling=0.49)
     nb = lat.neighbor_table(model.neighbor_offsets)
     s = torch.from_numpy(lat.random_spins(4))
     f = model.descriptor.features(s, nb)
+    # the filling this (random) network gives at a mu near its start, so that the solve has a
+    # root close by whatever the weights
+    _, first, second = model.grand_potential_derivatives(f, torch.tensor(-3.98, dtype=torch.float64))
+    assert first.shape == (lat.num_sites,) and abs(float(second.sum().detach())) > 1e-3
+    filling = float(-first.sum().detach()) / (2 * lat.num_sites)
+    set_ensemble(model, fixed_filling=filling, newton_steps=30)
     mu = model.solve_mu(f)
     _, first, _ = model.grand_potential_derivatives(f, mu)
-    assert first.shape == (lat.num_sites,)
-    assert float(-first.sum().detach()) == pytest.approx(0.49 * 2 * lat.num_sites, rel=1e-10)
+    assert float(-first.sum().detach()) == pytest.approx(filling * 2 * lat.num_sites, rel=1e-10)
     step = 1e-5
     fd = (model.energies_from_features(f, mu + step) - model.energies_from_features(f, mu - step)) / (2 * step)
     np.testing.assert_allclose(fd.detach().numpy(), first.detach().numpy(), atol=1e-7)
