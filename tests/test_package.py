@@ -19,13 +19,15 @@ def test_import_spinforce_does_not_load_trainer_generate_h5py_or_matplotlib():
 
 def test_descriptor_registry_builds_every_kind_and_reports_versions():
     import spinforce
-    from spinforce.descriptors import DESCRIPTOR_KINDS, BondShellDescriptor, descriptor_version, make_descriptor
+    from spinforce.descriptors import (DESCRIPTOR_KINDS, BondShellDescriptor, OrderedBondDescriptor, descriptor_version,
+                                       make_descriptor)
     lat = spinforce.Lattice("square", (6, 6))
-    assert set(DESCRIPTOR_KINDS) == {"group", "bond_shells"}
+    assert set(DESCRIPTOR_KINDS) == {"group", "bond_shells", "ordered_bonds"}
     for kind in DESCRIPTOR_KINDS:
         d = make_descriptor(kind, lat, {"cutoff": 1.5})
         assert d.kind == kind and d.version == descriptor_version(kind) == 1
     assert isinstance(make_descriptor("bond_shells", lat, {"cutoff": 1.5}), BondShellDescriptor)
+    assert isinstance(make_descriptor("ordered_bonds", lat, {"cutoff": 1.5}), OrderedBondDescriptor)
     assert descriptor_version("nonsense") is None
     with pytest.raises(ValueError, match="descriptor kind must be one of"):
         make_descriptor("nonsense", lat, {})
