@@ -136,28 +136,36 @@ def test_chirality_features_are_the_products_of_triangle_chiralities():
             np.testing.assert_allclose(np.sort(f[i * G + g, plain.num_bonds:]), want, atol=1e-13)
 
 
-def test_fixed_filling_solve_counts_every_site_once():
-    """With mu input and images, the fixed-filling solve finds the mu at which the sum over
-    sites of n_i = -d omega_i / d mu is the wanted electron count (each site once, not once per
-    image), and n_i agrees with a finite difference in mu."""
-    lat = spinforce.Lattice("square", 8)
-    model = _random_model(lat, {"cutoff": 1.5}, mu_input=True)
-    model.mu_mean, model.mu_std, model.mu_min, model.mu_max, model.density_mean = -4.0, 0.3, -4.5, -3.5, 0.98
+@pytest.mark.parametrize("filling", [0.40, 0.43])
+def test_fixed_filling_solve_counts_every_site_once(tmp_path, filling):
+    """An ordered-bond model with mu as an input, trained on ED labels at several mu (4x4,
+    kT = 0.3): the fixed-filling solve finds the mu at which the sum over sites of
+    n_i = -d omega_i / d mu is the wanted electron count (each site once, not once per image), and
+    n_i agrees with a finite difference of omega_i in mu."""
+    from spinforce.ml.sample_ed import write_ed_samples
+    from spinforce.ml.training import train
+    from spinforce.ml.model import load_model
+    lat = spinforce.Lattice("square", (4, 4))
+    write_ed_samples(tmp_path / "mus.h5", lat, J=6.0, kT=0.3, frames=24, seed=3, mus=[-5.4, -4.8, -4.2, -3.6, -3.0],
+                     progress=False)
+    cfg = {"data": {"paths": [str(tmp_path / "mus.h5")], "validation_fraction": 0.2},
+           "descriptor": {"kind": "ordered_bonds", "cutoff": 1.5},
+           "model": {"hidden": [12, 12], "mu_input": True},
+           "training": {"seed": 0, "epochs": 8, "batch_size": 10, "learning_rate": 5e-3, "energy_weight_start": 0,
+                        "energy_weight_ramp": 0, "threads": 1},
+           "output": {"dir": str(tmp_path / "run"), "plots": False}}
+    model = set_ensemble(load_model(train(cfg, progress=False).model_path, lat), fixed_filling=filling)
     nb = lat.neighbor_table(model.neighbor_offsets)
-    s = torch.from_numpy(lat.random_spins(4))
-    f = model.descriptor.features(s, nb)
-    # the filling this (random) network gives at a mu near its start, so that the solve has a
-    # root close by whatever the weights
-    _, first, second = model.grand_potential_derivatives(f, torch.tensor(-3.98, dtype=torch.float64))
-    assert first.shape == (lat.num_sites,) and abs(float(second.sum().detach())) > 1e-3
-    filling = float(-first.sum().detach()) / (2 * lat.num_sites)
-    set_ensemble(model, fixed_filling=filling, newton_steps=30)
-    mu = model.solve_mu(f)
-    _, first, _ = model.grand_potential_derivatives(f, mu)
-    assert float(-first.sum().detach()) == pytest.approx(filling * 2 * lat.num_sites, rel=1e-10)
-    step = 1e-5
-    fd = (model.energies_from_features(f, mu + step) - model.energies_from_features(f, mu - step)) / (2 * step)
-    np.testing.assert_allclose(fd.detach().numpy(), first.detach().numpy(), atol=1e-7)
+    target = filling * 2 * lat.num_sites
+    for seed in range(3):
+        f = model.descriptor.features(torch.from_numpy(lat.random_spins(10 + seed)), nb)
+        mu = model.solve_mu(f)
+        _, first, _ = model.grand_potential_derivatives(f, mu)
+        assert first.shape == (lat.num_sites,)
+        assert abs(float(-first.sum().detach()) - target) <= 1e-10 * target
+        step = 1e-5
+        fd = (model.energies_from_features(f, mu + step) - model.energies_from_features(f, mu - step)) / (2 * step)
+        np.testing.assert_allclose(fd.detach().numpy(), first.detach().numpy(), atol=1e-7)
 
 
 @pytest.mark.parametrize("mu_input", [False, True])
