@@ -14,6 +14,7 @@ from spinforce.data import DatasetWriter
 from spinforce.ml.model import (build_model, export_torchscript, load_model, quiet_torchscript, read_model_record,
                                 save_model)
 from spinforce.ml.training import load_config, train
+from test_ordered_bonds import point_group_images
 
 J1 = 1.0
 
@@ -283,13 +284,7 @@ def test_bond_shell_descriptor_invariances(kind, L, options):
     q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
     np.testing.assert_allclose(d.features(torch.from_numpy(s @ q.T), nb).numpy(), f, atol=1e-12)
     np.testing.assert_allclose(d.features(torch.from_numpy(-s), nb).numpy(), f, atol=1e-12)
-    coords = lat.coordinates
-    index = {tuple(c): i for i, c in enumerate(coords)}
-    shape = np.array(lat.shape)
-    for g in lat.point_group_matrices.numpy():
-        image = np.array([index[tuple((g @ c) % shape)] for c in coords])  # site r -> site g r
-        s_g = np.empty_like(s)
-        s_g[image] = s
+    for image, s_g in point_group_images(lat, s):
         f_g = d.features(torch.from_numpy(s_g), nb).numpy()
         np.testing.assert_allclose(f_g[image], f, atol=1e-12)
     # Heisenberg: J1/2 times the nearest-neighbour bond sum is the exact site energy.

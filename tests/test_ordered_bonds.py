@@ -9,7 +9,7 @@ from spinforce.descriptors.ordered_bonds import OrderedBondDescriptor
 from spinforce.ml.model import build_model, compute_fields, export_torchscript, set_ensemble
 
 
-def _point_group_images(lat, spins):
+def point_group_images(lat, spins):
     """(site map, spins) for every point-group operation g: the configuration moved by g."""
     coords = lat.coordinates
     index = {tuple(c): i for i, c in enumerate(coords)}
@@ -83,14 +83,14 @@ def test_averaged_network_is_invariant_and_its_fields_are_the_energy_gradient(ki
     mirror = np.diag([1.0, 1.0, -1.0])  # an improper spin rotation: every chirality changes sign
     for other in (s @ q.T, -s, s @ mirror):
         np.testing.assert_allclose(model.site_energies(torch.from_numpy(other), nb).detach().numpy(), eps, atol=1e-12)
-    for image, moved in _point_group_images(lat, s):
+    for image, moved in point_group_images(lat, s):
         np.testing.assert_allclose(model.site_energies(torch.from_numpy(moved), nb).detach().numpy()[image], eps,
                                    atol=1e-12)
     # one image alone is not invariant: the average is what makes the model so
     f = model.descriptor.features(torch.from_numpy(s), nb)
     x = (f - model.feature_mean) / model.feature_std
     one = model.mlp(x).reshape(lat.num_sites, -1)[:, 0].detach().numpy()
-    _, moved = next(iter(list(_point_group_images(lat, s))[1:]))
+    _, moved = next(iter(list(point_group_images(lat, s))[1:]))
     x2 = (model.descriptor.features(torch.from_numpy(moved), nb) - model.feature_mean) / model.feature_std
     assert not np.allclose(np.sort(model.mlp(x2).reshape(lat.num_sites, -1)[:, 0].detach().numpy()), np.sort(one))
     energy = lambda sp: float(model(torch.from_numpy(sp), nb)[0])
