@@ -293,3 +293,27 @@ def test_committee_provider_on_gpu_matches_cpu(tmp_path):
     assert gpu.uncertainty.device.type == "cuda"
     torch.testing.assert_close(gpu.fields.cpu(), cpu.fields, rtol=0, atol=1e-10)
     torch.testing.assert_close(gpu.uncertainty.cpu(), cpu.uncertainty, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind, settings", [
+    ("group", {"cutoff": 2.5, "bond_cutoff": 1.5, "block_radius": 1.5, "floor": 0.2}),
+    ("bond_shells", {"cutoff": 2.5, "powers": [1, 2], "pair_orbits": True, "half_angle": True, "pair_cutoff": 1.5}),
+    ("ordered_bonds", {"cutoff": 2.5, "bond_cutoff": 1.5, "half_angle": True}),
+])
+def test_exported_file_rebuilds_with_its_descriptor_settings(tmp_path, kind, settings):
+    """load_exported (what `spinforce export FILE.ts --pt2` runs) rebuilds every descriptor kind
+    with the settings it was exported with, not the defaults: every constructor setting is kept
+    in the file (registry.setting_names)."""
+    from spinforce.descriptors.registry import setting_names
+    from spinforce.ml.committee import load_exported
+    lat = spinforce.Lattice("square", 8)
+    torch.manual_seed(3)
+    members = [build_model(lat, kind, settings, [8, 8], "tanh", "float64") for _ in range(2)]
+    for path, model in ((tmp_path / "one.ts", members[0]), (tmp_path / "two.ts", CommitteeModel(members))):
+        export_torchscript(model, path)
+        rebuilt = load_exported(path)
+        assert rebuilt.descriptor.settings() == model.descriptor.settings()
+        assert all(hasattr(rebuilt.descriptor, name) for name in setting_names(kind))
+        s = lat.random_spins(4)
+        np.testing.assert_allclose(compute_fields(rebuilt, lat, s).fields, compute_fields(model, lat, s).fields,
+                                   rtol=0, atol=1e-12)

@@ -36,9 +36,6 @@ class BondShellDescriptor(nn.Module):
     version: int = 1
     kind = "bond_shells"
     images: int = 1  # rows of features per site (registry.py)
-    # settings() names these only when they differ from the default; an exported file holds them
-    # as attributes (read back by spinforce.ml.committee.load_exported)
-    optional_settings = ("three_body", "half_angle", "pair_cutoff")
 
     def __init__(self, lattice, cutoff: float = 1.0, powers=(1,), pair_orbits: bool = False, three_body: bool = False,
                  half_angle: bool = False, pair_cutoff: float | None = None):

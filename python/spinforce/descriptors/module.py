@@ -72,6 +72,14 @@ class Descriptor(torch.nn.Module):
                               triangle_cutoff=float(triangle_cutoff), block_radius=float(block_radius),
                               floor=float(floor), implementation=implementation, lattice_kind=lattice.kind,
                               version=_VERSION)
+        # The settings again as attributes of their own names: they stay in an exported file, whose
+        # descriptor spinforce.ml.committee.model_from_exported rebuilds from them.
+        self.cutoff: float = float(cutoff)
+        self.bond_cutoff: float = float(bond_cutoff)
+        self.triangle_cutoff: float = float(triangle_cutoff)
+        self.block_radius: float = float(block_radius)
+        self.floor: float = float(floor)
+        self.implementation: str = implementation
         self.version = _VERSION
         self.use_op: bool = implementation == "op"
         self.floor_sq: float = float(floor) ** 2

@@ -40,8 +40,6 @@ class OrderedBondDescriptor(nn.Module):
 
     version: int = 1
     kind = "ordered_bonds"
-    # settings() names these only when they differ from the default (spinforce.ml.committee.load_exported)
-    optional_settings = ("bond_cutoff", "half_angle", "chirality")
 
     def __init__(self, lattice, cutoff: float = 2.0, bond_cutoff: float | None = None, half_angle: bool = False,
                  chirality: bool = False):

@@ -11,6 +11,9 @@ A descriptor is an ``nn.Module`` with
   features(spins (N,3), neighbors (N,m)) -> (N * images, F), TorchScript-compatible, differentiable
                     in spins, the rows of site i at i*images .. (i+1)*images - 1
   settings() -> dict, and a classmethod from_settings(lattice, settings)
+  every keyword of its constructor kept as an attribute of the same name, so that an exported
+                    (TorchScript) file holds them and the descriptor can be rebuilt from it
+                    (``setting_names``; spinforce.ml.committee.model_from_exported)
 where ``neighbors = lattice.neighbor_table(neighbor_offsets)``. Adding one: a module in this
 folder and a line in KINDS.
 
@@ -22,11 +25,13 @@ Kinds:
 """
 from __future__ import annotations
 
+import inspect
+
 from .bond_shells import BondShellDescriptor
 from .module import Descriptor
 from .ordered_bonds import OrderedBondDescriptor
 
-__all__ = ["KINDS", "DESCRIPTOR_KINDS", "DEFAULT_KIND", "descriptor_version", "make_descriptor"]
+__all__ = ["KINDS", "DESCRIPTOR_KINDS", "DEFAULT_KIND", "descriptor_version", "make_descriptor", "setting_names"]
 
 KINDS = {"group": Descriptor, "bond_shells": BondShellDescriptor, "ordered_bonds": OrderedBondDescriptor}
 DESCRIPTOR_KINDS = tuple(KINDS)
@@ -37,6 +42,12 @@ def descriptor_version(kind: str) -> int | None:
     """Version of the descriptor `kind` in this installation (None for a kind it does not have)."""
     cls = KINDS.get(kind)
     return None if cls is None else int(cls.version)
+
+
+def setting_names(kind: str) -> list[str]:
+    """The settings a descriptor of `kind` is built from: the keywords of its constructor."""
+    parameters = inspect.signature(KINDS[kind].__init__).parameters
+    return [name for name in parameters if name not in ("self", "lattice")]
 
 
 def make_descriptor(kind: str, lattice, settings: dict):

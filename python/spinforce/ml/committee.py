@@ -219,7 +219,7 @@ def model_from_exported(script, path) -> nn.Module:
     """load_exported of an exported module already loaded (model.read_exported) from `path`.
     Weights, normalisation and threshold come from the module; the architecture from its
     attributes."""
-    from ..descriptors.registry import KINDS
+    from ..descriptors.registry import KINDS, setting_names
     from ..lattice import LATTICE_KINDS, Lattice
     from .model import MU_SETTINGS, build_model, set_mu_settings
     scripts = list(script.members.children()) if hasattr(script, "committee_size") else [script]
@@ -229,9 +229,9 @@ def model_from_exported(script, path) -> nn.Module:
     # Any lattice that holds the neighbourhood: the model itself does not depend on the size.
     side = 2 * int(script.neighbor_offsets.abs().max()) + 2
     lattice = Lattice(kind, (side,) * LATTICE_KINDS[kind]["dim"])
-    cls = KINDS[descriptor_kind]
-    keys = list(cls.from_settings(lattice, {}).settings()) + list(getattr(cls, "optional_settings", ()))
-    settings = {key: getattr(script.descriptor, key) for key in keys if hasattr(script.descriptor, key)}
+    # A setting the file lacks was added to its descriptor after the file was written: the default.
+    settings = {key: getattr(script.descriptor, key) for key in setting_names(descriptor_kind)
+                if hasattr(script.descriptor, key)}
     members = []
     for member in scripts:
         mu_input = bool(getattr(member, "mu_input", False))
@@ -242,8 +242,13 @@ def model_from_exported(script, path) -> nn.Module:
                              f"{script.descriptor_version}; this spinforce has version {model.descriptor.version}")
         # A TorchScript file keeps every buffer, also those a model file leaves out (rebuilt from
         # the settings): load the model file's part.
-        wanted = model.state_dict().keys()
-        model.load_state_dict({k: v for k, v in member.state_dict().items() if k in wanted})
+        wanted = model.state_dict()
+        stored = {k: v for k, v in member.state_dict().items() if k in wanted}
+        if any(stored[k].shape != v.shape for k, v in wanted.items() if k in stored):
+            # a file from before its descriptor's settings were kept in it (group descriptor)
+            raise ValueError(f"{path} does not record the settings of its {descriptor_kind} descriptor (written by an "
+                             f"older spinforce): export it again from its model.pt file(s)")
+        model.load_state_dict(stored)
         if mu_input:
             set_mu_settings(model, {key: getattr(member, key) for key in MU_SETTINGS})
         members.append(model)
