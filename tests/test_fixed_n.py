@@ -380,6 +380,29 @@ def test_simulate_at_fixed_n_records_the_solved_mu(trained, tmp_path):
         np.testing.assert_allclose(ds.fields[k], provider.compute(ds.spins[k]).fields, rtol=0, atol=1e-12)
 
 
+def test_solved_mu_outside_the_trained_range_warns_once(trained, tmp_path):
+    """A filling the model's training states never had makes the solve leave the trained mu
+    range (at the edge of its bracket the count is not even reached): the provider warns once;
+    inside the range it stays silent."""
+    import warnings
+    from spinforce.ml.provider import ChemicalPotentialWarning
+    lat = trained["lattice"]
+    s = _random_spins(lat.num_sites, 4)
+    inside = MLForceField(export_torchscript(_fixed_n(trained, 0.45), tmp_path / "in.ts"), lat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ChemicalPotentialWarning)
+        mu = inside.chemical_potential(s)
+    model = _fixed_n(trained, 0.45)
+    assert model.mu_min <= mu <= model.mu_max
+    outside = MLForceField(export_torchscript(_fixed_n(trained, 0.95), tmp_path / "out.ts"), lat)
+    with pytest.warns(ChemicalPotentialWarning, match=r"filling 0.95 is .*outside the range the model was trained on"):
+        mu = outside.chemical_potential(s)
+    assert mu > model.mu_max
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ChemicalPotentialWarning)  # once
+        outside.chemical_potential(s)
+
+
 def test_llg_without_damping_conserves_the_free_energy_at_fixed_n(trained, tmp_path):
     """At alpha = 0, T = 0 the LLG flow conserves the potential of its fields: F(S) at fixed N_e,
     while mu moves. The drift of the midpoint integrator falls as dt^2."""

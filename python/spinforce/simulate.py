@@ -445,9 +445,10 @@ def run(args) -> int:
     import warnings
 
     from .ml.committee import UncertaintyWarning
+    from .ml.provider import ChemicalPotentialWarning
 
     def show(message, category, *rest):
-        if issubclass(category, UncertaintyWarning):
+        if issubclass(category, (UncertaintyWarning, ChemicalPotentialWarning)):
             print(f"spinforce simulate: warning: {message}", file=sys.stderr)
         else:
             default_show(message, category, *rest)

@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 from .. import _core
 from ..providers import ProviderMixin
 
-__all__ = ["MLForceField", "exported_neighbor_offsets"]
+__all__ = ["MLForceField", "exported_neighbor_offsets", "ChemicalPotentialWarning"]
+
+
+class ChemicalPotentialWarning(UserWarning):
+    """A force field at a fixed electron count solved for a chemical potential outside the range
+    it was trained on: the spins are unlike its training states (it is extrapolating)."""
 
 
 def exported_neighbor_offsets(path):
@@ -114,7 +120,8 @@ class MLForceField(ProviderMixin, _core.MLForceField):
     def chemical_potential(self, spins) -> float:
         """The chemical potential the file runs at for these spins: the one solved for at a
         fixed filling (what ``compute`` uses, not returned by it), the fixed one at a fixed mu;
-        NaN for a model without mu input."""
+        NaN for a model without mu input. A solved mu outside the range of mu the model was trained
+        on warns once (ChemicalPotentialWarning)."""
         import torch
         from ..providers import as_spin_tensor
         m = self._module() if self.format == "torchscript" else None
@@ -125,7 +132,16 @@ class MLForceField(ProviderMixin, _core.MLForceField):
             raise ValueError(f"spins must have shape ({self.num_sites}, 3), got {tuple(tensor.shape)}")
         s = tensor.to(self.device, next(iter(m.parameters())).dtype)
         with torch.no_grad(), torch.jit.optimized_execution(False):
-            return float(m.ensemble_mu(m.descriptor.features(s, self.neighbors)))
+            mu = float(m.ensemble_mu(m.descriptor.features(s, self.neighbors)))
+        if not math.isnan(m.fixed_filling) and not m.mu_min <= mu <= m.mu_max and not getattr(self, "_mu_warned", False):
+            # The solve stays inside the trained range widened by half its width on either side:
+            # at that bracket's edge it has not even reached the electron count.
+            self._mu_warned = True
+            warnings.warn(f"the chemical potential solved for filling {m.fixed_filling:g} is {mu:.4g}, outside the "
+                          f"range the model was trained on, [{m.mu_min:.4g}, {m.mu_max:.4g}]: these spins are unlike "
+                          "its training states and its fields are not to be trusted (run `spinforce learn` to add such "
+                          "states; this warning is shown once)", ChemicalPotentialWarning, stacklevel=2)
+        return mu
 
     def __repr__(self) -> str:
         return f"MLForceField({self.path!r}, {self.lattice!r}, device={self.device!r}, dtype={self.dtype!r})"
