@@ -382,8 +382,8 @@ def test_simulate_at_fixed_n_records_the_solved_mu(trained, tmp_path):
 
 def test_solved_mu_outside_the_trained_range_warns_once(trained, tmp_path):
     """A filling the model's training states never had makes the solve leave the trained mu
-    range (at the edge of its bracket the count is not even reached): the provider warns once;
-    inside the range it stays silent."""
+    range (at the edge of its bracket the count is not even reached), and too few Newton steps
+    leave the count unmet: the provider warns once; a converged solve inside the range is silent."""
     import warnings
     from spinforce.ml.provider import ChemicalPotentialWarning
     lat = trained["lattice"]
@@ -401,6 +401,11 @@ def test_solved_mu_outside_the_trained_range_warns_once(trained, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ChemicalPotentialWarning)  # once
         outside.chemical_potential(s)
+    # one Newton step from the mean training mu does not meet the count: that warns too
+    one_step = set_ensemble(load_model(trained["runs"][0], lat), fixed_filling=0.45, newton_steps=1)
+    short = MLForceField(export_torchscript(one_step, tmp_path / "short.ts"), lat)
+    with pytest.warns(ChemicalPotentialWarning, match="1 Newton steps leave the electron count off by"):
+        short.chemical_potential(s)
 
 
 def test_llg_without_damping_conserves_the_free_energy_at_fixed_n(trained, tmp_path):

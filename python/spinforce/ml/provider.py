@@ -121,7 +121,7 @@ class MLForceField(ProviderMixin, _core.MLForceField):
         """The chemical potential the file runs at for these spins: the one solved for at a
         fixed filling (what ``compute`` uses, not returned by it), the fixed one at a fixed mu;
         NaN for a model without mu input. A solved mu outside the range of mu the model was trained
-        on warns once (ChemicalPotentialWarning)."""
+        on, or an electron count the solve did not meet, warns once (ChemicalPotentialWarning)."""
         import torch
         from ..providers import as_spin_tensor
         m = self._module() if self.format == "torchscript" else None
@@ -130,18 +130,37 @@ class MLForceField(ProviderMixin, _core.MLForceField):
         tensor, _ = as_spin_tensor(spins)
         if tensor.shape != (self.num_sites, 3):
             raise ValueError(f"spins must have shape ({self.num_sites}, 3), got {tuple(tensor.shape)}")
-        s = tensor.to(self.device, next(iter(m.parameters())).dtype)
+        dtype = next(iter(m.parameters())).dtype
+        s = tensor.to(self.device, dtype)
         with torch.no_grad(), torch.jit.optimized_execution(False):
-            mu = float(m.ensemble_mu(m.descriptor.features(s, self.neighbors)))
-        if not math.isnan(m.fixed_filling) and not m.mu_min <= mu <= m.mu_max and not getattr(self, "_mu_warned", False):
-            # The solve stays inside the trained range widened by half its width on either side:
-            # at that bracket's edge it has not even reached the electron count.
-            self._mu_warned = True
-            warnings.warn(f"the chemical potential solved for filling {m.fixed_filling:g} is {mu:.4g}, outside the "
-                          f"range the model was trained on, [{m.mu_min:.4g}, {m.mu_max:.4g}]: these spins are unlike "
-                          "its training states and its fields are not to be trusted (run `spinforce learn` to add such "
-                          "states; this warning is shown once)", ChemicalPotentialWarning, stacklevel=2)
+            features = m.descriptor.features(s, self.neighbors)
+            solved = m.ensemble_mu(features)
+            mu = float(solved)
+            if math.isnan(m.fixed_filling) or getattr(self, "_mu_warned", False):
+                return mu
+            count = float(m.electron_count(features, solved)[0])
+        self._check_solved_mu(m, mu, count, dtype)
         return mu
+
+    def _check_solved_mu(self, m, mu: float, count: float, dtype) -> None:
+        """Warn once when the solve for mu at a fixed filling left the trained range of mu, or
+        did not meet the electron count within the precision of the network's dtype."""
+        target = m.fixed_filling * 2.0 * self.num_sites
+        missed = abs(count - target) / target
+        tolerance = 1e-9 if str(dtype) == "torch.float64" else 1e-5
+        if m.mu_min <= mu <= m.mu_max and missed <= tolerance:
+            return
+        self._mu_warned = True
+        if m.mu_min <= mu <= m.mu_max:
+            why = (f"its {m.newton_steps} Newton steps leave the electron count off by {missed:.1e} of N_e (export "
+                   "with more: `spinforce export ... --fixed-filling F --newton-steps K`)")
+        else:
+            # the solve stays inside the trained range widened by half its width on either side
+            why = (f"outside the range the model was trained on, [{m.mu_min:.4g}, {m.mu_max:.4g}], with the "
+                   f"electron count off by {missed:.1e} of N_e: these spins are unlike its training states and its "
+                   "fields are not to be trusted (run `spinforce learn` to add such states)")
+        warnings.warn(f"the chemical potential solved for filling {m.fixed_filling:g} is {mu:.4g}, {why}; this "
+                      "warning is shown once", ChemicalPotentialWarning, stacklevel=3)
 
     def __repr__(self) -> str:
         return f"MLForceField({self.path!r}, {self.lattice!r}, device={self.device!r}, dtype={self.dtype!r})"
