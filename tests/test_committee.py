@@ -186,7 +186,7 @@ def _ml_run_config(tmp_path, model_path, name):
             "dynamics": {"dt": 0.02, "alpha": 0.1, "kT": 0.05, "seed": 3, "steps": 12, "save_every": 4}}
 
 
-def test_simulate_records_uncertainty_and_warns_once(tmp_path):
+def test_simulate_records_uncertainty_and_warns_once(tmp_path, capsys):
     lat = spinforce.Lattice("square", 6)
     base = random_member(lat, 4)
     members = [base] + [perturbed(base, 0.2, k) for k in range(1, 3)]
@@ -216,7 +216,10 @@ def test_simulate_records_uncertainty_and_warns_once(tmp_path):
     cfg_path.write_text(f'output = "loud2.h5"\n[lattice]\nkind = "square"\nshape = [6, 6]\n'
                         f'[method]\nname = "ml"\npath = "{loud}"\n[model]\n'
                         '[dynamics]\ndt = 0.02\nalpha = 0.1\nkT = 0.05\nsteps = 8\nsave_every = 4\n')
+    capsys.readouterr()
     assert spinforce.cli.main(["simulate", str(cfg_path), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("spinforce simulate: warning: at step") == 1 and "UncertaintyWarning" not in err
     assert spinforce.cli.main(["simulate", str(cfg_path), "--quiet", "--resume", "--steps", "16"]) == 0
     data = read_dataset(tmp_path / "loud2.h5")
     assert data.num_frames == 5 and data.scalars["uncertainty_max"].shape == (5,)

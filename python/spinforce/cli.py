@@ -6,9 +6,11 @@ Each command is a module with ``HELP`` (one line), ``add_arguments(parser)`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import re
 import sys
+import warnings
 
 COMMANDS = {
     "generate": "spinforce.generate",
@@ -45,6 +47,25 @@ def _allocation_failure(err: BaseException) -> str | None:
     return f"{gb:,.0f} GB more" if gb >= 100 else f"{gb:.3g} GB more"
 
 
+@contextlib.contextmanager
+def _model_warnings_as_lines(prog: str):
+    """A force field's warnings about itself (a committee past its uncertainty threshold, a
+    chemical potential outside its trained range) as one line, `PROG: warning: ...`, without the
+    source line Python's default shows; other warnings as usual."""
+    from .ml.committee import UncertaintyWarning
+    from .ml.provider import ChemicalPotentialWarning
+    default_show = warnings.showwarning
+
+    def show(message, category, *rest):
+        if issubclass(category, (UncertaintyWarning, ChemicalPotentialWarning)):
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+        else:
+            default_show(message, category, *rest)
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._version import __version__
     parser = argparse.ArgumentParser(prog="spinforce", description=(
@@ -67,7 +88,8 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        with _model_warnings_as_lines(f"spinforce {args.command}"):
+            return int(args._run(args) or 0)
     except _USER_ERRORS as err:
         print(f"spinforce {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2

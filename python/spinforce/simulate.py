@@ -441,22 +441,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import sys
-    import warnings
-
-    from .ml.committee import UncertaintyWarning
-    from .ml.provider import ChemicalPotentialWarning
-
-    def show(message, category, *rest):
-        if issubclass(category, (UncertaintyWarning, ChemicalPotentialWarning)):
-            print(f"spinforce simulate: warning: {message}", file=sys.stderr)
-        else:
-            default_show(message, category, *rest)
-    default_show = warnings.showwarning
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        result = simulate(args.config, resume=args.resume, overwrite=args.overwrite, steps=args.steps,
-                          overrides=args.overrides, progress=not args.quiet)
+    result = simulate(args.config, resume=args.resume, overwrite=args.overwrite, steps=args.steps,
+                      overrides=args.overrides, progress=not args.quiet)
     if result.rank != 0:  # rank 0 reports for a run on several processes
         return 0
     extra = "" if result.max_uncertainty is None else f"; max committee uncertainty {result.max_uncertainty:.4g}"
