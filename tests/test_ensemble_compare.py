@@ -86,6 +86,30 @@ def test_same_physics_agrees_other_physics_does_not(runs, tmp_path):
     json.dumps(agree)  # the result is plain JSON
 
 
+def test_analyze_command_compares_with_a_reference_ensemble(runs, tmp_path, capsys):
+    """`spinforce analyze RUNS --reference REFS` writes the comparison of compare_ensembles and says
+    how many times agree; a reference of one run is refused before anything is written."""
+    from spinforce.cli import main
+    _, ref, same, colder = runs
+    out = tmp_path / "cmp"
+    args = ["analyze", *map(str, colder), "--reference", *map(str, ref), "--out", str(out), "--quiet"]
+    assert main(args + ["--labels", "ML", "ED"]) == 0
+    saved = json.loads((out / "ensembles.json").read_text())
+    direct = compare_ensembles(ref, colder)
+    assert saved["labels"] == ["ED", "ML"] and saved["reference_runs"] == [str(p) for p in ref]
+    assert saved["agreement"]["bond"]["within"] == direct["agreement"]["bond"]["within"]
+    assert (out / "ensembles.png").stat().st_size > 1000
+    printed = capsys.readouterr().out
+    within = sum(direct["agreement"]["bond"]["within"])
+    assert f"bond         {within} of 5 saved times" in printed
+    lone = tmp_path / "lone"
+    assert main(["analyze", *map(str, same), "--reference", str(ref[0]), "--out", str(lone), "--quiet"]) == 2
+    assert "at least 2 runs" in capsys.readouterr().err and not lone.exists()
+    # --overwrite replaces the comparison with the rest of the analysis
+    assert main(args + ["--overwrite"]) == 0 and json.loads((out / "ensembles.json").read_text())["labels"] == [
+        "reference", "runs"]
+
+
 def test_triangular_chirality_and_bad_input(tmp_path):
     lattice = Lattice("triangular", (6, 6))
     noise = np.full(3, 0.8)

@@ -37,7 +37,8 @@ LENGTHS = ("L_spin_sf", "L_chirality_sf", "L_chirality_corr", "L_bond_corr", "L_
 OUTPUT_FILES = ("timeseries.csv", "summary.json", "correlation.csv", "cluster_sizes.csv")
 # Everything analyze_run writes into its folder (outputs.py): --overwrite removes these and nothing else.
 OUTPUTS = OUTPUT_FILES + ("correlation_compare.csv", "length_scales.png", "clusters.png", "chirality_snapshot.png",
-                          "bond_snapshot.png", "correlation.png")
+                          "bond_snapshot.png", "correlation.png",
+                          "ensembles.json", "ensembles.png")  # the last two: `spinforce analyze --reference`
 
 
 class FrameAnalyzer:
