@@ -68,12 +68,8 @@ class Descriptor(torch.nn.Module):
         if implementation not in ("op", "reference"):
             raise ValueError(f"implementation must be 'op' or 'reference', got {implementation!r}")
         self.lattice_kind: str = lattice.kind
-        self._settings = dict(cutoff=float(cutoff), bond_cutoff=float(bond_cutoff),
-                              triangle_cutoff=float(triangle_cutoff), block_radius=float(block_radius),
-                              floor=float(floor), implementation=implementation, lattice_kind=lattice.kind,
-                              version=_VERSION)
-        # The settings again as attributes of their own names: they stay in an exported file, whose
-        # descriptor spinforce.ml.committee.model_from_exported rebuilds from them.
+        # The settings as attributes of their own names (settings() reads them): they stay in an
+        # exported file, whose descriptor spinforce.ml.committee.model_from_exported rebuilds from them.
         self.cutoff: float = float(cutoff)
         self.bond_cutoff: float = float(bond_cutoff)
         self.triangle_cutoff: float = float(triangle_cutoff)
@@ -273,7 +269,9 @@ class Descriptor(torch.nn.Module):
     @torch.jit.unused
     def settings(self) -> dict:
         """JSON-able settings; Descriptor.from_settings(lattice, settings) rebuilds this descriptor."""
-        return dict(self._settings)
+        return dict(cutoff=self.cutoff, bond_cutoff=self.bond_cutoff, triangle_cutoff=self.triangle_cutoff,
+                    block_radius=self.block_radius, floor=self.floor, implementation=self.implementation,
+                    lattice_kind=self.lattice_kind, version=_VERSION)
 
     @classmethod
     def from_settings(cls, lattice, settings: dict) -> "Descriptor":
@@ -307,6 +305,5 @@ class Descriptor(torch.nn.Module):
         }
 
     def extra_repr(self) -> str:
-        s = self._settings
-        return (f"{self.lattice_kind}, cutoff={s['cutoff']:g}, num_features={self.num_features}, "
-                f"implementation={s['implementation']!r}")
+        return (f"{self.lattice_kind}, cutoff={self.cutoff:g}, num_features={self.num_features}, "
+                f"implementation={self.implementation!r}")

@@ -139,15 +139,15 @@ class MLForceField(ProviderMixin, _core.MLForceField):
             if math.isnan(m.fixed_filling) or getattr(self, "_mu_warned", False):
                 return mu
             count = float(m.electron_count(features, solved)[0])
-        self._check_solved_mu(m, mu, count, dtype)
+        # the precision the solve reaches in the network's dtype
+        self._check_solved_mu(m, mu, count, tolerance=1e-9 if dtype == torch.float64 else 1e-5)
         return mu
 
-    def _check_solved_mu(self, m, mu: float, count: float, dtype) -> None:
+    def _check_solved_mu(self, m, mu: float, count: float, tolerance: float) -> None:
         """Warn once when the solve for mu at a fixed filling left the trained range of mu, or
-        did not meet the electron count within the precision of the network's dtype."""
+        left the electron count off by more than `tolerance` of N_e."""
         target = m.fixed_filling * 2.0 * self.num_sites
         missed = abs(count - target) / target
-        tolerance = 1e-9 if str(dtype) == "torch.float64" else 1e-5
         if m.mu_min <= mu <= m.mu_max and missed <= tolerance:
             return
         self._mu_warned = True
