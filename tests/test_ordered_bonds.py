@@ -9,6 +9,16 @@ from spinforce.descriptors.ordered_bonds import OrderedBondDescriptor
 from spinforce.ml.model import build_model, compute_fields, export_torchscript, set_ensemble
 
 
+def cpp_matches_python(path, model, lattice, spins, *, smallest: float):
+    """The exported file `path` run by the C++ provider on `lattice` gives the fields of the Python
+    `model` (1e-10), and those are not all tiny (> `smallest`); returns the Python FieldResult."""
+    ref = compute_fields(model, lattice, spins)
+    got = spinforce.MLForceField(path, lattice).compute(spins)
+    np.testing.assert_allclose(got.fields, ref.fields, rtol=0, atol=1e-10)
+    assert np.abs(ref.fields).max() > smallest
+    return ref, got
+
+
 def point_group_images(lat, spins):
     """(site map, spins) for every point-group operation g: the configuration moved by g."""
     coords = lat.coordinates
@@ -194,10 +204,7 @@ def test_exported_model_runs_in_cpp_and_rebuilds(tmp_path, mu_input):
     s = big.random_spins(2)
     for model, name in ((members[0], "one.ts"), (committee, "two.ts")):
         path = export_torchscript(model, tmp_path / name)
-        ref = compute_fields(model, big, s)
-        got = spinforce.MLForceField(path, big).compute(s)
-        np.testing.assert_allclose(got.fields, ref.fields, rtol=0, atol=1e-10)
-        assert np.abs(ref.fields).max() > 1e-2
+        ref, got = cpp_matches_python(path, model, big, s, smallest=1e-2)
         rebuilt = load_exported(path)
         if mu_input:
             set_ensemble(rebuilt, fixed_mu=0.4)
@@ -232,9 +239,5 @@ def test_committee_compiles_to_pt2_and_runs_on_any_lattice_size(tmp_path):
     committee = CommitteeModel([_random_model(lat, {"cutoff": 1.8, "chirality": True}, seed=k) for k in range(2)])
     path = export_pt2(committee, tmp_path / "c.pt2")
     big = spinforce.Lattice("triangular", (10, 9))
-    s = big.random_spins(1)
-    ref = compute_fields(committee, big, s)
-    got = spinforce.MLForceField(path, big).compute(s)
-    np.testing.assert_allclose(got.fields, ref.fields, rtol=0, atol=1e-10)
+    ref, got = cpp_matches_python(path, committee, big, big.random_spins(1), smallest=1e-2)
     np.testing.assert_allclose(got.uncertainty, ref.uncertainty, rtol=0, atol=1e-10)
-    assert np.abs(ref.fields).max() > 1e-2
