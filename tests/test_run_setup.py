@@ -66,3 +66,19 @@ def test_config_source_is_a_file_or_a_shipped_example(tmp_path):
         config_source(str(tmp_path / "a.toml"), "ed_quench_square", shipped)
     with pytest.raises(ValueError, match="unknown example 'ed_quench'; shipped examples: ed_quench_square, "):
         config_source(None, "ed_quench", shipped)
+
+
+def test_unreadable_initial_spin_files_are_value_errors(tmp_path):
+    from spinforce.run_setup import initial_spins
+    lattice = sf.Lattice("square", 4)
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.savez(tmp_path / "archive.npz", spins=lattice.neel())
+    (tmp_path / "archive.npy").write_bytes((tmp_path / "archive.npz").read_bytes())
+    spins = lattice.neel()
+    spins[3] = np.nan
+    np.save(tmp_path / "nan.npy", spins)
+    for name, words in (("empty.npy", "is not a .npy array of spins"), ("archive.npy", "is an .npz archive"),
+                        ("nan.npy", "holds 1 spins that are not finite")):
+        cfg = {"dynamics": {"initial": str(tmp_path / name), "seed": 0}}
+        with pytest.raises(ValueError, match=words):
+            initial_spins(cfg, lattice)

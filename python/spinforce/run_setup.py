@@ -232,13 +232,19 @@ def initial_spins(cfg: dict, lattice) -> np.ndarray:
         spins = np.load(init, allow_pickle=False)
     except FileNotFoundError:
         raise FileNotFoundError(f"dynamics.initial: spin file {init} does not exist") from None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
         raise ValueError(f"dynamics.initial: {init} is not a .npy array of spins ({err})") from None
+    if not isinstance(spins, np.ndarray):  # np.load opens an .npz archive whatever the file is called
+        spins.close()
+        raise ValueError(f"dynamics.initial: {init} is an .npz archive, not a .npy array of spins")
     if spins.shape != (lattice.num_sites, 3) or spins.dtype.kind not in "fiu":
         raise ValueError(f"dynamics.initial {init} holds a {spins.dtype} array of shape {spins.shape}, the lattice "
                          f"needs real spins of shape ({lattice.num_sites}, 3)")
+    if not np.all(np.isfinite(spins)):
+        raise ValueError(f"dynamics.initial {init} holds {np.count_nonzero(~np.isfinite(spins).all(axis=1))} spins "
+                         f"that are not finite (NaN or inf)")
     norms = np.linalg.norm(spins, axis=1)
     if not np.all(np.abs(norms - 1) < 1e-6):
-        raise ValueError(f"dynamics.initial {init} holds spins that are not unit vectors (or not finite): "
+        raise ValueError(f"dynamics.initial {init} holds spins that are not unit vectors: "
                          f"|S| ranges over [{np.nanmin(norms):.6g}, {np.nanmax(norms):.6g}]")
     return np.asarray(spins, dtype=np.float64)
