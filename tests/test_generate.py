@@ -147,3 +147,11 @@ def test_config_errors_name_the_key(tmp_path):
     assert cli.main(["generate", "--example", "ed_quench_square", "--set", "dynamics.dt=-1", "-o",
                      str(tmp_path / "x.h5"), "--no-progress"]) == 2
     assert not (tmp_path / "x.h5").exists() or read_dataset(tmp_path / "x.h5").num_frames == 0
+
+
+def test_ensemble_overwrite_never_removes_a_user_file_named_as_the_output(tmp_path, capsys):
+    user = tmp_path / "notes.txt"
+    user.write_text("the user's own file\n")
+    assert generate(user, "--set", "ensemble.seeds=[1, 2]", "--set", "dynamics.steps=10", "--overwrite") == 2
+    assert "holds notes.txt, which spinforce generate did not write" in capsys.readouterr().err
+    assert user.read_text() == "the user's own file\n" and not (tmp_path / "notes.runs").exists()

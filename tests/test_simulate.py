@@ -171,3 +171,16 @@ def test_simulate_with_kpm_fields(tmp_path):
     llg = sf.LLG(kpm, dt=0.05, alpha=0.3, kT=0.002, seed=2)
     np.testing.assert_allclose(data.spins[2], llg.run(data.spins[0], 4), rtol=0, atol=1e-12)
     assert np.max(np.abs(data.spins[2] - data.spins[0])) > 0.005  # the spins moved
+
+
+def test_overwrite_never_removes_a_user_file_named_as_the_output(tmp_path):
+    for name in ("notes.txt", "data.h5"):  # a run file may have any name; --overwrite replaces only a run file
+        user = tmp_path / name
+        user.write_text("the user's own file\n")
+        for flags in ({}, {"overwrite": True}, {"resume": True}):
+            with pytest.raises(FileExistsError, match=f"holds {name}, which spinforce simulate did not write"):
+                simulate(_config(tmp_path, output=str(user)), progress=False, **flags)
+            assert user.read_text() == "the user's own file\n"
+    run = _config(tmp_path, output=str(tmp_path / "run.txt"))  # its own file of any name it does replace
+    simulate(run, progress=False)
+    assert simulate(run, overwrite=True, progress=False).frames == 5

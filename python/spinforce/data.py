@@ -151,11 +151,13 @@ def _written_by_spinforce(path) -> bool:
     return (file_format(path) or "").startswith("spinforce-")
 
 
-def replaceable_output(path) -> bool:
+def replaceable_output(path, *, datasets=()) -> bool:
     """The `owned` test of outputs.prepare_outputs for commands that write HDF5 files: an .h5
-    file counts as theirs only if spinforce wrote it; other names (.partial files, OVF frames)
-    go by their pattern."""
-    return Path(path).suffix != ".h5" or _written_by_spinforce(path)
+    file, or one named in `datasets` (an output file the user named, whatever its suffix),
+    counts as theirs only if spinforce wrote it; other names (.partial files, OVF frames) go by
+    their pattern. functools.partial(replaceable_output, datasets=(name,)) gives the test."""
+    path = Path(path)
+    return (path.suffix != ".h5" and path.name not in datasets) or _written_by_spinforce(path)
 
 
 def check_replaceable(path) -> None:

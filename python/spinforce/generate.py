@@ -17,6 +17,7 @@ config schema.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import sys
 from pathlib import Path
@@ -138,7 +139,8 @@ def generate_ensemble(cfg: dict, *, output=None, overwrite: bool = False, resume
     for run in runs:
         initial_spins(run, build_provider(run)[0])
     prepare_outputs(path.parent, output_patterns(path, ensemble=True), command="spinforce generate",
-                    overwrite=overwrite, keep=resume, exclusive=False, owned=replaceable_output)
+                    overwrite=overwrite, keep=resume, exclusive=False,
+                    owned=functools.partial(replaceable_output, datasets=(path.name,)))
     for run in runs:
         generate(run, overwrite=overwrite, resume=resume, progress=progress)
     datasets = [read_dataset(r["output"]) for r in runs]

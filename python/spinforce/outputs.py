@@ -129,8 +129,10 @@ def prepare_outputs(folder, patterns, *, command: str, overwrite: bool = False, 
     ours, foreign = scan_outputs(folder, patterns, exclusive=exclusive, owned=owned)
     if foreign:
         raise FileExistsError(
-            f"{folder} holds {_names(folder, foreign)}, which {command} did not write; it writes only into a new or "
-            f"empty folder or one that holds nothing but its own results: choose another folder (nothing was changed)")
+            f"{folder} holds {_names(folder, foreign)}, which {command} did not write; "
+            + ("it writes only into a new or empty folder or one that holds nothing but its own results: choose "
+               "another folder" if exclusive else "it replaces only its own files: choose another output path")
+            + " (nothing was changed)")
     if ours and not (overwrite or keep):
         raise FileExistsError(f"{folder} already holds results of {command} ({_names(folder, ours)}); "
                               f"use --overwrite to replace them{' or --resume to continue them' if resumable else ''}")

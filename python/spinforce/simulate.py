@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 import os
@@ -295,7 +296,8 @@ def _simulate(cfg, ranks, device, resume, overwrite, progress) -> SimulationResu
 
     def open_writer():
         prepare_outputs(run_path.parent, output_patterns(run_path), command="spinforce simulate",
-                        overwrite=overwrite, keep=resume, resumable=True, exclusive=False, owned=replaceable_output)
+                        overwrite=overwrite, keep=resume, resumable=True, exclusive=False,
+                        owned=functools.partial(replaceable_output, datasets=(run_path.name,)))
         return DatasetWriter(run_path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=n,
                              method=cfg["method"]["name"], model=cfg["model"], method_settings=settings,
                              seed=d["seed"], provenance={"config": cfg, "command": "spinforce simulate"},
