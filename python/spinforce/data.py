@@ -126,7 +126,7 @@ def open_h5(path, mode: str = "r", what: str = "spinforce dataset") -> h5py.File
         return h5py.File(path, mode)
     except OSError as err:
         text = str(err)
-        if "lock" in text:
+        if "unable to lock" in text.lower():  # not "truncated file: ... sblock->base_addr"
             raise FileInUseError(f"{path} is open in another process (is a run still writing it?); "
                              "wait for it to finish or stop it") from None
         if "signature" in text or "truncated" in text or "eof" in text.lower():
