@@ -172,6 +172,50 @@ def test_solved_mu_holds_the_electron_count(trained, filling):
         assert compute_fields(model, lattice, s.numpy()).mu == pytest.approx(float(mu), abs=1e-14)
 
 
+def test_sample_steps_start_the_solve_near_its_root_and_old_files_keep_their_solve():
+    """The solve's cheap start (Newton on every 4th site, each counted as a site) lands near the
+    root on the shipped committee's 30x30 held-out fixed-N frames, and the default solve (sample
+    steps, then 4 full steps) meets the count as 12 full steps from the mean training mu do. A
+    file exported before the sample steps existed is rebuilt with the solve it has."""
+    from pathlib import Path
+    from spinforce.ml.committee import model_from_exported
+    from spinforce.ml.model import DEFAULT_NEWTON_STEPS, DEFAULT_SAMPLE_STEPS
+    path = Path(spinforce.__file__).parent / "models" / "de_square_fixed_n.ts"
+    data = np.load(Path(__file__).parent / "data" / "de_square_fixed_n_heldout.npz")
+    model = load_exported(path)
+    assert (model.sample_steps, model.newton_steps) == (DEFAULT_SAMPLE_STEPS, DEFAULT_NEWTON_STEPS)
+    lattice = spinforce.Lattice("square", (30, 30))
+    neighbors = lattice.neighbor_table(model.neighbor_offsets)
+    target = model.fixed_filling * 2 * lattice.num_sites
+    with torch.no_grad():
+        for s in data["spins"]:
+            features = model.descriptor.features(torch.as_tensor(s), neighbors)
+            model.sample_steps, model.newton_steps = 0, 12
+            root = float(model.solve_mu(features))
+            model.sample_steps, model.newton_steps = DEFAULT_SAMPLE_STEPS, 0
+            start = float(model.solve_mu(features))
+            # measured: within 0.014 of the root (bench/newton_steps.py); the mean training mu is 0.2-0.6 away
+            assert abs(start - root) < 0.05 < abs(model.mu_mean - root)
+            model.newton_steps = DEFAULT_NEWTON_STEPS
+            mu = model.solve_mu(features)
+            assert float(mu) == pytest.approx(root, abs=1e-12)
+            assert abs(float(model.electron_count(features, mu)[0]) - target) <= 1e-12 * target
+
+    class FileBeforeSampleSteps:  # the attributes of a TorchScript file written before them
+        def __init__(self, script):
+            self._script = script
+
+        def __getattr__(self, name):
+            if name == "sample_steps":
+                raise AttributeError(name)
+            return getattr(self._script, name)
+
+    with spinforce.ml.model.quiet_torchscript():
+        script = torch.jit.load(str(path))
+    old = model_from_exported(FileBeforeSampleSteps(script), path)
+    assert (old.sample_steps, old.newton_steps) == (0, DEFAULT_NEWTON_STEPS)
+
+
 def _tangent_directions(s, rng, k):
     for _ in range(k):
         v = rng.normal(size=s.shape)
@@ -351,7 +395,17 @@ def test_export_command(trained, tmp_path, capsys):
     assert "--fixed-filling" in error(["export", str(trained["runs"][0]), "--torchscript", str(tmp_path / "c.ts")])
     # an exported file keeps its ensemble
     assert "keeps the ensemble" in error(["export", str(out), "--torchscript", str(tmp_path / "d.ts"), "--mu", "-4"])
-    assert not any((tmp_path / name).exists() for name in ("b.ts", "c.ts", "d.ts"))
+    # the solve's steps: on the sample of sites, then on all
+    assert "sample_steps must be an integer in [0, 100], got -1" in error(
+        ["export", str(trained["runs"][0]), "--torchscript", str(tmp_path / "e.ts"), "--fixed-filling", "0.45",
+         "--sample-steps", "-1"])
+    assert "give --fixed-filling too" in error(
+        ["export", str(trained["runs"][0]), "--torchscript", str(tmp_path / "f.ts"), "--sample-steps", "0"])
+    assert not any((tmp_path / name).exists() for name in ("b.ts", "c.ts", "d.ts", "e.ts", "f.ts"))
+    full = tmp_path / "full.ts"
+    assert main(["export", str(trained["runs"][0]), "--torchscript", str(full), "--fixed-filling", "0.45",
+                 "--sample-steps", "0", "--newton-steps", "8"]) == 0
+    assert (load_exported(full).sample_steps, load_exported(full).newton_steps) == (0, 8)
 
 
 def test_fixed_n_file_is_not_split_into_slabs(trained, tmp_path):
@@ -402,7 +456,7 @@ def test_solved_mu_outside_the_trained_range_warns_once(trained, tmp_path):
         warnings.simplefilter("error", ChemicalPotentialWarning)  # once
         outside.chemical_potential(s)
     # one Newton step from the mean training mu does not meet the count: that warns too
-    one_step = set_ensemble(load_model(trained["runs"][0], lat), fixed_filling=0.45, newton_steps=1)
+    one_step = set_ensemble(load_model(trained["runs"][0], lat), fixed_filling=0.45, newton_steps=1, sample_steps=0)
     short = MLForceField(export_torchscript(one_step, tmp_path / "short.ts"), lat)
     with pytest.warns(ChemicalPotentialWarning, match="1 Newton steps leave the electron count off by"):
         short.chemical_potential(s)

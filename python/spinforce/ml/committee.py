@@ -25,7 +25,7 @@ import copy
 import json
 import math
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from torch import nn
 
 from ..outputs import atomic_write
 from ..providers import uncertainty_scalars
-from .model import (DEFAULT_NEWTON_STEPS, DTYPES, TORCHSCRIPT_FORMAT, TORCHSCRIPT_FORMAT_VERSION,
+from .model import (DEFAULT_NEWTON_STEPS, DEFAULT_SAMPLE_STEPS, DTYPES, TORCHSCRIPT_FORMAT, TORCHSCRIPT_FORMAT_VERSION,
                     ChemicalPotentialSolve, SiteEnergyModel, export_torchscript, load_model, set_ensemble)
 
 __all__ = ["CommitteeModel", "train_committee", "committee_member_paths", "load_committee", "export_committee",
@@ -99,8 +99,10 @@ class CommitteeModel(ChemicalPotentialSolve, nn.Module):
         self.fixed_mu: float = math.nan
         self.fixed_filling: float = math.nan
         self.newton_steps: int = DEFAULT_NEWTON_STEPS
+        self.sample_steps: int = DEFAULT_SAMPLE_STEPS
         self.descriptor = copy.deepcopy(first.descriptor)
         self.images: int = first.images  # feature rows per site (ChemicalPotentialSolve.solve_mu)
+        self.sample_stride: int = first.sample_stride
         self.members = nn.ModuleList([copy.deepcopy(m) for m in members])
         self.register_buffer("neighbor_offsets", first.neighbor_offsets.clone())
         self.register_buffer("dtype_reference", torch.zeros((), dtype=DTYPES[first.dtype_name]))
@@ -109,13 +111,13 @@ class CommitteeModel(ChemicalPotentialSolve, nn.Module):
     def threshold(self) -> float | None:
         return None if math.isnan(self.uncertainty_threshold) else self.uncertainty_threshold
 
-    def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor):
+    def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor, images: Optional[int] = None):
         """The members' mean (omega_i, d omega_i/d mu, d2 omega_i/d mu2) at mu (ChemicalPotentialSolve)."""
         values: List[torch.Tensor] = []
         first: List[torch.Tensor] = []
         second: List[torch.Tensor] = []
         for member in self.members:
-            v, d1, d2 = member.grand_potential_derivatives(features, mu)
+            v, d1, d2 = member.grand_potential_derivatives(features, mu, images)
             values.append(v)
             first.append(d1)
             second.append(d2)
@@ -260,7 +262,9 @@ def model_from_exported(script, path) -> nn.Module:
     if model.mu_input:  # the ensemble it was exported for
         filling, mu = float(script.fixed_filling), float(script.fixed_mu)
         set_ensemble(model, fixed_filling=None if math.isnan(filling) else filling,
-                     fixed_mu=None if math.isnan(mu) else mu, newton_steps=int(script.newton_steps))
+                     fixed_mu=None if math.isnan(mu) else mu, newton_steps=int(script.newton_steps),
+                     # a file from before the sample steps solves on all sites only
+                     sample_steps=int(getattr(script, "sample_steps", 0)))
     return model
 
 
@@ -276,14 +280,15 @@ def load_committee(source, lattice=None, uncertainty_threshold: float | None = N
 
 def export_committee(model_paths, out_path, *, uncertainty_threshold: float | None = None,
                      overwrite: bool = False, fixed_filling: float | None = None, fixed_mu: float | None = None,
-                     newton_steps: int = DEFAULT_NEWTON_STEPS) -> Path:
+                     newton_steps: int = DEFAULT_NEWTON_STEPS, sample_steps: int = DEFAULT_SAMPLE_STEPS) -> Path:
     """Write the committee of `model_paths` (model.pt files, or a train_committee directory) as
     one TorchScript file for spinforce.MLForceField. uncertainty_threshold (a torque, in the
     energy units of the data) is stored in the file: `spinforce simulate` warns once when a
     saved frame's largest per-site uncertainty passes it. Members with mu input need the
     ensemble: fixed_filling or fixed_mu (model.set_ensemble)."""
     committee = load_committee(model_paths, uncertainty_threshold=uncertainty_threshold)
-    set_ensemble(committee, fixed_filling=fixed_filling, fixed_mu=fixed_mu, newton_steps=newton_steps)
+    set_ensemble(committee, fixed_filling=fixed_filling, fixed_mu=fixed_mu, newton_steps=newton_steps,
+                 sample_steps=sample_steps)
     return export_torchscript(committee, out_path, overwrite=overwrite)
 
 

@@ -23,13 +23,14 @@ FieldResult.uncertainty holds the spread of their torques per site; `spinforce s
 once when that passes the threshold X stored in the file.
 A model trained with the chemical potential as input (model.mu_input) is exported for one
 ensemble: a fixed electron count N_e = F * 2N (--fixed-filling F; mu is solved for at every
-evaluation, --newton-steps Newton steps) or a fixed chemical potential (--mu MU).
+evaluation: --sample-steps Newton steps on a sample of the sites, then --newton-steps on all) or a
+fixed chemical potential (--mu MU).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .model import DEFAULT_NEWTON_STEPS
+from .model import DEFAULT_NEWTON_STEPS, DEFAULT_SAMPLE_STEPS
 
 HELP = "export a trained model (or a committee of models) as TorchScript or a compiled .pt2 package"
 
@@ -54,7 +55,10 @@ def add_arguments(p) -> None:
     p.add_argument("--mu", type=float, default=None, metavar="MU",
                    help="model with mu input: run at this fixed chemical potential (inside the trained range)")
     p.add_argument("--newton-steps", type=int, default=None, metavar="K",
-                   help=f"--fixed-filling: Newton steps of the solve for mu (default {DEFAULT_NEWTON_STEPS})")
+                   help=f"--fixed-filling: Newton steps of the solve for mu on all sites (default {DEFAULT_NEWTON_STEPS})")
+    p.add_argument("--sample-steps", type=int, default=None, metavar="K",
+                   help=f"--fixed-filling: Newton steps on a sample of the sites before them, a cheap start "
+                        f"(default {DEFAULT_SAMPLE_STEPS}; 0: none)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
@@ -66,12 +70,14 @@ def run(args) -> int:
                          "runs in any dtype and on any device (MLForceField(..., dtype=, device=))")
     paths = committee_member_paths(args.model)
     exported = read_exported(paths[0]) if len(paths) == 1 else None
-    ensemble = args.fixed_filling is not None or args.mu is not None or args.newton_steps is not None
+    solve = args.newton_steps is not None or args.sample_steps is not None
+    ensemble = args.fixed_filling is not None or args.mu is not None or solve
     if exported is not None:  # e.g. a shipped committee, into another format
         if args.uncertainty_threshold is not None:
             raise ValueError("--uncertainty-threshold: an exported file keeps the threshold it was exported with")
         if ensemble:
-            raise ValueError("--fixed-filling / --mu / --newton-steps: an exported file keeps the ensemble it was "
+            raise ValueError("--fixed-filling / --mu / --newton-steps / --sample-steps: an exported file keeps the "
+                             "ensemble it was "
                              "exported with; export the model.pt files again")
         model = model_from_exported(exported, paths[0])
         what = f"committee of {model.committee_size} force fields" if hasattr(model, "committee_size") else "force field"
@@ -83,10 +89,12 @@ def run(args) -> int:
         model = load_committee(paths, uncertainty_threshold=args.uncertainty_threshold)
         what = f"committee of {len(paths)} force fields"
     if exported is None:
-        if args.newton_steps is not None and args.fixed_filling is None:
-            raise ValueError("--newton-steps sets the solve for mu at a fixed filling: give --fixed-filling too")
+        if solve and args.fixed_filling is None:
+            raise ValueError("--newton-steps / --sample-steps set the solve for mu at a fixed filling: give "
+                             "--fixed-filling too")
         set_ensemble(model, fixed_filling=args.fixed_filling, fixed_mu=args.mu,
-                     newton_steps=DEFAULT_NEWTON_STEPS if args.newton_steps is None else args.newton_steps)
+                     newton_steps=DEFAULT_NEWTON_STEPS if args.newton_steps is None else args.newton_steps,
+                     sample_steps=DEFAULT_SAMPLE_STEPS if args.sample_steps is None else args.sample_steps)
     if getattr(model, "mu_input", False):
         what += (f" at fixed filling {model.fixed_filling:g}" if model.fixed_filling == model.fixed_filling
                  else f" at fixed mu {model.fixed_mu:g}")

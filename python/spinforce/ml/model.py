@@ -34,7 +34,7 @@ from torch import nn
 from ..descriptors.registry import make_descriptor
 from ..outputs import atomic_write
 
-__all__ = ["SiteEnergyModel", "ChemicalPotentialSolve", "set_ensemble", "DEFAULT_NEWTON_STEPS", "build_model", "save_model", "load_model", "export_torchscript", "compute_fields",
+__all__ = ["SiteEnergyModel", "ChemicalPotentialSolve", "set_ensemble", "DEFAULT_NEWTON_STEPS", "DEFAULT_SAMPLE_STEPS", "build_model", "save_model", "load_model", "export_torchscript", "compute_fields",
            "quiet_torchscript", "MODEL_FORMAT", "MODEL_FORMAT_VERSION", "TORCHSCRIPT_FORMAT",
            "TORCHSCRIPT_FORMAT_VERSION", "ACTIVATIONS", "DTYPES"]
 
@@ -44,11 +44,16 @@ TORCHSCRIPT_FORMAT = "spinforce-torchscript"
 TORCHSCRIPT_FORMAT_VERSION = 1
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-# Newton steps of the fixed-filling solve for mu (ChemicalPotentialSolve.solve_mu): from the mean
-# training mu the shipped de_square_fixed_n committee reaches |sum_i n_i - N_e| / N_e ~ 1e-16 in 7
-# steps on random and Neel-like states (float32: its 1e-7 floor in 6); 8 keep a step in hand
-# (bench/newton_steps.py: 6 steps save 7-18 % of an evaluation).
-DEFAULT_NEWTON_STEPS = 8
+# The fixed-filling solve for mu (ChemicalPotentialSolve.solve_mu): SAMPLE_STEPS Newton steps on a
+# sample of the feature rows (every SAMPLE_STRIDE-th site, or image 0 of every site for a descriptor
+# with point-group images), then DEFAULT_NEWTON_STEPS on all of them. bench/newton_steps.py, the
+# shipped de_square_fixed_n committee on 8x8 .. 64x64 random and Neel-like states: the sample's root
+# lies within 0.07 of the full one, and 4 full steps from it reach |sum_i n_i - N_e| / N_e ~ 1e-15 in
+# float64 (float32: its 1e-7 floor in 2-3), as 8 full steps from the mean training mu did, at about
+# half the cost.
+DEFAULT_SAMPLE_STEPS = 6
+DEFAULT_NEWTON_STEPS = 4
+SAMPLE_STRIDE = 4
 
 
 @contextlib.contextmanager
@@ -90,23 +95,38 @@ class ChemicalPotentialSolve:
         raise RuntimeError("this model takes the chemical potential as an input: set its ensemble first "
                            "(spinforce export MODEL --fixed-filling F or --mu MU; set_ensemble in Python)")
 
+    @torch.jit.export  # read by MLForceField.chemical_potential (forward does not call it)
     def electron_count(self, features: torch.Tensor, mu: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(N_e(mu), dN_e/dmu) with N_e = sum_i n_i = -dOmega/dmu, both 0-dim."""
-        _, first, second = self.grand_potential_derivatives(features.detach(), mu.detach())
+        return self.row_count(features, mu, self.images)
+
+    def row_count(self, features: torch.Tensor, mu: torch.Tensor, images: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """electron_count of feature rows taken `images` to a site (1: each row counts as a site)."""
+        _, first, second = self.grand_potential_derivatives(features.detach(), mu.detach(), images)
         return -first.sum().detach(), -second.sum().detach()
 
     def solve_mu(self, features: torch.Tensor) -> torch.Tensor:
-        """mu with sum_i n_i(mu) = fixed_filling * 2N: `newton_steps` Newton steps from the mean
-        training mu, kept inside a bracket that every step narrows (a step that would leave it,
-        or a non-increasing count, bisects instead). The bracket starts as the training range of
-        mu widened by half its width on either side: the solved mu never leaves it."""
-        target = self.fixed_filling * 2.0 * float(features.shape[0] // self.images)
+        """mu with sum_i n_i(mu) = fixed_filling * 2N. A cheap start first: `sample_steps` Newton
+        steps from the mean training mu on a sample of the rows, each counted as a site (image 0
+        of every site for a descriptor with images, else every SAMPLE_STRIDE-th site: a slice of
+        fixed stride, no data-dependent shape); then `newton_steps` on all rows."""
+        mu = torch.full((), self.mu_mean, dtype=features.dtype, device=features.device)
+        if self.sample_steps > 0:
+            sample = features[::self.sample_stride]
+            mu = self.newton(sample, 1, mu, self.sample_steps)
+        return self.newton(features, self.images, mu, self.newton_steps)
+
+    def newton(self, features: torch.Tensor, images: int, mu: torch.Tensor, steps: int) -> torch.Tensor:
+        """`steps` Newton steps from mu towards the mu with fixed_filling * 2 electrons per site of
+        the rows (`images` rows to a site), kept inside a bracket that every step narrows (a step
+        that would leave it, or a non-increasing count, bisects instead). The bracket starts as the
+        training range of mu widened by half its width on either side: mu never leaves it."""
+        target = self.fixed_filling * 2.0 * float(features.shape[0] // images)
         half = 0.5 * (self.mu_max - self.mu_min)
         lo = torch.full((), self.mu_min - half, dtype=features.dtype, device=features.device)
         hi = torch.full((), self.mu_max + half, dtype=features.dtype, device=features.device)
-        mu = torch.full((), self.mu_mean, dtype=features.dtype, device=features.device)
-        for _ in range(self.newton_steps):
-            count, slope = self.electron_count(features, mu)
+        for _ in range(steps):
+            count, slope = self.row_count(features, mu, images)
             excess = count - target
             lo = torch.where(excess < 0, mu, lo)
             hi = torch.where(excess > 0, mu, hi)
@@ -124,11 +144,12 @@ class ChemicalPotentialSolve:
 
 
 def set_ensemble(model: nn.Module, *, fixed_filling: float | None = None, fixed_mu: float | None = None,
-                 newton_steps: int = DEFAULT_NEWTON_STEPS) -> nn.Module:
+                 newton_steps: int = DEFAULT_NEWTON_STEPS, sample_steps: int = DEFAULT_SAMPLE_STEPS) -> nn.Module:
     """Set the ensemble a model with mu input runs in (in place; returns it): fixed electron
     count at filling N_e / 2N = fixed_filling in (0, 1), or fixed chemical potential fixed_mu
     (inside the mu range the model was trained on). Exactly one of them for a mu-input model,
-    neither for a model without mu input."""
+    neither for a model without mu input. At a fixed filling mu is solved with sample_steps
+    Newton steps on a sample of the sites, then newton_steps on all (ChemicalPotentialSolve)."""
     mu_input = bool(getattr(model, "mu_input", False))
     if not mu_input:
         if fixed_filling is not None or fixed_mu is not None:
@@ -140,8 +161,9 @@ def set_ensemble(model: nn.Module, *, fixed_filling: float | None = None, fixed_
         raise ValueError("a model with the chemical potential as input runs at a fixed electron count or at a fixed "
                          "mu: give exactly one of fixed_filling (--fixed-filling F, F = N_e / 2N in (0, 1)) and "
                          f"fixed_mu (--mu MU, in the trained range [{model.mu_min:g}, {model.mu_max:g}])")
-    if isinstance(newton_steps, bool) or not isinstance(newton_steps, int) or not 1 <= newton_steps <= 100:
-        raise ValueError(f"newton_steps must be an integer in [1, 100], got {newton_steps!r}")
+    for name, value, least in (("newton_steps", newton_steps, 1), ("sample_steps", sample_steps, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= 100:
+            raise ValueError(f"{name} must be an integer in [{least}, 100], got {value!r}")
     if fixed_filling is not None:
         f = float(fixed_filling)
         if not (math.isfinite(f) and 0.0 < f < 1.0):
@@ -155,6 +177,7 @@ def set_ensemble(model: nn.Module, *, fixed_filling: float | None = None, fixed_
                              f"[{model.mu_min:g}, {model.mu_max:g}], got {fixed_mu!r}")
         model.fixed_mu, model.fixed_filling = mu, math.nan
     model.newton_steps = int(newton_steps)
+    model.sample_steps = int(sample_steps)
     return model
 
 
@@ -189,6 +212,7 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         self.descriptor_kind: str = descriptor_kind
         self.descriptor_version: int = int(descriptor.version)
         self.images: int = int(descriptor.images)  # feature rows per site, averaged over (image_mean)
+        self.sample_stride: int = max(self.images, SAMPLE_STRIDE)  # the solve's site sample (solve_mu)
         self.hidden = hidden
         self.activation = activation
         self.dtype_name = dtype
@@ -202,6 +226,7 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         self.fixed_mu: float = math.nan       # the ensemble (set_ensemble); NaN: not this one
         self.fixed_filling: float = math.nan
         self.newton_steps: int = DEFAULT_NEWTON_STEPS
+        self.sample_steps: int = DEFAULT_SAMPLE_STEPS
         F = int(descriptor.num_features)
         layers: list[nn.Module] = []
         width = F + int(self.mu_input)
@@ -253,12 +278,14 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         x = (features - self.feature_mean) / self.feature_std
         return self.energy_shift + self.energy_scale * self.image_mean(self.mlp(x).squeeze(-1))
 
-    def image_mean(self, rows: torch.Tensor) -> torch.Tensor:
+    def image_mean(self, rows: torch.Tensor, images: Optional[int] = None) -> torch.Tensor:
         """(N * images,) network outputs -> (N,) their mean over each site's images (the
-        point-group average of a descriptor with images > 1; the identity for one image)."""
-        if self.images == 1:
+        point-group average of a descriptor with images > 1; the identity for one image).
+        `images`: rows to a site, by default the descriptor's (1 for the solve's site sample)."""
+        n = self.images if images is None else images
+        if n == 1:
             return rows
-        return rows.reshape(-1, self.images).mean(1)
+        return rows.reshape(-1, n).mean(1)
 
     def _network_input(self, features: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """(N, F + 1): the normalised features and, last, (mu - mu_mean) / mu_std (mu 0-dim or (N,))."""
@@ -268,8 +295,9 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
             m = m.repeat_interleave(self.images)
         return torch.cat([x, m.expand(x.shape[:1]).unsqueeze(-1)], dim=1)
 
-    def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor):
-        """(omega_i, d omega_i/d mu, d2 omega_i/d mu2), each (N,), at a 0-dim mu: the network
+    def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor, images: Optional[int] = None):
+        """(omega_i, d omega_i/d mu, d2 omega_i/d mu2), each (N,), at a 0-dim mu (`images` rows
+        to a site, by default the descriptor's: image_mean): the network
         carries the first two mu-derivatives of every layer's output forward with its values
         (no autograd; about 3 forward passes, several times cheaper than differentiating twice)."""
         x = self._network_input(features, mu)
@@ -290,9 +318,9 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
                 d1 = slope * d1
                 x = layer(x)
         scale = self.energy_scale
-        return (self.energy_shift - self.density_mean * (mu.to(x.dtype) - self.mu_mean) + scale * self.image_mean(x.squeeze(-1)),
-                scale * self.image_mean(d1.expand_as(x).squeeze(-1)) - self.density_mean,
-                scale * self.image_mean(d2.expand_as(x).squeeze(-1)))
+        return (self.energy_shift - self.density_mean * (mu.to(x.dtype) - self.mu_mean) + scale * self.image_mean(x.squeeze(-1), images),
+                scale * self.image_mean(d1.expand_as(x).squeeze(-1), images) - self.density_mean,
+                scale * self.image_mean(d2.expand_as(x).squeeze(-1), images))
 
     def evaluate(self, spins: torch.Tensor, neighbors: torch.Tensor):
         """(site energies (N,), fields (N,3), mu): the fields are -d(sum of site energies)/dS; for
