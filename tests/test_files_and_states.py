@@ -153,6 +153,24 @@ def test_read_dataset_frames(tmp_path):
         read_dataset(tmp_path / "d.h5", frames=2)  # one frame is slice(2, 3): an index would drop the frame axis
 
 
+def test_read_dataset_returns_only_complete_frames_of_a_stopped_writer(tmp_path):
+    import h5py
+    lat = sf.Lattice("square", 4)
+    path = tmp_path / "d.h5"
+    with DatasetWriter(path, lattice_kind="square", lattice_shape=(4, 4), num_sites=16, method="test", model={}) as w:
+        for k in range(3):
+            w.append(lat.random_spins(k), np.zeros((16, 3)), float(k), time=float(k), step=k)
+    with h5py.File(path, "a") as f:  # a writer killed inside append: every array but energy has grown
+        for name in ("spins", "fields", "time", "step", "trajectory"):
+            f[name].resize(4, axis=0)
+    d = read_dataset(path)
+    assert d.spins.shape == (3, 16, 3) and d.fields.shape == (3, 16, 3) and d.num_frames == 3
+    np.testing.assert_array_equal(d.step, [0, 1, 2])
+    assert read_dataset(path, frames=slice(1, None)).num_frames == 2
+    with pytest.raises(ValueError, match="holds 3 frames; frame 3 does not exist"):
+        read_dataset(path, frames=[0, 3])
+
+
 # --- spinforce.ml.sample_ed -----------------------------------------------------------------------
 def test_sample_ed_writes_exact_fields_of_ordered_and_random_states(tmp_path):
     lat = sf.Lattice("square", (4, 4))

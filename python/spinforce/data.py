@@ -216,6 +216,12 @@ def read_dataset(path, frames: slice | list | None = None) -> Dataset:
     sel = _frame_selection(frames)
     with open_h5(path) as f:
         _check_format(f, path)
+        # only complete frames: a writer stopped inside `append` leaves the arrays before energy a frame longer
+        complete = int(f["energy"].shape[0])
+        if isinstance(sel, slice):
+            sel = slice(*sel.indices(complete))
+        elif len(sel) and sel[-1] >= complete:
+            raise ValueError(f"{path} holds {complete} frames; frame {int(sel[-1])} does not exist")
         a = f.attrs
         if "trajectory" in f:
             trajectory = f["trajectory"][sel]
