@@ -408,6 +408,15 @@ def test_training_on_non_finite_data_fails_up_front(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+
+def test_training_on_spins_that_are_not_unit_vectors_fails_up_front(tmp_path, capsys):
+    heisenberg_dataset(tmp_path / "data.h5")
+    with h5py.File(tmp_path / "data.h5", "a") as f:  # a file from elsewhere: spins of length 2 in frame 3
+        f["spins"][3] *= 2.0
+    cfg = train_toml(tmp_path / "train.toml", "data.h5", "run")
+    user_error(capsys, "train", cfg, "--no-progress", contains=("data.h5", "not unit vectors", "frame 3"))
+    assert not (tmp_path / "run").exists()
+
 def test_resume_messages_name_the_differences_in_plain_values(tmp_path):
     kwargs = dict(lattice_kind="square", lattice_shape=(4, 4), num_sites=16, method="heisenberg")
     with DatasetWriter(tmp_path / "a.h5", model={"J1": 1.0, "J2": 0.5, "field": [0, 0, 1]}, seed=9, **kwargs) as w:
