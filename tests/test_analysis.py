@@ -361,6 +361,16 @@ def test_analyze_run_writes_results_consistent_with_the_functions(tmp_path):
         A.analyze_run(run, out, progress=False)
 
 
+
+@pytest.mark.parametrize("window", [(16, 1), (-2, -1), (float("nan"), 4), (1, float("inf"))])
+def test_a_fit_window_that_can_hold_no_frame_is_refused_before_the_analysis(tmp_path, window):
+    lat = sf.Lattice("square", (6, 6))
+    run = tmp_path / "run.h5"
+    _write_run(run, lat, _coarsening_frames(lat, [0.0, 1.0, 2.0, 4.0]), [0.0, 1.0, 2.0, 4.0])
+    with pytest.raises(ValueError, match="fit window TMIN TMAX must be finite times with TMIN < TMAX"):
+        A.analyze_run(run, tmp_path / "out", fit_window=window, progress=False)
+    assert not (tmp_path / "out").exists()
+
 def test_analyze_command_with_comparison(tmp_path, capsys):
     from spinforce.cli import main
     lat = sf.Lattice("square", (16, 16))

@@ -180,6 +180,11 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
         raise ValueError("path must name at least one run file")
     if isinstance(every, bool) or int(every) != every or every < 1:
         raise ValueError(f"every must be an integer >= 1, got {every!r}")
+    if fit_window is not None:  # checked here: a failed fit below only drops that measure
+        lo, hi = (float(x) for x in fit_window)
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi and hi > 0):
+            raise ValueError(f"fit window TMIN TMAX must be finite times with TMIN < TMAX and TMAX > 0, "
+                             f"got {lo:g} {hi:g}")
     meta = read_dataset(paths[0], frames=slice(0, 0))
     lattice = meta.lattice()
     # trajectory frames only: independent samples are not a time series
