@@ -371,6 +371,35 @@ def test_a_fit_window_that_can_hold_no_frame_is_refused_before_the_analysis(tmp_
         A.analyze_run(run, tmp_path / "out", fit_window=window, progress=False)
     assert not (tmp_path / "out").exists()
 
+@pytest.mark.parametrize("attribute, value, fragments", [
+    ("model", "{bad", ("metadata attribute 'model' is not valid JSON",)),
+    ("lattice_kind", "hexagonal", ("lattice kind must be one of ['cubic', 'square', 'triangular']", "'hexagonal'")),
+    ("lattice_shape", [5, 5], ("spins have shape (frames, 36, 3)", "square (5, 5) needs (frames, 25, 3)")),
+    ("spins", np.nan, ("frame 1 of", "NaN")),
+])
+def test_a_broken_run_file_is_a_one_line_error_naming_it(tmp_path, capsys, attribute, value, fragments):
+    import h5py
+    from spinforce.cli import main
+    lat = sf.Lattice("square", (6, 6))
+    times = [0.0, 1.0, 2.0, 4.0]
+    good, bad = tmp_path / "good.h5", tmp_path / "broken.h5"
+    for path in (good, bad):
+        _write_run(path, lat, _coarsening_frames(lat, times), times)
+    with h5py.File(bad, "a") as f:
+        if attribute == "spins":
+            f["spins"][1, 2, 0] = value
+        else:
+            f.attrs[attribute] = value
+    trajectory_only = attribute == "spins"  # --reference reads whole trajectories: no frame number
+    for argv in ([bad], [good, bad], [good, good, "--reference", bad, good]):
+        assert main(["analyze", *map(str, argv), "--quiet", "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "broken.h5" in err, err
+        for fragment in fragments[trajectory_only and "--reference" in argv:]:
+            assert fragment in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_analyze_command_with_comparison(tmp_path, capsys):
     from spinforce.cli import main
     lat = sf.Lattice("square", (16, 16))

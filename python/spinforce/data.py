@@ -105,8 +105,18 @@ class Dataset:
         return int(self.spins.shape[1])
 
     def lattice(self):
+        """The file's lattice; ValueError naming the file if its lattice attributes are invalid or do not
+        match the number of sites of its spins."""
         from .lattice import Lattice
-        return Lattice(self.lattice_kind, self.lattice_shape)
+        try:
+            lattice = Lattice(self.lattice_kind, self.lattice_shape)
+        except ValueError as err:
+            raise ValueError(f"{self.path}: {err}") from None
+        if self.spins.shape[1:] != (lattice.num_sites, 3):
+            have = ", ".join(str(n) for n in self.spins.shape[1:])
+            raise ValueError(f"{self.path}: its spins have shape (frames, {have}); its lattice {lattice.kind} "
+                             f"{lattice.shape} needs (frames, {lattice.num_sites}, 3)")
+        return lattice
 
 
 class FileInUseError(ValueError):
@@ -210,6 +220,15 @@ def _frame_selection(frames):
     return index
 
 
+def _json_attribute(attrs, key: str, path, default=None):
+    """A metadata attribute stored as JSON; ValueError naming the file and the attribute if it is not JSON."""
+    text = attrs.get(key, default)
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: its metadata attribute {key!r} is not valid JSON ({err})") from None
+
+
 def read_dataset(path, frames: slice | list | None = None) -> Dataset:
     """Read a dataset file (optionally a slice or an increasing list of its frames)."""
     path = Path(path)
@@ -231,9 +250,9 @@ def read_dataset(path, frames: slice | list | None = None) -> Dataset:
             spins=f["spins"][sel], fields=f["fields"][sel], energy=f["energy"][sel],
             time=f["time"][sel], step=f["step"][sel], trajectory=trajectory,
             lattice_kind=str(a["lattice_kind"]), lattice_shape=tuple(int(x) for x in a["lattice_shape"]),
-            method=str(a["method"]), model=json.loads(a["model"]),
-            method_settings=json.loads(a["method_settings"]), seed=int(a["seed"]),
-            provenance=json.loads(a.get("provenance", "{}")),
+            method=str(a["method"]), model=_json_attribute(a, "model", path),
+            method_settings=_json_attribute(a, "method_settings", path), seed=int(a["seed"]),
+            provenance=_json_attribute(a, "provenance", path, "{}"),
             spinforce_version=str(a.get("spinforce_version", "")), path=str(path),
             scalars={name: f["scalars"][name][sel] for name in f.get("scalars", {})},
             mu=f["mu"][sel] if "mu" in f else None, density=f["density"][sel] if "density" in f else None,

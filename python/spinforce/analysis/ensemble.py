@@ -30,7 +30,7 @@ import numpy as np
 
 from ..data import read_dataset
 from .coarsening import correlation_length, fit_power_law, structure_factor_length
-from .fields import bond_average, scalar_chirality
+from .fields import bond_average, check_spins, scalar_chirality
 from .run import frame_times, mean_radial_correlation
 from .structure import radial_correlation, structure_factor
 
@@ -99,7 +99,9 @@ def jackknife_fit(t, L_loo, t_min: float, t_max: float) -> float:
 def _trajectory(path):
     ds = read_dataset(path)
     keep = ds.step >= 0
-    return ds.lattice(), frame_times(ds.time[keep], ds.step[keep]), ds.spins[keep]
+    lattice = ds.lattice()
+    return lattice, frame_times(ds.time[keep], ds.step[keep]), check_spins(ds.spins[keep], lattice,
+                                                                           name=f"the trajectory of {path}")
 
 
 def ensemble_observables(paths) -> dict:

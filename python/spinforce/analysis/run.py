@@ -195,6 +195,7 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
                              + (f" (only {n_skipped} independent samples)" if n_skipped else ""))
     for other in paths[1:]:
         m = read_dataset(other, frames=slice(0, 0))
+        m.lattice()  # a file with an invalid lattice is named for that, not for differing from the first
         if (m.lattice_kind, tuple(m.lattice_shape)) != (lattice.kind, tuple(lattice.shape)):
             raise ValueError(f"ensemble runs must share one lattice: {other} is on {m.lattice_kind} "
                              f"{m.lattice_shape}, {paths[0]} on {lattice.kind} {lattice.shape}")
@@ -206,9 +207,11 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
             raise ValueError(f"compare run {compare} holds no trajectory frames")
         k = int(compare_frames[-1])
         other = read_dataset(compare, frames=slice(k, k + 1))
+        other.lattice()
         if (other.lattice_kind, tuple(other.lattice_shape)) != (lattice.kind, tuple(lattice.shape)):
             raise ValueError(f"compare run {compare} is on {other.lattice_kind} {other.lattice_shape}, "
                              f"this run on {lattice.kind} {lattice.shape}; compare runs on the same lattice")
+        check_spins(other.spins[0], lattice, name=f"frame {k} of {compare}")
     if out is not None:
         out = Path(out)
         # refuse early; old results are removed only once the new ones are computed
@@ -221,6 +224,8 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
     label = paths[0].name if len(paths) == 1 else f"{len(paths)} runs"
     for k in tqdm(indices, desc=f"analyse {label}", unit="frame", disable=not progress):
         frames = [_frame(p, int(f[k])) for p, f in zip(paths, frame_lists)]
+        for p, f, frame in zip(paths, frame_lists, frames):  # a bad frame is named by its file
+            check_spins(frame.spins[0], lattice, name=f"frame {int(f[k])} of {p}")
         times = [float(frame_times(f.time, f.step)[0]) for f in frames]
         if not np.allclose(times, times[0], rtol=1e-9, atol=0):
             raise ValueError(f"ensemble runs have different times at frame {k}: {times}")
