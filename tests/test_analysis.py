@@ -371,6 +371,20 @@ def test_a_fit_window_that_can_hold_no_frame_is_refused_before_the_analysis(tmp_
         A.analyze_run(run, tmp_path / "out", fit_window=window, progress=False)
     assert not (tmp_path / "out").exists()
 
+@pytest.mark.parametrize("window", [(100, 200), (0.5, 0.9), (-1, 0.5)])
+def test_a_fit_window_outside_the_saved_times_is_refused_naming_them(tmp_path, capsys, window):
+    from spinforce.cli import main
+    lat = sf.Lattice("square", (6, 6))
+    run = tmp_path / "run.h5"
+    _write_run(run, lat, _coarsening_frames(lat, [0.0, 1.0, 2.0, 4.0]), [0.0, 1.0, 2.0, 4.0])
+    with pytest.raises(ValueError, match=r"holds none of the analysed frame times of .*run.h5 \(t = 0 \.\. 4, 4 frames"):
+        A.analyze_run(run, tmp_path / "out", fit_window=window, progress=False)
+    assert not (tmp_path / "out").exists()
+    # a window holding too few times for any fit is analysed, and says so
+    assert main(["analyze", str(run), "--fit-window", "0.5", "1.5", "--quiet"]) == 0
+    assert "no growth exponent fitted" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("attribute, value, fragments", [
     ("model", "{bad", ("metadata attribute 'model' is not valid JSON",)),
     ("lattice_kind", "hexagonal", ("lattice kind must be one of ['cubic', 'square', 'triangular']", "'hexagonal'")),

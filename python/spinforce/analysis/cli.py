@@ -65,6 +65,8 @@ def run(args) -> int:
           f"fit window t = {result.fit_window[0]:g} .. {result.fit_window[1]:g}")
     for name, fit in result.fits.items():
         print(f"  {name:18s} L ~ t^n, n = {fit.exponent:.4f} +- {fit.stderr:.4f} ({fit.num_points} points)")
+    if not result.fits:
+        print("  no growth exponent fitted: no length measure has 3 usable points in the fit window")
     print(f"results in {out}/")
     return 0
 

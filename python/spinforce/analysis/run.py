@@ -180,7 +180,7 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
         raise ValueError("path must name at least one run file")
     if isinstance(every, bool) or int(every) != every or every < 1:
         raise ValueError(f"every must be an integer >= 1, got {every!r}")
-    if fit_window is not None:  # checked here: a failed fit below only drops that measure
+    if fit_window is not None:  # checked here and against the times below: a failed fit only drops that measure
         lo, hi = (float(x) for x in fit_window)
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi and hi > 0):
             raise ValueError(f"fit window TMIN TMAX must be finite times with TMIN < TMAX and TMAX > 0, "
@@ -200,6 +200,17 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
             raise ValueError(f"ensemble runs must share one lattice: {other} is on {m.lattice_kind} "
                              f"{m.lattice_shape}, {paths[0]} on {lattice.kind} {lattice.shape}")
     total = min(len(f) for f in frame_lists)  # analyse the frames all runs have reached
+    indices = list(range(0, total, int(every)))
+    if indices[-1] != total - 1:
+        indices.append(total - 1)
+    if fit_window is not None:  # a window outside the run is refused before the analysis
+        with open_h5(paths[0]) as f:
+            sel = frame_lists[0][indices]
+            t = frame_times(f["time"][:][sel], f["step"][:][sel])
+        if not np.any((t > 0) & (t >= lo) & (t <= hi)):
+            raise ValueError(f"fit window t = {lo:g} .. {hi:g} holds none of the analysed frame times of "
+                             f"{paths[0]} (t = {t.min():g} .. {t.max():g}, {len(t)} frames); choose TMIN TMAX "
+                             "inside that range")
     other = None
     if compare is not None:  # every file is checked before anything is written
         compare_frames, _ = trajectory_frames(compare)
@@ -217,9 +228,6 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
         # refuse early; old results are removed only once the new ones are computed
         prepare_outputs(out, OUTPUTS, command="spinforce analyze", keep=overwrite)
     analyzer = FrameAnalyzer(lattice, threshold)
-    indices = list(range(0, total, int(every)))
-    if indices[-1] != total - 1:
-        indices.append(total - 1)
     rows, all_sizes = [], []
     label = paths[0].name if len(paths) == 1 else f"{len(paths)} runs"
     for k in tqdm(indices, desc=f"analyse {label}", unit="frame", disable=not progress):
