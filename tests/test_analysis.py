@@ -434,6 +434,8 @@ def test_analyze_command_with_comparison(tmp_path, capsys):
     assert summary["compare"]["max_abs_difference_C"] == pytest.approx(
         np.abs(table["C_this_run"] - table["C_other_run"]).max(), abs=1e-12)
     assert "L_spin_sf" in capsys.readouterr().out
+    assert main(["analyze", str(tmp_path / "a.h5"), "--labels", "ML", "ED", "--overwrite", "--quiet"]) == 2
+    assert "--labels names the ensembles of --compare or --reference" in capsys.readouterr().err
     assert main(["analyze", str(tmp_path / "a.h5"), "--quiet"]) == 2  # results exist, no --overwrite
     assert main(["analyze", str(tmp_path / "a.h5"), "--threshold", "3", "--overwrite", "--quiet"]) == 2
     assert "threshold must be in [-1, 1)" in capsys.readouterr().err

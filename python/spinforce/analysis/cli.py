@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from .run import analyze_run
+    if args.labels and args.compare is None and not args.reference:
+        raise ValueError("--labels names the ensembles of --compare or --reference (THIS OTHER); "
+                         "give one of them or leave --labels out")
     first = args.run[0]
     out = args.out if args.out is not None else first.with_name(first.stem + "_analysis")
     labels = tuple(args.labels) if args.labels else (("runs", "reference") if args.reference else ("this run", "other run"))
