@@ -462,9 +462,13 @@ def test_ensemble_analysis_averages_structure_factors(tmp_path):
     assert ens.timeseries["clusters"][-1] == pytest.approx(len(sizes) / 2)
     # an ensemble of identical runs is the run itself
     single = A.analyze_run(tmp_path / "r1.h5", progress=False)
-    twice = A.analyze_run([tmp_path / "r1.h5", tmp_path / "r1.h5"], progress=False)
+    import shutil
+    shutil.copy(tmp_path / "r1.h5", tmp_path / "r1_copy.h5")
+    twice = A.analyze_run([tmp_path / "r1.h5", tmp_path / "r1_copy.h5"], progress=False)
     for key in ("L_spin_sf", "L_chirality_sf", "L_bond_corr", "bond_mean", "cluster_mean_size"):
         np.testing.assert_allclose(twice.timeseries[key], single.timeseries[key], rtol=1e-12)
+    with pytest.raises(ValueError, match="r1.h5 is given twice in one ensemble"):  # the same file, not a copy
+        A.analyze_run([tmp_path / "r1.h5", tmp_path / "r2.h5", tmp_path / "r1.h5"], progress=False)
     other = sf.Lattice("square", (8, 8))
     _write_run(tmp_path / "small.h5", other, [other.random_spins(0)] * 4, times)
     with pytest.raises(ValueError, match="share one lattice"):

@@ -105,6 +105,11 @@ def test_analyze_command_compares_with_a_reference_ensemble(runs, tmp_path, caps
     lone = tmp_path / "lone"
     assert main(["analyze", *map(str, same), "--reference", str(ref[0]), "--out", str(lone), "--quiet"]) == 2
     assert "at least 2 runs" in capsys.readouterr().err and not lone.exists()
+    # the same file twice (by another name) in one ensemble: refused, naming it
+    alias = str(ref[0].parent / ".." / ref[0].parent.name / ref[0].name)
+    assert main(["analyze", *map(str, same), "--reference", str(ref[0]), alias, "--out", str(lone), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{alias} is given twice in one ensemble (also as {ref[0]})" in err and not lone.exists()
     # --overwrite replaces the comparison with the rest of the analysis
     assert main(args + ["--overwrite"]) == 0 and json.loads((out / "ensembles.json").read_text())["labels"] == [
         "reference", "runs"]

@@ -31,7 +31,7 @@ import numpy as np
 from ..data import read_dataset
 from .coarsening import correlation_length, fit_power_law, structure_factor_length
 from .fields import bond_average, check_spins, scalar_chirality
-from .run import frame_times, mean_radial_correlation
+from .run import check_distinct_runs, frame_times, mean_radial_correlation
 from .structure import radial_correlation, structure_factor
 
 __all__ = ["ensemble_lengths", "jackknife_stderr", "jackknife_fit", "ensemble_observables", "compare_ensembles",
@@ -110,6 +110,7 @@ def ensemble_observables(paths) -> dict:
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
         raise ValueError(f"an ensemble needs at least 2 runs to have a standard error, got {len(paths)}")
+    check_distinct_runs(paths)
     runs = [_trajectory(p) for p in paths]
     lattice = runs[0][0]
     if any(r[0].kind != lattice.kind or tuple(r[0].shape) != tuple(lattice.shape) for r in runs):

@@ -159,6 +159,18 @@ def trajectory_frames(path) -> tuple[np.ndarray, int]:
     return np.flatnonzero(step >= 0), int(np.sum(step < 0))
 
 
+def check_distinct_runs(paths) -> None:
+    """ValueError naming a file that appears twice (same resolved path) among the runs of one ensemble:
+    counted twice, it would weigh double in the means and shrink their standard errors."""
+    seen = {}
+    for p in paths:
+        key = Path(p).resolve()
+        if key in seen:
+            raise ValueError(f"{p} is given twice in one ensemble (also as {seen[key]}); its runs must be "
+                             "different files: a run counted twice weighs double and makes the standard errors too small")
+        seen[key] = p
+
+
 def _frame(path, k):
     return read_dataset(path, frames=slice(k, k + 1))
 
@@ -178,6 +190,7 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
     paths = [Path(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
     if not paths:
         raise ValueError("path must name at least one run file")
+    check_distinct_runs(paths)
     if isinstance(every, bool) or int(every) != every or every < 1:
         raise ValueError(f"every must be an integer >= 1, got {every!r}")
     if fit_window is not None:  # checked here and against the times below: a failed fit only drops that measure
