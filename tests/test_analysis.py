@@ -436,6 +436,13 @@ def test_analyze_command_with_comparison(tmp_path, capsys):
     assert "L_spin_sf" in capsys.readouterr().out
     assert main(["analyze", str(tmp_path / "a.h5"), "--labels", "ML", "ED", "--overwrite", "--quiet"]) == 2
     assert "--labels names the ensembles of --compare or --reference" in capsys.readouterr().err
+    before = {p.name: p.read_bytes() for p in (tmp_path / "a_analysis").iterdir()}
+    assert main(["analyze", str(tmp_path / "a.h5"), "--snapshot-side", "1", "--overwrite", "--quiet"]) == 2
+    assert "--snapshot-side must be >= 2 sites, got 1" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "a_analysis").iterdir()} == before  # checked up front
+    with pytest.raises(ValueError, match="snapshot_side must be >= 2"):
+        A.analyze_run(tmp_path / "a.h5", tmp_path / "a_analysis", snapshot_side=0, overwrite=True, progress=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "a_analysis").iterdir()} == before
     assert main(["analyze", str(tmp_path / "a.h5"), "--quiet"]) == 2  # results exist, no --overwrite
     assert main(["analyze", str(tmp_path / "a.h5"), "--threshold", "3", "--overwrite", "--quiet"]) == 2
     assert "threshold must be in [-1, 1)" in capsys.readouterr().err

@@ -49,6 +49,8 @@ def run(args) -> int:
     if args.labels and args.compare is None and not args.reference:
         raise ValueError("--labels names the ensembles of --compare or --reference (THIS OTHER); "
                          "give one of them or leave --labels out")
+    if args.snapshot_side < 2:
+        raise ValueError(f"--snapshot-side must be >= 2 sites, got {args.snapshot_side}")
     first = args.run[0]
     out = args.out if args.out is not None else first.with_name(first.stem + "_analysis")
     labels = tuple(args.labels) if args.labels else (("runs", "reference") if args.reference else ("this run", "other run"))

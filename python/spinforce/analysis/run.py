@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .._validate import integer
 from ..data import open_h5, read_dataset
 from ..outputs import prepare_outputs
 from . import plots
@@ -193,6 +194,8 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
     check_distinct_runs(paths)
     if isinstance(every, bool) or int(every) != every or every < 1:
         raise ValueError(f"every must be an integer >= 1, got {every!r}")
+    if integer(snapshot_side, "snapshot_side") < 2:  # checked before any result is replaced
+        raise ValueError(f"snapshot_side must be >= 2 sites, got {snapshot_side!r}")
     if fit_window is not None:  # checked here and against the times below: a failed fit only drops that measure
         lo, hi = (float(x) for x in fit_window)
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi and hi > 0):
