@@ -52,7 +52,12 @@ def test_demo_runs_end_to_end_in_reduced_form(tmp_path):
         run_demo(out, progress=False, quiet=True, **TINY)
 
 
-def test_demo_rejects_bad_settings(tmp_path):
+def test_demo_rejects_bad_settings(tmp_path, capsys):
+    from spinforce.cli import main
+    for argv in (["--small", "5"], ["--ed-steps", "25", "--save-every", "10"]):  # refused before it announces itself
+        assert main(["demo", "--out", str(tmp_path / "cli"), *argv]) == 2
+        printed = capsys.readouterr()
+        assert printed.out == "" and "ten minutes" not in printed.err, printed
     with pytest.raises(ValueError, match="unknown key 'lattice' in the demo settings"):
         run_demo(tmp_path, quiet=True, lattice=3)
     with pytest.raises(ValueError, match="small must be an even integer"):

@@ -125,6 +125,8 @@ def run_demo(out="spinforce_demo", *, overwrite: bool = False, progress: bool = 
     # stage then writes into a clean folder and replaces nothing.
     prepare_outputs(out, output_patterns(), command="spinforce demo", overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
+    # said once the settings and the folder are checked: a refused run does not announce itself
+    _say("spinforce demo: the whole pipeline on shipped defaults. This takes about ten minutes on 2 CPU cores.", quiet)
     figures = {"settings": p}
     began = time.perf_counter()
 
@@ -315,8 +317,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     settings = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
-    if not args.quiet:
-        print("spinforce demo: the whole pipeline on shipped defaults. This takes about ten minutes on 2 CPU cores.",
-              flush=True)
     run_demo(args.out, overwrite=args.overwrite, progress=not args.quiet, quiet=args.quiet, **settings)
     return 0
