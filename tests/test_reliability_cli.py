@@ -417,6 +417,41 @@ def test_training_on_spins_that_are_not_unit_vectors_fails_up_front(tmp_path, ca
     user_error(capsys, "train", cfg, "--no-progress", contains=("data.h5", "not unit vectors", "frame 3"))
     assert not (tmp_path / "run").exists()
 
+SD = {"lattice": "square", "shape": [4, 4], "t": 1.0, "t2": 0.0, "t3": 0.0, "J": 2.0, "mu": -1.0, "filling": None,
+      "kT": 0.05}
+
+
+@pytest.mark.parametrize("second, fragments", [
+    (("heisenberg", {"J1": 1.0}), ("label different models", "s-d by method 'ed'", "heisenberg by method 'heisenberg'")),
+    (("ed", {**SD, "J": 1.0}), ("label different s-d models", "J = 2.0 in", "but 1.0 in")),
+    (("kpm", {**SD, "t": 0.5}), ("t = 1.0 in", "but 0.5 in")),
+    (("ed", {**SD, "kT": 0.01}), ("kT = 0.05 in", "but 0.01 in")),
+    (("ml", {}), ("output of an ML simulation", "not exact labels")),
+])
+def test_training_refuses_datasets_of_other_models_and_of_ml_runs(tmp_path, capsys, second, fragments):
+    import json
+
+    def labelled(name, method, model, seed=0):
+        path = heisenberg_dataset(tmp_path / name, seed=seed)
+        with h5py.File(path, "a") as f:
+            f.attrs["method"], f.attrs["model"] = method, json.dumps(model)
+        return name
+
+    def train_on(*names):
+        cfg = train_toml(tmp_path / "train.toml", names[0], "run")
+        cfg.write_text(cfg.read_text().replace(f'paths = ["{names[0]}"]', f"paths = {json.dumps(names)}"))
+        return cfg
+
+    a, b = labelled("a.h5", "ed", SD), labelled("b.h5", *second, seed=1)
+    user_error(capsys, "train", train_on(a, b), "--no-progress", contains=("b.h5", *fragments))
+    assert not (tmp_path / "run").exists()
+    # one s-d model at other mu, at a filling, and labelled at several mu, by ed and kpm: one force field
+    c = labelled("c.h5", "kpm", {**SD, "mu": 0.5}, seed=2)
+    d = labelled("d.h5", "ed", {**SD, "mu": None, "filling": 0.3}, seed=3)
+    e = labelled("e.h5", "ed", {**SD, "mu": None, "mus": [-1.0, 0.0]}, seed=4)
+    assert main(["train", str(train_on(a, c, d, e)), "--no-progress"]) == 0, capsys.readouterr().err
+
+
 def test_resume_messages_name_the_differences_in_plain_values(tmp_path):
     kwargs = dict(lattice_kind="square", lattice_shape=(4, 4), num_sites=16, method="heisenberg")
     with DatasetWriter(tmp_path / "a.h5", model={"J1": 1.0, "J2": 0.5, "field": [0, 0, 1]}, seed=9, **kwargs) as w:

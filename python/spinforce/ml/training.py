@@ -308,14 +308,54 @@ def split_groups(groups: list, fractions: tuple, seed: int) -> list:
     return out
 
 
+# Model keys that fix the electron count (mu, filling; `mus` of labels at several mu) or the lattice
+# (checked apart): datasets may differ in these and still label one model (a model with mu as an
+# input trains on labels at several mu; spinforce learn trains on quenches at one mu beside
+# explored frames labelled at several).
+_NOT_THE_MODEL = ("mu", "filling", "mus", "lattice", "shape")
+
+
+def _labelled_model(ds) -> tuple[str, dict]:
+    """(the model whose exact fields a dataset holds, its parameters): every s-d electron solver
+    (ed, kpm) labels the s-d model; other methods (heisenberg) their own."""
+    from ..run_setup import ELECTRON_METHODS
+    return ("s-d" if ds.method in ELECTRON_METHODS else ds.method,
+            {k: v for k, v in ds.model.items() if k not in _NOT_THE_MODEL})
+
+
+def _check_labels(ds, path, first) -> None:
+    """Refuse a dataset of an ML simulation (its fields are not exact labels) and one of another
+    model than the first dataset `first` = (path, method, model, parameters): another model or other
+    parameters besides mu and filling. Parameters only one of the two records are not compared."""
+    if ds.method == "ml":
+        raise ValueError(f"dataset {path} is the output of an ML simulation (method 'ml'): its fields are a force "
+                         "field's predictions, not exact labels; label its frames with an exact solver (ed, kpm) "
+                         "first, as spinforce learn does")
+    if first is None:
+        return
+    path0, method0, model0, params0 = first
+    model, params = _labelled_model(ds)
+    if model != model0:
+        raise ValueError(f"datasets {path0} and {path} label different models ({model0} by method {method0!r}, "
+                         f"{model} by method {ds.method!r}): one force field learns one model")
+    differ = [f"{k} = {params0[k]!r} in {path0} but {params[k]!r} in {path}"
+              for k in sorted(set(params0) & set(params)) if params0[k] != params[k]]
+    if differ:
+        raise ValueError(f"datasets {path0} and {path} label different {model} models: {'; '.join(differ)} "
+                         "(datasets of one model may differ only in mu or filling)")
+
+
 def _load_parts(cfg: dict, dtype: torch.dtype, seed: int, device: torch.device):
     d = cfg["data"]
     parts, kinds, records, lattices, groups = [], set(), [], [], []
     paths = list(d["paths"]) + list(d["test_paths"])
     mu_input = bool(cfg["model"]["mu_input"])
     use_density = mu_input and float(cfg["training"]["density_weight"]) > 0
+    first = None
     for n_file, path in enumerate(paths):
         ds = read_dataset(path)
+        _check_labels(ds, path, first)
+        first = first or (path, ds.method, *_labelled_model(ds))
         if ds.num_frames < 1:
             raise ValueError(f"dataset {path} holds no snapshots")
         frame_mu = ds.frame_mu() if mu_input else None
