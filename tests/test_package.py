@@ -68,7 +68,7 @@ def test_shipped_committee_on_held_out_exact_frames(name):
 def test_shipped_fixed_n_committee_on_held_out_quench_frames():
     """The shipped fixed-electron-count committee (spinforce learn --example de_square_fixed_n)
     against 3 frames (t = 10, 30, 50) of a 30x30 ML-LLG quench at fixed N it never trained on,
-    labelled by ED at filling 0.4925: 22.2 % torque error when shipped, and its solved mu within
+    labelled by ED at filling 0.4925: 21.2 % torque error when shipped, and its solved mu within
     0.06 of ED's (docs/ml.md)."""
     from pathlib import Path
 

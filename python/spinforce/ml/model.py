@@ -44,11 +44,11 @@ TORCHSCRIPT_FORMAT = "spinforce-torchscript"
 TORCHSCRIPT_FORMAT_VERSION = 1
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-# The fixed-filling solve for mu (ChemicalPotentialSolve.solve_mu): SAMPLE_STEPS Newton steps on a
+# The fixed-filling solve for mu (ChemicalPotentialSolve.solve_mu): DEFAULT_SAMPLE_STEPS Newton steps on a
 # sample of the feature rows (every SAMPLE_STRIDE-th site, or image 0 of every site for a descriptor
 # with point-group images), then DEFAULT_NEWTON_STEPS on all of them. bench/newton_steps.py, the
 # shipped de_square_fixed_n committee on 8x8 .. 64x64 random and Neel-like states: the sample's root
-# lies within 0.07 of the full one, and 4 full steps from it reach |sum_i n_i - N_e| / N_e ~ 1e-15 in
+# lies within 0.07 of the full one, and 4 full steps from it reach |sum_i n_i - N_e| / N_e < 1e-13 in
 # float64 (float32: its 1e-7 floor in 2-3), as 8 full steps from the mean training mu did, at about
 # half the cost.
 DEFAULT_SAMPLE_STEPS = 6
