@@ -390,6 +390,7 @@ def test_a_fit_window_outside_the_saved_times_is_refused_naming_them(tmp_path, c
     ("lattice_kind", "hexagonal", ("lattice kind must be one of ['cubic', 'square', 'triangular']", "'hexagonal'")),
     ("lattice_shape", [5, 5], ("spins have shape (frames, 36, 3)", "square (5, 5) needs (frames, 25, 3)")),
     ("spins", np.nan, ("frame 1 of", "NaN")),
+    ("spins", 2.0, ("frame 1 of", "not unit vectors")),
 ])
 def test_a_broken_run_file_is_a_one_line_error_naming_it(tmp_path, capsys, attribute, value, fragments):
     import h5py

@@ -101,7 +101,7 @@ def _trajectory(path):
     keep = ds.step >= 0
     lattice = ds.lattice()
     return lattice, frame_times(ds.time[keep], ds.step[keep]), check_spins(ds.spins[keep], lattice,
-                                                                           name=f"the trajectory of {path}")
+                                                                           name=f"the trajectory of {path}", unit=True)
 
 
 def ensemble_observables(paths) -> dict:

@@ -28,8 +28,9 @@ __all__ = ["check_spins", "triangles", "scalar_chirality", "site_chirality", "pl
 TETRAHEDRAL_CHIRALITY = 4.0 / (3.0 * np.sqrt(3.0))
 
 
-def check_spins(spins, lattice, name: str = "spins") -> np.ndarray:
-    """Spins as a float64 (N, 3) or (M, N, 3) array matching `lattice`; ValueError otherwise."""
+def check_spins(spins, lattice, name: str = "spins", unit: bool = False) -> np.ndarray:
+    """Spins as a float64 (N, 3) or (M, N, 3) array matching `lattice`; ValueError otherwise
+    (with `unit`, also for spins whose length is off 1 by more than 1e-6: a run file's)."""
     try:
         s = np.asarray(spins, dtype=np.float64)
     except (TypeError, ValueError):
@@ -39,6 +40,11 @@ def check_spins(spins, lattice, name: str = "spins") -> np.ndarray:
         raise ValueError(f"{name} must have shape ({n}, 3) (or (M, {n}, 3)) for {lattice!r}, got {s.shape}")
     if not np.isfinite(s).all():
         raise ValueError(f"{name} contains NaN or infinite values")
+    if unit:
+        norms = np.linalg.norm(s, axis=-1)
+        if np.abs(norms - 1.0).max() > 1e-6:
+            raise ValueError(f"{name} holds spins that are not unit vectors (|S| ranges over "
+                             f"[{norms.min():.6g}, {norms.max():.6g}])")
     return s
 
 

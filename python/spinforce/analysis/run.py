@@ -238,7 +238,7 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
         if (other.lattice_kind, tuple(other.lattice_shape)) != (lattice.kind, tuple(lattice.shape)):
             raise ValueError(f"compare run {compare} is on {other.lattice_kind} {other.lattice_shape}, "
                              f"this run on {lattice.kind} {lattice.shape}; compare runs on the same lattice")
-        check_spins(other.spins[0], lattice, name=f"frame {k} of {compare}")
+        check_spins(other.spins[0], lattice, name=f"frame {k} of {compare}", unit=True)
     if out is not None:
         out = Path(out)
         # refuse early; old results are removed only once the new ones are computed
@@ -249,7 +249,7 @@ def analyze_run(path, out=None, *, threshold: float = 0.9, fit_window=None, ever
     for k in tqdm(indices, desc=f"analyse {label}", unit="frame", disable=not progress):
         frames = [_frame(p, int(f[k])) for p, f in zip(paths, frame_lists)]
         for p, f, frame in zip(paths, frame_lists, frames):  # a bad frame is named by its file
-            check_spins(frame.spins[0], lattice, name=f"frame {int(f[k])} of {p}")
+            check_spins(frame.spins[0], lattice, name=f"frame {int(f[k])} of {p}", unit=True)
         times = [float(frame_times(f.time, f.step)[0]) for f in frames]
         if not np.allclose(times, times[0], rtol=1e-9, atol=0):
             raise ValueError(f"ensemble runs have different times at frame {k}: {times}")
