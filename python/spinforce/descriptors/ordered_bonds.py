@@ -1,6 +1,8 @@
 """Ordered-bond descriptor: every bond of a neighbourhood, in place, for a group-averaged network (docs/ml.md)."""
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
 import torch
 from torch import nn
@@ -121,17 +123,38 @@ class OrderedBondDescriptor(nn.Module):
 
     def features(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         n = spins.shape[0]
-        patch = torch.cat([spins.unsqueeze(1), spins[neighbors]], dim=1)           # (N, m+1, 3)
-        bonds = (patch.index_select(1, self.pair_a) * patch.index_select(1, self.pair_b)).sum(-1)  # (N, P)
+        patch, bonds = self._bonds(spins, neighbors)
         out = bonds.index_select(1, self.image_pairs).reshape(n * self.images, self.num_bonds)
         if self.half_angle:
             out = torch.cat([out, _half_angle(out, self.half_angle_floor)], dim=1)
         if self.chirality:
-            a, b, c = patch[:, self.triangles[:, 0]], patch[:, self.triangles[:, 1]], patch[:, self.triangles[:, 2]]
-            chi = (a * torch.linalg.cross(b, c, dim=-1)).sum(-1)                       # (N, T), counterclockwise
-            products = chi * chi.index_select(1, self.centre_triangles).sum(1, keepdim=True)
+            products = self._chirality_products(patch)
             out = torch.cat([out, products.index_select(1, self.image_triangles).reshape(n * self.images, -1)], dim=1)
         return out
+
+    def image_features(self, spins: torch.Tensor, neighbors: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """(N, F): one image per site, image[i] (0 <= image[i] < images) for site i, the row that
+        features() puts at i*images + image[i]. Training draws the images at random (the point
+        group as data augmentation) and so runs the network on 1/images of the rows."""
+        patch, bonds = self._bonds(spins, neighbors)
+        out = bonds.gather(1, self.image_pairs.view(self.images, self.num_bonds).index_select(0, image))
+        if self.half_angle:
+            out = torch.cat([out, _half_angle(out, self.half_angle_floor)], dim=1)
+        if self.chirality:
+            order = self.image_triangles.view(self.images, self.num_triangles).index_select(0, image)
+            out = torch.cat([out, self._chirality_products(patch).gather(1, order)], dim=1)
+        return out
+
+    def _bonds(self, spins: torch.Tensor, neighbors: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(patch (N, m+1, 3): the site and its neighbours' spins, bonds (N, P) in the order of the pairs)."""
+        patch = torch.cat([spins.unsqueeze(1), spins[neighbors]], dim=1)
+        return patch, (patch.index_select(1, self.pair_a) * patch.index_select(1, self.pair_b)).sum(-1)
+
+    def _chirality_products(self, patch: torch.Tensor) -> torch.Tensor:
+        """(N, T): chi_0 chi_t for the triangles of the neighbourhood, in their order."""
+        a, b, c = patch[:, self.triangles[:, 0]], patch[:, self.triangles[:, 1]], patch[:, self.triangles[:, 2]]
+        chi = (a * torch.linalg.cross(b, c, dim=-1)).sum(-1)                       # counterclockwise
+        return chi * chi.index_select(1, self.centre_triangles).sum(1, keepdim=True)
 
     def forward(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         return self.features(spins, neighbors)

@@ -265,18 +265,20 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         model with mu input); spins in the model dtype."""
         return self.energies_from_features(self.descriptor.features(spins, neighbors), mu)
 
-    def energies_from_features(self, features: torch.Tensor, mu: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(N,) site energies from raw descriptor features (N, F): a committee computes the
-        features once and runs every member's network on them."""
+    def energies_from_features(self, features: torch.Tensor, mu: Optional[torch.Tensor] = None,
+                               images: Optional[int] = None) -> torch.Tensor:
+        """(N,) site energies from raw descriptor features (N * images, F): a committee computes the
+        features once and runs every member's network on them. `images`: feature rows to a site,
+        by default the descriptor's (1 for the one-image rows of training's image sampling)."""
         if self.mu_input:
             if mu is None:
                 raise RuntimeError("this model takes the chemical potential mu as an input; none was given")
-            x = self._network_input(features, mu)
+            x = self._network_input(features, mu, images)
             shifted = mu.to(x.dtype) - self.mu_mean
             return (self.energy_shift - self.density_mean * shifted
-                    + self.energy_scale * self.image_mean(self.mlp(x).squeeze(-1)))
+                    + self.energy_scale * self.image_mean(self.mlp(x).squeeze(-1), images))
         x = (features - self.feature_mean) / self.feature_std
-        return self.energy_shift + self.energy_scale * self.image_mean(self.mlp(x).squeeze(-1))
+        return self.energy_shift + self.energy_scale * self.image_mean(self.mlp(x).squeeze(-1), images)
 
     def image_mean(self, rows: torch.Tensor, images: Optional[int] = None) -> torch.Tensor:
         """(N * images,) network outputs -> (N,) their mean over each site's images (the
@@ -287,12 +289,14 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
             return rows
         return rows.reshape(-1, n).mean(1)
 
-    def _network_input(self, features: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-        """(N, F + 1): the normalised features and, last, (mu - mu_mean) / mu_std (mu 0-dim or (N,))."""
+    def _network_input(self, features: torch.Tensor, mu: torch.Tensor, images: Optional[int] = None) -> torch.Tensor:
+        """(N * images, F + 1): the normalised features and, last, (mu - mu_mean) / mu_std (mu 0-dim
+        or (N,)); `images` rows to a site, by default the descriptor's."""
         x = (features - self.feature_mean) / self.feature_std
         m = (mu.to(x.dtype) - self.mu_mean) / self.mu_std
-        if m.dim() > 0 and self.images > 1:  # a mu per site: the same for each of its images
-            m = m.repeat_interleave(self.images)
+        n = self.images if images is None else images
+        if m.dim() > 0 and n > 1:  # a mu per site: the same for each of its images
+            m = m.repeat_interleave(n)
         return torch.cat([x, m.expand(x.shape[:1]).unsqueeze(-1)], dim=1)
 
     def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor, images: Optional[int] = None):
@@ -300,7 +304,7 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         to a site, by default the descriptor's: image_mean): the network
         carries the first two mu-derivatives of every layer's output forward with its values
         (no autograd; about 3 forward passes, several times cheaper than differentiating twice)."""
-        x = self._network_input(features, mu)
+        x = self._network_input(features, mu, images)
         # d/dmu of the input row: only its last entry, (mu - mu_mean) / mu_std, moves
         d1 = torch.zeros_like(x[:1])
         # a division by the float, not d1[0, -1] = 1 / mu_std: TorchScript would round that to float32

@@ -38,6 +38,11 @@ Config (TOML; relative paths are relative to the config file):
     energy_weight_ramp = 20         # epochs over which lambda rises linearly to energy_weight
     density_weight = 1.0            # mu_input models: + density_weight * density MSE / (density spread)^2
                                     # (0: no density term; > 0 needs data with densities)
+    point_group = "average"         # descriptors with point-group images (ordered_bonds): "average" runs the
+                                    # network on every image of every site at every step; "sample" on one
+                                    # image per site, drawn at random each step (the group as data
+                                    # augmentation: 1/|G| of the network's cost). Metrics and the saved
+                                    # model always average.
     early_stop_patience = 40        # epochs without a better validation torque RMSE
     early_stop_min_delta = 1e-4     # relative improvement that counts as better
     threads = 0                     # torch CPU threads (0: torch's default)
@@ -104,6 +109,7 @@ SCHEMA = {
                  "lr_gamma": Key(number(0, 1, lo_open=True), 0.99), "min_lr": Key(number(0), 1e-6),
                  "energy_weight": Key(number(0), 0.1), "energy_weight_start": Key(integer(0), 20),
                  "energy_weight_ramp": Key(integer(0), 20), "density_weight": Key(number(0), 1.0),
+                 "point_group": Key(one_of("average", "sample"), "average"),
                  "early_stop_patience": Key(integer(0), 40),
                  "early_stop_min_delta": Key(number(0), 1e-4), "threads": Key(integer(0), 0),
                  "device": Key(device(), "cpu")},
@@ -192,10 +198,11 @@ def _batched_neighbors(neighbors: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 def predict(model: SiteEnergyModel, spins: torch.Tensor, neighbors: torch.Tensor, create_graph: bool = False,
-            mu: torch.Tensor | None = None):
+            mu: torch.Tensor | None = None, images: torch.Generator | None = None):
     """Energies (B,) and fields (B,N,3) of a batch of snapshots spins (B,N,3). A model with mu
     input is evaluated at each frame's mu (B,) and also gives its densities n_i = -d omega_i/d mu
-    (B,N) (None otherwise)."""
+    (B,N) (None otherwise). With `images` (a generator) a descriptor with point-group images
+    gives each site one image drawn from it instead of the average over all."""
     B, N, _ = spins.shape
     s = spins.reshape(B * N, 3).detach().requires_grad_(True)
     inputs = [s]
@@ -205,7 +212,13 @@ def predict(model: SiteEnergyModel, spins: torch.Tensor, neighbors: torch.Tensor
         # one leaf per site: the gradient of sum_i omega_i is then -n_i site by site
         inputs.append(mu.detach().to(s.dtype).repeat_interleave(N).requires_grad_(True))
     with torch.enable_grad():
-        eps = model.site_energies(s, _batched_neighbors(neighbors, B), inputs[1] if model.mu_input else None)
+        site_mu = inputs[1] if model.mu_input else None
+        if images is not None and model.images > 1:
+            image = torch.randint(model.images, (B * N,), generator=images).to(s.device)
+            features = model.descriptor.image_features(s, _batched_neighbors(neighbors, B), image)
+            eps = model.energies_from_features(features, site_mu, images=1)
+        else:
+            eps = model.site_energies(s, _batched_neighbors(neighbors, B), site_mu)
         grads = torch.autograd.grad(eps.sum(), inputs, create_graph=create_graph)
     density = -grads[1].view(B, N) if model.mu_input else None
     return eps.view(B, N).sum(1), -grads[0].view(B, N, 3), density
@@ -517,12 +530,15 @@ def train(config, *, resume: bool = False, overwrite: bool = False, progress: bo
 
 
 def _batch_loss(model, part: _Part, sel, batch_frames: int, energy_weight: float, inv_scale2: float,
-                density_weight: float = 0.0, inv_density2: float = 1.0) -> torch.Tensor:
+                density_weight: float = 0.0, inv_density2: float = 1.0,
+                images: torch.Generator | None = None) -> torch.Tensor:
     """The loss of the mini-batch of batch_frames snapshots, or, for sel a share of them, the
-    share's part of it: its sums divided by the whole batch's counts (the shares add up to it)."""
+    share's part of it: its sums divided by the whole batch's counts (the shares add up to it).
+    `images`: draw one point-group image per site from this generator (predict)."""
     sel = torch.as_tensor(sel)
     spins, fields, energy, mu, density = _frames(part, sel)
-    energy_pred, fields_pred, density_pred = predict(model, spins, part.neighbors, create_graph=True, mu=mu)
+    energy_pred, fields_pred, density_pred = predict(model, spins, part.neighbors, create_graph=True, mu=mu,
+                                                     images=images)
     torque_sq = (torch.linalg.cross(spins, fields_pred - fields, dim=-1) ** 2).sum(-1)
     energy_sq = ((energy_pred - energy) / spins.shape[1]) ** 2
     density_sq = None
@@ -618,6 +634,8 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
         shuffle = torch.Generator().manual_seed(seed * 100003 + epoch)
         shuffled = [part.train[torch.randperm(len(part.train), generator=shuffle).numpy()] for part in parts]
         loss_sum = 0.0
+        # drawn from the epoch's generator after the shuffles: a resumed epoch draws the same images
+        sample_images = shuffle if training["point_group"] == "sample" else None
         model.train()
         for batch_index in torch.randperm(len(batches), generator=shuffle).tolist():
             part_index, start = batches[batch_index]
@@ -626,7 +644,7 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
             optimizer.zero_grad(set_to_none=True)
             if len(mine):
                 loss = _batch_loss(model, parts[part_index], mine, len(batch), energy_weight, inv_scale2,
-                                   density_weight, inv_density2)
+                                   density_weight, inv_density2, sample_images)
                 loss.backward()
                 loss_sum += float(loss.detach())
             ranks.sum_gradients(model.parameters())
