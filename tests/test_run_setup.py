@@ -77,8 +77,12 @@ def test_unreadable_initial_spin_files_are_value_errors(tmp_path):
     spins = lattice.neel()
     spins[3] = np.nan
     np.save(tmp_path / "nan.npy", spins)
+    long = lattice.neel()
+    long[5] *= 1.5
+    np.save(tmp_path / "long.npy", long)
     for name, words in (("empty.npy", "is not a .npy array of spins"), ("archive.npy", "is an .npz archive"),
-                        ("nan.npy", "holds 1 spins that are not finite")):
+                        ("nan.npy", "holds 1 spins that are not finite"),
+                        ("long.npy", r"not unit vectors: \|S\| ranges over \[1, 1.5\]")):
         cfg = {"dynamics": {"initial": str(tmp_path / name), "seed": 0}}
         with pytest.raises(ValueError, match=words):
             initial_spins(cfg, lattice)

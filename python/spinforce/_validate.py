@@ -1,10 +1,15 @@
-"""Checks of scalar arguments at the Python boundary: no silent coercion of bool, str or complex."""
+"""Checks at the Python boundary: scalar arguments (no silent coercion of bool, str or complex) and
+the length of spins."""
 from __future__ import annotations
 
 import numbers
 import operator
 
-__all__ = ["real", "integer"]
+import numpy as np
+
+__all__ = ["real", "integer", "spin_lengths", "UNIT_TOLERANCE"]
+
+UNIT_TOLERANCE = 1e-6  # how far |S| may be off 1 in a file of spins (rounding, float32 storage)
 
 
 def real(value, name: str) -> float:
@@ -24,3 +29,10 @@ def integer(value, name: str) -> int:
         return operator.index(value)
     except TypeError:
         raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})") from None
+
+
+def spin_lengths(spins) -> tuple[np.ndarray, np.ndarray, str]:
+    """For finite spins (..., 3): (|S| of each, a mask of those off 1 by more than UNIT_TOLERANCE,
+    their range as "[min, max]") - each caller names what it read and what to do."""
+    norms = np.linalg.norm(np.asarray(spins, dtype=np.float64), axis=-1)
+    return norms, np.abs(norms - 1.0) > UNIT_TOLERANCE, f"[{norms.min():.6g}, {norms.max():.6g}]"

@@ -18,6 +18,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from ._validate import spin_lengths
 from .config import OMIT, Key, check_table, device, did_you_mean, integer, number, number_pair, one_of, shape, \
     string, vector3
 from .dynamics import INTEGRATORS
@@ -243,8 +244,7 @@ def initial_spins(cfg: dict, lattice) -> np.ndarray:
     if not np.all(np.isfinite(spins)):
         raise ValueError(f"dynamics.initial {init} holds {np.count_nonzero(~np.isfinite(spins).all(axis=1))} spins "
                          f"that are not finite (NaN or inf)")
-    norms = np.linalg.norm(spins, axis=1)
-    if not np.all(np.abs(norms - 1) < 1e-6):
-        raise ValueError(f"dynamics.initial {init} holds spins that are not unit vectors: "
-                         f"|S| ranges over [{np.nanmin(norms):.6g}, {np.nanmax(norms):.6g}]")
+    _, off, span = spin_lengths(spins)
+    if off.any():
+        raise ValueError(f"dynamics.initial {init} holds spins that are not unit vectors: |S| ranges over {span}")
     return np.asarray(spins, dtype=np.float64)

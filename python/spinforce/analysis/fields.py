@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import spin_lengths
 from ..lattice import require_capability
 
 __all__ = ["check_spins", "triangles", "scalar_chirality", "site_chirality", "plaquette_chirality",
@@ -41,10 +42,9 @@ def check_spins(spins, lattice, name: str = "spins", unit: bool = False) -> np.n
     if not np.isfinite(s).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     if unit:
-        norms = np.linalg.norm(s, axis=-1)
-        if np.abs(norms - 1.0).max() > 1e-6:
-            raise ValueError(f"{name} holds spins that are not unit vectors (|S| ranges over "
-                             f"[{norms.min():.6g}, {norms.max():.6g}])")
+        _, off, span = spin_lengths(s)
+        if off.any():
+            raise ValueError(f"{name} holds spins that are not unit vectors (|S| ranges over {span})")
     return s
 
 

@@ -72,6 +72,7 @@ import torch
 
 from ..config import (OMIT, Key, boolean, check_sections, check_table, device, int_list, integer, number, one_of,
                       string, strings)
+from .._validate import spin_lengths
 from ..data import dict_differences, read_dataset
 from ..distributed import Ranks as _Ranks, join_ranks
 from ..outputs import atomic_write, prepare_outputs, with_partial
@@ -385,11 +386,11 @@ def _load_parts(cfg: dict, dtype: torch.dtype, seed: int, device: torch.device):
             if bad.any():
                 raise ValueError(f"dataset {path}: the {name} of {int(bad.sum())} snapshot(s) are not finite "
                                  f"(first: frame {int(np.flatnonzero(bad)[0])}); remove them or regenerate the data")
-        norms = np.linalg.norm(ds.spins, axis=-1)
-        bad = (np.abs(norms - 1) > 1e-6).any(axis=1)
+        _, off, span = spin_lengths(ds.spins)
+        bad = off.any(axis=1)
         if bad.any():
             raise ValueError(f"dataset {path}: the spins of {int(bad.sum())} snapshot(s) are not unit vectors (|S| "
-                             f"ranges over [{norms.min():.6g}, {norms.max():.6g}]; first: frame "
+                             f"ranges over {span}; first: frame "
                              f"{int(np.flatnonzero(bad)[0])}); normalise them or regenerate the data")
         kinds.add(ds.lattice_kind)
         lattices.append(ds.lattice())
