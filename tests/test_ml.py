@@ -198,6 +198,29 @@ def test_resume_continues_the_same_loss_curve(heis_data, tmp_path):
         train(bad, resume=True, progress=False)
 
 
+def test_training_metrics_on_a_subset_of_frames_leave_the_training_unchanged(heis_data, tmp_path):
+    """train_metrics_frames = k logs the training metrics of k fixed training frames: the losses,
+    the validation metrics and the model are those of a run that measures all of them, the training
+    metrics differ (fewer frames) and equal an evaluation of the model on those k frames."""
+    from spinforce.ml.training import _load_parts, _metric_frames, evaluate, load_config
+    path, _ = heis_data
+    every = train(config(path, tmp_path / "all", epochs=3), progress=False)
+    some = train(config(path, tmp_path / "some", epochs=3, train_metrics_frames=5), progress=False)
+    for a, b in zip(every.history, some.history):
+        for key in ("loss", "val_torque_rmse", "val_energy_mae_per_site"):
+            assert b[key] == pytest.approx(a[key], rel=1e-12), key
+        assert b["train_torque_rmse"] != pytest.approx(a["train_torque_rmse"], rel=1e-6)
+    cfg = load_config(config(path, tmp_path / "some", epochs=3, train_metrics_frames=5))
+    parts, lattices, _ = _load_parts(cfg, torch.float64, cfg["training"]["seed"], torch.device("cpu"))
+    _metric_frames(parts, 5, cfg["training"]["seed"])
+    assert sum(len(p.train_metric) for p in parts) == 5 and set(parts[0].train_metric) <= set(parts[0].train)
+    model = load_model(some.model_path)
+    parts[0].neighbors = lattices[0].neighbor_table(model.neighbor_offsets)
+    row = some.history[some.best_epoch - 1]
+    assert evaluate(model, parts, "train_metric", 4)["torque_rmse"] == pytest.approx(row["train_torque_rmse"],
+                                                                                      rel=1e-10)
+
+
 def test_wrong_lattice_kind_or_descriptor_version_is_a_value_error(trained, tmp_path):
     tri = spinforce.Lattice("triangular", 6)
     with pytest.raises(ValueError, match="square"):

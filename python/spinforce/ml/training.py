@@ -43,6 +43,9 @@ Config (TOML; relative paths are relative to the config file):
                                     # image per site, drawn at random each step (the group as data
                                     # augmentation: 1/|G| of the network's cost). Metrics and the saved
                                     # model always average.
+    train_metrics_frames = 0        # > 0: the per-epoch training metrics on this many training frames (a
+                                    # fixed draw) instead of all, which on large data costs as much as
+                                    # the epoch's training steps
     early_stop_patience = 40        # epochs without a better validation torque RMSE
     early_stop_min_delta = 1e-4     # relative improvement that counts as better
     threads = 0                     # torch CPU threads (0: torch's default)
@@ -111,6 +114,7 @@ SCHEMA = {
                  "energy_weight": Key(number(0), 0.1), "energy_weight_start": Key(integer(0), 20),
                  "energy_weight_ramp": Key(integer(0), 20), "density_weight": Key(number(0), 1.0),
                  "point_group": Key(one_of("average", "sample"), "average"),
+                 "train_metrics_frames": Key(integer(0), 0),
                  "early_stop_patience": Key(integer(0), 40),
                  "early_stop_min_delta": Key(number(0), 1e-4), "threads": Key(integer(0), 0),
                  "device": Key(device(), "cpu")},
@@ -189,6 +193,23 @@ class _Part:
     test: np.ndarray
     mu: torch.Tensor | None = None       # (M,) the chemical potential of each frame's labels (mu_input models)
     density: torch.Tensor | None = None  # (M, N) electrons per site, when the data have them
+    train_metric: np.ndarray | None = None  # the training frames of the per-epoch metrics (_metric_frames)
+
+
+def _metric_frames(parts: list[_Part], count: int, seed: int) -> None:
+    """Set each part's train_metric: all its training frames (count 0, or count at least their
+    number), else its share of `count` frames drawn once from all parts' training frames."""
+    owner = np.concatenate([np.full(len(p.train), k) for k, p in enumerate(parts)])
+    for part in parts:
+        part.train_metric = part.train
+    if count == 0 or count >= len(owner):
+        return
+    chosen = np.zeros(len(owner), dtype=bool)
+    chosen[np.random.default_rng(seed).permutation(len(owner))[:count]] = True
+    start = 0
+    for k, part in enumerate(parts):
+        part.train_metric = np.sort(part.train[chosen[start:start + len(part.train)]])
+        start += len(part.train)
 
 
 def _batched_neighbors(neighbors: torch.Tensor, batch: int) -> torch.Tensor:
@@ -595,6 +616,7 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
         run_dir.mkdir(parents=True, exist_ok=True)
     ranks.on_rank0(prepare)
     data_scale = _normalise(model, parts)
+    _metric_frames(parts, int(training["train_metrics_frames"]), seed)
     # Decoupled weight decay (AdamW; 0 is plain Adam): a brake on memorising correlated frames.
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(training["learning_rate"]),
                                   weight_decay=float(training["weight_decay"]))
@@ -652,7 +674,7 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
             optimizer.step()
         (loss_sum,) = ranks.sum([loss_sum])
         model.eval()
-        train_metrics = evaluate(model, parts, "train", batch_size, ranks)
+        train_metrics = evaluate(model, parts, "train_metric", batch_size, ranks)
         val_metrics = evaluate(model, parts, "val", batch_size, ranks) if has_val else train_metrics
         row = {"epoch": epoch + 1, "learning_rate": optimizer.param_groups[0]["lr"], "energy_weight": energy_weight,
                "loss": loss_sum / len(batches), **{f"train_{k}": v for k, v in train_metrics.items()},
