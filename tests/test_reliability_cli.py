@@ -445,11 +445,17 @@ def test_training_refuses_datasets_of_other_models_and_of_ml_runs(tmp_path, caps
     a, b = labelled("a.h5", "ed", SD), labelled("b.h5", *second, seed=1)
     user_error(capsys, "train", train_on(a, b), "--no-progress", contains=("b.h5", *fragments))
     assert not (tmp_path / "run").exists()
-    # one s-d model at other mu, at a filling, and labelled at several mu, by ed and kpm: one force field
-    c = labelled("c.h5", "kpm", {**SD, "mu": 0.5}, seed=2)
+    # the s-d model at one mu (by ed and kpm) and at a filling: one force field without mu input
+    c = labelled("c.h5", "kpm", {**SD, "mu": -1.0}, seed=2)
     d = labelled("d.h5", "ed", {**SD, "mu": None, "filling": 0.3}, seed=3)
-    e = labelled("e.h5", "ed", {**SD, "mu": None, "mus": [-1.0, 0.0]}, seed=4)
-    assert main(["train", str(train_on(a, c, d, e)), "--no-progress"]) == 0, capsys.readouterr().err
+    assert main(["train", str(train_on(a, c, d)), "--no-progress"]) == 0, capsys.readouterr().err
+    # at another mu, or labelled at several: two systems for a model that has no mu input
+    other = labelled("other.h5", "kpm", {**SD, "mu": 0.5}, seed=2)
+    several = labelled("several.h5", "ed", {**SD, "mu": None, "mus": [-1.0, 0.0]}, seed=4)
+    for names, fragments in (((a, d, other), ("a.h5 and ", "other.h5 are labelled", "mu = -1 and 0.5", "model.mu_input = true")),
+                             ((d, several), ("several.h5", "several chemical potentials (mu = -1, 0)",
+                                             "model.mu_input = true"))):
+        user_error(capsys, "train", train_on(*names), "--no-progress", contains=fragments)
 
 
 def test_resume_messages_name_the_differences_in_plain_values(tmp_path):

@@ -380,17 +380,38 @@ def _check_labels(ds, path, first) -> None:
                          "(datasets of one model may differ only in mu or filling)")
 
 
+def _check_one_mu(ds, path, fixed_mu):
+    """For a model without mu input: refuse labels at several mu, and fixed-mu datasets at another mu
+    than `fixed_mu` = (path, mu) of the first one (returned, updated); a fixed-filling dataset has a
+    mu per frame by design and passes."""
+    mus = ds.model.get("mus")
+    if mus:
+        raise ValueError(f"dataset {path} is labelled at several chemical potentials (mu = "
+                         f"{', '.join(f'{m:g}' for m in mus)}) and a model without mu input learns one: set "
+                         "model.mu_input = true, or train on labels at one mu")
+    mu = ds.model.get("mu")
+    if mu is None or ds.model.get("filling") is not None:
+        return fixed_mu
+    if fixed_mu is not None and float(mu) != fixed_mu[1]:
+        raise ValueError(f"datasets {fixed_mu[0]} and {path} are labelled at different chemical potentials (mu = "
+                         f"{fixed_mu[1]:g} and {float(mu):g}) and a model without mu input learns one: set "
+                         "model.mu_input = true, or train on labels at one mu")
+    return fixed_mu or (path, float(mu))
+
+
 def _load_parts(cfg: dict, dtype: torch.dtype, seed: int, device: torch.device):
     d = cfg["data"]
     parts, kinds, records, lattices, groups = [], set(), [], [], []
     paths = list(d["paths"]) + list(d["test_paths"])
     mu_input = bool(cfg["model"]["mu_input"])
     use_density = mu_input and float(cfg["training"]["density_weight"]) > 0
-    first = None
+    first = fixed_mu = None
     for n_file, path in enumerate(paths):
         ds = read_dataset(path)
         _check_labels(ds, path, first)
         first = first or (path, ds.method, *_labelled_model(ds))
+        if not mu_input:
+            fixed_mu = _check_one_mu(ds, path, fixed_mu)
         if ds.num_frames < 1:
             raise ValueError(f"dataset {path} holds no snapshots")
         frame_mu = ds.frame_mu() if mu_input else None
