@@ -438,13 +438,16 @@ def test_training_on_gpu_matches_cpu(heis_data, tmp_path):
         assert b["val_torque_rmse"] == pytest.approx(a["val_torque_rmse"], rel=1e-6)
 
 
-@pytest.mark.parametrize("name", ["sd_square", "sd_square_group", "published_architecture", "de_square_fixed_n"])
+SHIPPED_TRAINING_CONFIGS = sorted(p.stem for p in (Path(spinforce.__file__).parent / "ml" / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED_TRAINING_CONFIGS)
 def test_shipped_training_configs_pass_the_schema(name):
     """Every training config shipped in spinforce/ml/configs passes the checks `spinforce train` runs."""
-    from pathlib import Path
     from spinforce.ml.training import load_config
     path = Path(spinforce.__file__).parent / "ml" / "configs" / f"{name}.toml"
     cfg = load_config(path)
     assert cfg["data"]["paths"] and cfg["output"]["dir"]
-    if name == "de_square_fixed_n":
+    assert len(SHIPPED_TRAINING_CONFIGS) >= 4
+    if name.startswith("de_square_fixed_n"):
         assert cfg["model"]["mu_input"] is True and cfg["training"]["density_weight"] > 0
