@@ -210,6 +210,10 @@ def test_training_metrics_on_a_subset_of_frames_leave_the_training_unchanged(hei
         for key in ("loss", "val_torque_rmse", "val_energy_mae_per_site"):
             assert b[key] == pytest.approx(a[key], rel=1e-12), key
         assert b["train_torque_rmse"] != pytest.approx(a["train_torque_rmse"], rel=1e-6)
+    with pytest.raises(ValueError, match="point_group = 'sample' draws one of a site's point-group images; the "
+                                         "bond_shells descriptor"):
+        train(config(path, tmp_path / "sampled", epochs=1, point_group="sample"), progress=False)
+    assert not (tmp_path / "sampled").exists()
     cfg = load_config(config(path, tmp_path / "some", epochs=3, train_metrics_frames=5))
     parts, lattices, _ = _load_parts(cfg, torch.float64, cfg["training"]["seed"], torch.device("cpu"))
     _metric_frames(parts, 5, cfg["training"]["seed"])

@@ -199,15 +199,15 @@ class _Part:
 def _metric_frames(parts: list[_Part], count: int, seed: int) -> None:
     """Set each part's train_metric: all its training frames (count 0, or count at least their
     number), else its share of `count` frames drawn once from all parts' training frames."""
-    owner = np.concatenate([np.full(len(p.train), k) for k, p in enumerate(parts)])
+    total = sum(len(p.train) for p in parts)
     for part in parts:
         part.train_metric = part.train
-    if count == 0 or count >= len(owner):
+    if count == 0 or count >= total:
         return
-    chosen = np.zeros(len(owner), dtype=bool)
-    chosen[np.random.default_rng(seed).permutation(len(owner))[:count]] = True
+    chosen = np.zeros(total, dtype=bool)
+    chosen[np.random.default_rng(seed).permutation(total)[:count]] = True
     start = 0
-    for k, part in enumerate(parts):
+    for part in parts:
         part.train_metric = np.sort(part.train[chosen[start:start + len(part.train)]])
         start += len(part.train)
 
@@ -630,6 +630,10 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
     network = cfg["model"]
     model = build_model(lattices[0], kind, descriptor, network["hidden"], network["activation"],
                         network["dtype"], network["mu_input"]).to(device)
+    if training["point_group"] == "sample" and model.images == 1:
+        raise ValueError(f"training.point_group = 'sample' draws one of a site's point-group images; the {kind} "
+                         "descriptor has one invariant row per site: use it with ordered_bonds, or leave "
+                         "point_group = 'average'")
     for part, lattice in zip(parts, lattices):
         part.neighbors = lattice.neighbor_table(model.neighbor_offsets.cpu()).to(device)
     def prepare():
