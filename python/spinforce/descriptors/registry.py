@@ -10,6 +10,8 @@ A descriptor is an ``nn.Module`` with
                     given once per point-group operation, over which the network is averaged
   features(spins (N,3), neighbors (N,m)) -> (N * images, F), TorchScript-compatible, differentiable
                     in spins, the rows of site i at i*images .. (i+1)*images - 1
+  image_features(spins, neighbors, image (N,)) -> (N, F), only where images > 1: row i is
+                    features' row i*images + image[i] (training with point_group = "sample")
   settings() -> dict, and a classmethod from_settings(lattice, settings)
   every keyword of its constructor kept as an attribute of the same name, so that an exported
                     (TorchScript) file holds them and the descriptor can be rebuilt from it
