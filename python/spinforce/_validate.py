@@ -31,8 +31,8 @@ def integer(value, name: str) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})") from None
 
 
-def spin_lengths(spins) -> tuple[np.ndarray, np.ndarray, str]:
-    """For finite spins (..., 3): (|S| of each, a mask of those off 1 by more than UNIT_TOLERANCE,
-    their range as "[min, max]") - each caller names what it read and what to do."""
+def spin_lengths(spins) -> tuple[np.ndarray, str]:
+    """For finite spins (..., 3): (a mask of the spins whose |S| is off 1 by more than UNIT_TOLERANCE,
+    the range of |S| as "[min, max]") - each caller names what it read and what to do."""
     norms = np.linalg.norm(np.asarray(spins, dtype=np.float64), axis=-1)
-    return norms, np.abs(norms - 1.0) > UNIT_TOLERANCE, f"[{norms.min():.6g}, {norms.max():.6g}]"
+    return np.abs(norms - 1.0) > UNIT_TOLERANCE, f"[{norms.min():.6g}, {norms.max():.6g}]"

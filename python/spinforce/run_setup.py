@@ -244,7 +244,7 @@ def initial_spins(cfg: dict, lattice) -> np.ndarray:
     if not np.all(np.isfinite(spins)):
         raise ValueError(f"dynamics.initial {init} holds {np.count_nonzero(~np.isfinite(spins).all(axis=1))} spins "
                          f"that are not finite (NaN or inf)")
-    _, off, span = spin_lengths(spins)
+    off, span = spin_lengths(spins)
     if off.any():
         raise ValueError(f"dynamics.initial {init} holds spins that are not unit vectors: |S| ranges over {span}")
     return np.asarray(spins, dtype=np.float64)

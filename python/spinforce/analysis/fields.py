@@ -42,7 +42,7 @@ def check_spins(spins, lattice, name: str = "spins", unit: bool = False) -> np.n
     if not np.isfinite(s).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     if unit:
-        _, off, span = spin_lengths(s)
+        off, span = spin_lengths(s)
         if off.any():
             raise ValueError(f"{name} holds spins that are not unit vectors (|S| ranges over {span})")
     return s

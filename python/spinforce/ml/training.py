@@ -428,7 +428,7 @@ def _load_parts(cfg: dict, dtype: torch.dtype, seed: int, device: torch.device):
             if bad.any():
                 raise ValueError(f"dataset {path}: the {name} of {int(bad.sum())} snapshot(s) are not finite "
                                  f"(first: frame {int(np.flatnonzero(bad)[0])}); remove them or regenerate the data")
-        _, off, span = spin_lengths(ds.spins)
+        off, span = spin_lengths(ds.spins)
         bad = off.any(axis=1)
         if bad.any():
             raise ValueError(f"dataset {path}: the spins of {int(bad.sum())} snapshot(s) are not unit vectors (|S| "
