@@ -1,7 +1,7 @@
 """Ordered-bond descriptor: every bond of a neighbourhood, in place, for a group-averaged network (docs/ml.md)."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -124,25 +124,31 @@ class OrderedBondDescriptor(nn.Module):
     def features(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         n = spins.shape[0]
         patch, bonds = self._bonds(spins, neighbors)
-        out = bonds.index_select(1, self.image_pairs).reshape(n * self.images, self.num_bonds)
-        if self.half_angle:
-            out = torch.cat([out, _half_angle(out, self.half_angle_floor)], dim=1)
+        products: Optional[torch.Tensor] = None
         if self.chirality:
-            products = self._chirality_products(patch)
-            out = torch.cat([out, products.index_select(1, self.image_triangles).reshape(n * self.images, -1)], dim=1)
-        return out
+            products = self._chirality_products(patch).index_select(1, self.image_triangles).reshape(n * self.images, -1)
+        return self._rows(bonds.index_select(1, self.image_pairs).reshape(n * self.images, self.num_bonds), products)
 
     def image_features(self, spins: torch.Tensor, neighbors: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """(N, F): one image per site, image[i] (0 <= image[i] < images) for site i, the row that
         features() puts at i*images + image[i]. Training draws the images at random (the point
         group as data augmentation) and so runs the network on 1/images of the rows."""
         patch, bonds = self._bonds(spins, neighbors)
-        out = bonds.gather(1, self.image_pairs.view(self.images, self.num_bonds).index_select(0, image))
-        if self.half_angle:
-            out = torch.cat([out, _half_angle(out, self.half_angle_floor)], dim=1)
+        products: Optional[torch.Tensor] = None
         if self.chirality:
             order = self.image_triangles.view(self.images, self.num_triangles).index_select(0, image)
-            out = torch.cat([out, self._chirality_products(patch).gather(1, order)], dim=1)
+            products = self._chirality_products(patch).gather(1, order)
+        return self._rows(bonds.gather(1, self.image_pairs.view(self.images, self.num_bonds).index_select(0, image)),
+                          products)
+
+    def _rows(self, bonds: torch.Tensor, products: Optional[torch.Tensor]) -> torch.Tensor:
+        """Feature rows from rows of bonds and of chirality products, each in its image's order: the
+        bonds, their half-angle amplitudes (half_angle) and the products (chirality)."""
+        out = bonds
+        if self.half_angle:
+            out = torch.cat([out, _half_angle(bonds, self.half_angle_floor)], dim=1)
+        if products is not None:
+            out = torch.cat([out, products], dim=1)
         return out
 
     def _bonds(self, spins: torch.Tensor, neighbors: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
