@@ -11,6 +11,9 @@
 #include "providers/counting.hpp"
 #include "providers/halo.hpp"
 #include "providers/heisenberg.hpp"
+#ifdef SPINFORCE_WITH_CUDA
+#include "dynamics/llg_cuda.hpp"
+#endif
 
 namespace spinforce {
 
