@@ -13,8 +13,14 @@ log() { echo "== [$(( $(date +%s) - start )) s] $*"; }
 
 arch=$(python -c "import torch; p = torch.cuda.get_device_properties(0); print(f'{p.major}{p.minor}')")
 log "build for sm_$arch (SPINFORCE_CUDA=ON: no silent CPU-only fallback)"
-SPINFORCE_CUDA=ON SPINFORCE_CUDA_ARCHITECTURES=$arch CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
-  python -m pip install --no-build-isolation --no-deps --force-reinstall -q . 2>&1 | tail -20
+mkdir -p build
+if ! SPINFORCE_CUDA=ON SPINFORCE_CUDA_ARCHITECTURES=$arch CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    python -m pip install --no-build-isolation --no-deps --force-reinstall -v . > build/gpu-build.log 2>&1; then
+  # The compiler's and linker's own messages, not pip's summary of them.
+  grep -E -A6 "error|undefined reference" build/gpu-build.log | head -80
+  echo "build failed; the whole log is build/gpu-build.log"
+  exit 1
+fi
 spinforce info
 
 log "gpu tests"
