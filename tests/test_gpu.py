@@ -3,6 +3,8 @@ LLG, descriptors, the ML provider and `spinforce simulate`. All tests are marked
 skipped (conftest.py) without a CUDA device or without this build's CUDA kernels. The CPU runs
 are the references: the kernels share their per-element arithmetic with the CPU loops, so the
 differences left are summation order and fused multiply-adds (round-off)."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -136,15 +138,20 @@ def test_llg_with_heisenberg_on_gpu_makes_no_copies_or_syncs_per_step(capfd):
     spins = on_gpu(lat.random_spins(1))
 
     def syncs(work):
-        """Synchronising CUDA operations (device-host copies, .item()) torch reports during work()."""
+        """Synchronising CUDA operations (device-host copies, .item()) torch reports during work().
+        torch reports them as Python warnings (which pytest would otherwise swallow), or on stderr
+        where no Python warning handler is in place."""
         torch.cuda.synchronize()
         capfd.readouterr()
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            work()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                work()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-        return capfd.readouterr().err.count("synchroniz")
+        return (sum("synchroniz" in str(w.message) for w in caught)
+                + capfd.readouterr().err.count("synchroniz"))
 
     assert syncs(lambda: spins.sum().item()) >= 1  # the counter sees a sync
     llg = sf.LLG(model, dt=0.02, alpha=0.1, kT=0.1, seed=2)
@@ -154,6 +161,15 @@ def test_llg_with_heisenberg_on_gpu_makes_no_copies_or_syncs_per_step(capfd):
     gpu, cpu = model.compute(spins), model.compute(spins.cpu())
     torch.testing.assert_close(gpu.fields.cpu(), cpu.fields, atol=1e-12, rtol=0)
     assert gpu.energy == pytest.approx(cpu.energy, abs=1e-10)
+
+
+# --- lattice tables -------------------------------------------------------------------------------
+def test_neighbour_tables_from_offsets_on_the_gpu_equal_the_cpu_ones():
+    # A model moved to the GPU carries its neighbour offsets there (bench/ml.py crashed on this).
+    lat = sf.Lattice("triangular", 6)
+    offsets = lat.shell_offsets(2)
+    assert torch.equal(lat.neighbor_table(offsets.cuda()), lat.neighbor_table(offsets))
+    assert torch.equal(lat._permutations(offsets.cuda()), lat._permutations(offsets))
 
 
 # --- descriptors ----------------------------------------------------------------------------------

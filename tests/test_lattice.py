@@ -1,6 +1,7 @@
 """Lattice geometry, neighbour shells, point groups and spin configurations."""
 import numpy as np
 import pytest
+import torch
 
 import spinforce as sf
 
@@ -103,6 +104,15 @@ def test_bad_configurations():
         sf.Lattice("square", 4).tetrahedral()
     with pytest.raises(ValueError, match="too small"):
         sf.Lattice("square", (2, 6)).neighbors(1)
+
+
+def test_neighbour_tables_read_offsets_of_any_integer_dtype_and_refuse_tensors_without_data():
+    lat = sf.Lattice("square", 5)
+    offsets = lat.shell_offsets(1)
+    assert torch.equal(lat.neighbor_table(offsets.to(torch.int32)), lat.neighbor_table(offsets))
+    # The offsets are read on the host; a tensor with no data there is an error, not a crash.
+    with pytest.raises((RuntimeError, NotImplementedError), match="data"):
+        lat.neighbor_table(torch.zeros((4, 2), dtype=torch.long, device="meta"))
 
 
 # --- the table of lattice kinds ----------------------------------------------------------------

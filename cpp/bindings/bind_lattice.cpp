@@ -7,7 +7,8 @@ namespace spinforce {
 namespace {
 
 std::vector<Offset> offsets_from(const at::Tensor& offsets, int dim) {
-  at::Tensor o = offsets.to(at::kLong).contiguous();
+  // Read on the host: offsets may come from a model that lives on a GPU.
+  at::Tensor o = offsets.to(at::kCPU, at::kLong).contiguous();
   if (o.dim() != 2 || o.size(1) != dim)
     throw std::invalid_argument("offsets must have shape (m, " + std::to_string(dim) + ")");
   std::vector<Offset> out(o.size(0), Offset{0, 0, 0});
