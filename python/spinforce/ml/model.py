@@ -447,7 +447,7 @@ def compute_fields(model: nn.Module, lattice, spins):
     s, was_numpy = as_spin_tensor(spins)
     if s.dim() != 2 or s.shape != (lattice.num_sites, 3):
         raise ValueError(f"spins must have shape ({lattice.num_sites}, 3), got {tuple(s.shape)}")
-    neighbors = lattice.neighbor_table(model.neighbor_offsets.cpu()).to(model.neighbor_offsets.device)
+    neighbors = lattice.neighbor_table(model.neighbor_offsets).to(model.neighbor_offsets.device)
     mu = model.evaluate(s.to(model.neighbor_offsets.device), neighbors)[-1] if model.mu_input else None
     out = model(s.to(model.neighbor_offsets.device), neighbors)
 

@@ -635,7 +635,7 @@ def _train(cfg: dict, resume: bool, overwrite: bool, progress: bool, ranks: _Ran
                          "descriptor has one invariant row per site: use it with ordered_bonds, or leave "
                          "point_group = 'average'")
     for part, lattice in zip(parts, lattices):
-        part.neighbors = lattice.neighbor_table(model.neighbor_offsets.cpu()).to(device)
+        part.neighbors = lattice.neighbor_table(model.neighbor_offsets).to(device)
     def prepare():
         prepare_outputs(run_dir, OUTPUTS, command="spinforce train", overwrite=overwrite, keep=resume, resumable=True)
         run_dir.mkdir(parents=True, exist_ok=True)
