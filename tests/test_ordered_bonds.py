@@ -74,8 +74,8 @@ def test_each_image_holds_every_bond_in_place(kind, L, cutoff):
         assert len({tuple(np.round(r, 12)) for r in rows}) == G  # random spins: no two images alike
 
 
-@pytest.mark.parametrize("kind,L,chirality", [("square", 8, False), ("triangular", 8, False), ("triangular", 8, True),
-                                              ("cubic", 6, False)])
+@pytest.mark.parametrize("kind,L,chirality", [("square", 8, False), ("square", 8, True), ("triangular", 8, False),
+                                              ("triangular", 8, True), ("cubic", 6, False)])
 def test_averaged_network_is_invariant_and_its_fields_are_the_energy_gradient(kind, L, chirality):
     """A network with random weights on the ordered bonds, averaged over the images: the energy
     is unchanged by global spin rotations, time reversal and every point-group operation of the
@@ -113,13 +113,17 @@ def test_averaged_network_is_invariant_and_its_fields_are_the_energy_gradient(ki
             assert -(energy(up) - energy(down)) / (2 * step) == pytest.approx(float(h[site, c]), abs=1e-7)
 
 
-def test_chirality_features_are_the_products_of_triangle_chiralities():
-    """With chirality, the last features of a site are chi_0 chi_t for the nearest-neighbour
-    triangles t of its neighbourhood (chi = S_a . (S_b x S_c), corners counterclockwise; chi_0 the
-    sum over the six triangles at the site), done by loops over the lattice positions."""
-    lat = spinforce.Lattice("triangular", 8)
-    d = OrderedBondDescriptor(lat, cutoff=1.8, chirality=True)
-    plain = OrderedBondDescriptor(lat, cutoff=1.8)
+@pytest.mark.parametrize("kind,cutoff,sides_want,at_site", [("triangular", 1.8, (1.0, 1.0, 1.0), 6),
+                                                        ("square", 2.3, (1.0, 1.0, 2 ** 0.5), 12)])
+def test_chirality_features_are_the_products_of_triangle_chiralities(kind, cutoff, sides_want, at_site):
+    """With chirality, the last features of a site are chi_0 chi_t for the elementary triangles t
+    of its neighbourhood (chi = S_a . (S_b x S_c), corners counterclockwise; chi_0 the sum over the
+    triangles at the site): on the triangular lattice the nearest-neighbour triangles, six at a
+    site; on the square lattice the half-plaquettes (sides 1, 1, sqrt 2), twelve at a site (three
+    in each of its four plaquettes). Done by loops over the lattice positions."""
+    lat = spinforce.Lattice(kind, 8)
+    d = OrderedBondDescriptor(lat, cutoff=cutoff, chirality=True)
+    plain = OrderedBondDescriptor(lat, cutoff=cutoff)
     nb = lat.neighbor_table(d.neighbor_offsets).numpy()
     s = lat.random_spins(6)
     f = d.features(torch.from_numpy(s), torch.from_numpy(nb)).numpy()
@@ -130,15 +134,15 @@ def test_chirality_features_are_the_products_of_triangle_chiralities():
     G = d.images
     for i in (0, 13):
         patch = np.vstack([s[i], s[nb[i]]])
-        tris = []  # every triangle of mutual nearest neighbours, counterclockwise
+        tris = []  # every elementary triangle, counterclockwise
         for a in range(len(pos)):
             for b in range(len(pos)):
                 for c in range(len(pos)):
                     sides = [np.linalg.norm(pos[x] - pos[y]) for x, y in ((a, b), (b, c), (c, a))]
                     u, v = pos[b] - pos[a], pos[c] - pos[a]
-                    if a < b and a < c and np.allclose(sides, 1.0) and u[0] * v[1] - u[1] * v[0] > 0:
+                    if a < b and a < c and np.allclose(sorted(sides), sides_want) and u[0] * v[1] - u[1] * v[0] > 0:
                         tris.append((a, b, c))
-        assert len(tris) == d.num_triangles and sum(0 in t for t in tris) == 6
+        assert len(tris) == d.num_triangles and sum(0 in t for t in tris) == at_site
         chi = {t: patch[t[0]] @ np.cross(patch[t[1]], patch[t[2]]) for t in tris}
         chi0 = sum(v for t, v in chi.items() if 0 in t)
         want = sorted(chi0 * v for v in chi.values())
@@ -251,9 +255,9 @@ def test_bad_settings_are_refused_with_the_allowed_range():
     for bad, match in (({"cutoff": 0.5}, "shorter than the nearest-neighbour"), ({"cutoff": -1}, "cutoff must be > 0"),
                        ({"cutoff": 2.0, "bond_cutoff": 0.5}, "bond_cutoff must lie between"),
                        ({"cutoff": 2.0, "bond_cutoff": 4.5}, "bond_cutoff must lie between"),
-                       ({"cutoff": 2.0, "chirality": True}, "chirality needs triangles")):
+                       ({"cutoff": 2.0, "chirality": True}, "chirality needs oriented triangles")):
         with pytest.raises(ValueError, match=match):
-            OrderedBondDescriptor(lat, **bad)
+            OrderedBondDescriptor(spinforce.Lattice("cubic", 4) if "chirality" in bad else lat, **bad)
     from spinforce.ml.training import load_config
     with pytest.raises(ValueError, match="pair_orbits"):
         load_config({"data": {"paths": ["x.h5"]}, "descriptor": {"kind": "ordered_bonds", "pair_orbits": True},
@@ -276,6 +280,7 @@ def test_committee_compiles_to_pt2_and_runs_on_any_lattice_size(tmp_path):
 
 
 @pytest.mark.parametrize("kind,settings", [("square", {"cutoff": 2.0, "half_angle": True}),
+                                           ("square", {"cutoff": 2.0, "chirality": True}),
                                            ("triangular", {"cutoff": 2.0, "chirality": True})])
 def test_image_features_are_the_rows_of_the_drawn_images(kind, settings):
     """image_features(spins, neighbors, image) gives site i the row that features() puts at

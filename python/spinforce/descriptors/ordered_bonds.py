@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .bond_shells import HALF_ANGLE_FLOOR, _half_angle
-from .environment import _triangles
+from .environment import _triangles, default_triangle_cutoff
 
 __all__ = ["OrderedBondDescriptor"]
 
@@ -24,12 +24,13 @@ class OrderedBondDescriptor(nn.Module):
     magnitude of the spin solid angles they enclose). With ``half_angle=True`` every bond also
     enters as the double-exchange hopping amplitude cos(theta/2) = sqrt((1 + S_a.S_b)/2 + d^2).
 
-    With ``chirality=True`` (lattices with triangles of nearest-neighbour bonds: triangular) it adds,
-    for every such triangle t of the neighbourhood, chi_0 chi_t, with chi_t = S_a . (S_b x S_c) over
-    its corners counterclockwise and chi_0 the sum of chi over the triangles at the site: the bonds
-    give a triangle's solid angle only up to its sign, these give the relative signs (which chiral
-    domain, the Berry flux an electron picks up), and are unchanged by time reversal and every
-    spin rotation, proper or not, as the energy is.
+    With ``chirality=True`` (two-dimensional lattices) it adds, for every elementary triangle t of
+    the neighbourhood (the nearest-neighbour triangles of the triangular lattice, the four
+    half-plaquettes of every square plaquette: `default_triangle_cutoff`), chi_0 chi_t, with
+    chi_t = S_a . (S_b x S_c) over its corners counterclockwise and chi_0 the sum of chi over the
+    triangles at the site: the bonds give a triangle's solid angle only up to its sign, these give
+    the relative signs (which chiral domain, the Berry flux an electron picks up), and are
+    unchanged by time reversal and every spin rotation, proper or not, as the energy is.
 
     Unlike the sums of `bond_shells`, nothing is summed away: which bond is which stays known.
     The features are invariant under global spin rotations and time reversal but not under the
@@ -89,11 +90,15 @@ class OrderedBondDescriptor(nn.Module):
         # Chirality products: the bonds fix each triangle's solid angle only up to its sign, and the
         # relative signs (chiral domains, the Berry flux the electrons feel) are lost without them.
         self.chirality: bool = bool(chirality)
-        # the triangles of mutual nearest neighbours, corners counterclockwise
-        triangles = np.array(_triangles(pos, nearest) if self.chirality else [], dtype=np.int64).reshape(-1, 3)
+        # the elementary triangles, corners counterclockwise (an orientation exists only in 2D)
+        if self.chirality and pos.shape[1] != 2:
+            raise ValueError(f"descriptor chirality needs oriented triangles, which a {pos.shape[1]}-dimensional "
+                             f"lattice ({lattice.kind}) does not have: use it on the square or triangular lattice")
+        triangles = np.array(_triangles(pos, default_triangle_cutoff(lattice)) if self.chirality else [],
+                             dtype=np.int64).reshape(-1, 3)
         if self.chirality and not any(0 in t for t in triangles.tolist()):
-            raise ValueError(f"descriptor chirality needs triangles of nearest-neighbour bonds around a site; the "
-                             f"{lattice.kind} lattice has none (use it on the triangular lattice)")
+            raise ValueError(f"descriptor chirality needs elementary triangles around a site inside the cutoff "
+                             f"{cutoff:g}; raise the cutoff to at least {default_triangle_cutoff(lattice):g}")
         tri_index = {tuple(sorted(t)): k for k, t in enumerate(triangles.tolist())}
         tri_images = np.empty((len(perms), len(triangles)), dtype=np.int64)
         for g, perm in enumerate(perms):
