@@ -25,7 +25,8 @@ those of the measured one), so that two committees are compared on identical sta
 --fixed-filling`, or `spinforce learn --example de_square_fixed_n`): its quenches conserve the
 electrons, and the frames are labelled by ED at the file's filling instead of the fixed mu; per time
 the ED chemical potential and the committee's solved one are reported instead of the filling.
-`--save PATH` keeps the ED-labelled frames as a spinforce dataset (one trajectory id per run), a
+`--kT-el` and `--mu` label at another electron temperature and fixed mu than the model's (for
+committees trained at those). `--save PATH` keeps the ED-labelled frames as a spinforce dataset (one trajectory id per run), a
 held-out test set for `spinforce train` (`data.test_paths`) or for later committees.
 JSON to bench/results/large_lattice_error_NAME.json (NAME: --name, else --model).
 """
@@ -66,7 +67,13 @@ def main() -> None:
     p.add_argument("--fixed-n", action="store_true",
                    help="the committee runs at a fixed filling: label by ED at that filling, report mu")
     p.add_argument("--save", type=Path, help="write the ED-labelled frames to this dataset file (must not exist)")
+    p.add_argument("--kT-el", type=float, help="electron temperature of the ED labels (default: that of --model)")
+    p.add_argument("--mu", type=float, help="fixed mu of the ED labels (default: that of --model)")
     a = p.parse_args()
+    if a.kT_el is not None and not (np.isfinite(a.kT_el) and a.kT_el >= 0):
+        p.error(f"--kT-el must be a finite electron temperature >= 0, got {a.kT_el}")
+    if a.mu is not None and (a.fixed_n or not np.isfinite(a.mu)):
+        p.error("--mu: a finite chemical potential, and not with --fixed-n (whose labels are at the file's filling)")
     model_path = a.path if a.path is not None else PACKAGE / "models" / f"{a.model}.ts"
     if not model_path.is_file():
         p.error(f"--path: no committee file {model_path}")
@@ -76,6 +83,7 @@ def main() -> None:
     if a.save is not None and a.save.exists():
         p.error(f"--save: {a.save} exists; give a new file")
     ex = dict(EXACT[a.model])
+    ex.update({k: v for k, v in (("kT", a.kT_el), ("mu", a.mu)) if v is not None})
     if a.fixed_n:
         from spinforce.ml.committee import load_exported
         filling = float(load_exported(model_path).fixed_filling)
