@@ -25,7 +25,8 @@ those of the measured one), so that two committees are compared on identical sta
 --fixed-filling`, or `spinforce learn --example de_square_fixed_n`): its quenches conserve the
 electrons, and the frames are labelled by ED at the file's filling instead of the fixed mu; per time
 the ED chemical potential and the committee's solved one are reported instead of the filling.
-`--kT-el` and `--mu` label at another electron temperature and fixed mu than the model's (for
+`--exact-dynamics` runs the quenches with ED-LLG instead (hours at 24x24 and up: one ED per
+force) and measures the committee on the frames of the exact dynamics. `--kT-el` and `--mu` label at another electron temperature and fixed mu than the model's (for
 committees trained at those). `--save PATH` keeps the ED-labelled frames as a spinforce dataset (one trajectory id per run), a
 held-out test set for `spinforce train` (`data.test_paths`) or for later committees.
 JSON to bench/results/large_lattice_error_NAME.json (NAME: --name, else --model).
@@ -43,6 +44,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from spinforce.data import DatasetWriter, read_dataset
+from spinforce.providers import uncertainty_scalars
 from spinforce.simulate import simulate
 from spinforce.study import load_config as load_study_config
 from _common import write_json
@@ -67,6 +69,8 @@ def main() -> None:
     p.add_argument("--fixed-n", action="store_true",
                    help="the committee runs at a fixed filling: label by ED at that filling, report mu")
     p.add_argument("--save", type=Path, help="write the ED-labelled frames to this dataset file (must not exist)")
+    p.add_argument("--exact-dynamics", action="store_true",
+                   help="run the quenches with ED-LLG instead of the committee (the committee is measured on their frames)")
     p.add_argument("--kT-el", type=float, help="electron temperature of the ED labels (default: that of --model)")
     p.add_argument("--mu", type=float, help="fixed mu of the ED labels (default: that of --model)")
     a = p.parse_args()
@@ -96,6 +100,7 @@ def main() -> None:
     steps = [int(round(t / dt)) for t in a.times]
     lattice = spinforce.Lattice(ex["kind"], (a.size, a.size))
     others = [spinforce.MLForceField(c, lattice) for c in a.compare]
+    measured = spinforce.MLForceField(model_path, lattice) if a.exact_dynamics else None
     ed = spinforce.ExactDiagonalization(spinforce.SDModel(lattice, **{k: v for k, v in ex.items() if k != "kind"}))
     rows = {t: {"states": [], "ml": [], "ed": [], "uncertainty": [], "filling": [], "others": [], "energy": [],
                 "run": [], "step": [], "mu_ed": [], "mu_ml": []} for t in a.times}
@@ -104,7 +109,8 @@ def main() -> None:
         for k in range(a.runs):
             path = Path(tmp) / f"run{k}.h5"
             cfg = {"output": str(path), "lattice": {"kind": ex["kind"], "shape": [a.size, a.size]},
-                   "method": {"name": "ml", "path": str(model_path)},
+                   "method": {"name": "ed"} if a.exact_dynamics else {"name": "ml", "path": str(model_path)},
+                   **({"model": {k: v for k, v in ex.items() if k != "kind"}} if a.exact_dynamics else {}),
                    "dynamics": {"dt": dt, "alpha": study["alpha"], "kT": study["kT"], "steps": max(steps),
                                 "save_every": 1, "initial": "random", "seed": a.first_seed + k}}
             simulate(cfg, progress=False)
@@ -115,19 +121,22 @@ def main() -> None:
                 t0 = time.perf_counter()
                 r = ed.compute(s)
                 ed_seconds.append(time.perf_counter() - t0)
+                ml = measured.compute(s) if a.exact_dynamics else None
                 row = rows[t]
                 row["states"].append(s)
-                row["ml"].append(ds.fields[i])
+                row["ml"].append(ml.fields if a.exact_dynamics else ds.fields[i])
                 row["ed"].append(r.fields)
                 row["filling"].append(float(np.mean(r.density)) / 2)
                 row["others"].append([m.compute(s).fields for m in others])
                 row["energy"].append(float(r.energy))
                 if a.fixed_n:
                     row["mu_ed"].append(float(r.mu))
-                    row["mu_ml"].append(float(ds.scalars["mu"][i]))
+                    row["mu_ml"].append(float(measured.chemical_potential(s) if a.exact_dynamics else ds.scalars["mu"][i]))
                 row["run"].append(k)
                 row["step"].append(step)
-                if "uncertainty_mean" in ds.scalars:
+                if a.exact_dynamics and ml.uncertainty is not None:
+                    row["uncertainty"].append(uncertainty_scalars(ml.uncertainty)["uncertainty_mean"])
+                elif "uncertainty_mean" in ds.scalars:
                     row["uncertainty"].append(float(ds.scalars["uncertainty_mean"][i]))
                 tqdm.write(f"run {k} t = {t:g}: error {relative_torque_error([s], [ds.fields[i]], [r.fields]):.3f}")
     if a.save is not None:
@@ -154,7 +163,7 @@ def main() -> None:
                         "compare": {str(c): relative_torque_error(row["states"], [o[j] for o in row["others"]], row["ed"])
                                     for j, c in enumerate(a.compare)}})
     labels = f"ED at filling {ex['filling']:g}" if a.fixed_n else f"ED at mu = {ex['mu']}"
-    print(f"{a.model} on {a.size}x{a.size}, {a.runs} ML-LLG quenches, labels: {labels}")
+    print(f"{a.model} on {a.size}x{a.size}, {a.runs} {'ED' if a.exact_dynamics else 'ML'}-LLG quenches, labels: {labels}")
     print(f"{'t':>6} {'error':>8} {'per run':>20} {'mean u':>8} " + ("mu ED / ML" if a.fixed_n else "filling"))
     for r in results:
         per = " ".join(f"{e:.3f}" for e in r["per_run"])
@@ -166,7 +175,8 @@ def main() -> None:
         print(f"{c} on the same frames: " + ", ".join(f"t = {r['time']:g}: {r['compare'][str(c)]:.3f}" for r in results))
     write_json(f"large_lattice_error_{a.name or a.model}",
                      {"model": a.model, "path": str(model_path) if a.path is not None else None, "size": a.size, "runs": a.runs, "exact": ex,
-                      "dynamics": {"dt": dt, "alpha": study["alpha"], "kT": study["kT"]},
+                      "dynamics": {"dt": dt, "alpha": study["alpha"], "kT": study["kT"],
+                                   "method": "ed" if a.exact_dynamics else "ml"},
                       "ed_seconds_median": float(np.median(ed_seconds)), "results": results})
 
 
