@@ -26,8 +26,9 @@ those of the measured one), so that two committees are compared on identical sta
 electrons, and the frames are labelled by ED at the file's filling instead of the fixed mu; per time
 the ED chemical potential and the committee's solved one are reported instead of the filling.
 `--exact-dynamics` runs the quenches with ED-LLG instead (hours at 24x24 and up: one ED per
-force) and measures the committee on the frames of the exact dynamics. `--kT-el` and `--mu` label at another electron temperature and fixed mu than the model's (for
-committees trained at those). `--save PATH` keeps the ED-labelled frames as a spinforce dataset (one trajectory id per run), a
+force) and measures the committee on the frames of the exact dynamics. `--kT-el` and `--mu` label
+at another electron temperature and fixed mu than the model's (for committees trained at those).
+`--save PATH` keeps the ED-labelled frames as a spinforce dataset (one trajectory id per run), a
 held-out test set for `spinforce train` (`data.test_paths`) or for later committees.
 JSON to bench/results/large_lattice_error_NAME.json (NAME: --name, else --model).
 """
@@ -138,7 +139,7 @@ def main() -> None:
                     row["uncertainty"].append(uncertainty_scalars(ml.uncertainty)["uncertainty_mean"])
                 elif "uncertainty_mean" in ds.scalars:
                     row["uncertainty"].append(float(ds.scalars["uncertainty_mean"][i]))
-                tqdm.write(f"run {k} t = {t:g}: error {relative_torque_error([s], [ds.fields[i]], [r.fields]):.3f}")
+                tqdm.write(f"run {k} t = {t:g}: error {relative_torque_error([s], [row['ml'][-1]], [r.fields]):.3f}")
     if a.save is not None:
         with DatasetWriter(a.save, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
                            method="ed", model=ed.model.parameters(), method_settings={"labels": "fixed filling", "filling": ex["filling"]} if a.fixed_n
