@@ -255,7 +255,7 @@ def test_bad_settings_are_refused_with_the_allowed_range():
     for bad, match in (({"cutoff": 0.5}, "shorter than the nearest-neighbour"), ({"cutoff": -1}, "cutoff must be > 0"),
                        ({"cutoff": 2.0, "bond_cutoff": 0.5}, "bond_cutoff must lie between"),
                        ({"cutoff": 2.0, "bond_cutoff": 4.5}, "bond_cutoff must lie between"),
-                       ({"cutoff": 2.0, "chirality": True}, "chirality needs oriented triangles")):
+                       ({"cutoff": 2.0, "chirality": True}, "descriptor chirality .*planar.* not on 'cubic'")):
         with pytest.raises(ValueError, match=match):
             OrderedBondDescriptor(spinforce.Lattice("cubic", 4) if "chirality" in bad else lat, **bad)
     from spinforce.ml.training import load_config

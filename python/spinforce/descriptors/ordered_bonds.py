@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .bond_shells import HALF_ANGLE_FLOOR, _half_angle
+from ..lattice import require_capability
 from .environment import _triangles, default_triangle_cutoff
 
 __all__ = ["OrderedBondDescriptor"]
@@ -90,15 +91,12 @@ class OrderedBondDescriptor(nn.Module):
         # Chirality products: the bonds fix each triangle's solid angle only up to its sign, and the
         # relative signs (chiral domains, the Berry flux the electrons feel) are lost without them.
         self.chirality: bool = bool(chirality)
-        # the elementary triangles, corners counterclockwise (an orientation exists only in 2D)
-        if self.chirality and pos.shape[1] != 2:
-            raise ValueError(f"descriptor chirality needs oriented triangles, which a {pos.shape[1]}-dimensional "
-                             f"lattice ({lattice.kind}) does not have: use it on the square or triangular lattice")
+        # the elementary triangles, corners counterclockwise (an orientation exists only in the
+        # plane; any cutoff the checks above allow holds some at the site)
+        if self.chirality:
+            require_capability(lattice.kind, "planar", "descriptor chirality (oriented triangles)")
         triangles = np.array(_triangles(pos, default_triangle_cutoff(lattice)) if self.chirality else [],
                              dtype=np.int64).reshape(-1, 3)
-        if self.chirality and not any(0 in t for t in triangles.tolist()):
-            raise ValueError(f"descriptor chirality needs elementary triangles around a site inside the cutoff "
-                             f"{cutoff:g}; raise the cutoff to at least {default_triangle_cutoff(lattice):g}")
         tri_index = {tuple(sorted(t)): k for k, t in enumerate(triangles.tolist())}
         tri_images = np.empty((len(perms), len(triangles)), dtype=np.int64)
         for g, perm in enumerate(perms):
