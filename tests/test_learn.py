@@ -110,6 +110,16 @@ def test_shipped_examples_are_valid():
     assert not set(explore_seeds) & (set(range(1000, 1010)) | set(range(3000, 3010)))
     tet = load_config(found["tetra_triangular"])
     assert tet["model"]["kind"] == "triangular" and tet["model"]["filling"] == 0.25
+    # the T_el = 0.3 variant: its fixed mu gives the tetrahedral state filling 1/4 (ED, 12x12: -2.5686),
+    # and its explore and check seeds are away from its held-out quenches and the bench's (1000 + k)
+    hot = load_config(found["tetra_triangular_kT03"])
+    m = hot["model"]
+    lat = sf.Lattice("triangular", (12, 12))
+    fixed = sf.mu_for_filling(sf.SDModel(lat, t=m["t"], J=m["J"], kT=m["kT"], filling=m["filling"]), lat.tetrahedral())
+    assert m["kT"] == 0.3 and m["mu"] == pytest.approx(fixed.mu, abs=0.005)
+    explore_seeds = range(hot["explore"]["seed"], hot["explore"]["seed"] + hot["explore"]["runs"])
+    check_seeds = range(hot["check"]["seed"], hot["check"]["seed"] + hot["check"]["runs"])
+    assert not set(explore_seeds) & (set(hot["test"]["seeds"]) | set(range(1000, 1010)) | set(check_seeds))
     assert cli.main(["learn", "--list-examples"]) == 0
 
 
