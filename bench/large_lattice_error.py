@@ -28,6 +28,11 @@ the ED chemical potential and the committee's solved one are reported instead of
 `--exact-dynamics` runs the quenches with ED-LLG instead (hours at 24x24 and up: one ED per
 force) and measures the committee on the frames of the exact dynamics. `--kT-el` and `--mu` label
 at another electron temperature and fixed mu than the model's (for committees trained at those).
+`--runs-dir DIR` keeps the quench runs in DIR (run{k}.h5, checkpointed every 100 steps): an
+interrupted bench resumes them there, and a finished run is reused as it is. `--trajectories
+FILE...` measures on the frames of runs made before (`spinforce simulate` outputs of any method,
+e.g. a `--runs-dir` of `--exact-dynamics`) instead of running quenches; `--size` and `--runs` then
+come from the files.
 `--save PATH` keeps the ED-labelled frames as a spinforce dataset (one trajectory id per run), a
 held-out test set for `spinforce train` (`data.test_paths`) or for later committees.
 JSON to bench/results/large_lattice_error_NAME.json (NAME: --name, else --model).
@@ -72,6 +77,9 @@ def main() -> None:
     p.add_argument("--save", type=Path, help="write the ED-labelled frames to this dataset file (must not exist)")
     p.add_argument("--exact-dynamics", action="store_true",
                    help="run the quenches with ED-LLG instead of the committee (the committee is measured on their frames)")
+    p.add_argument("--runs-dir", type=Path, help="keep (and resume) the quench runs in this folder instead of a temporary one")
+    p.add_argument("--trajectories", type=Path, nargs="+", default=[],
+                   help="measure on the frames of these run files instead of running quenches")
     p.add_argument("--kT-el", type=float, help="electron temperature of the ED labels (default: that of --model)")
     p.add_argument("--mu", type=float, help="fixed mu of the ED labels (default: that of --model)")
     a = p.parse_args()
@@ -85,6 +93,11 @@ def main() -> None:
     for c in a.compare:
         if not c.is_file():
             p.error(f"--compare: no committee file {c}")
+    if a.trajectories and (a.runs_dir is not None or a.exact_dynamics):
+        p.error("--trajectories: the frames are given, so not with --runs-dir or --exact-dynamics")
+    for path in a.trajectories:
+        if not path.is_file():
+            p.error(f"--trajectories: no run file {path}")
     if a.save is not None and a.save.exists():
         p.error(f"--save: {a.save} exists; give a new file")
     ex = dict(EXACT[a.model])
@@ -99,43 +112,65 @@ def main() -> None:
     study = load_study_config(a.model)["dynamics"]  # checked, as `spinforce study` reads it
     dt = study["dt"]
     steps = [int(round(t / dt)) for t in a.times]
+    given = [read_dataset(path) for path in a.trajectories]
+    if given:
+        a.runs, a.size = len(given), given[0].lattice_shape[0]
+        for path, ds in zip(a.trajectories, given):
+            if ds.lattice_kind != ex["kind"] or tuple(ds.lattice_shape) != (a.size, a.size):
+                p.error(f"--trajectories: {path} is a {ds.lattice_kind} {tuple(ds.lattice_shape)} run, "
+                        f"not {ex['kind']} {a.size}x{a.size}")
     lattice = spinforce.Lattice(ex["kind"], (a.size, a.size))
     others = [spinforce.MLForceField(c, lattice) for c in a.compare]
-    measured = spinforce.MLForceField(model_path, lattice) if a.exact_dynamics else None
+    # the committee is evaluated on the frames unless they are its own (ML-LLG runs made here)
+    evaluate = a.exact_dynamics or bool(given)
+    method = given[0].method if given else "ed" if a.exact_dynamics else "ml"
+    dynamics = (given[0].provenance.get("config", {}).get("dynamics", {}) if given else
+                {"dt": dt, "alpha": study["alpha"], "kT": study["kT"]})
+    measured = spinforce.MLForceField(model_path, lattice) if evaluate else None
     ed = spinforce.ExactDiagonalization(spinforce.SDModel(lattice, **{k: v for k, v in ex.items() if k != "kind"}))
     rows = {t: {"states": [], "ml": [], "ed": [], "uncertainty": [], "filling": [], "others": [], "energy": [],
                 "run": [], "step": [], "mu_ed": [], "mu_ml": []} for t in a.times}
     ed_seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(a.runs):
-            path = Path(tmp) / f"run{k}.h5"
-            cfg = {"output": str(path), "lattice": {"kind": ex["kind"], "shape": [a.size, a.size]},
-                   "method": {"name": "ed"} if a.exact_dynamics else {"name": "ml", "path": str(model_path)},
-                   **({"model": {k: v for k, v in ex.items() if k != "kind"}} if a.exact_dynamics else {}),
-                   "dynamics": {"dt": dt, "alpha": study["alpha"], "kT": study["kT"], "steps": max(steps),
-                                "save_every": 1, "initial": "random", "seed": a.first_seed + k}}
-            simulate(cfg, progress=False)
-            ds = read_dataset(path)
+            if given:
+                ds = given[k]
+            else:
+                runs_dir = Path(tmp) if a.runs_dir is None else a.runs_dir
+                path = runs_dir / f"run{k}.h5"
+                cfg = {"output": str(path), "lattice": {"kind": ex["kind"], "shape": [a.size, a.size]},
+                       "method": {"name": "ed"} if a.exact_dynamics else {"name": "ml", "path": str(model_path)},
+                       **({"model": {k: v for k, v in ex.items() if k != "kind"}} if a.exact_dynamics else {}),
+                       "dynamics": {"dt": dt, "alpha": study["alpha"], "kT": study["kT"], "steps": max(steps),
+                                    "save_every": 1, "checkpoint_every": 100, "initial": "random",
+                                    "seed": a.first_seed + k}}
+                runs_dir.mkdir(parents=True, exist_ok=True)
+                simulate(cfg, progress=False, resume=True)
+                ds = read_dataset(path)
             for t, step in zip(a.times, steps):
-                i = int(np.flatnonzero(ds.step == step)[0])
+                on_time = np.flatnonzero(np.abs(ds.time - t) < dt / 2)
+                if not on_time.size:
+                    p.error(f"--times: run {k} has no frame at t = {t:g} (its frames: t = {ds.time[0]:g} .. "
+                            f"{ds.time[-1]:g})")
+                i = int(on_time[0])
                 s = ds.spins[i]
                 t0 = time.perf_counter()
                 r = ed.compute(s)
                 ed_seconds.append(time.perf_counter() - t0)
-                ml = measured.compute(s) if a.exact_dynamics else None
+                ml = measured.compute(s) if evaluate else None
                 row = rows[t]
                 row["states"].append(s)
-                row["ml"].append(ml.fields if a.exact_dynamics else ds.fields[i])
+                row["ml"].append(ml.fields if evaluate else ds.fields[i])
                 row["ed"].append(r.fields)
                 row["filling"].append(float(np.mean(r.density)) / 2)
                 row["others"].append([m.compute(s).fields for m in others])
                 row["energy"].append(float(r.energy))
                 if a.fixed_n:
                     row["mu_ed"].append(float(r.mu))
-                    row["mu_ml"].append(float(measured.chemical_potential(s) if a.exact_dynamics else ds.scalars["mu"][i]))
+                    row["mu_ml"].append(float(measured.chemical_potential(s) if evaluate else ds.scalars["mu"][i]))
                 row["run"].append(k)
                 row["step"].append(step)
-                if a.exact_dynamics and ml.uncertainty is not None:
+                if evaluate and ml.uncertainty is not None:
                     row["uncertainty"].append(uncertainty_scalars(ml.uncertainty)["uncertainty_mean"])
                 elif "uncertainty_mean" in ds.scalars:
                     row["uncertainty"].append(float(ds.scalars["uncertainty_mean"][i]))
@@ -145,7 +180,8 @@ def main() -> None:
                            method="ed", model=ed.model.parameters(), method_settings={"labels": "fixed filling", "filling": ex["filling"]} if a.fixed_n
                            else {"labels": "fixed mu", "mu": ex["mu"]},
                            provenance={"command": "bench/large_lattice_error.py", "committee": str(model_path),
-                                       "seeds": [a.first_seed + k for k in range(a.runs)], "times": a.times}) as w:
+                                       "seeds": [ds.seed for ds in given] or [a.first_seed + k for k in range(a.runs)],
+                                       "times": a.times}) as w:
             for t in a.times:
                 row = rows[t]
                 for s, h, e, k, step in zip(row["states"], row["ed"], row["energy"], row["run"], row["step"]):
@@ -164,7 +200,7 @@ def main() -> None:
                         "compare": {str(c): relative_torque_error(row["states"], [o[j] for o in row["others"]], row["ed"])
                                     for j, c in enumerate(a.compare)}})
     labels = f"ED at filling {ex['filling']:g}" if a.fixed_n else f"ED at mu = {ex['mu']}"
-    print(f"{a.model} on {a.size}x{a.size}, {a.runs} {'ED' if a.exact_dynamics else 'ML'}-LLG quenches, labels: {labels}")
+    print(f"{a.model} on {a.size}x{a.size}, {a.runs} {method.upper()}-LLG quenches, labels: {labels}")
     print(f"{'t':>6} {'error':>8} {'per run':>20} {'mean u':>8} " + ("mu ED / ML" if a.fixed_n else "filling"))
     for r in results:
         per = " ".join(f"{e:.3f}" for e in r["per_run"])
@@ -176,8 +212,8 @@ def main() -> None:
         print(f"{c} on the same frames: " + ", ".join(f"t = {r['time']:g}: {r['compare'][str(c)]:.3f}" for r in results))
     write_json(f"large_lattice_error_{a.name or a.model}",
                      {"model": a.model, "path": str(model_path) if a.path is not None else None, "size": a.size, "runs": a.runs, "exact": ex,
-                      "dynamics": {"dt": dt, "alpha": study["alpha"], "kT": study["kT"],
-                                   "method": "ed" if a.exact_dynamics else "ml"},
+                      "dynamics": {**{k: dynamics.get(k) for k in ("dt", "alpha", "kT")}, "method": method},
+                      "trajectories": [str(path) for path in a.trajectories] or None,
                       "ed_seconds_median": float(np.median(ed_seconds)), "results": results})
 
 
