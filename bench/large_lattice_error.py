@@ -32,7 +32,11 @@ at another electron temperature and fixed mu than the model's (for committees tr
 interrupted bench resumes them there, and a finished run is reused as it is. `--trajectories
 FILE...` measures on the frames of runs made before (`spinforce simulate` outputs of any method,
 e.g. a `--runs-dir` of `--exact-dynamics`) instead of running quenches; `--size` and `--runs` then
-come from the files.
+come from the files. `bench/data/tetra_triangular_kT03_ed_llg_24x24_seed1000.h5` holds 7 frames (t = 1, 5,
+10, 20, 30, 40, 50) of a 24x24 ED-LLG quench at T_el = 0.3, mu = -2.57 (the dynamics of the study, seed
+1000; 47 min on one thread), the held-out frames of the triangular models at that electron temperature:
+    python bench/large_lattice_error.py --model tetra_triangular --kT-el 0.3 --mu -2.57 --path DIR/model.ts \
+        --trajectories data/tetra_triangular_kT03_ed_llg_24x24_seed1000.h5 --times 1 5 10 20 30 40 50
 `--save PATH` keeps the ED-labelled frames as a spinforce dataset (one trajectory id per run), a
 held-out test set for `spinforce train` (`data.test_paths`) or for later committees.
 JSON to bench/results/large_lattice_error_NAME.json (NAME: --name, else --model).
