@@ -493,10 +493,12 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
     stage = name.split("/")[1]
     model_path = round_dir / "model.ts"
     if stage == "evaluate":
+        import torch
         errors = held_out_errors(model_path, data_dir / "test.h5")
         train_frames = sum(_frames(p) for p in _data_paths(cfg, out, r))
         return {"held_out": errors, "training_frames": train_frames,
-                "us_per_site": microseconds_per_site(model_path, cfg["model"]["kind"], cfg["explore"]["shape"])}
+                "us_per_site": microseconds_per_site(model_path, cfg["model"]["kind"], cfg["explore"]["shape"]),
+                "threads": torch.get_num_threads()}
     if stage == "explore":
         from .simulate import simulate
         paths = []
@@ -711,8 +713,9 @@ def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
               f"- committee member: {results['round0/train']['features']} features, "
               f"{results['round0/train']['parameters']} parameters, descriptor {cfg['train']['descriptor']}, network "
               f"{cfg['train']['network']}; committee of {cfg['train']['members']}: "
-              f"{last_eval['us_per_site']:.1f} µs per site and force "
-              "evaluation (one thread, shared machine)", "",
+              f"{last_eval['us_per_site']:.1f} µs per site and force evaluation ("
+              + (f"{last_eval['threads']} torch threads, " if "threads" in last_eval else "")
+              + "the machine may have been shared)", "",
               "| round | training frames | held-out torque error | early | middle | late | mean uncertainty |",
               "|---|---|---|---|---|---|---|"]
     torque_rms = results[f"round{cfg['loop']['rounds'] - 1}/evaluate"]["held_out"]["all"]["torque_rms"]
