@@ -133,7 +133,7 @@ def main() -> None:
     measured = spinforce.MLForceField(model_path, lattice) if evaluate else None
     ed = spinforce.ExactDiagonalization(spinforce.SDModel(lattice, **{k: v for k, v in ex.items() if k != "kind"}))
     rows = {t: {"states": [], "ml": [], "ed": [], "uncertainty": [], "filling": [], "others": [], "energy": [],
-                "run": [], "step": [], "mu_ed": [], "mu_ml": []} for t in a.times}
+                "run": [], "step": [], "time": [], "mu_ed": [], "mu_ml": []} for t in a.times}
     ed_seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(a.runs):
@@ -151,7 +151,7 @@ def main() -> None:
                 runs_dir.mkdir(parents=True, exist_ok=True)
                 simulate(cfg, progress=False, resume=True)
                 ds = read_dataset(path)
-            for t, step in zip(a.times, steps):
+            for t in a.times:
                 on_time = np.flatnonzero(np.abs(ds.time - t) < dt / 2)
                 if not on_time.size:
                     p.error(f"--times: run {k} has no frame at t = {t:g} (its frames: t = {ds.time[0]:g} .. "
@@ -173,7 +173,9 @@ def main() -> None:
                     row["mu_ed"].append(float(r.mu))
                     row["mu_ml"].append(float(measured.chemical_potential(s) if evaluate else ds.scalars["mu"][i]))
                 row["run"].append(k)
-                row["step"].append(step)
+                # the frame's own step and time: given runs may have been saved with another dt
+                row["step"].append(int(ds.step[i]))
+                row["time"].append(float(ds.time[i]))
                 if evaluate and ml.uncertainty is not None:
                     row["uncertainty"].append(uncertainty_scalars(ml.uncertainty)["uncertainty_mean"])
                 elif "uncertainty_mean" in ds.scalars:
@@ -188,8 +190,9 @@ def main() -> None:
                                        "times": a.times}) as w:
             for t in a.times:
                 row = rows[t]
-                for s, h, e, k, step in zip(row["states"], row["ed"], row["energy"], row["run"], row["step"]):
-                    w.append(s, h, e, time=step * dt, step=step, trajectory=k)
+                for s, h, e, k, step, when in zip(row["states"], row["ed"], row["energy"], row["run"], row["step"],
+                                                  row["time"]):
+                    w.append(s, h, e, time=when, step=step, trajectory=k)
         print(f"labelled frames written to {a.save}")
     results = []
     for t in a.times:
