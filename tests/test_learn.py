@@ -46,9 +46,14 @@ def outputs(out):
     return data, r, rows
 
 
+# TINY with one more explore quench on a 6x6 lattice in every round (explore.extra), 2 of its frames labelled
+WITH_EXTRA = {**TINY, "explore": {**TINY["explore"],
+                                  "extra": [{"shape": [6, 6], "steps": 10, "save_every": 5, "seed": 77, "frames": 2}]}}
+
+
 @pytest.mark.slow
 def test_resumed_after_every_stage_equals_uninterrupted(tmp_path):
-    cfg = check_config(TINY)
+    cfg = check_config(WITH_EXTRA)
     names = stages(cfg)
     assert names == ["data", "test", "locality", "round0/train", "round0/evaluate", "round0/explore",
                      "round0/label", "round1/train", "round1/evaluate", "check", "report"]
@@ -60,7 +65,7 @@ def test_resumed_after_every_stage_equals_uninterrupted(tmp_path):
                 learn(cfg, tmp_path / "pieces", progress=False, _interrupt=stop_at(name, when))
     learn(cfg, tmp_path / "pieces", progress=False)
     (da, ra, rows_a), (db, rb, rows_b) = outputs(tmp_path / "whole"), outputs(tmp_path / "pieces")
-    assert list(da) == ["initial.h5", "round0.h5", "test.h5"] == list(db)
+    assert list(da) == ["initial.h5", "round0.h5", "round0_extra0.h5", "test.h5"] == list(db)
     for name in da:
         for key in ("spins", "fields", "energy", "trajectory"):
             np.testing.assert_array_equal(getattr(da[name], key), getattr(db[name], key), err_msg=f"{name} {key}")
@@ -73,6 +78,15 @@ def test_resumed_after_every_stage_equals_uninterrupted(tmp_path):
     assert r0.num_frames == 3 and r0.method_settings["mu"] == mu and set(r0.trajectory) <= {0, 1}
     ed = sf.ExactDiagonalization(sf.SDModel(sf.Lattice("square", 4), J=3.0, kT=0.1, mu=mu))
     np.testing.assert_allclose(r0.fields[0], ed.compute(r0.spins[0]).fields, atol=1e-10)
+    # the extra explore set: its own lattice, run and frame count, labelled by ED there, trained on in round 1
+    x0 = da["round0_extra0.h5"]
+    assert x0.lattice().shape == (6, 6) and x0.num_frames == 2 and set(x0.trajectory) == {0}
+    ed6 = sf.ExactDiagonalization(sf.SDModel(sf.Lattice("square", 6), J=3.0, kT=0.1, mu=mu))
+    np.testing.assert_allclose(x0.fields[1], ed6.compute(x0.spins[1]).fields, atol=1e-10)
+    assert [int(r["training_frames"]) for r in rows_a] == [da["initial.h5"].num_frames,
+                                                            da["initial.h5"].num_frames + 3 + 2]
+    run6 = read_dataset(tmp_path / "whole" / "rounds" / "round0" / "explore" / "extra0_run0.h5")
+    assert run6.lattice().shape == (6, 6) and list(run6.step) == [0, 5, 10]
     report = (tmp_path / "whole" / "report.md").read_text()
     assert "held-out torque error" in report and "Locality floor" in report and "Dynamics check" in report
     # The check's ML quenches: the last committee, the held-out settings, noise seeds 5000, 5001.
@@ -125,7 +139,15 @@ def test_shipped_examples_are_valid():
 
 @pytest.mark.parametrize("section,key,value,match", [("loop", "rounds", 0, "rounds"), ("model", "mu", "x", "mu"),
                                                      ("data", "steps", 15, "multiple"), ("train", "members", 1, "members"),
-                                                     ("label", "method", "dft", "method")])
+                                                     ("label", "method", "dft", "method"),
+                                                     ("explore", "extra", [{"shape": [6, 6], "steps": 10, "save_every": 5,
+                                                                            "seed": 1}], "needs the key 'frames'"),
+                                                     ("explore", "extra", [{"shape": [6, 6], "steps": 10, "save_every": 4,
+                                                                            "seed": 1, "frames": 2}], "multiple"),
+                                                     ("explore", "extra", [{"shape": [6, 6], "steps": 10, "save_every": 5,
+                                                                            "seed": 1, "frames": 2, "dt": 0.1}],
+                                                      r"unknown key 'dt' in explore.extra\[0\]"),
+                                                     ("explore", "extra", {"shape": [6, 6]}, "list of tables")])
 def test_bad_config(section, key, value, match):
     raw = {k: dict(v) for k, v in TINY.items()}
     raw[section][key] = value

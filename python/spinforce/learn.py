@@ -17,8 +17,10 @@ run and redoes the check and the report):
     round k:   train   a committee of force fields on all data so far
                evaluate  torque error and committee uncertainty on the held-out trajectories
                explore   ML-LLG quenches with the committee, recording its uncertainty per frame
+                         (and those of each explore.extra entry: other lattices or lengths)
                label     the frames of largest uncertainty, labelled exactly (ED or KPM) at the
-                         fixed mu, added as a new dataset (one trajectory id per ML run)
+                         fixed mu, added as a new dataset (one trajectory id per ML run; one
+                         dataset per explore.extra entry, with its own number of frames)
     check      the real test: an ensemble of ML-LLG quenches with the last committee, run with the
                settings of the held-out quenches (other noise seeds), against the exact ensemble:
                bond average and |chirality| per saved time, C(r) at the last time, within two
@@ -63,7 +65,8 @@ def output_patterns() -> tuple:
     from .simulate import output_patterns as simulated
     data = (generated("initial.h5", ensemble=True) + generated("states.h5", ensemble=True)
             + generated("test.h5", ensemble=True) + generated("round*.h5"))
-    rounds = with_partial("model.ts") + under("committee", COMMITTEE) + under("explore", simulated("run*.h5"))
+    rounds = (with_partial("model.ts") + under("committee", COMMITTEE)
+              + under("explore", simulated("run*.h5") + simulated("extra*_run*.h5")))
     return (with_partial(STATE_FILE) + ("model.ts", "rounds.csv", "rounds.png", "report.md") + under("data", data) + under("locality", LOCALITY) + under("rounds/round*", rounds)
             + under("check", _check_outputs()))
 
@@ -101,7 +104,8 @@ def _schema() -> dict:
                   "descriptor": Key(table()), "network": Key(table(), {}), "training": Key(table(), {})},
         "explore": {"shape": Key(shape()), "runs": Key(integer(1), 2), "dt": Key(number(0, lo_open=True), 0.05),
                     "alpha": Key(number(0), 0.1), "kT": quench["kT"], "steps": Key(integer(1)),
-                    "save_every": Key(integer(1)), "initial": quench["initial"], "seed": Key(integer(0), 1000)},
+                    "save_every": Key(integer(1)), "initial": quench["initial"], "seed": Key(integer(0), 1000),
+                    "extra": Key(list_of(table(), "tables of explore settings", empty=True), [])},
         "label": {"frames": Key(integer(1), 8), "method": methods, "method_settings": Key(table(), {})},
         "loop": {"rounds": Key(integer(1), 2), "threads": Key(integer(0), 1)},
         "check": {"runs": Key(integer(0), 0), "seed": Key(integer(0), 5000), "sigmas": Key(number(0, lo_open=True), 2.0)},
@@ -119,6 +123,7 @@ def check_config(raw: dict) -> dict:
     cfg = {name: check_table(name, raw.get(name, {}), keys) for name, keys in schema.items()}
     for section in ("data", "test", "explore"):
         multiple_of(cfg[section], "steps", "save_every", section)
+    cfg["explore"]["extra"] = [_check_extra(e, k) for k, e in enumerate(cfg["explore"]["extra"])]
     for section in ("data", "test", "label"):
         s = cfg[section]
         s["method_settings"] = check_settings(f"{section}.method_settings", s["method"], s["method_settings"])
@@ -131,6 +136,32 @@ def check_config(raw: dict) -> dict:
     for key, section in (("network", "model"), ("training", "training")):
         t[key] = check_table(f"train.{key}", t[key], {k: Key(v.check, OMIT) for k, v in TRAINING[section].items()})
     return cfg
+
+
+# An explore.extra entry: more ML-LLG quenches on another lattice (or of another length) in every
+# round, with the rest of [explore]; `frames` of them, the most uncertain, are labelled on that
+# lattice (one 24x24 quench to t = 50 next to 12x12 ones to t = 300 gives the committee the large
+# lattice's quench states, which exact quenches of that size cannot afford to provide).
+def _extra_keys() -> dict:
+    return {"shape": Key(shape()), "runs": Key(integer(1), 1), "steps": Key(integer(1)), "save_every": Key(integer(1)),
+            "seed": Key(integer(0)), "frames": Key(integer(1))}
+
+
+def _check_extra(entry: dict, k: int) -> dict:
+    name = f"explore.extra[{k}]"
+    e = check_table(name, entry, _extra_keys(), where=name)
+    multiple_of(e, "steps", "save_every", name)
+    return e
+
+
+def explore_sets(cfg: dict) -> list:
+    """The explore quenches of a round: [explore] (labelled: label.frames of them) and each
+    explore.extra entry with the rest of [explore]. Each set has its file names: runs
+    explore/{prefix}run{k}.h5, labels data/round{r}{suffix}.h5."""
+    e = {k: v for k, v in cfg["explore"].items() if k != "extra"}
+    sets = [{**e, "frames": cfg["label"]["frames"], "prefix": "", "suffix": ""}]
+    return sets + [{**e, **x, "prefix": f"extra{k}_", "suffix": f"_extra{k}"}
+                   for k, x in enumerate(cfg["explore"]["extra"])]
 
 
 def fixed_n(cfg: dict) -> bool:
@@ -275,10 +306,9 @@ def microseconds_per_site(model_path, kind: str, shape, repeats: int = 3) -> flo
     return float(np.median(times) / lattice.num_sites * 1e6)
 
 
-def _simulate_config(cfg: dict, model_path: Path, output: Path, k: int, section: str = "explore",
-                     kT=None, initial=None, seed=None) -> dict:
-    """ML-LLG run k with the quench settings of `section` (explore: its own seeds; check: those given)."""
-    e = cfg[section]
+def _simulate_config(cfg: dict, e: dict, model_path: Path, output: Path, k: int, kT=None, initial=None,
+                     seed=None) -> dict:
+    """ML-LLG run k with the quench settings `e` (an explore set: its own seeds; [test]: those given)."""
     return {"output": str(output), "lattice": {"kind": cfg["model"]["kind"], "shape": list(e["shape"])},
             "method": {"name": "ml", "path": str(model_path)}, "model": {},
             "dynamics": {"dt": e["dt"], "alpha": e["alpha"], "kT": e["kT"][k % len(e["kT"])] if kT is None else kT,
@@ -345,6 +375,14 @@ class _State:
                                        "seconds": self.seconds}, indent=2))
 
 
+def _fingerprint(cfg: dict) -> str:
+    """The config as recorded in learn_state.json; an empty explore.extra is left out, so that runs
+    begun before that key existed continue."""
+    if not cfg["explore"]["extra"]:
+        cfg = {**cfg, "explore": {k: v for k, v in cfg["explore"].items() if k != "extra"}}
+    return json.dumps(cfg, sort_keys=True)
+
+
 def _without_rounds(fingerprint: str) -> tuple[dict, int]:
     """A run's config (its JSON fingerprint) without loop.rounds, and loop.rounds."""
     cfg = json.loads(fingerprint)
@@ -408,7 +446,7 @@ def _learn(cfg: dict, out: Path, overwrite: bool, progress: bool, ranks, _interr
                         owned=replaceable_output)
         out.mkdir(parents=True, exist_ok=True)
     ranks.on_rank0(prepare)
-    state = _State(state_path, json.dumps(cfg, sort_keys=True), ranks)
+    state = _State(state_path, _fingerprint(cfg), ranks)
     if not ranks.on_rank0(state_path.exists):
         state.save()  # the folder is this run's from now on, also if the first stage is interrupted
     if state.more_rounds:  # the check of the old last committee goes; it is redone with the new one
@@ -435,7 +473,8 @@ def _learn(cfg: dict, out: Path, overwrite: bool, progress: bool, ranks, _interr
 
 
 def _data_paths(cfg: dict, out: Path, upto_round: int) -> list:
-    return [out / "data" / "initial.h5"] + [out / "data" / f"round{r}.h5" for r in range(upto_round)]
+    return [out / "data" / "initial.h5"] + [out / "data" / f"round{r}{e['suffix']}.h5" for r in range(upto_round)
+                                            for e in explore_sets(cfg)]
 
 
 def _round_dir(out: Path, name: str) -> tuple[int, Path]:
@@ -501,14 +540,19 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
                 "threads": torch.get_num_threads()}
     if stage == "explore":
         from .simulate import simulate
-        paths = []
-        for k in range(cfg["explore"]["runs"]):
-            p = round_dir / "explore" / f"run{k}.h5"
-            simulate(_simulate_config(cfg, model_path, p, k), resume=True, progress=progress)
-            paths.append(str(p))
-        return {"runs": paths}
+        sets = []
+        for e in explore_sets(cfg):
+            sets.append([])
+            for k in range(e["runs"]):
+                p = round_dir / "explore" / f"{e['prefix']}run{k}.h5"
+                simulate(_simulate_config(cfg, e, model_path, p, k), resume=True, progress=progress)
+                sets[-1].append(str(p))
+        return {"runs": sets[0], "extra": sets[1:]}
     if stage == "label":
-        return _label(cfg, out, r, state.results[f"round{r}/explore"]["runs"], mu, progress)
+        explored = state.results[f"round{r}/explore"]
+        labelled = [_label(cfg, e, out / "data" / f"round{r}{e['suffix']}.h5", r, runs, mu, progress)
+                    for e, runs in zip(explore_sets(cfg), [explored["runs"]] + explored.get("extra", []))]
+        return {**labelled[0], "extra": labelled[1:]}
     raise AssertionError(name)
 
 
@@ -540,7 +584,7 @@ def _check_dynamics(cfg: dict, out: Path, mu, progress: bool) -> dict:
     for k in range(c["runs"]):
         run = exact[k % len(exact)]["dynamics"]
         p = out / "check" / f"run{k}.h5"
-        simulate(_simulate_config(cfg, model_path, p, k, "test", kT=run["kT"], initial=run["initial"],
+        simulate(_simulate_config(cfg, cfg["test"], model_path, p, k, kT=run["kT"], initial=run["initial"],
                                   seed=c["seed"] + k), resume=True, progress=progress)
         paths.append(p)
     result = compare_ensembles([r["output"] for r in exact], paths, sigmas=c["sigmas"], out=out / "check" / "ensembles")
@@ -570,20 +614,20 @@ def _frames(path) -> int:
     return read_dataset(path).num_frames
 
 
-def _label(cfg: dict, out: Path, r: int, runs: list, mu, progress: bool) -> dict:
-    """Exact fields of the most uncertain explored frames -> data/round{r}.h5: at the fixed mu, or
-    (fixed-N config) at every mu of model.mus from one diagonalisation, with the site densities."""
+def _label(cfg: dict, e: dict, path: Path, r: int, runs: list, mu, progress: bool) -> dict:
+    """Exact fields of the e["frames"] most uncertain frames of the explore set e -> `path`: at the
+    fixed mu, or (fixed-N config) at every mu of model.mus from one diagonalisation, with the site
+    densities."""
     import torch
     from tqdm.auto import tqdm
 
     from .data import DatasetWriter, read_dataset
-    chosen = _select_frames(runs, cfg["label"]["frames"])
+    chosen = _select_frames(runs, e["frames"])
     lab, mus = cfg["label"], cfg["model"]["mus"]
-    sd_model, provider = _exact_provider(cfg, cfg["explore"]["shape"], lab["method"], lab["method_settings"],
+    sd_model, provider = _exact_provider(cfg, e["shape"], lab["method"], lab["method_settings"],
                                          mus[0] if mus else mu)
     lattice = sd_model.lattice
     datasets = {run: read_dataset(runs[run]) for run in {run for run, _ in chosen}}
-    path = out / "data" / f"round{r}.h5"
     if mus:
         from .ml.sample_ed import multi_mu_model
         model, labels = multi_mu_model(sd_model, mus), {"labels": "several mu"}
@@ -597,7 +641,8 @@ def _label(cfg: dict, out: Path, r: int, runs: list, mu, progress: bool) -> dict
                        resume=True, density=bool(mus)) as w:
         done = w.num_frames // per_frame
         w.truncate(done * per_frame)  # resume after the last frame with all its labels
-        for n, (run, j) in enumerate(tqdm(chosen, desc=f"label round {r}", unit="frame", disable=not progress)):
+        desc = f"label round {r}" + (f" ({'x'.join(map(str, e['shape']))})" if e["suffix"] else "")
+        for n, (run, j) in enumerate(tqdm(chosen, desc=desc, unit="frame", disable=not progress)):
             if n < done:
                 continue
             ds = datasets[run]
@@ -682,7 +727,7 @@ def _labels_line(cfg: dict, data: dict) -> str:
 
 
 def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
-    m, d, t, e = cfg["model"], cfg["data"], cfg["test"], cfg["explore"]
+    m, d, t = cfg["model"], cfg["data"], cfg["test"]
     data = results["data"]
     last_eval = results[f"round{cfg['loop']['rounds'] - 1}/evaluate"]
     lines = [f"# Active learning: {m['kind']} s-d model, J = {m['J']:g}, filling {m['filling']:g}, "
@@ -707,9 +752,10 @@ def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
               + (f" ({data['states']} states, each labelled at {len(m['mus'])} mu)" if fixed_n(cfg) else ""),
               f"- held-out quenches (never trained on): {'x'.join(map(str, t['shape']))}, seeds {t['seeds']}, "
               f"{results['test']['frames']} frames",
-              f"- each round: a committee of {cfg['train']['members']}, {e['runs']} ML-LLG quenches on "
-              f"{'x'.join(map(str, e['shape']))} ({e['steps']} steps), the {cfg['label']['frames']} most uncertain "
-              f"frames labelled by {cfg['label']['method'].upper()}", "",
+              f"- each round: a committee of {cfg['train']['members']}, "
+              + "; ".join(f"{s['runs']} ML-LLG quenches on {'x'.join(map(str, s['shape']))} ({s['steps']} steps), "
+                          f"the {s['frames']} most uncertain frames labelled by {cfg['label']['method'].upper()}"
+                          for s in explore_sets(cfg)), "",
               f"- committee member: {results['round0/train']['features']} features, "
               f"{results['round0/train']['parameters']} parameters, descriptor {cfg['train']['descriptor']}, network "
               f"{cfg['train']['network']}; committee of {cfg['train']['members']}: "
