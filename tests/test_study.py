@@ -1,5 +1,6 @@
 """`spinforce study`: ensembles of ML-LLG quenches, resume after interruption, analysis and report."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,3 +208,19 @@ def test_files_a_study_stages_are_its_own_for_resume_and_overwrite(committees, t
     removed = prepare_outputs(out, output_patterns(), command="spinforce study", overwrite=True,
                               owned=replaceable_output)
     assert set(staged) <= set(removed) and not any(p.exists() for p in staged)
+
+
+def test_every_shipped_study_finds_its_shipped_model_and_checks_against_its_labels():
+    """A study config named like a learn example runs that example's shipped committee, and its ED
+    check uses the s-d model the committee was labelled with (the example's [model])."""
+    from spinforce.learn import examples, load_config as load_learn
+    from spinforce.study import studies
+    for name in studies():
+        cfg = load_config(name)
+        assert Path(cfg["model"]).name == f"{name}.ts" and Path(cfg["model"]).is_file()
+        if name not in examples() or cfg["check"] is None or "mu" not in cfg["check"]["model"]:
+            continue
+        m = load_learn(examples()[name])["model"]
+        assert {k: cfg["check"]["model"][k] for k in ("t", "J", "kT", "mu")} == {k: m[k] for k in ("t", "J", "kT", "mu")}
+    kT03 = load_config("tetra_triangular_kT03")
+    assert kT03["check"]["model"]["kT"] == 0.3 and kT03["order"] == "chirality"
