@@ -140,8 +140,8 @@ def check_config(raw: dict) -> dict:
 
 # An explore.extra entry: more ML-LLG quenches on another lattice (or of another length) in every
 # round, with the rest of [explore]; `frames` of them, the most uncertain, are labelled on that
-# lattice (one 24x24 quench to t = 50 next to 12x12 ones to t = 300 gives the committee the large
-# lattice's quench states, which exact quenches of that size cannot afford to provide).
+# lattice (e.g. 24x24 quenches to t = 50 next to 12x12 ones to t = 300: quench states of a lattice
+# larger than exact quenches can afford).
 def _extra_keys() -> dict:
     return {"shape": Key(shape()), "runs": Key(integer(1), 1), "steps": Key(integer(1)), "save_every": Key(integer(1)),
             "seed": Key(integer(0)), "frames": Key(integer(1))}
