@@ -142,14 +142,13 @@ def check_config(raw: dict) -> dict:
 # round, with the rest of [explore]; `frames` of them, the most uncertain, are labelled on that
 # lattice (e.g. 24x24 quenches to t = 50 next to 12x12 ones to t = 300: quench states of a lattice
 # larger than exact quenches can afford).
-def _extra_keys() -> dict:
-    return {"shape": Key(shape()), "runs": Key(integer(1), 1), "steps": Key(integer(1)), "save_every": Key(integer(1)),
-            "seed": Key(integer(0)), "frames": Key(integer(1))}
-
-
 def _check_extra(entry: dict, k: int) -> dict:
+    # the checks of [explore]'s keys; one run by default, and the seed and frame count always given
+    explore = _schema()["explore"]
+    keys = {**{key: Key(explore[key].check) for key in ("shape", "steps", "save_every", "seed")},
+            "runs": Key(explore["runs"].check, 1), "frames": Key(integer(1))}
     name = f"explore.extra[{k}]"
-    e = check_table(name, entry, _extra_keys(), where=name)
+    e = check_table(name, entry, keys, where=name)
     multiple_of(e, "steps", "save_every", name)
     return e
 
