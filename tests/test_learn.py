@@ -147,12 +147,38 @@ def test_shipped_examples_are_valid():
                                                      ("explore", "extra", [{"shape": [6, 6], "steps": 10, "save_every": 5,
                                                                             "seed": 1, "frames": 2, "dt": 0.1}],
                                                       r"unknown key 'dt' in explore.extra\[0\]"),
-                                                     ("explore", "extra", {"shape": [6, 6]}, "list of tables")])
+                                                     ("explore", "extra", {"shape": [6, 6]}, "list of tables"),
+                                                     ("label", "windows", 0, "label.windows")])
 def test_bad_config(section, key, value, match):
     raw = {k: dict(v) for k, v in TINY.items()}
     raw[section][key] = value
     with pytest.raises(ValueError, match=match):
         check_config(raw)
+
+
+def test_label_windows_share_the_frames_between_early_and_late_times(tmp_path):
+    """label.windows: the most uncertain frames of each time window, an equal share each (the
+    remainder to the latest); a window short of frames leaves its share to the others."""
+    from spinforce.data import DatasetWriter
+    from spinforce.learn import _select_frames
+    lat = sf.Lattice("square", (2, 2))
+    paths = []
+    for run in range(2):  # uncertainty falls along the run, as when the domains grow
+        paths.append(tmp_path / f"run{run}.h5")
+        with DatasetWriter(paths[-1], lattice_kind="square", lattice_shape=lat.shape, num_sites=4, method="ml",
+                           model={}, scalars=("uncertainty_max", "uncertainty_mean")) as w:
+            for step in range(0, 101, 10):  # frames 0..10; step 0 (the start) is never chosen
+                u = 1.0 - step / 100 + 0.001 * run
+                w.append(lat.random_spins(step), np.zeros((4, 3)), 0.0, time=step / 10, step=step,
+                         scalars={"uncertainty_max": u, "uncertainty_mean": u / 2})
+    assert _select_frames(paths, 4, 100) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    # windows of steps 1-25, 26-50, 51-75, 76-100: the most uncertain frame (run 1) of each
+    assert _select_frames(paths, 4, 100, windows=4) == [(1, 1), (1, 3), (1, 6), (1, 8)]
+    # 6 frames in 4 windows: two for each of the two latest (steps 51-75: frames 6, 7; 76-100: 8-10)
+    assert _select_frames(paths, 6, 100, windows=4) == [(0, 6), (0, 8), (1, 1), (1, 3), (1, 6), (1, 8)]
+    # runs half as long as the windows assume: windows 3 and 4 are empty, and their shares go to
+    # the most uncertain of the frames left over
+    assert _select_frames(paths, 4, 200, windows=4) == [(0, 1), (1, 1), (1, 2), (1, 6)]
 
 
 def test_refuses_a_foreign_folder(tmp_path):

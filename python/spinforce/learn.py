@@ -106,7 +106,8 @@ def _schema() -> dict:
                     "alpha": Key(number(0), 0.1), "kT": quench["kT"], "steps": Key(integer(1)),
                     "save_every": Key(integer(1)), "initial": quench["initial"], "seed": Key(integer(0), 1000),
                     "extra": Key(list_of(table(), "tables of explore settings", empty=True), [])},
-        "label": {"frames": Key(integer(1), 8), "method": methods, "method_settings": Key(table(), {})},
+        "label": {"frames": Key(integer(1), 8), "windows": Key(integer(1), 1), "method": methods,
+                  "method_settings": Key(table(), {})},
         "loop": {"rounds": Key(integer(1), 2), "threads": Key(integer(0), 1)},
         "check": {"runs": Key(integer(0), 0), "seed": Key(integer(0), 5000), "sigmas": Key(number(0, lo_open=True), 2.0)},
         "locality": {"cutoffs": Key(list_of(number(0), "cutoffs (numbers >= 0)", empty=True), []),
@@ -316,8 +317,12 @@ def _simulate_config(cfg: dict, e: dict, model_path: Path, output: Path, k: int,
                          "initial": e["initial"][k % len(e["initial"])] if initial is None else initial}}
 
 
-def _select_frames(paths: list, count: int) -> list:
-    """(run, frame) of the `count` frames with the largest maximum site uncertainty; ties by order."""
+def _select_frames(paths: list, count: int, steps: int, windows: int = 1) -> list:
+    """(run, frame) of the `count` frames with the largest maximum site uncertainty; ties by order.
+    With `windows` > 1 the run time (`steps`) is cut into that many equal windows and each gets an
+    equal share (the remainder to the latest), so that late stages, where the committee is surer
+    than early in the quench, are labelled too; a window short of frames leaves its share to the
+    most uncertain frames of the others."""
     from .data import read_dataset
     candidates = []
     for run, p in enumerate(paths):
@@ -325,9 +330,19 @@ def _select_frames(paths: list, count: int) -> list:
         u = ds.scalars.get("uncertainty_max")
         if u is None:
             raise ValueError(f"{p} records no committee uncertainty; the explore model must be a committee")
-        candidates += [(-float(u[j]), run, j) for j in range(ds.num_frames) if ds.step[j] > 0]
+        candidates += [(-float(u[j]), run, j, (int(ds.step[j]) - 1) * windows // steps)
+                       for j in range(ds.num_frames) if ds.step[j] > 0]
     candidates.sort()
-    return sorted((run, j) for _, run, j in candidates[:count])
+    shares = [count // windows + (w >= windows - count % windows) for w in range(windows)]
+    chosen, rest = [], []
+    for c in candidates:
+        if shares[c[3]] > 0:
+            shares[c[3]] -= 1
+            chosen.append(c)
+        else:
+            rest.append(c)
+    chosen += rest[:count - len(chosen)]
+    return sorted((run, j) for _, run, j, _ in chosen)
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -375,10 +390,12 @@ class _State:
 
 
 def _fingerprint(cfg: dict) -> str:
-    """The config as recorded in learn_state.json; an empty explore.extra is left out, so that runs
-    begun before that key existed continue."""
+    """The config as recorded in learn_state.json; an empty explore.extra and label.windows = 1 are
+    left out, so that runs begun before those keys existed continue."""
     if not cfg["explore"]["extra"]:
         cfg = {**cfg, "explore": {k: v for k, v in cfg["explore"].items() if k != "extra"}}
+    if cfg["label"]["windows"] == 1:
+        cfg = {**cfg, "label": {k: v for k, v in cfg["label"].items() if k != "windows"}}
     return json.dumps(cfg, sort_keys=True)
 
 
@@ -621,8 +638,8 @@ def _label(cfg: dict, e: dict, path: Path, r: int, runs: list, mu, progress: boo
     from tqdm.auto import tqdm
 
     from .data import DatasetWriter, read_dataset
-    chosen = _select_frames(runs, e["frames"])
     lab, mus = cfg["label"], cfg["model"]["mus"]
+    chosen = _select_frames(runs, e["frames"], e["steps"], lab["windows"])
     sd_model, provider = _exact_provider(cfg, e["shape"], lab["method"], lab["method_settings"],
                                          mus[0] if mus else mu)
     lattice = sd_model.lattice
@@ -635,7 +652,8 @@ def _label(cfg: dict, e: dict, path: Path, r: int, runs: list, mu, progress: boo
     per_frame = max(len(mus), 1)
     with DatasetWriter(path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
                        method=lab["method"], model=model,
-                       method_settings={**lab["method_settings"], **labels, "selected": "largest committee uncertainty"},
+                       method_settings={**lab["method_settings"], **labels, "selected": "largest committee uncertainty"
+                                        + (f" in each of {lab['windows']} time windows" if lab["windows"] > 1 else "")},
                        provenance={"command": "spinforce learn", "round": r, "frames": chosen, "runs": runs},
                        resume=True, density=bool(mus)) as w:
         done = w.num_frames // per_frame
@@ -729,6 +747,7 @@ def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
     m, d, t = cfg["model"], cfg["data"], cfg["test"]
     data = results["data"]
     last_eval = results[f"round{cfg['loop']['rounds'] - 1}/evaluate"]
+    windows = f" in each of {cfg['label']['windows']} time windows" if cfg["label"]["windows"] > 1 else ""
     lines = [f"# Active learning: {m['kind']} s-d model, J = {m['J']:g}, filling {m['filling']:g}, "
              f"T_el = {m['kT']:g}", "",
              _labels_line(cfg, data), ""]
@@ -753,7 +772,7 @@ def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
               f"{results['test']['frames']} frames",
               f"- each round: a committee of {cfg['train']['members']}, "
               + "; ".join(f"{s['runs']} ML-LLG quenches on {'x'.join(map(str, s['shape']))} ({s['steps']} steps), "
-                          f"the {s['frames']} most uncertain frames labelled by {cfg['label']['method'].upper()}"
+                          f"the {s['frames']} most uncertain frames{windows} labelled by {cfg['label']['method'].upper()}"
                           for s in explore_sets(cfg)), "",
               f"- committee member: {results['round0/train']['features']} features, "
               f"{results['round0/train']['parameters']} parameters, descriptor {cfg['train']['descriptor']}, network "
