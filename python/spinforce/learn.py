@@ -653,7 +653,7 @@ def _label(cfg: dict, e: dict, path: Path, r: int, runs: list, mu, progress: boo
     with DatasetWriter(path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
                        method=lab["method"], model=model,
                        method_settings={**lab["method_settings"], **labels, "selected": "largest committee uncertainty"
-                                        + (f" in each of {lab['windows']} time windows" if lab["windows"] > 1 else "")},
+                                        + (f", a share of each of {lab['windows']} time windows" if lab["windows"] > 1 else "")},
                        provenance={"command": "spinforce learn", "round": r, "frames": chosen, "runs": runs},
                        resume=True, density=bool(mus)) as w:
         done = w.num_frames // per_frame
@@ -747,7 +747,7 @@ def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
     m, d, t = cfg["model"], cfg["data"], cfg["test"]
     data = results["data"]
     last_eval = results[f"round{cfg['loop']['rounds'] - 1}/evaluate"]
-    windows = f" in each of {cfg['label']['windows']} time windows" if cfg["label"]["windows"] > 1 else ""
+    windows = f" (a share of each of {cfg['label']['windows']} time windows)" if cfg["label"]["windows"] > 1 else ""
     lines = [f"# Active learning: {m['kind']} s-d model, J = {m['J']:g}, filling {m['filling']:g}, "
              f"T_el = {m['kT']:g}", "",
              _labels_line(cfg, data), ""]
