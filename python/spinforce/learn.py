@@ -317,6 +317,11 @@ def _simulate_config(cfg: dict, e: dict, model_path: Path, output: Path, k: int,
                          "initial": e["initial"][k % len(e["initial"])] if initial is None else initial}}
 
 
+def _windows_text(label: dict, form: str) -> str:
+    """How label.windows shares the frames, put in `form` ("" for one window)."""
+    return form.format(f"a share of each of {label['windows']} time windows") if label["windows"] > 1 else ""
+
+
 def _select_frames(paths: list, count: int, steps: int, windows: int = 1) -> list:
     """(run, frame) of the `count` frames with the largest maximum site uncertainty; ties by order.
     With `windows` > 1 the run time (`steps`) is cut into that many equal windows and each gets an
@@ -389,13 +394,17 @@ class _State:
                                        "seconds": self.seconds}, indent=2))
 
 
+# Keys added after run folders existed, with the value that means "as before": at that value they
+# are left out of the fingerprint, so that those runs continue.
+_LATER_KEYS = {("explore", "extra"): [], ("label", "windows"): 1}
+
+
 def _fingerprint(cfg: dict) -> str:
-    """The config as recorded in learn_state.json; an empty explore.extra and label.windows = 1 are
-    left out, so that runs begun before those keys existed continue."""
-    if not cfg["explore"]["extra"]:
-        cfg = {**cfg, "explore": {k: v for k, v in cfg["explore"].items() if k != "extra"}}
-    if cfg["label"]["windows"] == 1:
-        cfg = {**cfg, "label": {k: v for k, v in cfg["label"].items() if k != "windows"}}
+    """The config as recorded in learn_state.json, without the _LATER_KEYS at their old meaning."""
+    cfg = dict(cfg)
+    for (section, key), old in _LATER_KEYS.items():
+        if cfg[section][key] == old:
+            cfg[section] = {k: v for k, v in cfg[section].items() if k != key}
     return json.dumps(cfg, sort_keys=True)
 
 
@@ -652,8 +661,8 @@ def _label(cfg: dict, e: dict, path: Path, r: int, runs: list, mu, progress: boo
     per_frame = max(len(mus), 1)
     with DatasetWriter(path, lattice_kind=lattice.kind, lattice_shape=lattice.shape, num_sites=lattice.num_sites,
                        method=lab["method"], model=model,
-                       method_settings={**lab["method_settings"], **labels, "selected": "largest committee uncertainty"
-                                        + (f", a share of each of {lab['windows']} time windows" if lab["windows"] > 1 else "")},
+                       method_settings={**lab["method_settings"], **labels,
+                                        "selected": "largest committee uncertainty" + _windows_text(lab, ", {}")},
                        provenance={"command": "spinforce learn", "round": r, "frames": chosen, "runs": runs},
                        resume=True, density=bool(mus)) as w:
         done = w.num_frames // per_frame
@@ -747,7 +756,7 @@ def _report_text(cfg: dict, results: dict, rows: list, out: Path) -> str:
     m, d, t = cfg["model"], cfg["data"], cfg["test"]
     data = results["data"]
     last_eval = results[f"round{cfg['loop']['rounds'] - 1}/evaluate"]
-    windows = f" (a share of each of {cfg['label']['windows']} time windows)" if cfg["label"]["windows"] > 1 else ""
+    windows = _windows_text(cfg["label"], " ({})")
     lines = [f"# Active learning: {m['kind']} s-d model, J = {m['J']:g}, filling {m['filling']:g}, "
              f"T_el = {m['kT']:g}", "",
              _labels_line(cfg, data), ""]
