@@ -70,7 +70,7 @@ def residuals(model, dtype, sample_steps: int, full_steps) -> dict:
             neighbors = lattice.neighbor_table(model.neighbor_offsets)
             target = model.fixed_filling * 2.0 * lattice.num_sites
             for s in states(lattice):
-                features = model.descriptor.features(torch.as_tensor(s, dtype=dtype), neighbors)
+                features = model.descriptor.site_features(torch.as_tensor(s, dtype=dtype), neighbors)
                 for k in full_steps:
                     model.sample_steps, model.newton_steps = sample_steps, k
                     count, _ = model.electron_count(features, model.solve_mu(features))

@@ -125,7 +125,7 @@ def test_model_densities_are_minus_dOmega_dmu(trained):
     np.testing.assert_allclose(density[0].detach(), fd, rtol=0, atol=1e-8)
     assert density.abs().max() > 0.1  # the model has learnt a density at all
     # the forward-mode derivatives the solve uses equal these, and d/dmu of them
-    features = model.descriptor.features(s[0], nb)
+    features = model.descriptor.site_features(s[0], nb)
     _, d1, d2 = model.grand_potential_derivatives(features, mu[0])
     np.testing.assert_allclose(-d1.detach(), density[0].detach(), rtol=0, atol=1e-12)
     dens = [-model.grand_potential_derivatives(features, mu[0] + d)[1].detach() for d in (-h, h)]
@@ -141,7 +141,7 @@ def test_mu_derivatives_carried_forward_equal_autograd_also_in_torchscript(activ
     model.set_mu_normalisation([-5.3, -4.1, -3.3], 0.9)
     model.requires_grad_(False)
     nb = lattice.neighbor_table(model.neighbor_offsets)
-    features = model.descriptor.features(torch.tensor(_random_spins(16, 3)), nb)
+    features = model.descriptor.site_features(torch.tensor(_random_spins(16, 3)), nb)
     mu = torch.full((16,), -4.3, dtype=torch.float64, requires_grad=True)
     omega = model.energies_from_features(features, mu)
     (first,) = torch.autograd.grad(omega.sum(), mu, create_graph=True)
@@ -164,7 +164,7 @@ def test_solved_mu_holds_the_electron_count(trained, filling):
     for seed in range(4):
         s = torch.tensor(_random_spins(16, 10 + seed) if seed % 2 else
                          perturbed_configuration(lattice, np.random.default_rng(seed)))
-        features = model.descriptor.features(s, nb)
+        features = model.descriptor.site_features(s, nb)
         mu = model.solve_mu(features)
         assert model.mu_min - 1 < float(mu) < model.mu_max + 1
         count = -float(model.grand_potential_derivatives(features, mu)[1].detach().sum())
@@ -189,7 +189,7 @@ def test_sample_steps_start_the_solve_near_its_root_and_old_files_keep_their_sol
     target = model.fixed_filling * 2 * lattice.num_sites
     with torch.no_grad():
         for s in data["spins"]:
-            features = model.descriptor.features(torch.as_tensor(s), neighbors)
+            features = model.descriptor.site_features(torch.as_tensor(s), neighbors)
             model.sample_steps, model.newton_steps = 0, 12
             root = float(model.solve_mu(features))
             model.sample_steps, model.newton_steps = DEFAULT_SAMPLE_STEPS, 0

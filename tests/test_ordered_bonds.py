@@ -174,7 +174,7 @@ def test_fixed_filling_solve_counts_every_site_once(tmp_path):
     nb = lat.neighbor_table(model.neighbor_offsets)
     start = torch.tensor(model.mu_mean, dtype=torch.float64)  # where the solve starts
     for seed in range(3):
-        f = model.descriptor.features(torch.from_numpy(lat.random_spins(10 + seed)), nb)
+        f = model.descriptor.site_features(torch.from_numpy(lat.random_spins(10 + seed)), nb)
         _, first, _ = model.grand_potential_derivatives(f, start)
         assert first.shape == (lat.num_sites,)
         target = float(-first.sum().detach())
@@ -308,3 +308,45 @@ def test_image_features_are_the_rows_of_the_drawn_images(kind, settings):
         mean, err = values.mean(0), values.std(0) / np.sqrt(len(values))
         assert values.std(0).max() > 1e-3  # one image alone is not the average
         assert np.all(np.abs(mean - exact.detach().numpy()) <= 4 * err + 1e-12)
+
+
+@pytest.mark.parametrize("activation, mu_input", [("silu", False), ("tanh", False), ("relu", False), ("silu", True)])
+def test_every_image_from_the_site_row_and_the_written_out_backward_equal_autograd_on_every_image_row(
+        activation, mu_input):
+    """A force evaluation runs the first layer on each site's one row of features with the
+    weights' columns permuted into every image (image_columns) and writes the network's backward
+    pass out (energies_and_gradient): site energies and fields equal the plain network on every
+    image's row of features() averaged, differentiated by autograd (float64: to rounding), also
+    in TorchScript, with half-angle amplitudes and chirality products among the columns."""
+    from spinforce.ml.model import quiet_torchscript
+    lat = spinforce.Lattice("triangular", (6, 6))
+    torch.manual_seed(3)
+    model = build_model(lat, "ordered_bonds", {"cutoff": 2.0, "half_angle": True, "chirality": True}, [16, 8],
+                        activation, "float64", mu_input=mu_input)
+    nb = lat.neighbor_table(model.neighbor_offsets)
+    rows = model.descriptor.features(torch.from_numpy(lat.random_spins(0)), nb)
+    model.set_normalisation(rows.mean(0), rows.std(0), 0.3, 1.7)  # over every image's row, as training does
+    mu = -0.2
+    if mu_input:
+        model.set_mu_normalisation([-1.0, 0.5], 0.8)
+        set_ensemble(model, fixed_mu=mu)
+    with torch.no_grad():  # weights large enough that the network is far from linear
+        for p in model.mlp.parameters():
+            p.normal_(0.0, 0.5)
+    model.requires_grad_(False)
+    spins = torch.from_numpy(lat.random_spins(1)).requires_grad_(True)
+    x = (model.descriptor.features(spins, nb) - model.feature_mean) / model.feature_std
+    shifted = (mu - model.mu_mean) / model.mu_std
+    if mu_input:
+        x = torch.cat([x, torch.full((x.shape[0], 1), shifted, dtype=x.dtype)], dim=1)
+    eps = model.energy_shift + model.energy_scale * model.mlp(x).view(lat.num_sites, -1).mean(1)
+    if mu_input:
+        eps = eps - model.density_mean * (mu - model.mu_mean)
+    (grad,) = torch.autograd.grad(eps.sum(), spins)
+    assert grad.abs().max() > 0.1
+    with quiet_torchscript():
+        scripted = torch.jit.script(model)
+    for m in (model, scripted):
+        energies, fields, _ = m.evaluate(spins.detach(), nb)
+        np.testing.assert_allclose(energies.numpy(), eps.detach().numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(fields.numpy(), -grad.numpy(), rtol=0, atol=1e-12)

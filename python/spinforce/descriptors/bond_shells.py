@@ -89,6 +89,8 @@ class BondShellDescriptor(nn.Module):
         per_orbit = int(self.pair_orbits) * (1 + int(self.half_angle)) + 2 * int(self.three_body)
         per_shell = len(powers) + int(self.half_angle)
         self.num_features: int = num_shells * per_shell + per_orbit * int(self.orbit_sum.shape[1])
+        # one image, the identity (registry.py)
+        self.register_buffer("image_columns", torch.arange(self.num_features).view(1, -1), persistent=False)
         # (m, K) 0/1 matrix summing the bonds of each shell.
         assign = torch.zeros(len(shell_of), num_shells, dtype=torch.float64)
         assign[torch.arange(len(shell_of)), torch.tensor(shell_of)] = 1.0
@@ -138,6 +140,10 @@ class BondShellDescriptor(nn.Module):
                 parts.append(self.orbit_sums(center))
                 parts.append(self.orbit_sums(center * gram))
         return torch.cat(parts, dim=1) if len(parts) > 1 else out
+
+    def site_features(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
+        """features(): one image, so one row per site (registry.py)."""
+        return self.features(spins, neighbors)
 
     def orbit_sums(self, pair_values: torch.Tensor) -> torch.Tensor:
         """(N, m', m') values on the pairs of neighbours -> (N, O) their sums over each pair orbit

@@ -163,6 +163,8 @@ class Descriptor(torch.nn.Module):
         self.feature_names = [n for k in _KINDS for n in names[k]]
         self.feature_counts = {k: len(names[k]) for k in _KINDS}
         self.num_features: int = len(self.feature_names)
+        # one image, the identity (registry.py)
+        self.register_buffer("image_columns", torch.arange(self.num_features).view(1, -1), persistent=False)
         self.num_a1: int = len(first)
         self.num_power: int = self.feature_counts["power"]
         self.num_bispectrum: int = self.feature_counts["bispectrum"]
@@ -212,6 +214,11 @@ class Descriptor(torch.nn.Module):
         else:
             v = reference_variables(patch, self.pairs, self.triangles)
         return self.invariants(v, neighbors)
+
+    @torch.jit.export
+    def site_features(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
+        """features(): one image, so one row per site (registry.py)."""
+        return self.features(spins, neighbors)
 
     @torch.jit.export
     def features_batch(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:

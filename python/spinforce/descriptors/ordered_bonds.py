@@ -1,7 +1,7 @@
 """Ordered-bond descriptor: every bond of a neighbourhood, in place, for a group-averaged network (docs/ml.md)."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -109,6 +109,15 @@ class OrderedBondDescriptor(nn.Module):
         self.register_buffer("image_triangles", torch.from_numpy(tri_images).reshape(-1))
         self.num_triangles: int = len(triangles)
         self.num_features: int = len(pairs) * (1 + int(self.half_angle)) + self.num_triangles
+        # Column k of image g's row is column image_columns[g, k] of the site's features (bonds,
+        # half-angle amplitudes, products, each in their own order): a network layer can take all
+        # images of a site from its one row of features (spinforce.ml.model). Image 0 is the identity.
+        columns = [images + len(pairs) * j for j in range(1 + int(self.half_angle))] + [tri_images + self.num_features
+                                                                                         - self.num_triangles]
+        columns = np.concatenate(columns, axis=1)
+        if not (columns[0] == np.arange(self.num_features)).all():
+            raise RuntimeError(f"the first point-group operation of the {lattice.kind} lattice is not the identity")
+        self.register_buffer("image_columns", torch.from_numpy(columns), persistent=False)
 
     def settings(self) -> dict:
         settings: dict = {"cutoff": self.cutoff}
@@ -125,33 +134,24 @@ class OrderedBondDescriptor(nn.Module):
         return cls(lattice, **settings)
 
     def features(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
-        n = spins.shape[0]
-        patch, bonds = self._bonds(spins, neighbors)
-        products: Optional[torch.Tensor] = None
-        if self.chirality:
-            products = self._chirality_products(patch).index_select(1, self.image_triangles).reshape(n * self.images, -1)
-        return self._rows(bonds.index_select(1, self.image_pairs).reshape(n * self.images, self.num_bonds), products)
+        site = self.site_features(spins, neighbors)
+        return site.index_select(1, self.image_columns.reshape(-1)).reshape(site.shape[0] * self.images, -1)
 
     def image_features(self, spins: torch.Tensor, neighbors: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """(N, F): one image per site, image[i] (0 <= image[i] < images) for site i, the row that
         features() puts at i*images + image[i]. Training draws the images at random (the point
         group as data augmentation) and so runs the network on 1/images of the rows."""
-        patch, bonds = self._bonds(spins, neighbors)
-        products: Optional[torch.Tensor] = None
-        if self.chirality:
-            order = self.image_triangles.view(self.images, self.num_triangles).index_select(0, image)
-            products = self._chirality_products(patch).gather(1, order)
-        return self._rows(bonds.gather(1, self.image_pairs.view(self.images, self.num_bonds).index_select(0, image)),
-                          products)
+        return self.site_features(spins, neighbors).gather(1, self.image_columns.index_select(0, image))
 
-    def _rows(self, bonds: torch.Tensor, products: Optional[torch.Tensor]) -> torch.Tensor:
-        """Feature rows from rows of bonds and of chirality products, each in its image's order: the
-        bonds, their half-angle amplitudes (half_angle) and the products (chirality)."""
+    def site_features(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
+        """(N, F): one row per site, the row of image 0 (the identity): the bonds in the order of
+        the pairs, their half-angle amplitudes (half_angle), the chirality products (chirality)."""
+        patch, bonds = self._bonds(spins, neighbors)
         out = bonds
         if self.half_angle:
             out = torch.cat([out, _half_angle(bonds, self.half_angle_floor)], dim=1)
-        if products is not None:
-            out = torch.cat([out, products], dim=1)
+        if self.chirality:
+            out = torch.cat([out, self._chirality_products(patch)], dim=1)
         return out
 
     def _bonds(self, spins: torch.Tensor, neighbors: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,11 @@ A descriptor is an ``nn.Module`` with
                     given once per point-group operation, over which the network is averaged
   features(spins (N,3), neighbors (N,m)) -> (N * images, F), TorchScript-compatible, differentiable
                     in spins, the rows of site i at i*images .. (i+1)*images - 1
+  site_features(spins, neighbors) -> (N, F): one row per site, from which every image's row is
+                    read: features' row i*images + g is site row i at the columns image_columns[g]
+  image_columns     (images, F) int64 buffer (not saved: rebuilt from the settings); row 0 the
+                    identity. A force field runs its first layer on the site rows with the
+                    columns permuted into its weights, all images in one product (ml/model.py)
   image_features(spins, neighbors, image (N,)) -> (N, F), only where images > 1: row i is
                     features' row i*images + image[i] (training with point_group = "sample")
   settings() -> dict, and a classmethod from_settings(lattice, settings)

@@ -127,13 +127,14 @@ class CommitteeModel(ChemicalPotentialSolve, nn.Module):
         """(mean site energies (N,), mean fields (N,3), uncertainty (N,), mu (0-dim; None
         without mu input))."""
         s = spins.detach().to(self.dtype_reference.dtype).requires_grad_(True)
-        features = self.descriptor.features(s, neighbors)
+        features = self.descriptor.site_features(s, neighbors)
         mu = self.ensemble_mu(features)
         site_energies: List[torch.Tensor] = []
         fields: List[torch.Tensor] = []
         for member in self.members:
-            e = member.energies_from_features(features, mu)
-            grads = torch.autograd.grad([e.sum()], [s], retain_graph=True)
+            e, feature_grad = member.energies_and_gradient(features, mu)
+            outputs: List[Optional[torch.Tensor]] = [feature_grad]
+            grads = torch.autograd.grad([features], [s], outputs, retain_graph=True)
             grad = grads[0]
             assert grad is not None
             site_energies.append(e.detach())

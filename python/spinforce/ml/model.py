@@ -26,7 +26,7 @@ import copy
 import math
 import warnings
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -77,6 +77,16 @@ def _activation_derivatives(activation: str, z: torch.Tensor) -> Tuple[torch.Ten
     return (z > 0).to(z.dtype), torch.zeros_like(z)  # relu
 
 
+def _activation_backward(activation: str, grad: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """grad * sigma'(z), by the one fused kernel torch's own backward pass uses."""
+    grad = grad.expand_as(z)
+    if activation == "silu":
+        return torch.ops.aten.silu_backward(grad, z)
+    if activation == "tanh":
+        return torch.ops.aten.tanh_backward(grad, torch.tanh(z))
+    return torch.ops.aten.threshold_backward(grad, z, 0.0)  # relu
+
+
 class ChemicalPotentialSolve:
     """The ensemble of a model whose site energies take the chemical potential (``mu_input``):
     the mu it runs at, fixed (``fixed_mu``) or solved for the electron count (``fixed_filling``).
@@ -97,31 +107,41 @@ class ChemicalPotentialSolve:
 
     @torch.jit.export  # read by MLForceField.chemical_potential (forward does not call it)
     def electron_count(self, features: torch.Tensor, mu: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(N_e(mu), dN_e/dmu) with N_e = sum_i n_i = -dOmega/dmu, both 0-dim."""
+        """(N_e(mu), dN_e/dmu) with N_e = sum_i n_i = -dOmega/dmu, both 0-dim; `features` the
+        descriptor's site_features."""
         return self.row_count(features, mu, self.images)
 
     def row_count(self, features: torch.Tensor, mu: torch.Tensor, images: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """electron_count of feature rows taken `images` to a site (1: each row counts as a site)."""
+        """electron_count of site rows, each run as `images` images (1: image 0 alone)."""
         _, first, second = self.grand_potential_derivatives(features.detach(), mu.detach(), images)
         return -first.sum().detach(), -second.sum().detach()
 
     def solve_mu(self, features: torch.Tensor) -> torch.Tensor:
-        """mu with sum_i n_i(mu) = fixed_filling * 2N. A cheap start first: `sample_steps` Newton
-        steps from the mean training mu on a sample of the rows, each counted as a site (image 0
-        of every site for a descriptor with images, else every SAMPLE_STRIDE-th site: a slice of
-        fixed stride, no data-dependent shape); then `newton_steps` on all rows."""
+        """mu with sum_i n_i(mu) = fixed_filling * 2N (`features` the descriptor's site_features).
+        A cheap start first: `sample_steps` Newton steps from the mean training mu on a sample of
+        the sites (image 0 of every site for a descriptor with images, else every
+        SAMPLE_STRIDE-th site: a slice of fixed stride, no data-dependent shape); then
+        `newton_steps` on all sites and images."""
         mu = torch.full((), self.mu_mean, dtype=features.dtype, device=features.device)
         if self.sample_steps > 0:
             sample = features[::self.sample_stride]
             mu = self.newton(sample, 1, mu, self.sample_steps)
         return self.newton(features, self.images, mu, self.newton_steps)
 
+    @torch.jit.export  # read by MLForceField.chemical_potential (forward does not call it)
+    def chemical_potential(self, spins: torch.Tensor, neighbors: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(mu of the ensemble, N_e(mu)) for these spins, both 0-dim (a model with mu input)."""
+        features = self.descriptor.site_features(spins, neighbors)
+        mu = self.ensemble_mu(features)
+        assert mu is not None
+        return mu, self.electron_count(features, mu)[0]
+
     def newton(self, features: torch.Tensor, images: int, mu: torch.Tensor, steps: int) -> torch.Tensor:
         """`steps` Newton steps from mu towards the mu with fixed_filling * 2 electrons per site of
-        the rows (`images` rows to a site), kept inside a bracket that every step narrows (a step
+        the site rows (each run as `images` images), kept inside a bracket that every step narrows (a step
         that would leave it, or a non-increasing count, bisects instead). The bracket starts as the
         training range of mu widened by half its width on either side: mu never leaves it."""
-        target = self.fixed_filling * 2.0 * float(features.shape[0] // images)
+        target = self.fixed_filling * 2.0 * float(features.shape[0])
         half = 0.5 * (self.mu_max - self.mu_min)
         lo = torch.full((), self.mu_min - half, dtype=features.dtype, device=features.device)
         hi = torch.full((), self.mu_max + half, dtype=features.dtype, device=features.device)
@@ -212,7 +232,7 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         self.descriptor_kind: str = descriptor_kind
         self.descriptor_version: int = int(descriptor.version)
         self.images: int = int(descriptor.images)  # feature rows per site, averaged over (image_mean)
-        self.sample_stride: int = max(self.images, SAMPLE_STRIDE)  # the solve's site sample (solve_mu)
+        self.sample_stride: int = max(1, SAMPLE_STRIDE // self.images)  # the solve's site sample (solve_mu)
         self.hidden = hidden
         self.activation = activation
         self.dtype_name = dtype
@@ -263,22 +283,28 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
                       mu: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(N,) site energies eps_i (site grand potentials omega_i at mu, 0-dim or (N,), for a
         model with mu input); spins in the model dtype."""
-        return self.energies_from_features(self.descriptor.features(spins, neighbors), mu)
+        return self.energies_from_features(self.descriptor.site_features(spins, neighbors), mu)
 
     def energies_from_features(self, features: torch.Tensor, mu: Optional[torch.Tensor] = None,
                                images: Optional[int] = None) -> torch.Tensor:
-        """(N,) site energies from raw descriptor features (N * images, F): a committee computes the
-        features once and runs every member's network on them. `images`: feature rows to a site,
-        by default the descriptor's (1 for the one-image rows of training's image sampling)."""
+        """(N,) site energies from raw descriptor rows (N, F), one per site: a committee computes them
+        once and runs every member's network on them. `images`: the images each row is run as, by
+        default the descriptor's, the rows its site_features; 1: each row is one image's row as it
+        stands (training's image sampling; image_features)."""
+        x = self._network(self._first_layer(features, mu, images))
         if self.mu_input:
-            if mu is None:
-                raise RuntimeError("this model takes the chemical potential mu as an input; none was given")
-            x = self._network_input(features, mu, images)
+            assert mu is not None  # _first_layer raised otherwise
             shifted = mu.to(x.dtype) - self.mu_mean
             return (self.energy_shift - self.density_mean * shifted
-                    + self.energy_scale * self.image_mean(self.mlp(x).squeeze(-1), images))
-        x = (features - self.feature_mean) / self.feature_std
-        return self.energy_shift + self.energy_scale * self.image_mean(self.mlp(x).squeeze(-1), images)
+                    + self.energy_scale * self.image_mean(x.squeeze(-1), images))
+        return self.energy_shift + self.energy_scale * self.image_mean(x.squeeze(-1), images)
+
+    def _network(self, x: torch.Tensor) -> torch.Tensor:
+        """The layers of the MLP after the first Linear, on its outputs (_first_layer)."""
+        for index, layer in enumerate(self.mlp):
+            if index > 0:
+                x = layer(x)
+        return x
 
     def image_mean(self, rows: torch.Tensor, images: Optional[int] = None) -> torch.Tensor:
         """(N * images,) network outputs -> (N,) their mean over each site's images (the
@@ -289,30 +315,87 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
             return rows
         return rows.reshape(-1, n).mean(1)
 
-    def _network_input(self, features: torch.Tensor, mu: torch.Tensor, images: Optional[int] = None) -> torch.Tensor:
-        """(N * images, F + 1): the normalised features and, last, (mu - mu_mean) / mu_std (mu 0-dim
-        or (N,)); `images` rows to a site, by default the descriptor's."""
+    def _first_layer(self, features: torch.Tensor, mu: Optional[torch.Tensor] = None,
+                     images: Optional[int] = None) -> torch.Tensor:
+        """(N * images, H): the first Linear layer on the normalised features of every image of the
+        N rows, and, with mu input, on (mu - mu_mean) / mu_std (mu 0-dim or (N,)), the input after
+        the features. Image g of a row is its columns image_columns[g]: instead of gathering them
+        (N * images rows of F), the layer's weights are, and one product (N, F) x (F, images * H)
+        gives all images (about half the cost of a force evaluation). The feature mean and std
+        are the same for the columns that images exchange (training takes them over all images)."""
+        first = self.mlp[0]
+        num_features = self.feature_mean.shape[0]
         x = (features - self.feature_mean) / self.feature_std
-        m = (mu.to(x.dtype) - self.mu_mean) / self.mu_std
         n = self.images if images is None else images
-        if m.dim() > 0 and n > 1:  # a mu per site: the same for each of its images
-            m = m.repeat_interleave(n)
-        return torch.cat([x, m.expand(x.shape[:1]).unsqueeze(-1)], dim=1)
+        out = torch.nn.functional.linear(x, self._image_weight(n), first.bias.repeat(n))
+        if self.mu_input:
+            if mu is None:
+                raise RuntimeError("this model takes the chemical potential mu as an input; none was given")
+            m = (mu.to(x.dtype) - self.mu_mean) / self.mu_std
+            out = out + m.unsqueeze(-1) * first.weight[:, num_features].repeat(n)
+        return out.reshape(features.shape[0] * n, -1)
+
+    def _image_weight(self, images: int) -> torch.Tensor:
+        """(images * H, F): the first layer's feature weights, the block of image g with its
+        columns where image g reads them (image_columns; the weights themselves for one image)."""
+        num_features = self.feature_mean.shape[0]
+        weight = self.mlp[0].weight[:, :num_features]
+        if images == 1:
+            return weight
+        hidden = weight.shape[0]
+        # image g reads column columns[g, k] where its row has column k: weight[:, k] moves there
+        columns = self.descriptor.image_columns.unsqueeze(1).expand(images, hidden, num_features)
+        return torch.zeros(images, hidden, num_features, dtype=weight.dtype, device=weight.device).scatter(
+            2, columns, weight.unsqueeze(0).expand(images, hidden, num_features)).reshape(images * hidden, num_features)
+
+    def energies_and_gradient(self, features: torch.Tensor, mu: Optional[torch.Tensor] = None):
+        """(site energies (N,), d(sum_i eps_i)/d features (N, F)) from the site rows (site_features)
+        at a 0-dim mu (mu input): energies_from_features and the gradient by a backward pass
+        written out, layer by layer (no autograd graph of the network: about a third less time
+        than autograd takes for a force evaluation, in TorchScript). Inference only: training
+        differentiates the fields again and keeps autograd."""
+        features = features.detach()  # the gradient is the one computed here
+        x = self._first_layer(features, mu)
+        before: List[torch.Tensor] = []   # the input of every activation
+        weights: List[torch.Tensor] = []  # the weights of every Linear after the first
+        for index, layer in enumerate(self.mlp):
+            if index == 0:  # done above
+                pass
+            elif hasattr(layer, "weight"):  # Linear (hasattr, not isinstance: TorchScript resolves it)
+                weights.append(layer.weight)
+                x = layer(x)
+            else:
+                before.append(x)
+                x = layer(x)
+        # d eps_i / d (last hidden layer) of every image row: the last weights times scale / images
+        grad = weights[-1] * (self.energy_scale / self.images)
+        for k in range(len(before) - 1, -1, -1):
+            grad = _activation_backward(self.activation, grad, before[k])
+            if k > 0:
+                grad = grad.matmul(weights[k - 1])
+        grad = grad.reshape(features.shape[0], -1).matmul(self._image_weight(self.images)) / self.feature_std
+        if self.mu_input:
+            assert mu is not None  # _first_layer raised otherwise
+            energies = (self.energy_shift - self.density_mean * (mu.to(x.dtype) - self.mu_mean)
+                        + self.energy_scale * self.image_mean(x.squeeze(-1)))
+        else:
+            energies = self.energy_shift + self.energy_scale * self.image_mean(x.squeeze(-1))
+        return energies, grad
 
     def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor, images: Optional[int] = None):
         """(omega_i, d omega_i/d mu, d2 omega_i/d mu2), each (N,), at a 0-dim mu (`images` rows
         to a site, by default the descriptor's: image_mean): the network
         carries the first two mu-derivatives of every layer's output forward with its values
         (no autograd; about 3 forward passes, several times cheaper than differentiating twice)."""
-        x = self._network_input(features, mu, images)
-        # d/dmu of the input row: only its last entry, (mu - mu_mean) / mu_std, moves
-        d1 = torch.zeros_like(x[:1])
-        # a division by the float, not d1[0, -1] = 1 / mu_std: TorchScript would round that to float32
-        d1[0, -1] = 1.0
-        d1 = d1 / self.mu_std
+        x = self._first_layer(features, mu, images)
+        # d/dmu of the first layer's output: only its input (mu - mu_mean) / mu_std moves (a
+        # division by the float, not by a tensor of it: TorchScript would round that to float32)
+        d1 = self.mlp[0].weight[:, -1:].t() / self.mu_std
         d2 = torch.zeros_like(d1)
-        for layer in self.mlp:
-            if hasattr(layer, "weight"):  # Linear (hasattr, not isinstance: TorchScript resolves it)
+        for index, layer in enumerate(self.mlp):
+            if index == 0:  # done above
+                pass
+            elif hasattr(layer, "weight"):  # Linear (hasattr, not isinstance: TorchScript resolves it)
                 x = layer(x)
                 d1 = torch.nn.functional.linear(d1, layer.weight)
                 d2 = torch.nn.functional.linear(d2, layer.weight)
@@ -331,10 +414,11 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         a model with mu input the site energies are the site grand potentials at the ensemble's
         mu, which comes third (0-dim; None without mu input)."""
         s = spins.detach().to(self.feature_mean.dtype).requires_grad_(True)
-        features = self.descriptor.features(s, neighbors)
+        features = self.descriptor.site_features(s, neighbors)
         mu = self.ensemble_mu(features)
-        site_energies = self.energies_from_features(features, mu)
-        grads = torch.autograd.grad([site_energies.sum()], [s])
+        site_energies, feature_grad = self.energies_and_gradient(features, mu)
+        outputs: List[Optional[torch.Tensor]] = [feature_grad]
+        grads = torch.autograd.grad([features], [s], outputs)
         grad = grads[0]
         assert grad is not None
         return site_energies.detach(), -grad, mu

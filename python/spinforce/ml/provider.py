@@ -102,7 +102,7 @@ class MLForceField(ProviderMixin, _core.MLForceField):
         # (profiling runs, fuser compilation) on the first calls
         with torch.no_grad(), torch.jit.optimized_execution(False):
             if self.committee_size > 1:
-                features = m.descriptor.features(s, self.neighbors)
+                features = _site_rows(m, s, self.neighbors)
                 e = torch.stack([member.energies_from_features(features) for member in m.members.children()]).mean(0)
             else:
                 e = m.site_energies(s, self.neighbors)
@@ -133,12 +133,15 @@ class MLForceField(ProviderMixin, _core.MLForceField):
         dtype = next(iter(m.parameters())).dtype
         s = tensor.to(self.device, dtype)
         with torch.no_grad(), torch.jit.optimized_execution(False):
-            features = m.descriptor.features(s, self.neighbors)
-            solved = m.ensemble_mu(features)
-            mu = float(solved)
+            if hasattr(m, "chemical_potential"):
+                solved, counted = m.chemical_potential(s, self.neighbors)
+            else:  # a file exported before chemical_potential: its networks read every image's row
+                features = m.descriptor.features(s, self.neighbors)
+                solved = m.ensemble_mu(features)
+                counted = m.electron_count(features, solved)[0]
+            mu, count = float(solved), float(counted)
             if math.isnan(m.fixed_filling) or getattr(self, "_mu_warned", False):
                 return mu
-            count = float(m.electron_count(features, solved)[0])
         # the precision the solve reaches in the network's dtype
         self._check_solved_mu(m, mu, count, tolerance=1e-9 if dtype == torch.float64 else 1e-5)
         return mu
@@ -164,3 +167,11 @@ class MLForceField(ProviderMixin, _core.MLForceField):
 
     def __repr__(self) -> str:
         return f"MLForceField({self.path!r}, {self.lattice!r}, device={self.device!r}, dtype={self.dtype!r})"
+
+
+def _site_rows(module, spins, neighbors):
+    """The descriptor rows an exported module's networks read (energies_from_features): one per
+    site (site_features); a file exported before site_features read every image's row (features)."""
+    if hasattr(module.descriptor, "site_features"):
+        return module.descriptor.site_features(spins, neighbors)
+    return module.descriptor.features(spins, neighbors)
