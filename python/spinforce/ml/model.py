@@ -291,13 +291,7 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         once and runs every member's network on them. `images`: the images each row is run as, by
         default the descriptor's, the rows its site_features; 1: each row is one image's row as it
         stands (training's image sampling; image_features)."""
-        x = self._network(self._first_layer(features, mu, images))
-        if self.mu_input:
-            assert mu is not None  # _first_layer raised otherwise
-            shifted = mu.to(x.dtype) - self.mu_mean
-            return (self.energy_shift - self.density_mean * shifted
-                    + self.energy_scale * self.image_mean(x.squeeze(-1), images))
-        return self.energy_shift + self.energy_scale * self.image_mean(x.squeeze(-1), images)
+        return self._site_energies(self._network(self._first_layer(features, mu, images)), mu, images)
 
     def _network(self, x: torch.Tensor) -> torch.Tensor:
         """The layers of the MLP after the first Linear, on its outputs (_first_layer)."""
@@ -305,6 +299,14 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
             if index > 0:
                 x = layer(x)
         return x
+
+    def _site_energies(self, out: torch.Tensor, mu: Optional[torch.Tensor], images: Optional[int] = None) -> torch.Tensor:
+        """(N,) site energies from the network's outputs (N * images, 1) on every image row."""
+        base = self.energy_shift
+        if self.mu_input:
+            assert mu is not None  # _first_layer raised otherwise
+            base = base - self.density_mean * (mu.to(out.dtype) - self.mu_mean)
+        return base + self.energy_scale * self.image_mean(out.squeeze(-1), images)
 
     def image_mean(self, rows: torch.Tensor, images: Optional[int] = None) -> torch.Tensor:
         """(N * images,) network outputs -> (N,) their mean over each site's images (the
@@ -374,13 +376,7 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
             if k > 0:
                 grad = grad.matmul(weights[k - 1])
         grad = grad.reshape(features.shape[0], -1).matmul(self._image_weight(self.images)) / self.feature_std
-        if self.mu_input:
-            assert mu is not None  # _first_layer raised otherwise
-            energies = (self.energy_shift - self.density_mean * (mu.to(x.dtype) - self.mu_mean)
-                        + self.energy_scale * self.image_mean(x.squeeze(-1)))
-        else:
-            energies = self.energy_shift + self.energy_scale * self.image_mean(x.squeeze(-1))
-        return energies, grad
+        return self._site_energies(x, mu), grad
 
     def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor, images: Optional[int] = None):
         """(omega_i, d omega_i/d mu, d2 omega_i/d mu2), each (N,), at a 0-dim mu (`images` rows
