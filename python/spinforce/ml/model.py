@@ -256,6 +256,10 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
         self.register_buffer("neighbor_offsets", descriptor.neighbor_offsets.clone())
+        # (F, images): the column of image g's row that holds column j of the site row (the inverse
+        # of image_columns[g]); not saved, rebuilt from the descriptor
+        self.register_buffer("image_sources", torch.argsort(descriptor.image_columns, dim=1).t().contiguous(),
+                             persistent=False)
         self.register_buffer("feature_mean", torch.zeros(F))
         self.register_buffer("feature_std", torch.ones(F))
         self.register_buffer("energy_shift", torch.zeros(()))
@@ -318,18 +322,21 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         return rows.reshape(-1, n).mean(1)
 
     def _first_layer(self, features: torch.Tensor, mu: Optional[torch.Tensor] = None,
-                     images: Optional[int] = None) -> torch.Tensor:
+                     images: Optional[int] = None, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(N * images, H): the first Linear layer on the normalised features of every image of the
         N rows, and, with mu input, on (mu - mu_mean) / mu_std (mu 0-dim or (N,)), the input after
         the features. Image g of a row is its columns image_columns[g]: instead of gathering them
         (N * images rows of F), the layer's weights are, and one product (N, F) x (F, images * H)
         gives all images (about half the cost of a force evaluation). The feature mean and std
-        are the same for the columns that images exchange (training takes them over all images)."""
+        are the same for the columns that images exchange (training takes them over all images).
+        `weight`: _image_weight(images), if the caller has it already."""
         first = self.mlp[0]
         num_features = self.feature_mean.shape[0]
         x = (features - self.feature_mean) / self.feature_std
         n = self.images if images is None else images
-        out = torch.nn.functional.linear(x, self._image_weight(n), first.bias.repeat(n))
+        if weight is None:
+            weight = self._image_weight(n)
+        out = torch.addmm(first.bias.repeat(n), x, weight)
         if self.mu_input:
             if mu is None:
                 raise RuntimeError("this model takes the chemical potential mu as an input; none was given")
@@ -338,17 +345,15 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         return out.reshape(features.shape[0] * n, -1)
 
     def _image_weight(self, images: int) -> torch.Tensor:
-        """(images * H, F): the first layer's feature weights, the block of image g with its
-        columns where image g reads them (image_columns; the weights themselves for one image)."""
+        """(F, images * H): the first layer's feature weights, transposed, block g those of image g
+        with its rows where image g reads them (image_columns; for one image the weights)."""
         num_features = self.feature_mean.shape[0]
-        weight = self.mlp[0].weight[:, :num_features]
+        weight = self.mlp[0].weight[:, :num_features].t()
         if images == 1:
             return weight
-        hidden = weight.shape[0]
-        # image g reads column columns[g, k] where its row has column k: weight[:, k] moves there
-        columns = self.descriptor.image_columns.unsqueeze(1).expand(images, hidden, num_features)
-        return torch.zeros(images, hidden, num_features, dtype=weight.dtype, device=weight.device).scatter(
-            2, columns, weight.unsqueeze(0).expand(images, hidden, num_features)).reshape(images * hidden, num_features)
+        # image g reads column columns[g, k] where its row has column k: row k of the weights
+        # goes to column columns[g, k] of the site row, so row j of block g is row image_sources[j, g]
+        return weight.index_select(0, self.image_sources.reshape(-1)).reshape(num_features, -1)
 
     def energies_and_gradient(self, features: torch.Tensor, mu: Optional[torch.Tensor] = None):
         """(site energies (N,), d(sum_i eps_i)/d features (N, F)) from the site rows (site_features)
@@ -357,7 +362,8 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         than autograd takes for a force evaluation, in TorchScript). Inference only: training
         differentiates the fields again and keeps autograd."""
         features = features.detach()  # the gradient is the one computed here
-        x = self._first_layer(features, mu)
+        weight = self._image_weight(self.images)
+        x = self._first_layer(features, mu, weight=weight)
         before: List[torch.Tensor] = []   # the input of every activation
         weights: List[torch.Tensor] = []  # the weights of every Linear after the first
         for index, layer in enumerate(self.mlp):
@@ -375,7 +381,7 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
             grad = _activation_backward(self.activation, grad, before[k])
             if k > 0:
                 grad = grad.matmul(weights[k - 1])
-        grad = grad.reshape(features.shape[0], -1).matmul(self._image_weight(self.images)) / self.feature_std
+        grad = grad.reshape(features.shape[0], -1).matmul(weight.t()) / self.feature_std
         return self._site_energies(x, mu), grad
 
     def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor, images: Optional[int] = None):
