@@ -186,6 +186,14 @@ def test_fixed_filling_solve_counts_every_site_once(tmp_path):
         step = 1e-5
         fd = (model.energies_from_features(f, mu + step) - model.energies_from_features(f, mu - step)) / (2 * step)
         np.testing.assert_allclose(fd.detach().numpy(), first.detach().numpy(), atol=1e-7)
+        # the exported file solves the same way (its own chemical_potential and site energies)
+        provider = spinforce.MLForceField(export_torchscript(model, tmp_path / f"fixed_n{seed}.ts"), lat)
+        spins = lat.random_spins(10 + seed)
+        assert provider.chemical_potential(spins) == pytest.approx(model.mu_mean, abs=1e-9)
+        omega, _, solved = model.evaluate(torch.from_numpy(spins), nb)
+        # at a fixed count each site also carries mu N_e / N: they sum to F = Omega + mu N_e
+        np.testing.assert_allclose(provider.site_energies(spins), (omega + solved * 2 * model.fixed_filling).numpy(),
+                                   rtol=0, atol=1e-10)
 
 
 def test_training_on_one_drawn_image_per_site_fits_as_the_average_and_resumes(tmp_path):
@@ -223,8 +231,9 @@ def test_training_on_one_drawn_image_per_site_fits_as_the_average_and_resumes(tm
 @pytest.mark.parametrize("mu_input", [False, True])
 def test_exported_model_runs_in_cpp_and_rebuilds(tmp_path, mu_input):
     """The TorchScript file of an ordered-bond model (and of a committee of two) gives the
-    Python fields in the C++ provider to 1e-10 on another lattice size, and
-    `load_exported` rebuilds it with its settings."""
+    Python fields in the C++ provider to 1e-10 on another lattice size, and its site energies
+    (MLForceField.site_energies: the file's networks on the site rows), and `load_exported`
+    rebuilds it with its settings."""
     from spinforce.ml.committee import CommitteeModel, load_exported
     lat = spinforce.Lattice("triangular", 6)
     settings = {"cutoff": 1.8, "bond_cutoff": 1.0, "half_angle": True, "chirality": True}
@@ -241,6 +250,9 @@ def test_exported_model_runs_in_cpp_and_rebuilds(tmp_path, mu_input):
     for model, name in ((members[0], "one.ts"), (committee, "two.ts")):
         path = export_torchscript(model, tmp_path / name)
         ref, got = cpp_matches_python(path, model, big, s, smallest=1e-2)
+        site_energies = model.evaluate(torch.from_numpy(s), big.neighbor_table(model.neighbor_offsets))[0]
+        np.testing.assert_allclose(spinforce.MLForceField(path, big).site_energies(s), site_energies.numpy(), rtol=0,
+                                   atol=1e-10)
         rebuilt = load_exported(path)
         if mu_input:
             set_ensemble(rebuilt, fixed_mu=0.4)
