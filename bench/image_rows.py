@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from spinforce.lattice import Lattice
-from spinforce.ml.committee import load_exported
+from spinforce.ml.committee import load_exported, torque_spread
 from spinforce.ml.model import quiet_torchscript
 from _common import interleaved_medians, write_json
 
@@ -55,8 +55,7 @@ class EveryImageRow(nn.Module):
             assert grad is not None
             fields.append(-grad)
         h = torch.stack(fields)
-        spread = torch.linalg.cross(s.detach().unsqueeze(0).expand_as(h), h - h.mean(0), dim=-1)
-        return h.mean(0), torch.sqrt((spread * spread).sum(-1).sum(0) / (h.shape[0] - 1))
+        return h.mean(0), torque_spread(s.detach(), h)
 
 
 def main() -> None:

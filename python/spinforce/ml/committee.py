@@ -140,10 +140,7 @@ class CommitteeModel(ChemicalPotentialSolve, nn.Module):
             site_energies.append(e.detach())
             fields.append(-grad)
         h = torch.stack(fields)                                   # (K, N, 3)
-        h_mean = h.mean(0)
-        spread = torch.linalg.cross(s.detach().unsqueeze(0).expand_as(h), h - h_mean, dim=-1)
-        uncertainty = torch.sqrt((spread * spread).sum(-1).sum(0) / (h.shape[0] - 1))
-        return torch.stack(site_energies).mean(0), h_mean, uncertainty, mu
+        return torch.stack(site_energies).mean(0), h.mean(0), torque_spread(s.detach(), h), mu
 
     def site_energies_and_fields(self, spins: torch.Tensor, neighbors: torch.Tensor):
         """(mean site energies (N,), mean fields (N,3), uncertainty (N,))."""
@@ -153,6 +150,13 @@ class CommitteeModel(ChemicalPotentialSolve, nn.Module):
     def forward(self, spins: torch.Tensor, neighbors: torch.Tensor):
         site_energies, fields, uncertainty, mu = self.evaluate(spins, neighbors)
         return self.ensemble_energy(site_energies.sum(), mu, spins.shape[0]), fields, uncertainty
+
+
+def torque_spread(spins: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+    """(N,) the committee's per-site uncertainty: the sample standard deviation over the K members
+    of their torques S_i x H_i, from the members' fields (K, N, 3)."""
+    spread = torch.linalg.cross(spins.unsqueeze(0).expand_as(fields), fields - fields.mean(0), dim=-1)
+    return torch.sqrt((spread * spread).sum(-1).sum(0) / (fields.shape[0] - 1))
 
 
 def _check_compatible(members: list) -> None:
