@@ -116,15 +116,17 @@ def _runs_folder(output) -> Path:
 
 
 def generate_ensemble(cfg: dict, *, output=None, overwrite: bool = False, resume: bool = True,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, cores: int = 1) -> dict:
     """Run every member of a checked config's [ensemble] (or the single run), then merge their
     frames into the output with one trajectory id per run (independent samples keep ids of
     their own), relabelled at the fixed mu of [labels] when given. Resumable at every run and
-    every merged frame; see docs/dynamics.md."""
+    every merged frame; see docs/dynamics.md. On the CPU the runs go side by side to `cores`
+    worker processes (0: torch's number of threads; spinforce.runtime.run_independent)."""
     from tqdm.auto import tqdm
 
     from .data import DatasetWriter, dict_differences, read_dataset, replaceable_output
     from .electrons import mu_for_filling
+    from .runtime import run_independent
 
     cfg = copy.deepcopy(cfg)
     if output is not None:
@@ -141,8 +143,9 @@ def generate_ensemble(cfg: dict, *, output=None, overwrite: bool = False, resume
     prepare_outputs(path.parent, output_patterns(path, ensemble=True), command="spinforce generate",
                     overwrite=overwrite, keep=resume, exclusive=False,
                     owned=functools.partial(replaceable_output, datasets=(path.name,)))
-    for run in runs:
-        generate(run, overwrite=overwrite, resume=resume, progress=progress)
+    run_independent(functools.partial(generate, overwrite=overwrite, resume=resume, progress=progress), runs,
+                    cores=cores if torch.device(cfg["method"]["device"]).type == "cpu" else 1, progress=progress,
+                    desc="ensemble runs")
     datasets = [read_dataset(r["output"]) for r in runs]
     lattice, model, _, settings = build_provider(cfg)
     labels = cfg.get("labels")

@@ -34,6 +34,7 @@ spinforce/learn_configs/.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import shutil
 import sys
@@ -306,6 +307,14 @@ def microseconds_per_site(model_path, kind: str, shape, repeats: int = 3) -> flo
     return float(np.median(times) / lattice.num_sites * 1e6)
 
 
+def _simulate_all(configs: list, cfg: dict, progress: bool, desc: str) -> None:
+    """The ML-LLG runs of `configs` (resumed where they stopped), side by side on the cores of loop.threads."""
+    from .runtime import run_independent
+    from .simulate import simulate
+    run_independent(functools.partial(simulate, resume=True, progress=progress), configs,
+                    cores=cfg["loop"]["threads"], progress=progress, desc=desc)
+
+
 def _simulate_config(cfg: dict, e: dict, model_path: Path, output: Path, k: int, kT=None, initial=None,
                      seed=None) -> dict:
     """ML-LLG run k with the quench settings `e` (an explore set: its own seeds; [test]: those given)."""
@@ -534,13 +543,14 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
         return _fixed_n_data(cfg, data_dir, progress)
     if name == "data":
         gen = _generate_config(cfg, "data", data_dir / "initial.h5", cfg["model"]["mu"])
-        summary = generate_ensemble(gen, progress=progress)
+        summary = generate_ensemble(gen, progress=progress, cores=cfg["loop"]["threads"])
         mu = summary["mu"] if cfg["model"]["mu"] == "auto" else float(cfg["model"]["mu"])
         return {"mu": mu, "frames": summary["frames"], "fixed_mu": summary["fixed_mu"],
                 "filling_at_mu": _mean_filling(cfg, data_dir / "initial.h5", mu)}
     mu = state.results["data"]["mu"]
     if name == "test":
-        summary = generate_ensemble(_generate_config(cfg, "test", data_dir / "test.h5", mu), progress=progress)
+        summary = generate_ensemble(_generate_config(cfg, "test", data_dir / "test.h5", mu), progress=progress,
+                                    cores=cfg["loop"]["threads"])
         return {"frames": summary["frames"], "filling_at_mu": _mean_filling(cfg, data_dir / "test.h5", mu)}
     if name == "locality":
         from .data import read_dataset
@@ -564,14 +574,10 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
                 "us_per_site": microseconds_per_site(model_path, cfg["model"]["kind"], cfg["explore"]["shape"]),
                 "threads": torch.get_num_threads()}
     if stage == "explore":
-        from .simulate import simulate
-        sets = []
-        for e in explore_sets(cfg):
-            sets.append([])
-            for k in range(e["runs"]):
-                p = round_dir / "explore" / f"{e['prefix']}run{k}.h5"
-                simulate(_simulate_config(cfg, e, model_path, p, k), resume=True, progress=progress)
-                sets[-1].append(str(p))
+        sets = [[round_dir / "explore" / f"{e['prefix']}run{k}.h5" for k in range(e["runs"])] for e in explore_sets(cfg)]
+        _simulate_all([_simulate_config(cfg, e, model_path, p, k) for e, paths in zip(explore_sets(cfg), sets)
+                       for k, p in enumerate(paths)], cfg, progress, "explore runs")
+        sets = [[str(p) for p in paths] for paths in sets]
         return {"runs": sets[0], "extra": sets[1:]}
     if stage == "label":
         explored = state.results[f"round{r}/explore"]
@@ -587,7 +593,8 @@ def _fixed_n_data(cfg: dict, data_dir: Path, progress: bool) -> dict:
     from .generate import generate_ensemble
     from .ml.sample_ed import relabel_at_mus
     states = data_dir / "states.h5"
-    summary = generate_ensemble(_generate_config(cfg, "data", states, None), progress=progress)
+    summary = generate_ensemble(_generate_config(cfg, "data", states, None), progress=progress,
+                                cores=cfg["loop"]["threads"])
     # relabelled whole (an interrupted relabelling starts again: it is this stage's own file)
     frames = relabel_at_mus(states, data_dir / "initial.h5", cfg["model"]["mus"], overwrite=True, progress=progress)
     return {"mu": None, "mus": cfg["model"]["mus"], "states": summary["frames"], "frames": frames, "fixed_mu": None,
@@ -599,19 +606,16 @@ def _check_dynamics(cfg: dict, out: Path, mu, progress: bool) -> dict:
     dt, alpha, length, spin temperature and start of run k; noise seeds check.seed + k)."""
     from .analysis.ensemble import compare_ensembles
     from .generate import ensemble_runs
-    from .simulate import simulate
     c = cfg["check"]
     exact = ensemble_runs(_generate_config(cfg, "test", out / "data" / "test.h5", mu))
     if len(exact) < 2:
         raise ValueError("check needs at least 2 held-out quenches (test.seeds x test.kT x test.initial)")
     model_path = out / "rounds" / f"round{cfg['loop']['rounds'] - 1}" / "model.ts"
-    paths = []
-    for k in range(c["runs"]):
-        run = exact[k % len(exact)]["dynamics"]
-        p = out / "check" / f"run{k}.h5"
-        simulate(_simulate_config(cfg, cfg["test"], model_path, p, k, kT=run["kT"], initial=run["initial"],
-                                  seed=c["seed"] + k), resume=True, progress=progress)
-        paths.append(p)
+    paths = [out / "check" / f"run{k}.h5" for k in range(c["runs"])]
+    runs = [exact[k % len(exact)]["dynamics"] for k in range(c["runs"])]
+    _simulate_all([_simulate_config(cfg, cfg["test"], model_path, p, k, kT=run["kT"], initial=run["initial"],
+                                    seed=c["seed"] + k) for k, (p, run) in enumerate(zip(paths, runs))],
+                  cfg, progress, "check runs")
     result = compare_ensembles([r["output"] for r in exact], paths, sigmas=c["sigmas"], out=out / "check" / "ensembles")
     (out / "check" / "ensembles.json").write_text(json.dumps(result, indent=1))
     return {"agreement": result["agreement"], "runs": c["runs"], "exact_runs": len(exact),
