@@ -180,6 +180,21 @@ def test_train_committee_resumes_and_exports(heis_small, tmp_path):
     np.testing.assert_allclose(provider.compute(s).uncertainty, ref.uncertainty, rtol=0, atol=1e-10)
 
 
+def test_members_trained_side_by_side_equal_members_trained_one_after_another(heis_small, tmp_path):
+    """training.threads = 2: one worker process per member and core, one thread each; = 1: here,
+    one member after another on one thread. The same members, bit for bit."""
+    models = {}
+    for cores in (1, 2):
+        cfg = tiny_config(heis_small, 2)
+        cfg["training"]["threads"] = cores
+        paths = train_committee(cfg, tmp_path / f"cores{cores}", 3, progress=False)
+        models[cores] = [load_model(p).state_dict() for p in paths]
+    for one, two in zip(models[1], models[2]):
+        assert one.keys() == two.keys()
+        for name in one:
+            assert torch.equal(one[name], two[name]), name
+
+
 def _ml_run_config(tmp_path, model_path, name):
     return {"output": str(tmp_path / f"{name}.h5"), "lattice": {"kind": "square", "shape": [6, 6]},
             "method": {"name": "ml", "path": str(model_path)}, "model": {},

@@ -4,6 +4,7 @@ reported instead of waited for."""
 import math
 import operator
 import os
+import time
 
 import numpy as np
 import pytest
@@ -13,8 +14,15 @@ from spinforce.data import read_dataset
 from spinforce.runtime import run_independent
 
 
+def slow_negative(x):
+    """-x after x seconds (a module-level function: the workers import it)."""
+    time.sleep(x)
+    return -x
+
+
 def test_results_come_back_in_the_order_of_the_jobs():
-    assert run_independent(operator.neg, [3, 1, 4, 1, 5], cores=2, progress=False) == [-3, -1, -4, -1, -5]
+    # the first job ends last: the other worker does the rest meanwhile
+    assert run_independent(slow_negative, [1.0, 0.0, 0.2, 0.0], cores=2, progress=False) == [-1.0, -0.0, -0.2, -0.0]
     # one core: in this process, as a loop would
     assert run_independent(operator.neg, [2, 7], cores=1, progress=False) == [-2, -7]
 

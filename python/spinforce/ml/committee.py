@@ -333,7 +333,7 @@ def train_committee(config, out_dir, members: int, *, resume: bool = False, over
 def _train_committee(cfg: dict, out_dir: Path, members: int, resume: bool, overwrite: bool, progress: bool,
                      ranks) -> list[Path]:
     from ..outputs import prepare_outputs
-    from .training import OUTPUTS as TRAINING, train
+    from .training import OUTPUTS as TRAINING
 
     base_seed = int(cfg["training"]["seed"])
     dirs = [out_dir / f"member{k}" for k in range(members)]
@@ -348,24 +348,33 @@ def _train_committee(cfg: dict, out_dir: Path, members: int, resume: bool, overw
                 stale.rmdir()
         out_dir.mkdir(parents=True, exist_ok=True)
     ranks.on_rank0(prepare)
+    jobs = []
+    for k, run_dir in enumerate(dirs):
+        member_cfg = copy.deepcopy(cfg)
+        member_cfg["training"]["seed"] = base_seed + k
+        member_cfg["output"]["dir"] = str(run_dir)
+        # rank 0 looks at the member's files, so that all ranks take one decision
+        finished, continue_run = ranks.on_rank0(
+            lambda: (resume and _finished(run_dir, member_cfg), resume and (run_dir / "checkpoint.pt").exists()))
+        if not finished:
+            # resuming a member stopped before its first checkpoint starts it afresh
+            jobs.append((member_cfg, continue_run, overwrite or (resume and not continue_run), progress))
+    paths = [run_dir / "model.pt" for run_dir in dirs]
+    if not ranks.distributed and torch.device(cfg["training"]["device"]).type == "cpu":
+        # one member per core: a member's training keeps one thread busy but hardly two
+        from ..runtime import run_independent
+        for member_cfg, *_ in jobs:
+            member_cfg["training"]["threads"] = 0  # the worker's share of the cores
+        run_independent(_train_member, jobs, cores=cfg["training"]["threads"], progress=progress,
+                        desc="committee members")
+        jobs = []
     bar = None
-    if progress:
+    if progress and jobs:
         from tqdm.auto import tqdm
-        bar = tqdm(total=members, desc="committee", unit="member", dynamic_ncols=True)
-    paths = []
+        bar = tqdm(total=len(jobs), desc="committee", unit="member", dynamic_ncols=True)
     try:
-        for k, run_dir in enumerate(dirs):
-            member_cfg = copy.deepcopy(cfg)
-            member_cfg["training"]["seed"] = base_seed + k
-            member_cfg["output"]["dir"] = str(run_dir)
-            # rank 0 looks at the member's files, so that all ranks take one decision
-            finished, continue_run = ranks.on_rank0(
-                lambda: (resume and _finished(run_dir, member_cfg), resume and (run_dir / "checkpoint.pt").exists()))
-            if not finished:
-                # resuming a member stopped before its first checkpoint starts it afresh
-                train(member_cfg, resume=continue_run, overwrite=overwrite or (resume and not continue_run),
-                      progress=progress)
-            paths.append(run_dir / "model.pt")
+        for job in jobs:
+            _train_member(job)
             if bar is not None:
                 bar.update(1)
     finally:
@@ -379,6 +388,13 @@ def _train_committee(cfg: dict, out_dir: Path, members: int, resume: bool, overw
             tmp.write_text(json.dumps(index, indent=2))
     ranks.on_rank0(write_index)
     return paths
+
+
+def _train_member(job) -> None:
+    """One member's training: (training config, resume, overwrite, progress)."""
+    from .training import train
+    member_cfg, resume, overwrite, progress = job
+    train(member_cfg, resume=resume, overwrite=overwrite, progress=progress)
 
 
 def _finished(run_dir: Path, cfg: dict) -> bool:
