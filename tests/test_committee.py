@@ -180,6 +180,24 @@ def test_train_committee_resumes_and_exports(heis_small, tmp_path):
     np.testing.assert_allclose(provider.compute(s).uncertainty, ref.uncertainty, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_seed_gives_the_same_initial_model_whatever_torchs_default_dtype(dtype):
+    """A worker process starts with torch's default dtype (float32), a caller may have set another."""
+    lattice = spinforce.Lattice("square", 6)
+    weights = {}
+    default = torch.get_default_dtype()
+    try:
+        for name, d in (("float32", torch.float32), ("float64", torch.float64)):
+            torch.set_default_dtype(d)
+            torch.manual_seed(0)
+            weights[name] = build_model(lattice, "bond_shells", {"cutoff": 1.5}, [8], "silu", dtype).state_dict()
+    finally:
+        torch.set_default_dtype(default)
+    for key, value in weights["float32"].items():
+        assert value.dtype == weights["float64"][key].dtype
+        assert torch.equal(value, weights["float64"][key]), key
+
+
 def test_members_trained_side_by_side_equal_members_trained_one_after_another(heis_small, tmp_path):
     """training.threads = 2: one worker process per member and core, one thread each; = 1: here,
     one member after another on one thread. The same members, bit for bit."""

@@ -250,10 +250,12 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         F = int(descriptor.num_features)
         layers: list[nn.Module] = []
         width = F + int(self.mu_input)
+        # initial weights drawn in float32 whatever torch's default dtype (then cast to dtype): a
+        # seed gives the same model in any process (committee members train in worker processes)
         for h in hidden:
-            layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
+            layers += [nn.Linear(width, h, dtype=torch.float32), ACTIVATIONS[activation]()]
             width = h
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, 1, dtype=torch.float32))
         self.mlp = nn.Sequential(*layers)
         self.register_buffer("neighbor_offsets", descriptor.neighbor_offsets.clone())
         # (F, images): the column of image g's row that holds column j of the site row (the inverse
