@@ -125,6 +125,23 @@ def test_interrupted_study_resumed_equals_uninterrupted(committees, tmp_path, mo
         run_study(other, tmp_path / "cut", resume=True, progress=False)
 
 
+def test_runs_side_by_side_equal_runs_one_after_another(committees, tmp_path):
+    """threads = 2: the runs and the check's runs go to two worker processes of one thread each;
+    threads = 1: here, one after another. The same trajectories, bit for bit."""
+    results = {}
+    for cores in (1, 2):
+        cfg = tetra(committees, overrides=["check.shape=[4,4]", "check.runs=2", "check.steps=20",
+                                           "analysis.figures=false", f"threads={cores}"])
+        results[cores] = run_study(cfg, tmp_path / f"cores{cores}", progress=False)
+    for part in ("runs", "check/exact", "check/ml"):
+        paths = sorted(p for p in (tmp_path / "cores1" / part).glob("run*.h5") if "checkpoint" not in p.name)
+        assert len(paths) >= 2
+        for one in paths:
+            two = tmp_path / "cores2" / part / one.name
+            np.testing.assert_array_equal(read_dataset(one).spins, read_dataset(two).spins)
+    np.testing.assert_array_equal(results[1]["series"]["L_sf"], results[2]["series"]["L_sf"])
+
+
 def test_bond_study_clusters_and_check(committees, tmp_path):
     cfg = load_config("de_square", TINY + ["analysis.early_window=[0.25, 1.0]", "analysis.threshold=0.0",
                                            "analysis.figures=false",

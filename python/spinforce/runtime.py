@@ -64,10 +64,11 @@ def run_independent(function, jobs, *, cores: int = 0, progress: bool = True, de
     jobs = list(jobs)
     cores = int(cores) if cores else torch.get_num_threads()
     processes = max(1, min(len(jobs), cores))
-    if processes == 1:
-        return [function(job) for job in jobs]
-    import multiprocessing
     from tqdm.auto import tqdm
+    if processes == 1:
+        return [function(job) for job in tqdm(jobs, desc=desc, unit="run", disable=not progress or len(jobs) < 2,
+                                              dynamic_ncols=True)]
+    import multiprocessing
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds OpenMP threads
     todo, done = context.Queue(), context.Queue()
     for item in enumerate(jobs):

@@ -20,6 +20,7 @@ uninterrupted one). docs/studies.md describes the config and every number of the
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -157,18 +158,18 @@ def _last_step(path: Path) -> int:
         return int(f["step"][n - 1]) if n else -1
 
 
-def _ensemble(configs: list, desc: str, progress: bool) -> list:
-    """Run (or continue) every simulate config; finished runs are skipped. Returns the run paths."""
-    from tqdm.auto import tqdm
+def _ensemble(configs: list, desc: str, progress: bool, cores: int) -> list:
+    """Run (or continue) every simulate config, side by side on `cores` CPU cores (0: torch's
+    threads; runs on a GPU one after another); finished runs are skipped. Returns the run paths."""
+    import torch
 
+    from .runtime import run_independent
     from .simulate import simulate
-    paths = []
-    for rc in tqdm(configs, desc=desc, unit="run", disable=not progress, dynamic_ncols=True):
-        path = Path(rc["output"])
-        if _last_step(path) != rc["dynamics"]["steps"]:
-            simulate(rc, resume=True, overwrite=False, progress=progress)
-        paths.append(path)
-    return paths
+    todo = [rc for rc in configs if _last_step(Path(rc["output"])) != rc["dynamics"]["steps"]]
+    on_cpu = all(torch.device(rc["method"].get("device", "cpu")).type == "cpu" for rc in todo)
+    run_independent(functools.partial(simulate, resume=True, overwrite=False, progress=progress), todo,
+                    cores=cores if on_cpu else 1, progress=progress, desc=desc)
+    return [Path(rc["output"]) for rc in configs]
 
 
 def _sha256(path) -> str:
@@ -213,7 +214,7 @@ def run_study(cfg: dict, out, *, overwrite: bool = False, resume: bool = False, 
     try:
         started = time.perf_counter()
         configs = [_run_config(cfg, out / "runs" / f"run{k}.h5", k) for k in range(cfg["ensemble"]["runs"])]
-        paths = _ensemble(configs, "ML-LLG runs", progress)
+        paths = _ensemble(configs, "ML-LLG runs", progress, cfg["threads"])
         seconds["runs"] = time.perf_counter() - started
         check = None
         if cfg["check"] is not None:
@@ -248,8 +249,8 @@ def _run_check(cfg: dict, out: Path, progress: bool) -> dict:
             rc["method"]["device"] = "cpu"  # ED on the small check lattice
     ml = [_run_config(cfg, out / "check" / "ml" / f"run{k}.h5", k, shape_=c["shape"], steps=steps)
           for k in range(c["runs"])]
-    return {"exact": _ensemble(ed, f"check: {c['method'].upper()}-LLG runs", progress),
-            "ml": _ensemble(ml, "check: ML-LLG runs", progress)}
+    return {"exact": _ensemble(ed, f"check: {c['method'].upper()}-LLG runs", progress, cfg["threads"]),
+            "ml": _ensemble(ml, "check: ML-LLG runs", progress, cfg["threads"])}
 
 
 # --- analysis ------------------------------------------------------------------------------------
