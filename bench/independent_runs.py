@@ -1,7 +1,7 @@
 """Independent ML-LLG runs one after another on all cores vs side by side, one process per core.
 
     python bench/independent_runs.py [--model spinforce/models/tetra_triangular_kT03.ts]
-                                     [--size 12] [--runs 2] [--steps 400] [--repeats 3]
+                                     [--size 12] [--runs 2] [--steps 400] [--repeats 3] [--name NAME]
 
 What `spinforce learn` does with the quenches of a stage (spinforce.runtime.run_independent):
   sequential: the runs one after another in this process, torch on all cores;
@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--name", default="independent_runs", help="bench/results/NAME.json")
     args = parser.parse_args()
     cores = torch.get_num_threads()
     run = functools.partial(simulate, overwrite=True, progress=False)
@@ -60,7 +61,7 @@ def main() -> None:
     print(f"{args.runs} runs of {args.size}x{args.size}, {args.steps} steps, {cores} cores: one after another "
           f"{times['sequential']:.1f} s ({spin_steps / times['sequential']:.0f} spin-steps/s), side by side "
           f"{times['side_by_side']:.1f} s ({spin_steps / times['side_by_side']:.0f} spin-steps/s): {ratio:.2f}x")
-    write_json("independent_runs", {"model": args.model.name, "kind": args.kind, "size": args.size, "runs": args.runs,
+    write_json(args.name, {"model": args.model.name, "kind": args.kind, "size": args.size, "runs": args.runs,
                                     "steps": args.steps, "cores": cores, "repeats": args.repeats,
                                     "seconds": times, "ratio_sequential_over_side_by_side": ratio})
 
