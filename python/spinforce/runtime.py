@@ -26,7 +26,7 @@ import queue
 import sys
 import warnings
 
-__all__ = ["sleep_idle_openmp_threads", "run_independent"]
+__all__ = ["sleep_idle_openmp_threads", "run_independent", "worker_processes"]
 
 
 def sleep_idle_openmp_threads() -> bool:
@@ -61,10 +61,10 @@ def run_independent(function, jobs, *, cores: int = 0, progress: bool = True, de
     The workers' own progress bars are shown below a bar of finished jobs.
     """
     import torch
+    from tqdm.auto import tqdm
     jobs = list(jobs)
     cores = int(cores) if cores else torch.get_num_threads()
-    processes = max(1, min(len(jobs), cores))
-    from tqdm.auto import tqdm
+    processes = worker_processes(len(jobs), cores)
     if processes == 1:
         return [function(job) for job in tqdm(jobs, desc=desc, unit="run", disable=not progress or len(jobs) < 2,
                                               dynamic_ncols=True)]
@@ -121,6 +121,15 @@ def run_independent(function, jobs, *, cores: int = 0, progress: bool = True, de
     for worker in workers:
         worker.join()
     return results
+
+
+def worker_processes(jobs: int, cores: int) -> int:
+    """How many processes run_independent uses for `jobs` jobs on `cores` cores (0: torch's
+    threads); 1 means in the calling process."""
+    if not cores:
+        import torch
+        cores = torch.get_num_threads()
+    return max(1, min(int(jobs), int(cores)))
 
 
 def _worker(function, todo, done, threads: int) -> None:

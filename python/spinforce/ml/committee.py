@@ -360,26 +360,14 @@ def _train_committee(cfg: dict, out_dir: Path, members: int, resume: bool, overw
             # resuming a member stopped before its first checkpoint starts it afresh
             jobs.append((member_cfg, continue_run, overwrite or (resume and not continue_run), progress))
     paths = [run_dir / "model.pt" for run_dir in dirs]
-    if not ranks.distributed and torch.device(cfg["training"]["device"]).type == "cpu":
-        # one member per core: a member's training keeps one thread busy but hardly two
-        from ..runtime import run_independent
+    # one member per core on the CPU: a member's training keeps one thread busy but hardly two
+    from ..runtime import run_independent, worker_processes
+    side_by_side = not ranks.distributed and torch.device(cfg["training"]["device"]).type == "cpu"
+    cores = cfg["training"]["threads"] if side_by_side else 1
+    if worker_processes(len(jobs), cores) > 1:
         for member_cfg, *_ in jobs:
             member_cfg["training"]["threads"] = 0  # the worker's share of the cores
-        run_independent(_train_member, jobs, cores=cfg["training"]["threads"], progress=progress,
-                        desc="committee members")
-        jobs = []
-    bar = None
-    if progress and jobs:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(jobs), desc="committee", unit="member", dynamic_ncols=True)
-    try:
-        for job in jobs:
-            _train_member(job)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+    run_independent(_train_member, jobs, cores=cores, progress=progress, desc="committee members")
     index = {"members": [str(p.relative_to(out_dir)) for p in paths],
              "seeds": [base_seed + k for k in range(members)], "config": cfg}
 
