@@ -34,7 +34,6 @@ spinforce/learn_configs/.
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import shutil
 import sys
@@ -307,14 +306,6 @@ def microseconds_per_site(model_path, kind: str, shape, repeats: int = 3) -> flo
     return float(np.median(times) / lattice.num_sites * 1e6)
 
 
-def _simulate_all(configs: list, cfg: dict, progress: bool, desc: str) -> None:
-    """The ML-LLG runs of `configs` (resumed where they stopped), side by side on the cores of loop.threads."""
-    from .runtime import run_independent
-    from .simulate import simulate
-    run_independent(functools.partial(simulate, resume=True, progress=progress), configs,
-                    cores=cfg["loop"]["threads"], progress=progress, desc=desc)
-
-
 def _simulate_config(cfg: dict, e: dict, model_path: Path, output: Path, k: int, kT=None, initial=None,
                      seed=None) -> dict:
     """ML-LLG run k with the quench settings `e` (an explore set: its own seeds; [test]: those given)."""
@@ -574,9 +565,11 @@ def _run_stage(name: str, cfg: dict, out: Path, state: _State, progress: bool):
                 "us_per_site": microseconds_per_site(model_path, cfg["model"]["kind"], cfg["explore"]["shape"]),
                 "threads": torch.get_num_threads()}
     if stage == "explore":
+        from .simulate import simulate_runs
         sets = [[round_dir / "explore" / f"{e['prefix']}run{k}.h5" for k in range(e["runs"])] for e in explore_sets(cfg)]
-        _simulate_all([_simulate_config(cfg, e, model_path, p, k) for e, paths in zip(explore_sets(cfg), sets)
-                       for k, p in enumerate(paths)], cfg, progress, "explore runs")
+        simulate_runs([_simulate_config(cfg, e, model_path, p, k) for e, paths in zip(explore_sets(cfg), sets)
+                       for k, p in enumerate(paths)], cores=cfg["loop"]["threads"], progress=progress,
+                      desc="explore runs")
         sets = [[str(p) for p in paths] for paths in sets]
         return {"runs": sets[0], "extra": sets[1:]}
     if stage == "label":
@@ -606,6 +599,7 @@ def _check_dynamics(cfg: dict, out: Path, mu, progress: bool) -> dict:
     dt, alpha, length, spin temperature and start of run k; noise seeds check.seed + k)."""
     from .analysis.ensemble import compare_ensembles
     from .generate import ensemble_runs
+    from .simulate import simulate_runs
     c = cfg["check"]
     exact = ensemble_runs(_generate_config(cfg, "test", out / "data" / "test.h5", mu))
     if len(exact) < 2:
@@ -613,9 +607,9 @@ def _check_dynamics(cfg: dict, out: Path, mu, progress: bool) -> dict:
     model_path = out / "rounds" / f"round{cfg['loop']['rounds'] - 1}" / "model.ts"
     paths = [out / "check" / f"run{k}.h5" for k in range(c["runs"])]
     runs = [exact[k % len(exact)]["dynamics"] for k in range(c["runs"])]
-    _simulate_all([_simulate_config(cfg, cfg["test"], model_path, p, k, kT=run["kT"], initial=run["initial"],
+    simulate_runs([_simulate_config(cfg, cfg["test"], model_path, p, k, kT=run["kT"], initial=run["initial"],
                                     seed=c["seed"] + k) for k, (p, run) in enumerate(zip(paths, runs))],
-                  cfg, progress, "check runs")
+                  cores=cfg["loop"]["threads"], progress=progress, desc="check runs")
     result = compare_ensembles([r["output"] for r in exact], paths, sigmas=c["sigmas"], out=out / "check" / "ensembles")
     (out / "check" / "ensembles.json").write_text(json.dumps(result, indent=1))
     return {"agreement": result["agreement"], "runs": c["runs"], "exact_runs": len(exact),

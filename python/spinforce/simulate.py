@@ -213,6 +213,29 @@ def simulate(config, *, resume: bool = False, overwrite: bool = False, steps: in
             torch.distributed.destroy_process_group()
 
 
+def simulate_runs(configs: list, *, cores: int = 0, progress: bool = True, desc: str = "runs") -> list:
+    """Run (or continue) independent simulate configs, side by side on `cores` CPU cores (0:
+    torch's threads; spinforce.runtime.run_independent), runs on a GPU one after another;
+    finished runs are skipped. Returns the run paths."""
+    import torch
+
+    from .runtime import run_independent
+    todo = [rc for rc in configs if _last_step(Path(rc["output"])) != rc["dynamics"]["steps"]]
+    on_cpu = all(torch.device(rc["method"].get("device", "cpu")).type == "cpu" for rc in todo)
+    run_independent(functools.partial(simulate, resume=True, overwrite=False, progress=progress), todo,
+                    cores=cores if on_cpu else 1, progress=progress, desc=desc)
+    return [Path(rc["output"]) for rc in configs]
+
+
+def _last_step(path: Path) -> int:
+    """The step of a run file's last saved frame (-1: no file or no frame)."""
+    if not path.exists():
+        return -1
+    with open_h5(path) as f:
+        n = int(f["energy"].shape[0])
+        return int(f["step"][n - 1]) if n else -1
+
+
 def _simulate(cfg, ranks, device, resume, overwrite, progress) -> SimulationResult:
     import contextlib
 

@@ -20,7 +20,6 @@ uninterrupted one). docs/studies.md describes the config and every number of the
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
@@ -149,29 +148,6 @@ def _run_config(cfg: dict, output: Path, k: int, *, kind=None, shape_=None, step
             "method": m, "model": dict(model), "dynamics": d}
 
 
-def _last_step(path: Path) -> int:
-    from .data import open_h5
-    if not path.exists():
-        return -1
-    with open_h5(path) as f:
-        n = int(f["energy"].shape[0])
-        return int(f["step"][n - 1]) if n else -1
-
-
-def _ensemble(configs: list, desc: str, progress: bool, cores: int) -> list:
-    """Run (or continue) every simulate config, side by side on `cores` CPU cores (0: torch's
-    threads; runs on a GPU one after another); finished runs are skipped. Returns the run paths."""
-    import torch
-
-    from .runtime import run_independent
-    from .simulate import simulate
-    todo = [rc for rc in configs if _last_step(Path(rc["output"])) != rc["dynamics"]["steps"]]
-    on_cpu = all(torch.device(rc["method"].get("device", "cpu")).type == "cpu" for rc in todo)
-    run_independent(functools.partial(simulate, resume=True, overwrite=False, progress=progress), todo,
-                    cores=cores if on_cpu else 1, progress=progress, desc=desc)
-    return [Path(rc["output"]) for rc in configs]
-
-
 def _sha256(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -214,7 +190,8 @@ def run_study(cfg: dict, out, *, overwrite: bool = False, resume: bool = False, 
     try:
         started = time.perf_counter()
         configs = [_run_config(cfg, out / "runs" / f"run{k}.h5", k) for k in range(cfg["ensemble"]["runs"])]
-        paths = _ensemble(configs, "ML-LLG runs", progress, cfg["threads"])
+        from .simulate import simulate_runs
+        paths = simulate_runs(configs, cores=cfg["threads"], progress=progress, desc="ML-LLG runs")
         seconds["runs"] = time.perf_counter() - started
         check = None
         if cfg["check"] is not None:
@@ -249,8 +226,10 @@ def _run_check(cfg: dict, out: Path, progress: bool) -> dict:
             rc["method"]["device"] = "cpu"  # ED on the small check lattice
     ml = [_run_config(cfg, out / "check" / "ml" / f"run{k}.h5", k, shape_=c["shape"], steps=steps)
           for k in range(c["runs"])]
-    return {"exact": _ensemble(ed, f"check: {c['method'].upper()}-LLG runs", progress, cfg["threads"]),
-            "ml": _ensemble(ml, "check: ML-LLG runs", progress, cfg["threads"])}
+    from .simulate import simulate_runs
+    return {"exact": simulate_runs(ed, cores=cfg["threads"], progress=progress,
+                                   desc=f"check: {c['method'].upper()}-LLG runs"),
+            "ml": simulate_runs(ml, cores=cfg["threads"], progress=progress, desc="check: ML-LLG runs")}
 
 
 # --- analysis ------------------------------------------------------------------------------------
