@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from spinforce import cli
 from spinforce.data import read_dataset
 from spinforce.runtime import run_independent
 
@@ -38,20 +39,68 @@ def test_a_worker_that_dies_is_reported_not_waited_for():
         run_independent(os._exit, [3, 3], cores=2, progress=False)
 
 
-def test_an_ensemble_on_two_processes_equals_the_same_ensemble_run_one_after_another(tmp_path):
+# tests/test_trajectories.py's ensemble_config, as a file for the command line
+ENSEMBLE_TOML = """
+output = "{output}"
+[lattice]
+kind = "square"
+shape = [4, 4]
+[model]
+J = 3.0
+filling = 0.4
+kT = 0.05
+[method]
+name = "ed"
+[dynamics]
+dt = 0.05
+alpha = 0.2
+kT = 0.01
+steps = 20
+save_every = 10
+seed = 1
+[samples]
+random = 1
+[ensemble]
+seeds = [1, 2]
+initial = ["random", "ferromagnetic"]
+[labels]
+mu = "auto"
+mu_from_time = 0.5
+"""
+
+
+def test_an_ensemble_on_two_processes_equals_the_same_ensemble_run_one_after_another(tmp_path, monkeypatch):
     from test_trajectories import ensemble_config
 
     import spinforce.generate as gen
+    import spinforce.runtime as runtime
+    processes = []
+    real = runtime.run_independent
+
+    def counted(function, jobs, **kwargs):
+        processes.append(runtime.worker_processes(len(jobs), kwargs["cores"]))
+        return real(function, jobs, **kwargs)
+    monkeypatch.setattr(runtime, "run_independent", counted)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the workers' thread count: the same bits
     try:
         (tmp_path / "seq").mkdir()
         (tmp_path / "par").mkdir()
         gen.generate_ensemble(ensemble_config(tmp_path / "seq"), progress=False, cores=1)
-        gen.generate_ensemble(ensemble_config(tmp_path / "par"), progress=False, cores=2)
+        # the command line's --cores: the same ensemble, two runs at a time
+        (tmp_path / "par" / "ensemble.toml").write_text(ENSEMBLE_TOML.format(output=tmp_path / "par" / "merged.h5"))
+        assert cli.main(["generate", str(tmp_path / "par" / "ensemble.toml"), "--cores", "2", "--no-progress"]) == 0
     finally:
         torch.set_num_threads(threads)
+    assert processes == [1, 2]
     one, two = read_dataset(tmp_path / "seq" / "merged.h5"), read_dataset(tmp_path / "par" / "merged.h5")
     assert one.num_frames == two.num_frames == 16
     for name in ("spins", "fields", "energy", "step", "trajectory"):
         np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
+
+
+def test_generate_refuses_a_negative_number_of_cores(tmp_path, capsys):
+    from test_reliability_cli import user_error
+    (tmp_path / "ensemble.toml").write_text(ENSEMBLE_TOML.format(output=tmp_path / "merged.h5"))
+    user_error(capsys, "generate", tmp_path / "ensemble.toml", "--cores", "-1", contains=("--cores", ">= 0"))
+    assert not (tmp_path / "merged.h5").exists()

@@ -335,6 +335,9 @@ def add_arguments(p) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--cores", type=int, default=None, metavar="N",
+                   help="CPU cores to use (0: all of torch's threads); an [ensemble]'s runs go side by side, one "
+                        "worker process per core (default: one after another on torch's threads)")
 
 
 def run(args) -> int:
@@ -343,9 +346,16 @@ def run(args) -> int:
         return 0
     source = config_source(args.config, args.example, examples())
     cfg = load_config(source, args.overrides)
-    run_one = generate if "ensemble" not in cfg and "labels" not in cfg else generate_ensemble
-    summary = run_one(cfg, output=args.output, overwrite=args.overwrite, resume=not args.no_resume,
-                      progress=not args.no_progress)
+    if args.cores is not None and args.cores < 0:
+        raise ValueError(f"--cores must be >= 0 (0: all of torch's threads), got {args.cores}")
+    options = {"output": args.output, "overwrite": args.overwrite, "resume": not args.no_resume,
+               "progress": not args.no_progress}
+    if "ensemble" in cfg or "labels" in cfg:
+        summary = generate_ensemble(cfg, cores=1 if args.cores is None else args.cores, **options)
+    else:
+        if args.cores:
+            torch.set_num_threads(args.cores)  # one run: its threads
+        summary = generate(cfg, **options)
     before, frames = summary["frames_before"], summary["frames"]
     if before == frames:
         note = " (already complete: nothing to do)"
