@@ -39,7 +39,7 @@ def test_a_worker_that_dies_is_reported_not_waited_for():
         run_independent(os._exit, [3, 3], cores=2, progress=False)
 
 
-# tests/test_trajectories.py's ensemble_config, as a file for the command line
+# an ensemble of 4 short ED runs (tests/test_trajectories.py's ensemble_config), as a config file
 ENSEMBLE_TOML = """
 output = "{output}"
 [lattice]
@@ -70,9 +70,6 @@ mu_from_time = 0.5
 
 
 def test_an_ensemble_on_two_processes_equals_the_same_ensemble_run_one_after_another(tmp_path, monkeypatch):
-    from test_trajectories import ensemble_config
-
-    import spinforce.generate as gen
     import spinforce.runtime as runtime
     processes = []
     real = runtime.run_independent
@@ -86,10 +83,10 @@ def test_an_ensemble_on_two_processes_equals_the_same_ensemble_run_one_after_ano
     try:
         (tmp_path / "seq").mkdir()
         (tmp_path / "par").mkdir()
-        gen.generate_ensemble(ensemble_config(tmp_path / "seq"), progress=False, cores=1)
-        # the command line's --cores: the same ensemble, two runs at a time
-        (tmp_path / "par" / "ensemble.toml").write_text(ENSEMBLE_TOML.format(output=tmp_path / "par" / "merged.h5"))
-        assert cli.main(["generate", str(tmp_path / "par" / "ensemble.toml"), "--cores", "2", "--no-progress"]) == 0
+        # one config file for both: the command line without --cores, then with --cores 2
+        for folder, cores in (("seq", []), ("par", ["--cores", "2"])):
+            (tmp_path / folder / "ensemble.toml").write_text(ENSEMBLE_TOML.format(output=tmp_path / folder / "merged.h5"))
+            assert cli.main(["generate", str(tmp_path / folder / "ensemble.toml"), *cores, "--no-progress"]) == 0
     finally:
         torch.set_num_threads(threads)
     assert processes == [1, 2]
