@@ -12,7 +12,7 @@ import torch
 
 from spinforce import cli
 from spinforce.data import read_dataset
-from spinforce.runtime import run_independent
+from spinforce.runtime import run_independent, worker_processes
 
 
 def slow_negative(x):
@@ -21,11 +21,23 @@ def slow_negative(x):
     return -x
 
 
+def process_id(_):
+    """The id of the process that runs the job."""
+    return os.getpid()
+
+
 def test_results_come_back_in_the_order_of_the_jobs():
     # the first job ends last: the other worker does the rest meanwhile
     assert run_independent(slow_negative, [1.0, 0.0, 0.2, 0.0], cores=2, progress=False) == [-1.0, -0.0, -0.2, -0.0]
     # one core: in this process, as a loop would
     assert run_independent(operator.neg, [2, 7], cores=1, progress=False) == [-2, -7]
+
+
+def test_jobs_on_a_gpu_run_in_this_process_one_after_another():
+    # a GPU runs one job at a time: whatever the cores, one process (the caller's)
+    assert worker_processes(4, 2, ["cuda"]) == worker_processes(4, 2, ["cpu", "cuda:0"]) == 1
+    assert worker_processes(4, 2, ["cpu"]) == worker_processes(4, 2) == 2
+    assert run_independent(process_id, [0, 1], cores=2, devices=["cuda"], progress=False) == [os.getpid()] * 2
 
 
 def test_a_job_that_raises_raises_its_error_here():
@@ -75,7 +87,7 @@ def test_an_ensemble_on_two_processes_equals_the_same_ensemble_run_one_after_ano
     real = runtime.run_independent
 
     def counted(function, jobs, **kwargs):
-        processes.append(runtime.worker_processes(len(jobs), kwargs["cores"]))
+        processes.append(runtime.worker_processes(len(jobs), kwargs["cores"], kwargs["devices"]))
         return real(function, jobs, **kwargs)
     monkeypatch.setattr(runtime, "run_independent", counted)
     threads = torch.get_num_threads()

@@ -144,8 +144,7 @@ def generate_ensemble(cfg: dict, *, output=None, overwrite: bool = False, resume
                     overwrite=overwrite, keep=resume, exclusive=False,
                     owned=functools.partial(replaceable_output, datasets=(path.name,)))
     run_independent(functools.partial(generate, overwrite=overwrite, resume=resume, progress=progress), runs,
-                    cores=cores if torch.device(cfg["method"]["device"]).type == "cpu" else 1, progress=progress,
-                    desc="ensemble runs")
+                    cores=cores, devices=[cfg["method"]["device"]], progress=progress, desc="ensemble runs")
     datasets = [read_dataset(r["output"]) for r in runs]
     lattice, model, _, settings = build_provider(cfg)
     labels = cfg.get("labels")

@@ -49,22 +49,25 @@ def sleep_idle_openmp_threads() -> bool:
     return False
 
 
-def run_independent(function, jobs, *, cores: int = 0, progress: bool = True, desc: str = "runs") -> list:
+def run_independent(function, jobs, *, cores: int = 0, devices=(), progress: bool = True,
+                    desc: str = "runs") -> list:
     """function(job) for every job, in worker processes: the results, in the order of the jobs.
 
     The jobs must not depend on each other (each writes files of its own) and, with the function,
     must pickle (a module-level function, configs of plain values). `cores` is the number of
     cores to use (0: torch's number of threads): min(len(jobs), cores) processes of cores //
-    processes torch threads each. With one process the jobs run here, one after another, as
-    function(job) would. A job that raises stops the others (each is interrupted as by Ctrl-C:
-    resumable runs keep their checkpoints) and its exception is raised here; so is Ctrl-C.
-    The workers' own progress bars are shown below a bar of finished jobs.
+    processes torch threads each. `devices` are the torch devices the jobs run on: with any
+    other than the CPU (a GPU runs one job at a time) there is one process. With one process
+    the jobs run here, one after another, as function(job) would. A job that raises stops the
+    others (each is interrupted as by Ctrl-C: resumable runs keep their checkpoints) and its
+    exception is raised here; so is Ctrl-C. The workers' own progress bars are shown below a bar
+    of finished jobs.
     """
     import torch
     from tqdm.auto import tqdm
     jobs = list(jobs)
     cores = int(cores) if cores else torch.get_num_threads()
-    processes = worker_processes(len(jobs), cores)
+    processes = worker_processes(len(jobs), cores, devices)
     if processes == 1:
         return [function(job) for job in tqdm(jobs, desc=desc, unit="run", disable=not progress or len(jobs) < 2,
                                               dynamic_ncols=True)]
@@ -123,13 +126,13 @@ def run_independent(function, jobs, *, cores: int = 0, progress: bool = True, de
     return results
 
 
-def worker_processes(jobs: int, cores: int) -> int:
+def worker_processes(jobs: int, cores: int, devices=()) -> int:
     """How many processes run_independent uses for `jobs` jobs on `cores` cores (0: torch's
-    threads); 1 means in the calling process."""
-    if not cores:
-        import torch
-        cores = torch.get_num_threads()
-    return max(1, min(int(jobs), int(cores)))
+    threads) on `devices` (one when any is not the CPU); 1 means in the calling process."""
+    import torch
+    if any(torch.device(d).type != "cpu" for d in devices):
+        return 1
+    return max(1, min(int(jobs), int(cores or torch.get_num_threads())))
 
 
 def _worker(function, todo, done, threads: int) -> None:

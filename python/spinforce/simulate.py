@@ -217,13 +217,11 @@ def simulate_runs(configs: list, *, cores: int = 0, progress: bool = True, desc:
     """Run (or continue) independent simulate configs, side by side on `cores` CPU cores (0:
     torch's threads; spinforce.runtime.run_independent), runs on a GPU one after another;
     finished runs are skipped. Returns the run paths."""
-    import torch
-
     from .runtime import run_independent
     todo = [rc for rc in configs if _last_step(Path(rc["output"])) != rc["dynamics"]["steps"]]
-    on_cpu = all(torch.device(rc["method"].get("device", "cpu")).type == "cpu" for rc in todo)
     run_independent(functools.partial(simulate, resume=True, overwrite=False, progress=progress), todo,
-                    cores=cores if on_cpu else 1, progress=progress, desc=desc)
+                    cores=cores, devices=[rc["method"].get("device", "cpu") for rc in todo], progress=progress,
+                    desc=desc)
     return [Path(rc["output"]) for rc in configs]
 
 

@@ -362,12 +362,11 @@ def _train_committee(cfg: dict, out_dir: Path, members: int, resume: bool, overw
     paths = [run_dir / "model.pt" for run_dir in dirs]
     # one member per core on the CPU: a member's training keeps one thread busy but hardly two
     from ..runtime import run_independent, worker_processes
-    side_by_side = not ranks.distributed and torch.device(cfg["training"]["device"]).type == "cpu"
-    cores = cfg["training"]["threads"] if side_by_side else 1
-    if worker_processes(len(jobs), cores) > 1:
+    cores, devices = (1 if ranks.distributed else cfg["training"]["threads"]), [cfg["training"]["device"]]
+    if worker_processes(len(jobs), cores, devices) > 1:
         for member_cfg, *_ in jobs:
             member_cfg["training"]["threads"] = 0  # the worker's share of the cores
-    run_independent(_train_member, jobs, cores=cores, progress=progress, desc="committee members")
+    run_independent(_train_member, jobs, cores=cores, devices=devices, progress=progress, desc="committee members")
     index = {"members": [str(p.relative_to(out_dir)) for p in paths],
              "seeds": [base_seed + k for k in range(members)], "config": cfg}
 
