@@ -19,6 +19,7 @@ from spinforce.data import read_dataset
 from spinforce.learn import check_config, learn
 from spinforce.ml import training
 from spinforce.ml.training import train
+from config_files import write_toml
 from test_learn import Stop, stop_at
 from test_training_behaviour import write_data
 
@@ -83,21 +84,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def toml_value(value) -> str:
-    """A TOML value: a dict as an inline table, anything else as JSON writes it."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
-    return json.dumps(value)
-
-
 def torchrun(command: str, cfg: dict, config_path: Path) -> subprocess.CompletedProcess:
     """`torchrun --nproc_per_node=2 -m spinforce COMMAND CONFIG`, cfg written as TOML to config_path
     (top-level keys, then one table per dict). The ranks import the spinforce this test imports
     (installed, or the source tree in development)."""
-    plain = [f"{k} = {toml_value(v)}" for k, v in cfg.items() if not isinstance(v, dict)]
-    tables = [f"[{section}]\n" + "\n".join(f"{k} = {toml_value(v)}" for k, v in table.items())
-              for section, table in cfg.items() if isinstance(table, dict)]
-    config_path.write_text("\n".join(plain + tables) + "\n")
+    write_toml(cfg, config_path)
     here = str(Path(spinforce.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p),
                OMP_NUM_THREADS="1")

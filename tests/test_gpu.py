@@ -12,6 +12,7 @@ import torch
 import spinforce as sf
 import spinforce.cli
 from spinforce.data import read_dataset
+from config_files import write_toml
 
 pytestmark = pytest.mark.gpu
 
@@ -224,27 +225,9 @@ def test_simulate_command_on_gpu_matches_cpu(group_model_file, tmp_path):
             "method": {"name": "ml", "path": str(group_model_file), "device": device},
             "dynamics": {"dt": 0.05, "alpha": 0.1, "kT": 0.05, "seed": 3, "steps": 10, "save_every": 5},
         }
-        toml = tmp_path / f"{device}.toml"
-        toml.write_text(_toml(cfg))
+        toml = write_toml(cfg, tmp_path / f"{device}.toml")
         assert spinforce.cli.main(["simulate", str(toml)]) == 0
         runs[device] = read_dataset(tmp_path / f"{device}.h5")
     assert runs["cuda"].num_frames == runs["cpu"].num_frames == 3
     np.testing.assert_allclose(runs["cuda"].spins, runs["cpu"].spins, atol=1e-10)
     np.testing.assert_allclose(runs["cuda"].fields, runs["cpu"].fields, atol=1e-9)
-
-
-def _toml(cfg: dict) -> str:
-    def value(v):
-        if isinstance(v, str):
-            return f'"{v}"'
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v)
-    out = []
-    for section, entries in cfg.items():
-        if isinstance(entries, dict):
-            out.append(f"[{section}]")
-            out += [f"{k} = {value(v)}" for k, v in entries.items()]
-        else:
-            out.insert(0, f"{section} = {value(entries)}")
-    return "\n".join(out) + "\n"

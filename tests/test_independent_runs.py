@@ -13,6 +13,8 @@ import torch
 from spinforce import cli
 from spinforce.data import read_dataset
 from spinforce.runtime import run_independent, worker_processes
+from config_files import write_toml
+from test_trajectories import ensemble_settings
 
 
 def slow_negative(x):
@@ -51,36 +53,6 @@ def test_a_worker_that_dies_is_reported_not_waited_for():
         run_independent(os._exit, [3, 3], cores=2, progress=False)
 
 
-# an ensemble of 4 short ED runs (tests/test_trajectories.py's ensemble_config), as a config file
-ENSEMBLE_TOML = """
-output = "{output}"
-[lattice]
-kind = "square"
-shape = [4, 4]
-[model]
-J = 3.0
-filling = 0.4
-kT = 0.05
-[method]
-name = "ed"
-[dynamics]
-dt = 0.05
-alpha = 0.2
-kT = 0.01
-steps = 20
-save_every = 10
-seed = 1
-[samples]
-random = 1
-[ensemble]
-seeds = [1, 2]
-initial = ["random", "ferromagnetic"]
-[labels]
-mu = "auto"
-mu_from_time = 0.5
-"""
-
-
 def test_an_ensemble_on_two_processes_equals_the_same_ensemble_run_one_after_another(tmp_path, monkeypatch):
     import spinforce.runtime as runtime
     processes = []
@@ -97,7 +69,7 @@ def test_an_ensemble_on_two_processes_equals_the_same_ensemble_run_one_after_ano
         (tmp_path / "par").mkdir()
         # one config file for both: the command line without --cores, then with --cores 2
         for folder, cores in (("seq", []), ("par", ["--cores", "2"])):
-            (tmp_path / folder / "ensemble.toml").write_text(ENSEMBLE_TOML.format(output=tmp_path / folder / "merged.h5"))
+            write_toml(ensemble_settings(tmp_path / folder / "merged.h5"), tmp_path / folder / "ensemble.toml")
             assert cli.main(["generate", str(tmp_path / folder / "ensemble.toml"), *cores, "--no-progress"]) == 0
     finally:
         torch.set_num_threads(threads)
@@ -110,6 +82,6 @@ def test_an_ensemble_on_two_processes_equals_the_same_ensemble_run_one_after_ano
 
 def test_generate_refuses_a_negative_number_of_cores(tmp_path, capsys):
     from test_reliability_cli import user_error
-    (tmp_path / "ensemble.toml").write_text(ENSEMBLE_TOML.format(output=tmp_path / "merged.h5"))
+    write_toml(ensemble_settings(tmp_path / "merged.h5"), tmp_path / "ensemble.toml")
     user_error(capsys, "generate", tmp_path / "ensemble.toml", "--cores", "-1", contains=("--cores", ">= 0"))
     assert not (tmp_path / "merged.h5").exists()

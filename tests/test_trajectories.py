@@ -101,10 +101,10 @@ def test_training_holds_out_whole_trajectories(tmp_path):
 
 
 # --- ensembles of LLG runs, merged and labelled at a fixed mu -------------------------------------------
-def ensemble_config(tmp_path):
-    import spinforce.generate as gen
-    return gen.check_config({
-        "output": str(tmp_path / "merged.h5"),
+def ensemble_settings(output) -> dict:
+    """An [ensemble] of 4 short ED runs on 4x4 (2 seeds x 2 starts), labelled at a fixed mu."""
+    return {
+        "output": str(output),
         "lattice": {"kind": "square", "shape": [4, 4]},
         "model": {"J": 3.0, "filling": 0.4, "kT": 0.05},
         "method": {"name": "ed"},
@@ -112,7 +112,12 @@ def ensemble_config(tmp_path):
         "samples": {"random": 1},
         "ensemble": {"seeds": [1, 2], "initial": ["random", "ferromagnetic"]},
         "labels": {"mu": "auto", "mu_from_time": 0.5},
-    })
+    }
+
+
+def ensemble_config(tmp_path):
+    import spinforce.generate as gen
+    return gen.check_config(ensemble_settings(tmp_path / "merged.h5"))
 
 
 def test_ensemble_merged_and_labelled_at_fixed_mu(tmp_path):
