@@ -180,6 +180,29 @@ def test_train_committee_resumes_and_exports(heis_small, tmp_path):
     np.testing.assert_allclose(provider.compute(s).uncertainty, ref.uncertainty, rtol=0, atol=1e-10)
 
 
+def test_train_command_with_members_trains_the_committee_of_its_config(heis_small, tmp_path, capsys):
+    """`spinforce train CONFIG --members 2`: the committee train_committee makes of the config, in the
+    config's run folder, ready for `spinforce export RUN_DIR`."""
+    from config_files import write_toml
+    from test_reliability_cli import user_error
+    cfg = tiny_config(heis_small, 2)
+    cfg["output"]["dir"] = "run"  # relative to the config file
+    toml = write_toml(cfg, tmp_path / "train.toml")
+    user_error(capsys, "train", toml, "--members", "1", contains=("--members", ">= 2"))
+    assert not (tmp_path / "run").exists()
+    assert spinforce.cli.main(["train", str(toml), "--members", "2", "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["members"] == [str(tmp_path / "run" / f"member{k}" / "model.pt") for k in range(2)]
+    assert all(v > 0 for v in summary["val_torque_rmse"])
+    assert json.loads((tmp_path / "run" / "committee.json").read_text())["seeds"] == [1, 2]
+    reference = train_committee(tiny_config(heis_small, 2), tmp_path / "reference", 2, progress=False)
+    for path, ref in zip(summary["members"], reference):
+        one, two = load_model(path).state_dict(), load_model(ref).state_dict()
+        assert all(torch.equal(one[name], two[name]) for name in one)
+    assert spinforce.cli.main(["export", str(tmp_path / "run"), "--torchscript", str(tmp_path / "c.ts")]) == 0
+    assert spinforce.MLForceField(tmp_path / "c.ts", spinforce.Lattice("square", 6)).committee_size == 2
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_seed_gives_the_same_initial_model_whatever_torchs_default_dtype(dtype):
     """A worker process starts with torch's default dtype (float32), a caller may have set another."""
