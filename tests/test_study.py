@@ -172,6 +172,24 @@ def test_bond_study_clusters_and_check(committees, tmp_path):
     assert "figures" not in res and not list((tmp_path / "s").glob("*.png"))
 
 
+def test_check_on_the_study_lattice_reuses_the_study_runs_as_its_ml_runs(committees, tmp_path):
+    """check.shape = the study's lattice (and the same steps): the ML half of the check is the study's
+    own first runs (same seeds and starts), read from runs/, not run a second time."""
+    cfg = load_config("de_square", TINY + ["analysis.figures=false", "check.shape=[4,4]", "check.runs=2",
+                                           "check.steps=60"], size=4, runs=3, model=committees["square"])
+    res = run_study(cfg, tmp_path / "s", progress=False)
+    assert not (tmp_path / "s" / "check" / "ml").exists()
+    runs = [tmp_path / "s" / "runs" / f"run{k}.h5" for k in range(2)]
+    small = spinforce.Lattice("square", 4)
+    curves = np.stack([A.radial_correlation(x, small, normalize=False)[1] for x in _last_spins(runs)])
+    np.testing.assert_allclose(res["check"]["ml"]["C"], curves.mean(0), rtol=1e-12)
+    # other steps: another run, so the check runs its own
+    cfg = load_config("de_square", TINY + ["analysis.figures=false", "check.shape=[4,4]", "check.runs=2",
+                                           "check.steps=30"], size=4, runs=3, model=committees["square"])
+    run_study(cfg, tmp_path / "t", progress=False)
+    assert len(list((tmp_path / "t" / "check" / "ml").glob("run?.h5"))) == 2
+
+
 def test_study_command_line_errors_and_outputs(committees, tmp_path, capsys):
     cfg_path = tmp_path / "my_study.toml"
     from spinforce.study import studies
