@@ -41,9 +41,10 @@ def sib_reference(fields_of, spins, steps, start_step, *, dt, alpha, kT, gamma, 
     for step in range(start_step, start_step + steps):
         xi = sigma * np.array([sf._core._philox_normals(seed, step, i)[:3] for i in range(n)])
 
-        def A(x):
+        def A(x):  # with the part of the field along the spin removed (it drops out of dS/dt)
             h = fields_of(x) + xi
-            return gamma / (1 + alpha ** 2) * (h + alpha * np.cross(x, h))
+            h_perp = h - (h * x).sum(1, keepdims=True) * x
+            return gamma / (1 + alpha ** 2) * (h_perp + alpha * np.cross(x, h))
 
         predictor = cayley(0.5 * dt * A(s), s)
         mid = 0.5 * (s + predictor)
