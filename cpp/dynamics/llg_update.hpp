@@ -3,7 +3,7 @@
 // (dynamics/integrator.cpp) and the CUDA kernel (cuda/llg.cu).
 //
 // Landau-Lifshitz form of the Gilbert equation dS/dt = -gamma S x (H + xi) + alpha S x dS/dt:
-//   dS/dt = A x S,   A = gamma/(1+alpha^2) (H_eff + alpha S x H_eff),   H_eff = H + xi,
+//   dS/dt = A x S,   A = gamma/(1+alpha^2) (H_eff - (S.H_eff) S + alpha S x H_eff),   H_eff = H + xi,
 // xi Gaussian with variance 2 alpha kT/(gamma dt) per component, drawn once per step from
 // Philox keyed by (seed, step, site) and used unchanged in every stage of the step.
 //
