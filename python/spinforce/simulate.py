@@ -225,6 +225,17 @@ def simulate_runs(configs: list, *, cores: int = 0, progress: bool = True, desc:
     return [Path(rc["output"]) for rc in configs]
 
 
+def run_settings(cfg: dict) -> dict:
+    """A run's method and dynamics without its steps (the run file's method_settings)."""
+    return {"method": cfg["method"], "dynamics": {k: v for k, v in cfg["dynamics"].items() if k != "steps"}}
+
+
+def run_fingerprint(cfg: dict) -> str:
+    """What must match for a run file to be a continuation of the run of `cfg`: run_settings, model
+    and lattice, but not the output path or the steps (they may grow), nor the number of processes."""
+    return json.dumps({**run_settings(cfg), "model": cfg["model"], "lattice": cfg["lattice"]}, sort_keys=True)
+
+
 def _last_step(path: Path) -> int:
     """The step of a run file's last saved frame (-1: no file or no frame)."""
     if not path.exists():
@@ -258,10 +269,7 @@ def _simulate(cfg, ranks, device, resume, overwrite, progress) -> SimulationResu
     run_path = Path(cfg["output"])
     total = int(d["steps"])
     n = lattice.num_sites
-    # What must match for a file to be a continuation of this run (steps may grow; the number
-    # of processes may change).
-    settings = {"method": cfg["method"], "dynamics": {k: v for k, v in d.items() if k != "steps"}}
-    fingerprint = json.dumps({**settings, "model": cfg["model"], "lattice": cfg["lattice"]}, sort_keys=True)
+    settings, fingerprint = run_settings(cfg), run_fingerprint(cfg)
     ckpt_path = _checkpoint_path(run_path)
     ovf_dir = _ovf_dir(run_path)
     # A committee's uncertainty is recorded per frame; past its threshold the run warns once.

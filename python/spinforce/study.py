@@ -196,7 +196,7 @@ def run_study(cfg: dict, out, *, overwrite: bool = False, resume: bool = False, 
         check = None
         if cfg["check"] is not None:
             started = time.perf_counter()
-            check = _run_check(cfg, out, progress, dict(zip(map(_without_output, configs), paths)))
+            check = _run_check(cfg, out, progress, dict(zip(map(_same_run, configs), paths)))
             seconds["check"] = time.perf_counter() - started
         started = time.perf_counter()
         results = analyze_study(cfg, paths, out, progress=progress, check=check)
@@ -215,13 +215,14 @@ def _save_state(path: Path, state: dict) -> None:
         tmp.write_text(json.dumps(state, indent=2))
 
 
-def _without_output(run_config: dict) -> str:
-    """A run config without its output path, as a key: two runs with equal keys are the same run."""
-    return json.dumps({k: v for k, v in run_config.items() if k != "output"}, sort_keys=True)
+def _same_run(run_config: dict) -> tuple:
+    """Two run configs with equal keys are the same run, whatever their output paths."""
+    from .simulate import run_fingerprint
+    return run_fingerprint(run_config), run_config["dynamics"]["steps"]
 
 
 def _run_check(cfg: dict, out: Path, progress: bool, done: dict) -> dict:
-    """The check's exact and ML ensembles; `done` maps the study's own runs (_without_output) to their
+    """The check's exact and ML ensembles; `done` maps the study's own runs (_same_run) to their
     files: an ML check run that is one of them (check.shape the study's lattice) is not run twice."""
     c = cfg["check"]
     steps = c.get("steps", cfg["dynamics"]["steps"])
@@ -233,12 +234,12 @@ def _run_check(cfg: dict, out: Path, progress: bool, done: dict) -> dict:
             rc["method"]["device"] = "cpu"  # ED on the small check lattice
     ml = [_run_config(cfg, out / "check" / "ml" / f"run{k}.h5", k, shape_=c["shape"], steps=steps)
           for k in range(c["runs"])]
-    todo = [rc for rc in ml if _without_output(rc) not in done]
+    todo = [rc for rc in ml if _same_run(rc) not in done]
     from .simulate import simulate_runs
     simulate_runs(todo, cores=cfg["threads"], progress=progress, desc="check: ML-LLG runs")
     return {"exact": simulate_runs(ed, cores=cfg["threads"], progress=progress,
                                    desc=f"check: {c['method'].upper()}-LLG runs"),
-            "ml": [done.get(_without_output(rc), Path(rc["output"])) for rc in ml]}
+            "ml": [done.get(_same_run(rc), Path(rc["output"])) for rc in ml]}
 
 
 # --- analysis ------------------------------------------------------------------------------------
