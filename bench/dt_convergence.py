@@ -30,9 +30,9 @@ parser.add_argument("--kind", default="square", help="lattice kind")
 parser.add_argument("--size", type=int, default=20, help="L of the L x L lattice")
 parser.add_argument("--J", type=float, default=6.0, help="s-d exchange")
 parser.add_argument("--kT-el", type=float, default=0.0, help="electron temperature")
-count = parser.add_mutually_exclusive_group(required=True)
-count.add_argument("--filling", type=float, help="fixed electron filling (ED at fixed N)")
-count.add_argument("--mu", type=float, help="fixed chemical potential")
+electrons = parser.add_mutually_exclusive_group(required=True)
+electrons.add_argument("--filling", type=float, help="fixed electron filling (ED at fixed N)")
+electrons.add_argument("--mu", type=float, help="fixed chemical potential")
 parser.add_argument("--start", help="run or dataset file (.h5), or .npz with spins (frames, N, 3), whose frame --frame is the start (default: random spins)")
 parser.add_argument("--frame", type=int, default=0)
 parser.add_argument("--seed", type=int, default=5, help="seed of the random start")
@@ -64,18 +64,23 @@ def integrate(spec: str) -> np.ndarray:
     return sf.LLG(ed, dt=dt, alpha=args.alpha, kT=0.0, integrator=scheme, seed=1).run(start.copy(), steps)
 
 
+def rms_distance(a, b) -> float:
+    """Root mean square over sites of |a_i - b_i|."""
+    return float(np.sqrt(((a - b) ** 2).sum(1).mean()))
+
+
 def bond(spins) -> float:
     return float(analysis.bond_average(spins[None], lattice).mean())
 
 
 reference = integrate(args.reference)
-moved = float(np.sqrt(((reference - start) ** 2).sum(1).mean()))
+moved = rms_distance(reference, start)
 print(f"{args.kind} {args.size}x{args.size}, J = {args.J}, {count}, T_el = {args.kT_el}, alpha = {args.alpha}, "
       f"t = {args.time}; reference {args.reference}: rms displacement {moved:.3e}, bond {bond(reference):.6f}")
 rows = []
 for spec in args.schemes:
     spins = integrate(spec)
-    distance = float(np.sqrt(((spins - reference) ** 2).sum(1).mean()))
+    distance = rms_distance(spins, reference)
     rows.append({"scheme": spec, "rms_distance": distance, "bond": bond(spins)})
     print(f"  {spec:>12}: rms |S - S_ref| {distance:.3e} ({distance / moved:.1e} of the displacement), "
           f"bond {rows[-1]['bond']:.6f}", flush=True)
