@@ -393,8 +393,24 @@ def test_export_command(trained, tmp_path, capsys):
     assert "fixed_filling (--fixed-filling) is the filling N_e / 2N and must be in (0, 1), got 1.5" in error(
         ["export", str(trained["runs"][0]), "--torchscript", str(tmp_path / "b.ts"), "--fixed-filling", "1.5"])
     assert "--fixed-filling" in error(["export", str(trained["runs"][0]), "--torchscript", str(tmp_path / "c.ts")])
-    # an exported file keeps its ensemble
-    assert "keeps the ensemble" in error(["export", str(out), "--torchscript", str(tmp_path / "d.ts"), "--mu", "-4"])
+    # an exported file moves to another ensemble as its model.pt file would; what is not given stays
+    lo, hi = load_exported(out).mu_min, load_exported(out).mu_max
+    mu = 0.5 * (lo + hi)
+    again, direct = tmp_path / "again.ts", tmp_path / "direct.ts"
+    assert main(["export", str(out), "--torchscript", str(again), "--mu", str(mu)]) == 0
+    assert f"fixed mu {mu:g}" in capsys.readouterr().out
+    assert main(["export", str(trained["runs"][0]), "--torchscript", str(direct), "--mu", str(mu)]) == 0
+    spins = _random_spins(16, 2)
+    np.testing.assert_array_equal(MLForceField(again, trained["lattice"]).compute(spins).fields,
+                                  MLForceField(direct, trained["lattice"]).compute(spins).fields)
+    steps = tmp_path / "steps.ts"
+    assert main(["export", str(out), "--torchscript", str(steps), "--newton-steps", "7"]) == 0
+    assert (load_exported(steps).fixed_filling, load_exported(steps).newton_steps,
+            load_exported(steps).sample_steps) == (0.45, 7, load_exported(out).sample_steps)
+    assert f"must be inside the range of mu the model was trained on, [{lo:g}, {hi:g}], got {hi + 1!r}" in error(
+        ["export", str(out), "--torchscript", str(tmp_path / "d.ts"), "--mu", str(hi + 1)])
+    assert "give --fixed-filling too" in error(
+        ["export", str(again), "--torchscript", str(tmp_path / "d.ts"), "--newton-steps", "3"])
     # the solve's steps: on the sample of sites, then on all
     assert "sample_steps must be an integer in [0, 100], got -1" in error(
         ["export", str(trained["runs"][0]), "--torchscript", str(tmp_path / "e.ts"), "--fixed-filling", "0.45",

@@ -7,6 +7,7 @@
     spinforce export EXPORTED.ts --pt2 OUT.pt2        (e.g. a committee shipped in spinforce/models)
     spinforce export MODEL --torchscript OUT --fixed-filling F   (a model with mu input, fixed N_e)
     spinforce export MODEL --torchscript OUT --mu MU             (a model with mu input, fixed mu)
+    spinforce export EXPORTED.ts --torchscript OUT --mu MU       (an exported one, to another ensemble)
 
 Two formats, both run by spinforce.MLForceField(OUT, lattice) (and `method.path` of
 `spinforce simulate`):
@@ -24,7 +25,9 @@ once when that passes the threshold X stored in the file.
 A model trained with the chemical potential as input (model.mu_input) is exported for one
 ensemble: a fixed electron count N_e = F * 2N (--fixed-filling F; mu is solved for at every
 evaluation: --sample-steps Newton steps on a sample of the sites, then --newton-steps on all) or a
-fixed chemical potential (--mu MU).
+fixed chemical potential (--mu MU). An exported file with mu input is exported again for another
+ensemble in the same way (e.g. the shipped fixed-N committee at a fixed mu, or at another filling
+inside its trained mu range); the solve's steps not given stay as in the file.
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ def add_arguments(p) -> None:
     p.add_argument("model", nargs="+",
                    help="model file written by `spinforce train` (RUN_DIR/model.pt); several model files or a "
                         "committee directory (member*/model.pt) export a committee; a TorchScript file from "
-                        "`spinforce export` is exported again (e.g. --pt2)")
+                        "`spinforce export` is exported again (e.g. --pt2, or with mu input --mu / --fixed-filling)")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--torchscript", metavar="OUT", help="TorchScript file to write")
     out.add_argument("--pt2", metavar="OUT", help="AOTInductor package to write (a path ending in .pt2)")
@@ -75,10 +78,6 @@ def run(args) -> int:
     if exported is not None:  # e.g. a shipped committee, into another format
         if args.uncertainty_threshold is not None:
             raise ValueError("--uncertainty-threshold: an exported file keeps the threshold it was exported with")
-        if ensemble:
-            raise ValueError("--fixed-filling / --mu / --newton-steps / --sample-steps: an exported file keeps the "
-                             "ensemble it was "
-                             "exported with; export the model.pt files again")
         model = model_from_exported(exported, paths[0])
         what = f"committee of {model.committee_size} force fields" if hasattr(model, "committee_size") else "force field"
     elif len(paths) == 1 and not Path(args.model[0]).is_dir():
@@ -88,13 +87,22 @@ def run(args) -> int:
     else:
         model = load_committee(paths, uncertainty_threshold=args.uncertainty_threshold)
         what = f"committee of {len(paths)} force fields"
-    if exported is None:
-        if solve and args.fixed_filling is None:
+    if exported is None or ensemble:
+        # An exported file with mu input may move to another ensemble (e.g. a shipped fixed-N
+        # committee at a fixed mu or another filling); what is not given stays as in the file.
+        filling = args.fixed_filling
+        if (exported is not None and filling is None and args.mu is None
+                and getattr(model, "mu_input", False) and model.fixed_filling == model.fixed_filling):
+            filling = model.fixed_filling
+        if solve and filling is None:
             raise ValueError("--newton-steps / --sample-steps set the solve for mu at a fixed filling: give "
                              "--fixed-filling too")
-        set_ensemble(model, fixed_filling=args.fixed_filling, fixed_mu=args.mu,
-                     newton_steps=DEFAULT_NEWTON_STEPS if args.newton_steps is None else args.newton_steps,
-                     sample_steps=DEFAULT_SAMPLE_STEPS if args.sample_steps is None else args.sample_steps)
+        kept = {"newton_steps": DEFAULT_NEWTON_STEPS, "sample_steps": DEFAULT_SAMPLE_STEPS}
+        if exported is not None and getattr(model, "mu_input", False):
+            kept = {key: int(getattr(model, key)) for key in kept}
+        set_ensemble(model, fixed_filling=filling, fixed_mu=args.mu,
+                     newton_steps=kept["newton_steps"] if args.newton_steps is None else args.newton_steps,
+                     sample_steps=kept["sample_steps"] if args.sample_steps is None else args.sample_steps)
     if getattr(model, "mu_input", False):
         what += (f" at fixed filling {model.fixed_filling:g}" if model.fixed_filling == model.fixed_filling
                  else f" at fixed mu {model.fixed_mu:g}")
