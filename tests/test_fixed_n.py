@@ -172,6 +172,35 @@ def test_solved_mu_holds_the_electron_count(trained, filling):
         assert compute_fields(model, lattice, s.numpy()).mu == pytest.approx(float(mu), abs=1e-14)
 
 
+def test_solve_makes_the_first_layer_products_once_and_equals_the_shipped_file(tmp_path, single_thread):
+    """The solve for mu makes the first layer's products with the features once per stage (the
+    sample, then all sites), not once per Newton step (feature_rows). The shipped cutoff-4.5
+    committee, exported before, and the same members exported by this code give the same mu,
+    fields and uncertainty on a 30x30 ED-LLG frame (measured: bit for bit; allowed: float32
+    rounding, which a BLAS may change with its blocking)."""
+    from pathlib import Path
+    path = Path(spinforce.__file__).parent / "models" / "de_square_fixed_n_rc45.ts"
+    s = np.load(Path(__file__).parent / "data" / "de_square_fixed_n_ed_llg_30x30.npz")["spins"][2]
+    model = load_exported(path)
+    lattice = spinforce.Lattice("square", (30, 30))
+    features = model.descriptor.site_features(torch.as_tensor(s, dtype=torch.float32),
+                                              lattice.neighbor_table(model.neighbor_offsets))
+    made = []
+    products = model.feature_rows
+    model.feature_rows = lambda f, images: made.append(images) or products(f, images)
+    model.solve_mu(features)
+    assert made == [1, model.images] and model.sample_steps > 1 and model.newton_steps > 1
+    del model.feature_rows
+    again = export_torchscript(model, tmp_path / "again.ts")
+    shipped, now = MLForceField(path, lattice), MLForceField(again, lattice)
+    a, b = shipped.compute(s), now.compute(s)
+    scale = np.abs(a.fields).max()
+    np.testing.assert_allclose(b.fields, a.fields, rtol=0, atol=1e-6 * scale)
+    np.testing.assert_allclose(b.uncertainty, a.uncertainty, rtol=0, atol=1e-6 * scale)
+    assert b.energy == pytest.approx(a.energy, rel=1e-6)
+    assert now.chemical_potential(s) == pytest.approx(shipped.chemical_potential(s), abs=1e-5)
+
+
 def test_sample_steps_start_the_solve_near_its_root_and_old_files_keep_their_solve():
     """The solve's cheap start (Newton on every 4th site, each counted as a site) lands near the
     root on the shipped committee's 30x30 held-out fixed-N frames, and the default solve (sample

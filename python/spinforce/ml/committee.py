@@ -111,13 +111,26 @@ class CommitteeModel(ChemicalPotentialSolve, nn.Module):
     def threshold(self) -> float | None:
         return None if math.isnan(self.uncertainty_threshold) else self.uncertainty_threshold
 
+    @torch.jit.export  # the densities and their slope, also from a TorchScript file (the solve uses the parts)
     def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor, images: Optional[int] = None):
         """The members' mean (omega_i, d omega_i/d mu, d2 omega_i/d mu2) at mu (ChemicalPotentialSolve)."""
+        n = self.images if images is None else images
+        return self.derivatives_from_rows(self.feature_rows(features, n), mu, n)
+
+    def feature_rows(self, features: torch.Tensor, images: int) -> List[torch.Tensor]:
+        """Every member's first-layer products with the features (SiteEnergyModel.feature_rows)."""
+        rows: List[torch.Tensor] = []
+        for member in self.members:
+            rows.append(member.feature_rows(features, images)[0])
+        return rows
+
+    def derivatives_from_rows(self, rows: List[torch.Tensor], mu: torch.Tensor, images: int):
+        """grand_potential_derivatives from feature_rows: the members' mean."""
         values: List[torch.Tensor] = []
         first: List[torch.Tensor] = []
         second: List[torch.Tensor] = []
-        for member in self.members:
-            v, d1, d2 = member.grand_potential_derivatives(features, mu, images)
+        for k, member in enumerate(self.members):
+            v, d1, d2 = member.derivatives_from_rows([rows[k]], mu, images)
             values.append(v)
             first.append(d1)
             second.append(d2)

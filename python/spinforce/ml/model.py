@@ -90,8 +90,10 @@ def _activation_backward(activation: str, grad: torch.Tensor, z: torch.Tensor) -
 class ChemicalPotentialSolve:
     """The ensemble of a model whose site energies take the chemical potential (``mu_input``):
     the mu it runs at, fixed (``fixed_mu``) or solved for the electron count (``fixed_filling``).
-    Used by SiteEnergyModel and the committee, which give `grand_potential_derivatives(features,
-    mu)`: the site grand potentials and their first two mu-derivatives."""
+    Used by SiteEnergyModel and the committee, which give `feature_rows(features, images)`: the
+    first layer's products with the features, which do not depend on mu (one tensor per network),
+    and `derivatives_from_rows(rows, mu, images)`: from them the site grand potentials and their
+    first two mu-derivatives. The Newton steps of the solve reuse the products."""
 
     def ensemble_mu(self, features: torch.Tensor) -> Optional[torch.Tensor]:
         """The chemical potential of this evaluation (0-dim, no gradient), None for a model
@@ -113,7 +115,11 @@ class ChemicalPotentialSolve:
 
     def row_count(self, features: torch.Tensor, mu: torch.Tensor, images: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """electron_count of site rows, each run as `images` images (1: image 0 alone)."""
-        _, first, second = self.grand_potential_derivatives(features.detach(), mu.detach(), images)
+        return self.count_from_rows(self.feature_rows(features.detach(), images), mu, images)
+
+    def count_from_rows(self, rows: List[torch.Tensor], mu: torch.Tensor, images: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """row_count from the first layer's feature products (feature_rows)."""
+        _, first, second = self.derivatives_from_rows(rows, mu.detach(), images)
         return -first.sum().detach(), -second.sum().detach()
 
     def solve_mu(self, features: torch.Tensor) -> torch.Tensor:
@@ -121,12 +127,15 @@ class ChemicalPotentialSolve:
         A cheap start first: `sample_steps` Newton steps from the mean training mu on a sample of
         the sites (image 0 of every site for a descriptor with images, else every
         SAMPLE_STRIDE-th site: a slice of fixed stride, no data-dependent shape); then
-        `newton_steps` on all sites and images."""
+        `newton_steps` on all sites and images. The first layer's products with the features, most
+        of a step's cost, are made once for all steps (feature_rows)."""
+        features = features.detach()
         mu = torch.full((), self.mu_mean, dtype=features.dtype, device=features.device)
         if self.sample_steps > 0:
             sample = features[::self.sample_stride]
-            mu = self.newton(sample, 1, mu, self.sample_steps)
-        return self.newton(features, self.images, mu, self.newton_steps)
+            mu = self.newton(self.feature_rows(sample, 1), sample.shape[0], 1, mu, self.sample_steps)
+        return self.newton(self.feature_rows(features, self.images), features.shape[0], self.images, mu,
+                           self.newton_steps)
 
     @torch.jit.export  # read by MLForceField.chemical_potential (forward does not call it)
     def chemical_potential(self, spins: torch.Tensor, neighbors: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -136,17 +145,19 @@ class ChemicalPotentialSolve:
         assert mu is not None
         return mu, self.electron_count(features, mu)[0]
 
-    def newton(self, features: torch.Tensor, images: int, mu: torch.Tensor, steps: int) -> torch.Tensor:
+    def newton(self, rows: List[torch.Tensor], num_sites: int, images: int, mu: torch.Tensor,
+               steps: int) -> torch.Tensor:
         """`steps` Newton steps from mu towards the mu with fixed_filling * 2 electrons per site of
-        the site rows (each run as `images` images), kept inside a bracket that every step narrows (a step
-        that would leave it, or a non-increasing count, bisects instead). The bracket starts as the
-        training range of mu widened by half its width on either side: mu never leaves it."""
-        target = self.fixed_filling * 2.0 * float(features.shape[0])
+        `num_sites` site rows (their feature_rows, each run as `images` images), kept inside a bracket
+        that every step narrows (a step that would leave it, or a non-increasing count, bisects
+        instead). The bracket starts as the training range of mu widened by half its width on
+        either side: mu never leaves it."""
+        target = self.fixed_filling * 2.0 * float(num_sites)
         half = 0.5 * (self.mu_max - self.mu_min)
-        lo = torch.full((), self.mu_min - half, dtype=features.dtype, device=features.device)
-        hi = torch.full((), self.mu_max + half, dtype=features.dtype, device=features.device)
+        lo = torch.full((), self.mu_min - half, dtype=mu.dtype, device=mu.device)
+        hi = torch.full((), self.mu_max + half, dtype=mu.dtype, device=mu.device)
         for _ in range(steps):
-            count, slope = self.row_count(features, mu, images)
+            count, slope = self.count_from_rows(rows, mu, images)
             excess = count - target
             lo = torch.where(excess < 0, mu, lo)
             hi = torch.where(excess > 0, mu, hi)
@@ -332,19 +343,26 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         gives all images (about half the cost of a force evaluation). The feature mean and std
         are the same for the columns that images exchange (training takes them over all images).
         `weight`: _image_weight(images), if the caller has it already."""
-        first = self.mlp[0]
-        num_features = self.feature_mean.shape[0]
-        x = (features - self.feature_mean) / self.feature_std
         n = self.images if images is None else images
-        if weight is None:
-            weight = self._image_weight(n)
-        out = torch.addmm(first.bias.repeat(n), x, weight)
+        out = self._feature_products(features, n, weight)
         if self.mu_input:
             if mu is None:
                 raise RuntimeError("this model takes the chemical potential mu as an input; none was given")
-            m = (mu.to(x.dtype) - self.mu_mean) / self.mu_std
-            out = out + m.unsqueeze(-1) * first.weight[:, num_features].repeat(n)
+            out = self._add_mu(out, mu, n)
         return out.reshape(features.shape[0] * n, -1)
+
+    def _feature_products(self, features: torch.Tensor, images: int, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(N, images * H): the first layer on the normalised features of every image, with its
+        bias, without the mu input (_first_layer)."""
+        x = (features - self.feature_mean) / self.feature_std
+        if weight is None:
+            weight = self._image_weight(images)
+        return torch.addmm(self.mlp[0].bias.repeat(images), x, weight)
+
+    def _add_mu(self, products: torch.Tensor, mu: torch.Tensor, images: int) -> torch.Tensor:
+        """_feature_products (N, images * H) plus the first layer on (mu - mu_mean) / mu_std."""
+        m = (mu.to(products.dtype) - self.mu_mean) / self.mu_std
+        return products + m.unsqueeze(-1) * self.mlp[0].weight[:, self.feature_mean.shape[0]].repeat(images)
 
     def _image_weight(self, images: int) -> torch.Tensor:
         """(F, images * H): the first layer's feature weights, transposed, block g those of image g
@@ -386,12 +404,23 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         grad = grad.reshape(features.shape[0], -1).matmul(weight.t()) / self.feature_std
         return self._site_energies(x, mu), grad
 
+    @torch.jit.export  # the densities and their slope, also from a TorchScript file (the solve uses the parts)
     def grand_potential_derivatives(self, features: torch.Tensor, mu: torch.Tensor, images: Optional[int] = None):
         """(omega_i, d omega_i/d mu, d2 omega_i/d mu2), each (N,), at a 0-dim mu (`images` rows
         to a site, by default the descriptor's: image_mean): the network
         carries the first two mu-derivatives of every layer's output forward with its values
         (no autograd; about 3 forward passes, several times cheaper than differentiating twice)."""
-        x = self._first_layer(features, mu, images)
+        n = self.images if images is None else images
+        return self.derivatives_from_rows(self.feature_rows(features, n), mu, n)
+
+    def feature_rows(self, features: torch.Tensor, images: int) -> List[torch.Tensor]:
+        """[the first layer's products with the features of every image (N, images * H)]: the part
+        of grand_potential_derivatives that does not depend on mu (ChemicalPotentialSolve)."""
+        return [self._feature_products(features, images)]
+
+    def derivatives_from_rows(self, rows: List[torch.Tensor], mu: torch.Tensor, images: int):
+        """grand_potential_derivatives from feature_rows."""
+        x = self._add_mu(rows[0], mu, images).reshape(rows[0].shape[0] * images, -1)
         # d/dmu of the first layer's output: only its input (mu - mu_mean) / mu_std moves (a
         # division by the float, not by a tensor of it: TorchScript would round that to float32)
         d1 = self.mlp[0].weight[:, -1:].t() / self.mu_std
