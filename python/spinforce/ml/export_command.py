@@ -90,19 +90,19 @@ def run(args) -> int:
     if exported is None or ensemble:
         # An exported file with mu input may move to another ensemble (e.g. a shipped fixed-N
         # committee at a fixed mu or another filling); what is not given stays as in the file.
+        # (every model has the ensemble attributes: NaN filling and the default steps without mu input)
+        kept = exported is not None
         filling = args.fixed_filling
-        if (exported is not None and filling is None and args.mu is None
-                and getattr(model, "mu_input", False) and model.fixed_filling == model.fixed_filling):
+        if kept and filling is None and args.mu is None and model.fixed_filling == model.fixed_filling:
             filling = model.fixed_filling
         if solve and filling is None:
             raise ValueError("--newton-steps / --sample-steps set the solve for mu at a fixed filling: give "
                              "--fixed-filling too")
-        kept = {"newton_steps": DEFAULT_NEWTON_STEPS, "sample_steps": DEFAULT_SAMPLE_STEPS}
-        if exported is not None and getattr(model, "mu_input", False):
-            kept = {key: int(getattr(model, key)) for key in kept}
+        newton_steps = model.newton_steps if kept else DEFAULT_NEWTON_STEPS
+        sample_steps = model.sample_steps if kept else DEFAULT_SAMPLE_STEPS
         set_ensemble(model, fixed_filling=filling, fixed_mu=args.mu,
-                     newton_steps=kept["newton_steps"] if args.newton_steps is None else args.newton_steps,
-                     sample_steps=kept["sample_steps"] if args.sample_steps is None else args.sample_steps)
+                     newton_steps=newton_steps if args.newton_steps is None else args.newton_steps,
+                     sample_steps=sample_steps if args.sample_steps is None else args.sample_steps)
     if getattr(model, "mu_input", False):
         what += (f" at fixed filling {model.fixed_filling:g}" if model.fixed_filling == model.fixed_filling
                  else f" at fixed mu {model.fixed_mu:g}")

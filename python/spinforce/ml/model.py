@@ -111,14 +111,11 @@ class ChemicalPotentialSolve:
     def electron_count(self, features: torch.Tensor, mu: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(N_e(mu), dN_e/dmu) with N_e = sum_i n_i = -dOmega/dmu, both 0-dim; `features` the
         descriptor's site_features."""
-        return self.row_count(features, mu, self.images)
-
-    def row_count(self, features: torch.Tensor, mu: torch.Tensor, images: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """electron_count of site rows, each run as `images` images (1: image 0 alone)."""
-        return self.count_from_rows(self.feature_rows(features.detach(), images), mu, images)
+        return self.count_from_rows(self.feature_rows(features.detach(), self.images), mu, self.images)
 
     def count_from_rows(self, rows: List[torch.Tensor], mu: torch.Tensor, images: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """row_count from the first layer's feature products (feature_rows)."""
+        """electron_count from the first layer's feature products of site rows (feature_rows), each
+        run as `images` images (1: image 0 alone)."""
         _, first, second = self.derivatives_from_rows(rows, mu.detach(), images)
         return -first.sum().detach(), -second.sum().detach()
 
