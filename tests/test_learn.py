@@ -1,5 +1,6 @@
 """`spinforce learn`: the active-learning loop, resumed after an interruption at every stage."""
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,12 +122,20 @@ def test_shipped_examples_are_valid():
     assert not set(explore_seeds) & set(range(1000, 1010))
     # the fixed-N variant: labels at several mu bracketing the 30x30 quench's mu (-3.6 .. -4.7),
     # explore seeds away from the held-out fixed-N quenches (1000 + k, 3000 + k)
-    fn = load_config(found["de_square_fixed_n"])
-    assert fn["model"]["filling"] == pytest.approx((1 - 0.015) / 2) and fn["label"]["method"] == "ed"
-    assert min(fn["model"]["mus"]) < -4.7 and max(fn["model"]["mus"]) > -3.6
-    assert all(fn[s]["shape"] == [30, 30] for s in ("data", "test", "explore"))
-    explore_seeds = range(fn["explore"]["seed"], fn["explore"]["seed"] + fn["explore"]["runs"])
-    assert not set(explore_seeds) & (set(range(1000, 1010)) | set(range(3000, 3010)))
+    for name in ("de_square_fixed_n", "de_square_fixed_n_rc45"):
+        fn = load_config(found[name])
+        assert fn["model"]["filling"] == pytest.approx((1 - 0.015) / 2) and fn["label"]["method"] == "ed"
+        assert min(fn["model"]["mus"]) < -4.7 and max(fn["model"]["mus"]) > -3.6
+        assert all(fn[s]["shape"] == [30, 30] for s in ("data", "test", "explore"))
+        explore_seeds = range(fn["explore"]["seed"], fn["explore"]["seed"] + fn["explore"]["runs"])
+        assert not set(explore_seeds) & (set(range(1000, 1010)) | set(range(3000, 3010)))
+    # the cutoff-4.5 example trains the members of the shipped rc45 committee (its training config) and
+    # labels every frame its quenches save
+    from spinforce.ml.training import load_config as load_training
+    rc45 = load_training(Path(sf.__file__).parent / "ml" / "configs" / "de_square_fixed_n_rc45.toml")
+    assert fn["train"]["descriptor"] == rc45["descriptor"]
+    assert fn["train"]["network"]["hidden"] == rc45["model"]["hidden"] and fn["train"]["training"]["point_group"] == "sample"
+    assert fn["label"]["frames"] == fn["explore"]["runs"] * fn["explore"]["steps"] // fn["explore"]["save_every"]
     tet = load_config(found["tetra_triangular"])
     assert tet["model"]["kind"] == "triangular" and tet["model"]["filling"] == 0.25
     # the T_el = 0.3 variant: its fixed mu gives the tetrahedral state filling 1/4 (ED, 12x12: -2.5686),
