@@ -20,9 +20,11 @@ keep the exported forward free of data-dependent control flow. This script measu
   the shipped committee and for a committee of 3 random ordered-bond members (cutoff 3, 64-64, 8
   images: the cost does not depend on the weights).
 
-Writes bench/results/newton_steps.json.
+Writes bench/results/NAME.json (--name, default newton_steps). --model measures the convergence of
+another fixed-filling file (on --sizes; --no-cost skips the timing).
 
     python bench/newton_steps.py [--size 64] [--repeats 7] [--threads 1]
+    python bench/newton_steps.py --model FILE.ts --sizes 12 20 30 48 --no-cost --name NAME
 """
 from __future__ import annotations
 
@@ -59,13 +61,13 @@ def states(lattice, count: int = 4):
     return out
 
 
-def residuals(model, dtype, sample_steps: int, full_steps) -> dict:
+def residuals(model, dtype, sample_steps: int, full_steps, sizes=SIZES) -> dict:
     """Largest relative electron-count residual after each number of full Newton steps (after
-    `sample_steps` on the site sample), over the states of every lattice size in SIZES."""
+    `sample_steps` on the site sample), over the states of every lattice size in `sizes`."""
     model = model.to(dtype)
     worst = {k: 0.0 for k in full_steps}
     with torch.no_grad():
-        for size in SIZES:
+        for size in sizes:
             lattice = Lattice("square", (size, size))
             neighbors = lattice.neighbor_table(model.neighbor_offsets)
             target = model.fixed_filling * 2.0 * lattice.num_sites
@@ -90,42 +92,53 @@ def evaluation_cost(model, lattice, spins, repeats: int, tmp: Path, name: str) -
     return {"us_per_site": us, "ratio": us["old"] / us["default"]}
 
 
+def solve_costs(lattice, spins, repeats: int) -> dict:
+    """evaluation_cost of the shipped bond-shell committee and of a random ordered-bond one."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        shipped = evaluation_cost(load_exported(SHIPPED), lattice, spins, repeats, tmp, "shipped")
+        ordered = load_exported(committee_file(lattice, {"kind": "ordered_bonds", "cutoff": 3.0}, "float32",
+                                               "fixed_n", tmp / "ordered.ts"))
+        return {"de_square_fixed_n (bond shells)": shipped,
+                "random ordered-bond committee": evaluation_cost(ordered, lattice, spins, repeats, tmp, "ordered")}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=64, help="linear lattice size L of the timed evaluation")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", type=Path, default=SHIPPED, help="fixed-filling file whose convergence is measured "
+                        "(default: the shipped de_square_fixed_n committee)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="lattice sides of the convergence")
+    parser.add_argument("--name", default="newton_steps", help="JSON name in bench/results")
+    parser.add_argument("--no-cost", action="store_true", help="measure the convergence only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     convergence = {}
     for name, dtype in (("float64", torch.float64), ("float32", torch.float32)):
-        full_only = residuals(load_exported(SHIPPED), dtype, 0, range(2, 11))
-        sampled = residuals(load_exported(SHIPPED), dtype, DEFAULT_SAMPLE_STEPS, range(1, 7))
+        full_only = residuals(load_exported(args.model), dtype, 0, range(2, 11), args.sizes)
+        sampled = residuals(load_exported(args.model), dtype, DEFAULT_SAMPLE_STEPS, range(1, 7), args.sizes)
         convergence[name] = {"full_steps_only": {str(k): v for k, v in full_only.items()},
                              f"after_{DEFAULT_SAMPLE_STEPS}_sample_steps": {str(k): v for k, v in sampled.items()}}
-        print(f"{name}: largest |N_e(mu) - N_e| / N_e on {'/'.join(map(str, SIZES))}-square lattices")
+        print(f"{name}: largest |N_e(mu) - N_e| / N_e on {'/'.join(map(str, args.sizes))}-square lattices")
         print("  K full steps:                   " + ", ".join(f"K={k} {v:.0e}" for k, v in full_only.items()))
         print(f"  {DEFAULT_SAMPLE_STEPS} sample steps + K full steps:  "
               + ", ".join(f"K={k} {v:.0e}" for k, v in sampled.items()))
     lattice = Lattice("square", (args.size, args.size))
     spins = states(lattice, 1)[0]
-    cost = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        cost["de_square_fixed_n (bond shells)"] = evaluation_cost(load_exported(SHIPPED), lattice, spins,
-                                                                  args.repeats, tmp, "shipped")
-        ordered = load_exported(committee_file(lattice, {"kind": "ordered_bonds", "cutoff": 3.0}, "float32",
-                                               "fixed_n", tmp / "ordered.ts"))
-        cost["random ordered-bond committee"] = evaluation_cost(ordered, lattice, spins, args.repeats, tmp, "ordered")
+    cost = {} if args.no_cost else solve_costs(lattice, spins, args.repeats)
     for name, c in cost.items():
         print(f"one evaluation, float32, {name}: 8 full steps {c['us_per_site']['old']:.1f} us/site, "
               f"{DEFAULT_SAMPLE_STEPS} sample + {DEFAULT_NEWTON_STEPS} full {c['us_per_site']['default']:.1f} us/site: "
               f"{c['ratio']:.2f}x")
-    write_json("newton_steps", {"model": "spinforce/models/de_square_fixed_n.ts", "sizes": list(SIZES),
-                                "states_per_size": len(states(lattice)), "timed_size": args.size,
-                                "repeats": args.repeats, "threads": args.threads,
-                                "default_solve": NEW_SOLVE, "old_solve": OLD_SOLVE,
-                                "max_relative_residual": convergence, "cost": cost})
+    model = args.model.resolve()
+    shown = model.relative_to(SHIPPED.parents[2]) if model.is_relative_to(SHIPPED.parents[2]) else model
+    write_json(args.name, {"model": str(shown), "sizes": args.sizes,
+                           "states_per_size": len(states(lattice)), "timed_size": args.size,
+                           "repeats": args.repeats, "threads": args.threads,
+                           "default_solve": NEW_SOLVE, "old_solve": OLD_SOLVE,
+                           "max_relative_residual": convergence, "cost": cost})
 
 
 if __name__ == "__main__":
