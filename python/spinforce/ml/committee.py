@@ -298,7 +298,7 @@ def load_committee(source, lattice=None, uncertainty_threshold: float | None = N
 
 def export_committee(model_paths, out_path, *, uncertainty_threshold: float | None = None,
                      overwrite: bool = False, fixed_filling: float | None = None, fixed_mu: float | None = None,
-                     newton_steps: int | None = None, sample_steps: int = DEFAULT_SAMPLE_STEPS) -> Path:
+                     newton_steps: int = DEFAULT_NEWTON_STEPS, sample_steps: int = DEFAULT_SAMPLE_STEPS) -> Path:
     """Write the committee of `model_paths` (model.pt files, or a train_committee directory) as
     one TorchScript file for spinforce.MLForceField. uncertainty_threshold (a torque, in the
     energy units of the data) is stored in the file: `spinforce simulate` warns once when a

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .model import DEFAULT_NEWTON_STEPS, DEFAULT_NEWTON_STEPS_IMAGES, DEFAULT_SAMPLE_STEPS
+from .model import DEFAULT_NEWTON_STEPS, DEFAULT_SAMPLE_STEPS
 
 HELP = "export a trained model (or a committee of models) as TorchScript or a compiled .pt2 package"
 
@@ -58,8 +58,7 @@ def add_arguments(p) -> None:
     p.add_argument("--mu", type=float, default=None, metavar="MU",
                    help="model with mu input: run at this fixed chemical potential (inside the trained range)")
     p.add_argument("--newton-steps", type=int, default=None, metavar="K",
-                   help=f"--fixed-filling: Newton steps of the solve for mu on all sites (default {DEFAULT_NEWTON_STEPS}, "
-                        f"{DEFAULT_NEWTON_STEPS_IMAGES} for a descriptor with point-group images)")
+                   help=f"--fixed-filling: Newton steps of the solve for mu on all sites (default {DEFAULT_NEWTON_STEPS})")
     p.add_argument("--sample-steps", type=int, default=None, metavar="K",
                    help=f"--fixed-filling: Newton steps on a sample of the sites before them, a cheap start "
                         f"(default {DEFAULT_SAMPLE_STEPS}; 0: none)")
@@ -99,7 +98,7 @@ def run(args) -> int:
         if solve and filling is None:
             raise ValueError("--newton-steps / --sample-steps set the solve for mu at a fixed filling: give "
                              "--fixed-filling too")
-        newton_steps = model.newton_steps if kept else None  # None: default_newton_steps
+        newton_steps = model.newton_steps if kept else DEFAULT_NEWTON_STEPS
         sample_steps = model.sample_steps if kept else DEFAULT_SAMPLE_STEPS
         set_ensemble(model, fixed_filling=filling, fixed_mu=args.mu,
                      newton_steps=newton_steps if args.newton_steps is None else args.newton_steps,

@@ -34,7 +34,7 @@ from torch import nn
 from ..descriptors.registry import make_descriptor
 from ..outputs import atomic_write
 
-__all__ = ["SiteEnergyModel", "ChemicalPotentialSolve", "set_ensemble", "DEFAULT_NEWTON_STEPS", "DEFAULT_SAMPLE_STEPS", "default_newton_steps", "build_model", "save_model", "load_model", "export_torchscript", "compute_fields",
+__all__ = ["SiteEnergyModel", "ChemicalPotentialSolve", "set_ensemble", "DEFAULT_NEWTON_STEPS", "DEFAULT_SAMPLE_STEPS", "build_model", "save_model", "load_model", "export_torchscript", "compute_fields",
            "quiet_torchscript", "MODEL_FORMAT", "MODEL_FORMAT_VERSION", "TORCHSCRIPT_FORMAT",
            "TORCHSCRIPT_FORMAT_VERSION", "ACTIVATIONS", "DTYPES"]
 
@@ -50,13 +50,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # shipped de_square_fixed_n committee on 8x8 .. 64x64 random and Neel-like states: the sample's root
 # lies within 0.07 of the full one, and 4 full steps from it reach |sum_i n_i - N_e| / N_e < 1e-13 in
 # float64 (float32: its 1e-7 floor in 2-3), as 8 full steps from the mean training mu did, at about
-# half the cost. With point-group images the sample is every site's image 0, whose root is much nearer
-# the full one: for the shipped de_square_fixed_n_rc45 committee 2 full steps reach 3e-11 in float64 on
-# 12x12 and 20x20 states and float32's floor, 2e-7, on 30x30 quench frames (fields within 1e-5 of the
-# largest field of 6 steps), 1.3x (30x30) to 1.6x (96x96) faster than 4 (default_newton_steps).
+# half the cost.
 DEFAULT_SAMPLE_STEPS = 6
 DEFAULT_NEWTON_STEPS = 4
-DEFAULT_NEWTON_STEPS_IMAGES = 2
 SAMPLE_STRIDE = 4
 
 
@@ -175,20 +171,13 @@ class ChemicalPotentialSolve:
         return grand_potential + mu * (self.fixed_filling * 2.0 * float(num_sites))
 
 
-def default_newton_steps(model: nn.Module) -> int:
-    """The full Newton steps of the mu solve after the sample steps: fewer for a descriptor with
-    point-group images, whose sample (image 0 of every site) starts them nearer the root."""
-    return DEFAULT_NEWTON_STEPS_IMAGES if int(getattr(model, "images", 1)) > 1 else DEFAULT_NEWTON_STEPS
-
-
 def set_ensemble(model: nn.Module, *, fixed_filling: float | None = None, fixed_mu: float | None = None,
-                 newton_steps: int | None = None, sample_steps: int = DEFAULT_SAMPLE_STEPS) -> nn.Module:
+                 newton_steps: int = DEFAULT_NEWTON_STEPS, sample_steps: int = DEFAULT_SAMPLE_STEPS) -> nn.Module:
     """Set the ensemble a model with mu input runs in (in place; returns it): fixed electron
     count at filling N_e / 2N = fixed_filling in (0, 1), or fixed chemical potential fixed_mu
     (inside the mu range the model was trained on). Exactly one of them for a mu-input model,
     neither for a model without mu input. At a fixed filling mu is solved with sample_steps
-    Newton steps on a sample of the sites, then newton_steps on all (ChemicalPotentialSolve;
-    None: default_newton_steps)."""
+    Newton steps on a sample of the sites, then newton_steps on all (ChemicalPotentialSolve)."""
     mu_input = bool(getattr(model, "mu_input", False))
     if not mu_input:
         if fixed_filling is not None or fixed_mu is not None:
@@ -200,8 +189,6 @@ def set_ensemble(model: nn.Module, *, fixed_filling: float | None = None, fixed_
         raise ValueError("a model with the chemical potential as input runs at a fixed electron count or at a fixed "
                          "mu: give exactly one of fixed_filling (--fixed-filling F, F = N_e / 2N in (0, 1)) and "
                          f"fixed_mu (--mu MU, in the trained range [{model.mu_min:g}, {model.mu_max:g}])")
-    if newton_steps is None:
-        newton_steps = default_newton_steps(model)
     for name, value, least in (("newton_steps", newton_steps, 1), ("sample_steps", sample_steps, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= 100:
             raise ValueError(f"{name} must be an integer in [{least}, 100], got {value!r}")
