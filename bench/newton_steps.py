@@ -46,9 +46,10 @@ SHIPPED = Path(spinforce.__file__).resolve().parent / "models" / "de_square_fixe
 OLD_SOLVE = {"sample_steps": 0, "newton_steps": 8}  # the solve before the sample steps
 NEW_SOLVE = {"sample_steps": DEFAULT_SAMPLE_STEPS, "newton_steps": DEFAULT_NEWTON_STEPS}
 SIZES = (8, 12, 30, 64)
+STATES_PER_KIND = 4  # random and Neel-like states per lattice size
 
 
-def states(lattice, count: int = 4):
+def states(lattice, count: int = STATES_PER_KIND):
     """Random and Neel-like spins (Neel order with noise 0.3), `count` each."""
     rng = np.random.default_rng(0)
     x, y = np.asarray(lattice.positions).T
@@ -135,7 +136,7 @@ def main():
     model = args.model.resolve()
     shown = model.relative_to(SHIPPED.parents[2]) if model.is_relative_to(SHIPPED.parents[2]) else model
     write_json(args.name, {"model": str(shown), "sizes": args.sizes,
-                           "states_per_size": len(states(lattice)), "timed_size": args.size,
+                           "states_per_size": 2 * STATES_PER_KIND, "timed_size": args.size,
                            "repeats": args.repeats, "threads": args.threads,
                            "default_solve": NEW_SOLVE, "old_solve": OLD_SOLVE,
                            "max_relative_residual": convergence, "cost": cost})
