@@ -362,3 +362,87 @@ def test_every_image_from_the_site_row_and_the_written_out_backward_equal_autogr
         energies, fields, _ = m.evaluate(spins.detach(), nb)
         np.testing.assert_allclose(energies.numpy(), eps.detach().numpy(), rtol=0, atol=1e-12)
         np.testing.assert_allclose(fields.numpy(), -grad.numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("mu_input", [False, True])
+def test_one_point_group_image_per_member_reads_image_k_and_exports(tmp_path, mu_input):
+    """set_point_group(model, "one") (spinforce export --point-group one): a network reads one
+    image of each site, member k of a committee image k. Its site energies are the network on row
+    k of every site's images (descriptor.features); the mean of one network run on each image in
+    turn is the averaged model (energies and fields, 1e-12); a single image is not invariant
+    under the point group; the exported committee gives the Python fields in the C++ provider
+    (1e-10), keeps the mode when exported again and returns to the exact average with
+    --point-group average."""
+    import copy
+    from spinforce.cli import main
+    from spinforce.ml.committee import CommitteeModel, load_exported
+    from spinforce.ml.model import point_group_mode, set_point_group
+    lat = spinforce.Lattice("square", 8)
+    members = [_random_model(lat, {"cutoff": 2.0, "half_angle": True}, mu_input, seed=k) for k in range(3)]
+    for member in members:
+        member.mu_mean, member.mu_std, member.mu_min, member.mu_max, member.density_mean = 0.5, 0.2, 0.0, 1.0, 0.5
+        if mu_input:
+            set_ensemble(member, fixed_mu=0.4)
+    G = members[0].descriptor.images
+    nb = lat.neighbor_table(members[0].neighbor_offsets)
+    s = lat.random_spins(4)
+    spins = torch.from_numpy(s)
+    mu = torch.tensor(0.4, dtype=torch.float64) if mu_input else None
+    averaged = members[0]
+    eps_all, h_all = averaged.site_energies_and_fields(spins, nb)
+    rows = averaged.descriptor.features(spins, nb)  # every image of every site, image-major per site
+    per_image = averaged._site_energies(averaged._network(averaged._first_layer(rows, mu, images=1)), mu, images=1)
+    eps_sum, h_sum = torch.zeros_like(eps_all), torch.zeros_like(h_all)
+    for g in range(G):
+        one = copy.deepcopy(averaged)
+        set_point_group(one, "one")
+        one.point_group_image = g
+        eps, h = one.site_energies_and_fields(spins, nb)
+        np.testing.assert_allclose(eps.detach().numpy(), per_image.reshape(-1, G)[:, g].detach().numpy(), atol=1e-12)
+        eps_sum, h_sum = eps_sum + eps.detach(), h_sum + h.detach()
+    np.testing.assert_allclose((eps_sum / G).numpy(), eps_all.detach().numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose((h_sum / G).numpy(), h_all.detach().numpy(), rtol=0, atol=1e-12)
+    one = set_point_group(copy.deepcopy(averaged), "one")
+    eps = one.site_energies(spins, nb, mu).detach().numpy()
+    image, moved = list(point_group_images(lat, s))[1]
+    assert np.abs(one.site_energies(torch.from_numpy(moved), nb, mu).detach().numpy()[image] - eps).max() > 1e-3
+
+    committee = CommitteeModel(members)
+    if mu_input:
+        set_ensemble(committee, fixed_mu=0.4)
+    path = export_torchscript(committee, tmp_path / "average.ts")
+    average_fields = compute_fields(committee, lat, s).fields
+    set_point_group(committee, "one")
+    assert [m.point_group_image for m in committee.members] == [0, 1, 2] and committee.images == 1
+    mean = np.mean([compute_fields(_with_image(m, k), lat, s).fields for k, m in enumerate(members)], axis=0)
+    one_path = export_torchscript(committee, tmp_path / "one.ts")
+    ref, _ = cpp_matches_python(one_path, committee, lat, s, smallest=1e-2)
+    np.testing.assert_allclose(ref.fields, mean, rtol=0, atol=1e-12)
+    assert np.abs(ref.fields - average_fields).max() > 1e-3
+    assert point_group_mode(load_exported(one_path)) == "one"
+    assert main(["export", str(one_path), "--torchscript", str(tmp_path / "again.ts")]) == 0
+    assert main(["export", str(one_path), "--torchscript", str(tmp_path / "back.ts"), "--point-group", "average"]) == 0
+    big = spinforce.Lattice("square", (10, 9))
+    s2 = big.random_spins(5)
+    for name, want in (("again.ts", one_path), ("back.ts", path)):
+        np.testing.assert_allclose(spinforce.MLForceField(tmp_path / name, big).compute(s2).fields,
+                                   spinforce.MLForceField(want, big).compute(s2).fields, rtol=0, atol=1e-12)
+
+
+def _with_image(model, image):
+    """A copy of `model` that reads point-group image `image` of every site."""
+    import copy
+    from spinforce.ml.model import set_point_group
+    one = set_point_group(copy.deepcopy(model), "one")
+    one.point_group_image = image
+    return one
+
+
+def test_point_group_one_is_refused_for_a_descriptor_without_images():
+    from spinforce.ml.model import set_point_group
+    lat = spinforce.Lattice("square", 8)
+    model = build_model(lat, "bond_shells", {"cutoff": 2.0}, [8], "tanh", "float64")
+    with pytest.raises(ValueError, match="--point-group one: the bond_shells descriptor has no point-group images"):
+        set_point_group(model, "one")
+    with pytest.raises(ValueError, match=r"must be one of \['average', 'one'\], got 'two'"):
+        set_point_group(model, "two")

@@ -241,7 +241,7 @@ def model_from_exported(script, path) -> nn.Module:
     attributes."""
     from ..descriptors.registry import KINDS, setting_names
     from ..lattice import LATTICE_KINDS, Lattice
-    from .model import MU_SETTINGS, build_model, set_mu_settings
+    from .model import MU_SETTINGS, build_model, point_group_mode, set_mu_settings, set_point_group
     scripts = list(script.members.children()) if hasattr(script, "committee_size") else [script]
     kind, descriptor_kind = script.lattice_kind, script.descriptor_kind
     if descriptor_kind not in KINDS:
@@ -277,6 +277,8 @@ def model_from_exported(script, path) -> nn.Module:
     else:
         threshold = float(script.uncertainty_threshold)
         model = CommitteeModel(members, None if math.isnan(threshold) else threshold)
+    if point_group_mode(script) != "average":  # as the file ran them (member k image k mod |G|)
+        set_point_group(model, point_group_mode(script))
     if model.mu_input:  # the ensemble it was exported for
         filling, mu = float(script.fixed_filling), float(script.fixed_mu)
         set_ensemble(model, fixed_filling=None if math.isnan(filling) else filling,

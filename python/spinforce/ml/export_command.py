@@ -28,12 +28,14 @@ evaluation: --sample-steps Newton steps on a sample of the sites, then --newton-
 fixed chemical potential (--mu MU). An exported file with mu input is exported again for another
 ensemble in the same way (e.g. the shipped fixed-N committee at a fixed mu, or at another filling
 inside its trained mu range); the solve's steps not given stay as in the file.
+--point-group one runs each member on one point-group image of each site instead of their mean
+(ordered bonds: 1/8 of the network's cost on the square lattice; docs/ml.md, "One point-group image").
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .model import DEFAULT_NEWTON_STEPS, DEFAULT_SAMPLE_STEPS
+from .model import DEFAULT_NEWTON_STEPS, DEFAULT_SAMPLE_STEPS, POINT_GROUP_MODES
 
 HELP = "export a trained model (or a committee of models) as TorchScript or a compiled .pt2 package"
 
@@ -62,12 +64,17 @@ def add_arguments(p) -> None:
     p.add_argument("--sample-steps", type=int, default=None, metavar="K",
                    help=f"--fixed-filling: Newton steps on a sample of the sites before them, a cheap start "
                         f"(default {DEFAULT_SAMPLE_STEPS}; 0: none)")
+    p.add_argument("--point-group", choices=POINT_GROUP_MODES, default=None,
+                   help="descriptor with point-group images: 'average' (as trained; exactly symmetric) or 'one' "
+                        "(each member reads one image, member k image k: 1/|G| of the network's cost, for members "
+                        "trained with training.point_group = 'sample'; docs/ml.md); default: as in the file, "
+                        "else average")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
 def run(args) -> int:
     from .committee import committee_member_paths, load_committee, model_from_exported
-    from .model import export_torchscript, load_model, read_exported, set_ensemble
+    from .model import export_torchscript, load_model, point_group_mode, read_exported, set_ensemble, set_point_group
     if args.torchscript and (args.dtype is not None or args.device != "cpu"):
         raise ValueError("--dtype and --device choose what a --pt2 package is compiled for; a TorchScript file "
                          "runs in any dtype and on any device (MLForceField(..., dtype=, device=))")
@@ -103,9 +110,13 @@ def run(args) -> int:
         set_ensemble(model, fixed_filling=filling, fixed_mu=args.mu,
                      newton_steps=newton_steps if args.newton_steps is None else args.newton_steps,
                      sample_steps=sample_steps if args.sample_steps is None else args.sample_steps)
+    if args.point_group is not None:
+        set_point_group(model, args.point_group)
     if getattr(model, "mu_input", False):
         what += (f" at fixed filling {model.fixed_filling:g}" if model.fixed_filling == model.fixed_filling
                  else f" at fixed mu {model.fixed_mu:g}")
+    if point_group_mode(model) == "one":
+        what += " (one point-group image per member)"
     if args.torchscript:
         out = export_torchscript(model, args.torchscript, overwrite=args.overwrite)
         print(f"wrote {out}: TorchScript {what} for the {model.lattice_kind} lattice")

@@ -115,14 +115,14 @@ class ChemicalPotentialSolve:
 
     def count_from_rows(self, rows: List[torch.Tensor], mu: torch.Tensor, images: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """electron_count from the first layer's feature products of site rows (feature_rows), each
-        run as `images` images (1: image 0 alone)."""
+        run as `images` images (1: image 0 alone, or the model's point_group_image)."""
         _, first, second = self.derivatives_from_rows(rows, mu.detach(), images)
         return -first.sum().detach(), -second.sum().detach()
 
     def solve_mu(self, features: torch.Tensor) -> torch.Tensor:
         """mu with sum_i n_i(mu) = fixed_filling * 2N (`features` the descriptor's site_features).
         A cheap start first: `sample_steps` Newton steps from the mean training mu on a sample of
-        the sites (image 0 of every site for a descriptor with images, else every
+        the sites (image 0 of every site for a model that averages point-group images, else every
         SAMPLE_STRIDE-th site: a slice of fixed stride, no data-dependent shape); then
         `newton_steps` on all sites and images. The first layer's products with the features, most
         of a step's cost, are made once for all steps (feature_rows)."""
@@ -209,6 +209,39 @@ def set_ensemble(model: nn.Module, *, fixed_filling: float | None = None, fixed_
     return model
 
 
+POINT_GROUP_MODES = ("average", "one")
+
+
+def set_point_group(model: nn.Module, mode: str) -> nn.Module:
+    """How a model (or committee) on a descriptor with point-group images runs them, in place;
+    returns it. "average" (as trained): each site energy is the network's mean over the |G|
+    images of its neighbourhood, exactly symmetric under the lattice's point group. "one": each
+    network reads one image, member k of a committee image k mod |G| (so the committee's mean
+    still spans K images): 1/|G| of the network's cost, for members trained on one image per site
+    (training.point_group = "sample"), whose single images are as accurate as their mean; the
+    fields are then symmetric only up to the members' differences between images (docs/ml.md,
+    "One point-group image")."""
+    if mode not in POINT_GROUP_MODES:
+        raise ValueError(f"point group (--point-group) must be one of {list(POINT_GROUP_MODES)}, got {mode!r}")
+    members = list(model.members) if hasattr(model, "members") else [model]
+    images = int(members[0].descriptor.images)
+    if mode == "one" and images == 1:
+        raise ValueError(f"--point-group one: the {members[0].descriptor_kind} descriptor has no point-group images "
+                         "(its features are invariant already); nothing to choose")
+    for k, member in enumerate(members):
+        member.point_group_image = k % images if mode == "one" else -1
+    for net in members + ([model] if hasattr(model, "members") else []):
+        net.images = 1 if mode == "one" else images
+        net.sample_stride = max(1, SAMPLE_STRIDE // net.images)
+    return model
+
+
+def point_group_mode(model: nn.Module) -> str:
+    """The set_point_group mode a model or committee (or an exported file of one) runs in."""
+    first = next(iter(model.members.children())) if hasattr(model, "members") else model
+    return "one" if int(getattr(first, "point_group_image", -1)) >= 0 else "average"
+
+
 class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
     """Descriptor -> normalisation -> MLP site energies -> total energy and fields.
 
@@ -241,6 +274,9 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
         self.descriptor_version: int = int(descriptor.version)
         self.images: int = int(descriptor.images)  # feature rows per site, averaged over (image_mean)
         self.sample_stride: int = max(1, SAMPLE_STRIDE // self.images)  # the solve's site sample (solve_mu)
+        # -1: the site energy is the mean over the descriptor's point-group images (exactly
+        # symmetric); g >= 0: image g alone, images = 1 (set_point_group; an export option)
+        self.point_group_image: int = -1
         self.hidden = hidden
         self.activation = activation
         self.dtype_name = dtype
@@ -363,10 +399,13 @@ class SiteEnergyModel(ChemicalPotentialSolve, nn.Module):
 
     def _image_weight(self, images: int) -> torch.Tensor:
         """(F, images * H): the first layer's feature weights, transposed, block g those of image g
-        with its rows where image g reads them (image_columns; for one image the weights)."""
+        with its rows where image g reads them (image_columns; for one image the weights, or with
+        point_group_image = g those of image g)."""
         num_features = self.feature_mean.shape[0]
         weight = self.mlp[0].weight[:, :num_features].t()
         if images == 1:
+            if self.point_group_image > 0:  # a site row read as image g: block g of the weights below
+                return weight.index_select(0, self.image_sources[:, self.point_group_image])
             return weight
         # image g reads column columns[g, k] where its row has column k: row k of the weights
         # goes to column columns[g, k] of the site row, so row j of block g is row image_sources[j, g]
