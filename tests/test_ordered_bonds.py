@@ -446,3 +446,31 @@ def test_point_group_one_is_refused_for_a_descriptor_without_images():
         set_point_group(model, "one")
     with pytest.raises(ValueError, match=r"must be one of \['average', 'one'\], got 'two'"):
         set_point_group(model, "two")
+
+
+@pytest.mark.parametrize("kind,cutoff,bond_cutoff,table", [("square", 3.0, None, True), ("triangular", 2.0, None, True),
+                                                           ("square", 1.5, 2.0, False)])
+def test_bonds_read_from_the_neighbour_table_equal_the_pairs_of_spins(kind, cutoff, bond_cutoff, table):
+    """The bonds come from the (N, m) table of every site's bonds to its neighbours when every
+    pair's offset is a neighbour's (bond_cutoff <= cutoff), else from both spins of every pair:
+    the same features and gradients either way (float64), and the pairs of a bond_cutoff beyond
+    the cutoff, whose offsets no neighbour has, are the loops' S_a . S_b."""
+    lat = spinforce.Lattice(kind, 8)
+    d = OrderedBondDescriptor(lat, cutoff=cutoff, bond_cutoff=bond_cutoff, half_angle=True)
+    assert d.bond_table is table
+    nb = lat.neighbor_table(d.neighbor_offsets)
+    s = torch.from_numpy(lat.random_spins(7)).requires_grad_(True)
+    weights = torch.from_numpy(np.random.default_rng(2).normal(size=(lat.num_sites, d.num_features)))
+    results = []
+    for use_table in ([True, False] if table else [False]):
+        d.bond_table = use_table
+        f = d.site_features(s, nb)
+        results.append((f.detach().numpy(), torch.autograd.grad((f * weights).sum(), s)[0].numpy()))
+    for f, g in results[1:]:
+        np.testing.assert_allclose(f, results[0][0], rtol=0, atol=1e-14)
+        np.testing.assert_allclose(g, results[0][1], rtol=0, atol=1e-12)
+    spins, nbs = s.detach().numpy(), nb.numpy()
+    for i in (0, 9):
+        patch = np.vstack([spins[i], spins[nbs[i]]])
+        want = [patch[a] @ patch[b] for a, b in zip(d.pair_a.tolist(), d.pair_b.tolist())]
+        np.testing.assert_allclose(results[0][0][i, :d.num_bonds], want, atol=1e-14)

@@ -1,8 +1,6 @@
 """Ordered-bond descriptor: every bond of a neighbourhood, in place, for a group-averaged network (docs/ml.md)."""
 from __future__ import annotations
 
-from typing import Tuple
-
 import numpy as np
 import torch
 from torch import nn
@@ -85,6 +83,15 @@ class OrderedBondDescriptor(nn.Module):
                 images[g, k] = index[tuple(sorted((int(moved[a]), int(moved[b]))))]
         self.register_buffer("pair_a", torch.tensor([a for a, _ in pairs], dtype=torch.long))
         self.register_buffer("pair_b", torch.tensor([b for _, b in pairs], dtype=torch.long))
+        # Bond (a, b) of a site is the bond of the site at position a to its neighbour at offset
+        # o_b - o_a: column pair_columns[p] of the table of every site's bonds to its neighbours
+        # (_bonds). Every such offset is a neighbour's when bond_cutoff <= cutoff (the default).
+        column = {tuple(o): k for k, o in enumerate(offsets.tolist())}
+        cells = np.vstack([np.zeros((1, offsets.shape[1]), dtype=np.int64), offsets.numpy()])
+        steps = [tuple((cells[b] - cells[a]).tolist()) for a, b in pairs]
+        self.bond_table: bool = all(step in column for step in steps)
+        self.register_buffer("pair_columns", torch.tensor([column.get(step, 0) for step in steps], dtype=torch.long),
+                             persistent=False)
         self.register_buffer("image_pairs", torch.from_numpy(images).reshape(-1))
         self.images: int = int(len(perms))
         self.num_bonds: int = len(pairs)
@@ -146,24 +153,46 @@ class OrderedBondDescriptor(nn.Module):
     def site_features(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         """(N, F): one row per site, the row of image 0 (the identity): the bonds in the order of
         the pairs, their half-angle amplitudes (half_angle), the chirality products (chirality)."""
-        patch, bonds = self._bonds(spins, neighbors)
+        bonds = self._bonds(spins, neighbors)
         out = bonds
         if self.half_angle:
             out = torch.cat([out, _half_angle(bonds, self.half_angle_floor)], dim=1)
         if self.chirality:
-            out = torch.cat([out, self._chirality_products(patch)], dim=1)
+            out = torch.cat([out, self._chirality_products(self._patch(spins, neighbors))], dim=1)
         return out
 
-    def _bonds(self, spins: torch.Tensor, neighbors: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(patch (N, m+1, 3): the site and its neighbours' spins, bonds (N, P) in the order of the pairs)."""
-        patch = torch.cat([spins.unsqueeze(1), spins[neighbors]], dim=1)
-        return patch, (patch.index_select(1, self.pair_a) * patch.index_select(1, self.pair_b)).sum(-1)
+    def _bonds(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
+        """(N, P): the bonds of every site in the order of the pairs. With bond_table, read from
+        the (N, m) bonds of every site to its neighbours: three products per bond of the lattice,
+        and a backward pass that adds N x P numbers instead of N x P spins (3x faster than
+        gathering both spins of every pair, on 96x96 at cutoff 4.5; the bonds are the same)."""
+        n = spins.shape[0]
+        if self.bond_table:
+            table = (spins.unsqueeze(1) * spins.index_select(0, neighbors.reshape(-1)).reshape(n, -1, 3)).sum(-1)
+            at = self._positions(neighbors).index_select(0, self.pair_a) * table.shape[1] + self.pair_columns.unsqueeze(1)
+            return table.reshape(-1).index_select(0, at.reshape(-1)).reshape(-1, n).t()
+        patch = self._patch(spins, neighbors)
+        return (patch.index_select(0, self.pair_a) * patch.index_select(0, self.pair_b)).sum(-1).t()
+
+    def _positions(self, neighbors: torch.Tensor) -> torch.Tensor:
+        """(m+1, N): the site at position a of site i's neighbourhood at [a, i] (a = 0: i)."""
+        n = neighbors.shape[0]
+        return torch.cat([torch.arange(n, dtype=neighbors.dtype, device=neighbors.device).unsqueeze(0),
+                          neighbors.t()], dim=0)
+
+    def _patch(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
+        """(m+1, N, 3): the spin at position a of site i's neighbourhood at [a, i]. Position-major,
+        so that gathering positions, and adding their gradients back, moves contiguous blocks."""
+        positions = self._positions(neighbors)
+        return spins.index_select(0, positions.reshape(-1)).reshape(positions.shape[0], spins.shape[0], 3)
 
     def _chirality_products(self, patch: torch.Tensor) -> torch.Tensor:
-        """(N, T): chi_0 chi_t for the triangles of the neighbourhood, in their order."""
-        a, b, c = patch[:, self.triangles[:, 0]], patch[:, self.triangles[:, 1]], patch[:, self.triangles[:, 2]]
-        chi = (a * torch.linalg.cross(b, c, dim=-1)).sum(-1)                       # counterclockwise
-        return chi * chi.index_select(1, self.centre_triangles).sum(1, keepdim=True)
+        """(N, T): chi_0 chi_t for the triangles of the neighbourhood, in their order (patch: _patch)."""
+        a = patch.index_select(0, self.triangles[:, 0])
+        b = patch.index_select(0, self.triangles[:, 1])
+        c = patch.index_select(0, self.triangles[:, 2])
+        chi = (a * torch.linalg.cross(b, c, dim=-1)).sum(-1)                       # (T, N), counterclockwise
+        return (chi * chi.index_select(0, self.centre_triangles).sum(0, keepdim=True)).t()
 
     def forward(self, spins: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
         return self.features(spins, neighbors)
