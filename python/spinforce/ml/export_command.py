@@ -29,7 +29,8 @@ fixed chemical potential (--mu MU). An exported file with mu input is exported a
 ensemble in the same way (e.g. the shipped fixed-N committee at a fixed mu, or at another filling
 inside its trained mu range); the solve's steps not given stay as in the file.
 --point-group one runs each member on one point-group image of each site instead of their mean
-(ordered bonds: 1/8 of the network's cost on the square lattice; docs/ml.md, "One point-group image").
+(ordered bonds: 1/8 of the networks' work on the square lattice, 1/12 on the triangular; docs/ml.md,
+"One point-group image per member").
 """
 from __future__ import annotations
 

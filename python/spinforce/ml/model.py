@@ -220,7 +220,7 @@ def set_point_group(model: nn.Module, mode: str) -> nn.Module:
     still spans K images): 1/|G| of the network's cost, for members trained on one image per site
     (training.point_group = "sample"), whose single images are as accurate as their mean; the
     fields are then symmetric only up to the members' differences between images (docs/ml.md,
-    "One point-group image")."""
+    "One point-group image per member")."""
     if mode not in POINT_GROUP_MODES:
         raise ValueError(f"point group (--point-group) must be one of {list(POINT_GROUP_MODES)}, got {mode!r}")
     members = list(model.members) if hasattr(model, "members") else [model]
